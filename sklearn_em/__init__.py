@@ -1,0 +1,14 @@
+"""sklearn-em: latent-variable models for scikit-learn.
+
+Mixtures learned by Expectation-Maximisation and a variational auto-encoder
+learned by variational inference, each a scikit-learn estimator.
+"""
+
+from .mixture import GaussianMixtureEM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GaussianMixtureEM",
+    "__version__",
+]

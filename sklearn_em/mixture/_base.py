@@ -1,0 +1,741 @@
+"""The EM loop shared by every mixture model of the package.
+
+:class:`BaseMixtureEM` is a template method, shaped like scikit-learn's
+``BaseMixture``: it owns ``n_init``, ``warm_start``, convergence on ``tol``,
+the ``ConvergenceWarning``, keeping the best initialisation, ``sample_weight``
+and the prediction methods. A model fills in its maths through a few hooks:
+
+- ``_check_parameters(X)``: validate the user's initial parameters;
+- ``_weighted_log_prob_function()``: a picklable callable returning
+  ``log pi_k + log p(x_n | k)`` for a chunk of rows;
+- ``_accumulate_function(shift)``: a picklable callable returning the chunk's
+  sufficient statistics from its weighted responsibilities;
+- ``_m_step(stats)``: new parameters from the reduced statistics;
+- ``_initial_parameters_given()`` and ``_initialize_from_given()``: the case
+  where the user supplied every initial parameter;
+- ``_get_parameters``, ``_set_parameters``, ``_n_parameters`` and
+  ``_sample_components``.
+
+Every pass over the data goes through :mod:`._suffstats`, so chunking,
+threads, weights, ``partial_fit`` and Dask share one code path.
+"""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+from functools import partial
+from time import time
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    DensityMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._suffstats import (
+    chunk_rows,
+    e_step_chunk,
+    logsumexp_rows,
+    map_reduce,
+    resp_chunk,
+)
+
+
+def _check_shape(param, param_shape, name):
+    """Raise a ValueError unless ``param`` has shape ``param_shape``."""
+    param = np.asarray(param)
+    if param.shape != param_shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {param_shape}, "
+            f"but got {param.shape}"
+        )
+
+
+def _check_weights(weights, n_components):
+    """Validate user-provided mixture weights.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_components,)
+
+    n_components : int
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+    """
+    weights = check_array(
+        weights, dtype=[np.float64, np.float32], ensure_2d=False, input_name="weights"
+    )
+    _check_shape(weights, (n_components,), "weights")
+    if np.any(weights < 0.0) or np.any(weights > 1.0):
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got "
+            f"max value {weights.max():.5f}, min value {weights.min():.5f}"
+        )
+    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+    if not np.allclose(np.abs(1.0 - weights.sum()), 0.0, atol=atol):
+        raise ValueError(
+            "The parameter 'weights' should be normalized, but got "
+            f"sum(weights) = {weights.sum():.5f}"
+        )
+    return weights
+
+
+def _check_sample_weight(sample_weight, n_samples, dtype):
+    """Validate frequency weights.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,), number or None
+
+    n_samples : int
+
+    dtype : numpy dtype
+        The dtype of the data; the weights are cast to it.
+
+    Returns
+    -------
+    sample_weight : ndarray of shape (n_samples,) or None
+        None when no weights were given.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, Real | Integral) and not isinstance(
+        sample_weight, bool
+    ):
+        sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
+    sample_weight = check_array(
+        sample_weight,
+        ensure_2d=False,
+        dtype=[np.float64, np.float32],
+        input_name="sample_weight",
+        copy=False,
+    ).astype(dtype, copy=False)
+    if sample_weight.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1D array or scalar, got {sample_weight.ndim}D "
+            "array."
+        )
+    if sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == ({sample_weight.shape[0]},), expected "
+            f"({n_samples},)!"
+        )
+    if np.any(sample_weight < 0):
+        raise ValueError("Negative values in data passed to `sample_weight`.")
+    if not np.any(sample_weight > 0):
+        raise ValueError(
+            "All sample weights are zero: at least one sample must have a "
+            "positive weight."
+        )
+    return sample_weight
+
+
+class BaseMixtureEM(
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    DensityMixin,
+    BaseEstimator,
+    metaclass=ABCMeta,
+):
+    """Base class for mixture models fitted by EM on sufficient statistics.
+
+    This abstract class owns the EM loop; subclasses implement the model's
+    maths through the hooks listed in the module docstring.
+
+    .. warning:: This class should not be used directly. Use derived classes
+       instead.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [
+            StrOptions({"kmeans", "random", "random_from_data", "k-means++"})
+        ],
+        "weights": [StrOptions({"learn", "uniform"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components,
+        *,
+        tol,
+        max_iter,
+        n_init,
+        init_params,
+        weights,
+        weights_init,
+        means_init,
+        n_jobs,
+        random_state,
+        warm_start,
+        verbose,
+        verbose_interval,
+    ):
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights = weights
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------
+    # Data validation: overridden by models with other input domains.
+    def _validate_X(self, X, *, reset):
+        """Validate ``X``; ``reset=True`` at fit time."""
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
+
+    def _check_parameters(self, X):
+        """Validate the initial parameters shared by every mixture."""
+        if self.weights_init is not None:
+            if self.weights == "uniform":
+                raise ValueError(
+                    "weights_init cannot be combined with weights='uniform': "
+                    "uniform mixture weights are fixed to 1 / n_components."
+                )
+            self._weights_init = _check_weights(self.weights_init, self.n_components)
+        else:
+            self._weights_init = None
+
+    # ------------------------------------------------------------------
+    # Hooks implemented by each model.
+    @abstractmethod
+    def _weighted_log_prob_function(self):
+        """Return a callable X -> log pi_k + log p(x | k), shape (n, K)."""
+
+    @abstractmethod
+    def _accumulate_function(self, shift):
+        """Return a callable (X, resp) -> dict of sufficient statistics."""
+
+    @abstractmethod
+    def _m_step(self, stats):
+        """Set the parameters from the reduced sufficient statistics."""
+
+    @abstractmethod
+    def _means_from_statistics(self, stats):
+        """Component means from statistics, used as the shift of a 2nd pass."""
+
+    @abstractmethod
+    def _get_parameters(self):
+        pass
+
+    @abstractmethod
+    def _set_parameters(self, params):
+        pass
+
+    @abstractmethod
+    def _n_parameters(self):
+        """Number of free parameters of the model."""
+
+    @abstractmethod
+    def _sample_components(self, rng, n_samples_comp):
+        """Draw ``n_samples_comp[k]`` samples of each component k."""
+
+    def _initial_parameters_given(self):
+        """Whether the user supplied every initial parameter."""
+        return False
+
+    def _initialize_from_given(self, X):
+        """Initialise from the user's parameters only (no data pass)."""
+        raise NotImplementedError  # pragma: no cover - only if the above is True
+
+    # ------------------------------------------------------------------
+    # Passes over the data.
+    def _rows(self, X):
+        n_samples, n_features = X.shape
+        itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
+        n_jobs = 1 if self.n_jobs is None else max(1, self.n_jobs)
+        return chunk_rows(
+            n_samples, n_features, self.n_components, itemsize, n_jobs=n_jobs
+        )
+
+    def _e_step_statistics(self, X, sample_weight):
+        """One E-step over all of ``X``, reduced to sufficient statistics."""
+        chunk_function = self._e_step_chunk_function()
+        return map_reduce(
+            chunk_function, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
+        )
+
+    def _e_step_chunk_function(self):
+        """The picklable per-chunk E-step for the current parameters."""
+        return partial(
+            e_step_chunk,
+            weighted_log_prob=self._weighted_log_prob_function(),
+            accumulate=self._accumulate_function(self._shift()),
+        )
+
+    def _shift(self):
+        """The point sums of squares are accumulated around (current means)."""
+        return self.means_
+
+    def _statistics_from_resp(self, X, sample_weight, resp):
+        """Sufficient statistics of given responsibilities, in two passes.
+
+        The first pass gives the means; the second accumulates second moments
+        around them, so no precision is lost to cancellation.
+        """
+        rows = self._rows(X)
+        first = map_reduce(
+            partial(resp_chunk, accumulate=self._accumulate_function(None)),
+            X,
+            sample_weight,
+            resp,
+            n_jobs=self.n_jobs,
+            rows=rows,
+        )
+        shift = self._means_from_statistics(first)
+        if shift is None:
+            return first
+        return map_reduce(
+            partial(resp_chunk, accumulate=self._accumulate_function(shift)),
+            X,
+            sample_weight,
+            resp,
+            n_jobs=self.n_jobs,
+            rows=rows,
+        )
+
+    # ------------------------------------------------------------------
+    # Initialisation.
+    def _initial_resp(self, X, sample_weight, random_state):
+        """Initial responsibilities from ``init_params``, shape (n, K)."""
+        n_samples = X.shape[0]
+        n_components = self.n_components
+        dtype = X.dtype
+        if self.init_params == "kmeans":
+            resp = np.zeros((n_samples, n_components), dtype=dtype)
+            label = (
+                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+                .fit(X, sample_weight=sample_weight)
+                .labels_
+            )
+            resp[np.arange(n_samples), label] = 1
+        elif self.init_params == "random":
+            resp = np.asarray(
+                random_state.uniform(size=(n_samples, n_components)), dtype=dtype
+            )
+            resp /= resp.sum(axis=1)[:, np.newaxis]
+        elif self.init_params == "random_from_data":
+            resp = np.zeros((n_samples, n_components), dtype=dtype)
+            p = None if sample_weight is None else sample_weight / sample_weight.sum()
+            indices = random_state.choice(n_samples, size=n_components, replace=False, p=p)
+            resp[indices, np.arange(n_components)] = 1
+        else:  # "k-means++"
+            resp = np.zeros((n_samples, n_components), dtype=dtype)
+            _, indices = kmeans_plusplus(
+                X, n_components, sample_weight=sample_weight, random_state=random_state
+            )
+            resp[indices, np.arange(n_components)] = 1
+        return resp
+
+    def _initialize_parameters(self, X, sample_weight, random_state):
+        """Initialise the parameters: from the user's values or from data."""
+        if self._initial_parameters_given():
+            self._initialize_from_given(X)
+            return
+        # Weights that are all equal change nothing but the random stream:
+        # keep scikit-learn's unweighted initialisation in that case.
+        init_weight = sample_weight
+        if sample_weight is not None and np.all(sample_weight == sample_weight[0]):
+            init_weight = None
+        resp = self._initial_resp(X, init_weight, random_state)
+        stats = self._statistics_from_resp(X, sample_weight, resp)
+        self._m_step(stats, initial=True)
+
+    # ------------------------------------------------------------------
+    # Fitting.
+    def _prepare_fit_data(self, X, sample_weight):
+        """Validate X and the weights; drop zero-weight rows.
+
+        A zero weight is exactly the removal of the row: dropping it before
+        initialisation makes even the random initialisations agree.
+        """
+        X = self._validate_X(X, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        if sample_weight is not None and not np.all(sample_weight > 0):
+            keep = sample_weight > 0
+            X, sample_weight = X[keep], sample_weight[keep]
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+                + (
+                    " (samples with a positive sample_weight)"
+                    if sample_weight is not None
+                    else ""
+                )
+            )
+        return X, sample_weight
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the model's parameters with the EM algorithm.
+
+        The model is fitted ``n_init`` times and keeps the parameters with the
+        largest log-likelihood. Each run alternates E- and M-steps until the
+        change in mean log-likelihood is below ``tol`` or ``max_iter`` is
+        reached, in which case a :class:`~sklearn.exceptions.ConvergenceWarning`
+        is raised. With ``warm_start=True``, ``n_init`` is ignored after the
+        first call and fitting resumes from the current parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights: an integer weight is equivalent to repeating
+            the row that many times and a zero weight to removing it. None
+            means every row has weight one.
+
+        Returns
+        -------
+        self : object
+            The fitted mixture.
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and predict the component of every sample of ``X``.
+
+        Equivalent to ``fit(X, sample_weight=sample_weight).predict(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights, as in :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, sample_weight):
+        X, sample_weight = self._prepare_fit_data(X, sample_weight)
+        self._check_parameters(X)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+
+        max_lower_bound = -np.inf
+        best_params, best_n_iter, best_lower_bounds = None, 0, []
+        self.converged_ = False
+        random_state = check_random_state(self.random_state)
+
+        for init in range(n_init):
+            self._print_verbose_msg_init_beg(init)
+            if do_init:
+                self._initialize_parameters(X, sample_weight, random_state)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current_lower_bounds = []
+
+            if self.max_iter == 0:
+                best_params = self._get_parameters()
+                best_n_iter = 0
+                continue
+
+            converged = False
+            for n_iter in range(1, self.max_iter + 1):
+                prev_lower_bound = lower_bound
+                stats = self._e_step_statistics(X, sample_weight)
+                lower_bound = self._lower_bound(stats)
+                self._m_step(stats)
+                current_lower_bounds.append(lower_bound)
+
+                change = lower_bound - prev_lower_bound
+                self._print_verbose_msg_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+
+            self._print_verbose_msg_init_end(lower_bound, converged)
+            if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                max_lower_bound = lower_bound
+                best_params = self._get_parameters()
+                best_n_iter = n_iter
+                best_lower_bounds = current_lower_bounds
+                self.converged_ = converged
+
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different "
+                "init parameters, or increase max_iter, tol, or check for "
+                "degenerate data.",
+                ConvergenceWarning,
+            )
+
+        self._set_parameters(best_params)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        return self
+
+    def _lower_bound(self, stats):
+        """Mean log-likelihood of the data under the E-step's parameters."""
+        lower_bound = float(stats["log_likelihood"] / stats["sum_weight"])
+        if not np.isfinite(lower_bound):
+            raise ValueError(
+                "The log-likelihood of the data is not finite: a component has "
+                "collapsed or the data has extreme values. Try to increase "
+                "reg_covar, decrease n_components, or scale the input data."
+            )
+        return lower_bound
+
+    # ------------------------------------------------------------------
+    # Prediction.
+    def _weighted_log_prob(self, X):
+        """Weighted log-probabilities of validated X, chunk by chunk."""
+        function = self._weighted_log_prob_function()
+        rows = self._rows(X)
+        out = np.empty((X.shape[0], self.n_components), dtype=self._dtype())
+        for start in range(0, X.shape[0], rows):
+            s = slice(start, start + rows)
+            out[s] = function(X[s])
+        return out
+
+    def _dtype(self):
+        return self.means_.dtype
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            ``log p(x_n)`` for every sample.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        log_prob = self._weighted_log_prob(X)
+        return logsumexp_rows(log_prob)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of the samples of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+            Mean of :meth:`score_samples` over ``X``.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._weighted_log_prob(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Responsibilities: the posterior probability of each component.
+
+        ``r_nk = pi_k p(x_n | k) / sum_j pi_j p(x_n | j)``, computed in log
+        space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Responsibilities; every row sums to one.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        resp = self._weighted_log_prob(X)
+        logsumexp_rows(resp)
+        return resp
+
+    def transform(self, X):
+        """Responsibilities of ``X``, as features for a pipeline.
+
+        Same as :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Responsibilities; every row sums to one.
+        """
+        return self.predict_proba(X)
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Randomly generated samples.
+
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                "requires at least one sample."
+            )
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        X = self._sample_components(rng, n_samples_comp)
+        y = np.concatenate(
+            [np.full(int(n), k, dtype=np.int64) for k, n in enumerate(n_samples_comp)]
+        )
+        return X, y
+
+    def bic(self, X):
+        """Bayesian information criterion of the model on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        bic : float
+            ``-2 log L + n_parameters log n_samples``; lower is better.
+        """
+        X = self._validate_X(X, reset=False) if hasattr(self, "means_") else X
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(
+            X.shape[0]
+        )
+
+    def aic(self, X):
+        """Akaike information criterion of the model on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        aic : float
+            ``-2 log L + 2 n_parameters``; lower is better.
+        """
+        X = self._validate_X(X, reset=False) if hasattr(self, "means_") else X
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    @property
+    def _n_features_out(self):
+        """Number of transformed output features: one per component."""
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------------
+    # Verbose messages, as in scikit-learn.
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose == 1:
+            print(f"Initialization {n_init}")
+        elif self.verbose >= 2:
+            print(f"Initialization {n_init}")
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            elif self.verbose >= 2:
+                cur_time = time()
+                print(
+                    f"  Iteration {n_iter}\t time lapse "
+                    f"{cur_time - self._iter_prev_time:.5f}s\t ll change {diff_ll:.5f}"
+                )
+                self._iter_prev_time = cur_time
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_prev_time
+            print(
+                f"Initialization {converged_msg}. time lapse {t:.5f}s\t "
+                f"lower bound {lb:.5f}."
+            )

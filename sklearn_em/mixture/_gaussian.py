@@ -1,0 +1,721 @@
+"""Gaussian mixture fitted by EM on sufficient statistics."""
+
+import math
+from functools import partial
+from numbers import Real
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import BaseMixtureEM, _check_shape
+from ._suffstats import map_reduce
+
+_COLLAPSE_MESSAGE = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+
+
+# ----------------------------------------------------------------------
+# Validation of user-provided initial parameters.
+def _check_means(means, n_components, n_features):
+    """Validate user-provided means, shape (n_components, n_features)."""
+    means = check_array(
+        means, dtype=[np.float64, np.float32], ensure_2d=False, input_name="means"
+    )
+    _check_shape(means, (n_components, n_features), "means")
+    return means
+
+
+def _check_precision_matrix(precision, covariance_type):
+    """Check that a precision matrix is symmetric and positive-definite."""
+    if not (
+        np.allclose(precision, precision.T) and np.all(linalg.eigvalsh(precision) > 0.0)
+    ):
+        raise ValueError(
+            f"'{covariance_type} precision' should be symmetric, positive-definite"
+        )
+
+
+def _check_precisions(precisions, covariance_type, n_components, n_features):
+    """Validate user-provided precisions.
+
+    Parameters
+    ----------
+    precisions : array-like
+        'full' : shape (n_components, n_features, n_features)
+        'tied' : shape (n_features, n_features)
+        'diag' : shape (n_components, n_features)
+        'spherical' : shape (n_components,)
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    n_components, n_features : int
+
+    Returns
+    -------
+    precisions : ndarray
+    """
+    precisions = check_array(
+        precisions,
+        dtype=[np.float64, np.float32],
+        ensure_2d=False,
+        allow_nd=covariance_type == "full",
+        input_name="precisions",
+    )
+    shape = {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+    _check_shape(precisions, shape, f"{covariance_type} precision")
+    if covariance_type == "full":
+        for precision in precisions:
+            _check_precision_matrix(precision, covariance_type)
+    elif covariance_type == "tied":
+        _check_precision_matrix(precisions, covariance_type)
+    elif np.any(precisions <= 0.0):
+        raise ValueError(f"'{covariance_type} precision' should be positive")
+    return precisions
+
+
+# ----------------------------------------------------------------------
+# Sufficient statistics (the per-chunk map).
+def _accumulate_gaussian(X, resp, *, shift, covariance_type):
+    """Sufficient statistics of a chunk.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities, already multiplied by the sample weights.
+
+    shift : ndarray of shape (n_components, n_features) or None
+        Point around which each component's second moments are accumulated
+        (the current means). None skips the second moments.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    stats : dict
+        ``"nk"`` (n_components,): sum_n r_nk;
+        ``"sx"`` (n_components, n_features): sum_n r_nk x_n;
+        ``"sxx"``: sum_n r_nk (x_n - c_k)(x_n - c_k)^T, shape
+        (n_components, n_features, n_features) for full and tied, or its
+        diagonal, shape (n_components, n_features), for diag and spherical.
+    """
+    stats = {"nk": resp.sum(axis=0), "sx": resp.T @ X}
+    if shift is None:
+        return stats
+    n_components, n_features = shift.shape
+    if covariance_type in ("full", "tied"):
+        sxx = np.empty((n_components, n_features, n_features), dtype=X.dtype)
+        for k in range(n_components):
+            diff = X - shift[k]
+            sxx[k] = (diff.T * resp[:, k]) @ diff
+    else:
+        sxx = np.empty((n_components, n_features), dtype=X.dtype)
+        for k in range(n_components):
+            diff = X - shift[k]
+            diff *= diff
+            sxx[k] = resp[:, k] @ diff
+    stats["sxx"] = sxx
+    return stats
+
+
+def _row_scatter(X, sample_weight):
+    """``{"row_scatter": sum_n w_n x_n x_n^T}``, shape (n_features, n_features)."""
+    Xw = X if sample_weight is None else X * sample_weight[:, np.newaxis]
+    return {"row_scatter": Xw.T @ X}
+
+
+def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type):
+    """M-step: weights, means and covariances from reduced statistics.
+
+    Parameters
+    ----------
+    stats : dict
+        Output of :func:`_accumulate_gaussian`, summed over chunks.
+
+    shift : ndarray of shape (n_components, n_features)
+        The shift the second moments were accumulated around.
+
+    reg_covar : float
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+        Weighted counts N_k (with scikit-learn's 10 eps guard).
+
+    means : ndarray of shape (n_components, n_features)
+        mu_k = sum_n r_nk x_n / N_k.
+
+    covariances : ndarray
+        Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg_covar I, in
+        the layout of ``covariance_type``.
+    """
+    nk = stats["nk"] + 10 * np.finfo(stats["nk"].dtype).eps
+    means = stats["sx"] / nk[:, np.newaxis]
+    # sum r (x - c)(x - c)^T = sum r (x - mu)(x - mu)^T + N_k (mu - c)(mu - c)^T
+    delta = means - shift
+    ratio = stats["nk"] / nk
+    if covariance_type in ("full", "tied"):
+        scatter = stats["sxx"] - (ratio * stats["nk"])[:, None, None] * (
+            delta[:, :, None] * delta[:, None, :]
+        )
+        if covariance_type == "full":
+            covariances = scatter / nk[:, None, None]
+            idx = np.arange(means.shape[1])
+            covariances[:, idx, idx] += reg_covar
+        else:
+            covariances = scatter.sum(axis=0) / nk.sum()
+            covariances.flat[:: means.shape[1] + 1] += reg_covar
+    else:
+        variances = stats["sxx"] / nk[:, np.newaxis] - ratio[:, None] * delta**2
+        # Rounding can leave a tiny negative value where the variance is 0.
+        np.maximum(variances, 0, out=variances)
+        variances += reg_covar
+        covariances = variances if covariance_type == "diag" else variances.mean(1)
+    return nk, means, covariances
+
+
+def _compute_precision_cholesky(covariances, covariance_type):
+    """Cholesky factors of the precisions, from the covariances.
+
+    Parameters
+    ----------
+    covariances : ndarray
+        'full' : shape (n_components, n_features, n_features)
+        'tied' : shape (n_features, n_features)
+        'diag' : shape (n_components, n_features)
+        'spherical' : shape (n_components,)
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray
+        Upper-triangular U with precision = U U^T ('full', 'tied'), or the
+        square roots of the precisions ('diag', 'spherical'); same shape.
+    """
+    message = _COLLAPSE_MESSAGE
+    if covariances.dtype == np.float32:
+        message += (
+            " The numerical accuracy can also be improved by passing float64"
+            " data instead of float32."
+        )
+    if not np.all(np.isfinite(covariances)):
+        raise ValueError(message)
+    if covariance_type in ("full", "tied"):
+        stacked = covariances if covariance_type == "full" else covariances[None]
+        n_features = stacked.shape[-1]
+        eye = np.eye(n_features, dtype=stacked.dtype)
+        prec_chol = np.empty_like(stacked)
+        for k, covariance in enumerate(stacked):
+            try:
+                cov_chol = linalg.cholesky(covariance, lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(message) from None
+            prec_chol[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
+        return prec_chol if covariance_type == "full" else prec_chol[0]
+    if np.any(covariances <= 0.0):
+        raise ValueError(message)
+    return 1.0 / np.sqrt(covariances)
+
+
+def _compute_precision_cholesky_from_precisions(precisions, covariance_type):
+    """Upper-triangular U with precision = U U^T, from the precisions.
+
+    The precision's rows and columns are reversed, its lower Cholesky factor
+    taken, and the result reversed back (scikit-learn #26415).
+
+    Parameters
+    ----------
+    precisions : ndarray
+        In the layout of ``covariance_type`` (see
+        :func:`_compute_precision_cholesky`).
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray of the same shape.
+    """
+    if covariance_type in ("full", "tied"):
+        stacked = precisions if covariance_type == "full" else precisions[None]
+        chol = np.stack(
+            [np.linalg.cholesky(p[::-1, ::-1])[::-1, ::-1] for p in stacked]
+        )
+        return chol if covariance_type == "full" else chol[0]
+    return np.sqrt(precisions)
+
+
+def _compute_log_det_cholesky(matrix_chol, covariance_type, n_features):
+    """Log-determinant of Cholesky factors, one per component.
+
+    Parameters
+    ----------
+    matrix_chol : ndarray
+        'full' : shape (n_components, n_features, n_features)
+        'tied' : shape (n_features, n_features)
+        'diag' : shape (n_components, n_features)
+        'spherical' : shape (n_components,)
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    n_features : int
+
+    Returns
+    -------
+    log_det : ndarray of shape (n_components,) (a scalar for 'tied')
+    """
+    if covariance_type == "full":
+        return np.log(np.diagonal(matrix_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return np.log(np.diag(matrix_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(matrix_chol).sum(axis=1)
+    return n_features * np.log(matrix_chol)
+
+
+def _estimate_log_gaussian_prob(X, means, precisions_chol, covariance_type):
+    """Log density of every sample under every component.
+
+    The data are centred on the mean of the means before the quadratic forms,
+    so that data far from the origin lose no precision.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray
+        Cholesky factors of the precisions, in the layout of
+        ``covariance_type``.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        ``log N(x_n | mu_k, Sigma_k)``.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    centre = means.mean(axis=0)
+    Xc = X - centre
+    mc = means - centre
+    log_det = _compute_log_det_cholesky(precisions_chol, covariance_type, n_features)
+    if covariance_type == "full":
+        # One product with the stacked factors [U_1 ... U_K]: (n, K * D).
+        stacked = precisions_chol.transpose(1, 0, 2).reshape(n_features, -1)
+        y = Xc @ stacked
+        y -= np.einsum("kd,kde->ke", mc, precisions_chol).reshape(-1)
+        y *= y
+        maha = y.reshape(n_samples, n_components, n_features).sum(axis=2)
+    elif covariance_type == "tied":
+        y = Xc @ precisions_chol
+        b = mc @ precisions_chol
+        diff = y[:, np.newaxis, :] - b[np.newaxis, :, :]
+        diff *= diff
+        maha = diff.sum(axis=2)
+    elif covariance_type == "diag":
+        precisions = precisions_chol**2
+        maha = (mc**2 * precisions).sum(axis=1) - 2.0 * (Xc @ (mc * precisions).T)
+        maha += (Xc * Xc) @ precisions.T
+    else:
+        precisions = precisions_chol**2
+        maha = (mc**2).sum(axis=1) * precisions - 2.0 * (Xc @ mc.T) * precisions
+        maha += np.outer(np.einsum("ij,ij->i", Xc, Xc), precisions)
+    return -0.5 * (n_features * math.log(2 * math.pi) + maha) + log_det
+
+
+def _weighted_log_gaussian_prob(X, *, means, precisions_chol, covariance_type, log_w):
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)``, shape (n_samples, n_components)."""
+    log_prob = _estimate_log_gaussian_prob(X, means, precisions_chol, covariance_type)
+    log_prob += log_w
+    return log_prob
+
+
+class GaussianMixtureEM(BaseMixtureEM):
+    """Gaussian mixture fitted by EM, a drop-in for scikit-learn's GaussianMixture.
+
+    It takes the same parameters, exposes the same fitted attributes and,
+    from the same initial parameters, reaches the same solution as
+    :class:`sklearn.mixture.GaussianMixture`. It adds frequency
+    ``sample_weight``, fixed uniform mixture weights, :meth:`transform`
+    (responsibilities as features) and an EM engine organised around
+    sufficient statistics that works chunk by chunk, in bounded memory and
+    in parallel threads.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        The form of the covariance matrices: one general matrix per component
+        ('full'), one matrix shared by all ('tied'), one diagonal matrix per
+        component ('diag') or one variance per component ('spherical').
+
+    tol : float, default=1e-3
+        EM stops when the gain in mean log-likelihood is below this
+        threshold.
+
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of covariances, so
+        that they stay positive definite.
+
+    max_iter : int, default=100
+        The number of EM iterations to perform.
+
+    n_init : int, default=1
+        The number of initialisations; the best result is kept.
+
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, \
+            default='kmeans'
+        How the initial responsibilities are chosen: from a k-means
+        clustering, from k-means++ seeds, at random, or from randomly chosen
+        data points. With ``sample_weight``, k-means and k-means++ are
+        weighted and 'random_from_data' draws points with probability
+        proportional to their weight.
+
+    weights_init : array-like of shape (n_components,), default=None
+        User-provided initial mixture weights.
+
+    means_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial means.
+
+    precisions_init : array-like, default=None
+        User-provided initial precisions (inverse covariances), of shape
+        (n_components,) for 'spherical', (n_features, n_features) for 'tied',
+        (n_components, n_features) for 'diag' and
+        (n_components, n_features, n_features) for 'full'.
+
+    random_state : int, RandomState instance or None, default=None
+        Controls the initialisation and :meth:`sample`. Pass an int for
+        reproducible results.
+
+    warm_start : bool, default=False
+        If True, each call to :meth:`fit` starts from the previous solution
+        and ``n_init`` is ignored after the first call.
+
+    verbose : int, default=0
+        1 prints the initialisation and each iteration; 2 adds timings and
+        the change in log-likelihood.
+
+    verbose_interval : int, default=10
+        Number of iterations between two messages.
+
+    weights : {'learn', 'uniform'}, default='learn'
+        'learn' estimates the mixture weights, pi_k = N_k / N. 'uniform'
+        holds them at 1 / n_components, so that responsibilities are the
+        normalised likelihoods r_nk = p(x_n | k) / sum_j p(x_n | j).
+
+    n_jobs : int, default=None
+        Number of threads the chunks of each E-step are mapped over. None
+        means 1 unless in a :obj:`joblib.parallel_backend` context; -1 means
+        all processors. Each thread runs single-threaded BLAS.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        The weight of each mixture component.
+
+    means_ : ndarray of shape (n_components, n_features)
+        The mean of each mixture component.
+
+    covariances_ : ndarray
+        The covariance of each component; shape (n_components,) for
+        'spherical', (n_features, n_features) for 'tied',
+        (n_components, n_features) for 'diag' and
+        (n_components, n_features, n_features) for 'full'.
+
+    precisions_ : ndarray
+        The precision matrices (inverse covariances), in the same layout.
+
+    precisions_cholesky_ : ndarray
+        Cholesky factors U of the precisions (precision = U U^T), in the
+        same layout.
+
+    converged_ : bool
+        True when the best initialisation converged.
+
+    n_iter_ : int
+        Number of EM iterations of the best initialisation.
+
+    lower_bound_ : float
+        Mean log-likelihood of the training data at the last E-step of the
+        best initialisation.
+
+    lower_bounds_ : list of float
+        Mean log-likelihood at every iteration of the best initialisation.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.mixture.GaussianMixture : The scikit-learn estimator this one
+        replaces.
+    BernoulliMixtureEM : Mixture of multivariate Bernoullis for binary data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_em import GaussianMixtureEM
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixtureEM(n_components=2, random_state=0).fit(X)
+    >>> gm.means_[np.argsort(gm.means_[:, 0])]
+    array([[ 1.,  2.],
+           [10.,  2.]])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() == gm.predict([[1, 0], [10, 2]]).tolist()
+    True
+    >>> gm.transform([[0, 0]]).round(3)
+    array([[...]])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMixtureEM._parameter_constraints,
+        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "precisions_init": ["array-like", None],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        weights="learn",
+        n_jobs=None,
+    ):
+        super().__init__(
+            n_components=n_components,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weights=weights,
+            weights_init=weights_init,
+            means_init=means_init,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.precisions_init = precisions_init
+
+    def _check_parameters(self, X):
+        super()._check_parameters(X)
+        n_features = X.shape[1]
+        self._means_init = (
+            None
+            if self.means_init is None
+            else _check_means(self.means_init, self.n_components, n_features)
+        )
+        self._precisions_init = (
+            None
+            if self.precisions_init is None
+            else _check_precisions(
+                self.precisions_init,
+                self.covariance_type,
+                self.n_components,
+                n_features,
+            )
+        )
+        self._fit_dtype = X.dtype
+
+    def _initial_parameters_given(self):
+        return (
+            (self._weights_init is not None or self.weights == "uniform")
+            and self._means_init is not None
+            and self._precisions_init is not None
+        )
+
+    def _initial_weights(self):
+        if self.weights == "uniform":
+            return np.full(self.n_components, 1 / self.n_components, self._fit_dtype)
+        return self._weights_init.astype(self._fit_dtype)
+
+    def _initialize_from_given(self, X):
+        self.weights_ = self._initial_weights()
+        self.means_ = self._means_init.astype(self._fit_dtype)
+        self._set_precisions_from_init()
+
+    def _set_precisions_from_init(self):
+        self.precisions_cholesky_ = _compute_precision_cholesky_from_precisions(
+            self._precisions_init.astype(self._fit_dtype), self.covariance_type
+        )
+        # Covariances are only known once an M-step has run; start from the
+        # inverse of the given precisions so that the attribute always exists.
+        self.covariances_ = _covariances_from_precisions_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        )
+
+    # The model's maths for the shared EM loop.
+    def _weighted_log_prob_function(self):
+        return partial(
+            _weighted_log_gaussian_prob,
+            means=self.means_,
+            precisions_chol=self.precisions_cholesky_,
+            covariance_type=self.covariance_type,
+            log_w=np.log(self.weights_),
+        )
+
+    def _accumulate_function(self, shift):
+        return partial(
+            _accumulate_gaussian, shift=shift, covariance_type=self.covariance_type
+        )
+
+    def _statistics_from_resp(self, X, sample_weight, resp):
+        stats = super()._statistics_from_resp(X, sample_weight, resp)
+        if self.covariance_type == "tied":
+            # scikit-learn's tied M-step uses the rows' total second moment
+            # sum_n w_n x_n x_n^T, which equals the responsibility-weighted
+            # one only when every row's responsibilities sum to one. At
+            # initialisation from data points they do not; reproduce its
+            # initial covariance exactly.
+            stats["row_scatter"] = map_reduce(
+                _row_scatter, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
+            )["row_scatter"]
+        return stats
+
+    def _means_from_statistics(self, stats):
+        nk = stats["nk"] + 10 * np.finfo(stats["nk"].dtype).eps
+        return stats["sx"] / nk[:, np.newaxis]
+
+    def _m_step(self, stats, initial=False):
+        shift = self._means_from_statistics(stats) if initial else self.means_
+        if "sxx" not in stats:  # pragma: no cover - defensive
+            raise ValueError("second moments are missing from the statistics")
+        nk, means, covariances = _estimate_gaussian_parameters(
+            stats, shift, self.reg_covar, self.covariance_type
+        )
+        if "row_scatter" in stats:
+            covariances = stats["row_scatter"] - (nk * means.T) @ means
+            covariances /= nk.sum()
+            covariances.flat[:: means.shape[1] + 1] += self.reg_covar
+        if self.weights == "uniform":
+            weights = np.full(self.n_components, 1 / self.n_components, nk.dtype)
+        else:
+            weights = nk / nk.sum()
+        if initial:
+            if self._weights_init is not None:
+                weights = self._weights_init.astype(nk.dtype)
+            if self._means_init is not None:
+                means = self._means_init.astype(nk.dtype)
+            if self._precisions_init is not None:
+                self.weights_, self.means_ = weights, means
+                self._set_precisions_from_init()
+                return
+        self.weights_, self.means_, self.covariances_ = weights, means, covariances
+        self.precisions_cholesky_ = _compute_precision_cholesky(
+            covariances, self.covariance_type
+        )
+
+    def _get_parameters(self):
+        return (
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        )
+
+    def _set_parameters(self, params):
+        (
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        ) = params
+        self.precisions_ = _precisions_from_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        )
+
+    def _n_parameters(self):
+        n_features = self.means_.shape[1]
+        cov_params = {
+            "full": self.n_components * n_features * (n_features + 1) / 2.0,
+            "diag": self.n_components * n_features,
+            "tied": n_features * (n_features + 1) / 2.0,
+            "spherical": self.n_components,
+        }[self.covariance_type]
+        mean_params = n_features * self.n_components
+        weight_params = self.n_components - 1 if self.weights == "learn" else 0
+        return int(cov_params + mean_params + weight_params)
+
+    def _sample_components(self, rng, n_samples_comp):
+        n_features = self.means_.shape[1]
+        if self.covariance_type == "full":
+            parts = [
+                rng.multivariate_normal(mean, covariance, int(n))
+                for mean, covariance, n in zip(
+                    self.means_, self.covariances_, n_samples_comp
+                )
+            ]
+        elif self.covariance_type == "tied":
+            parts = [
+                rng.multivariate_normal(mean, self.covariances_, int(n))
+                for mean, n in zip(self.means_, n_samples_comp)
+            ]
+        else:
+            parts = [
+                mean + rng.standard_normal(size=(n, n_features)) * np.sqrt(covariance)
+                for mean, covariance, n in zip(
+                    self.means_, self.covariances_, n_samples_comp
+                )
+            ]
+        return np.vstack(parts)
+
+
+def _precisions_from_cholesky(precisions_chol, covariance_type):
+    """Precisions U U^T from their Cholesky factors, in the same layout."""
+    if covariance_type == "full":
+        return precisions_chol @ precisions_chol.transpose(0, 2, 1)
+    if covariance_type == "tied":
+        return precisions_chol @ precisions_chol.T
+    return precisions_chol**2
+
+
+def _covariances_from_precisions_cholesky(precisions_chol, covariance_type):
+    """Covariances (U U^T)^-1 from the precisions' Cholesky factors."""
+    if covariance_type in ("full", "tied"):
+        # (U U^T)^-1 = U^-T U^-1
+        stacked = precisions_chol if covariance_type == "full" else precisions_chol[None]
+        eye = np.eye(stacked.shape[-1], dtype=stacked.dtype)
+        inv = np.stack(
+            [linalg.solve_triangular(u, eye, lower=False) for u in stacked]
+        )
+        cov = inv.transpose(0, 2, 1) @ inv
+        return cov if covariance_type == "full" else cov[0]
+    return 1.0 / precisions_chol**2

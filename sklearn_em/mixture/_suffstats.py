@@ -1,0 +1,224 @@
+"""The sufficient-statistics engine shared by every mixture model.
+
+All of EM's statistics are sums over samples. One EM iteration is therefore a
+*map* of a per-chunk function over row chunks of ``X`` -- the E-step plus the
+accumulation of the sums the M-step needs -- followed by a *reduction* (adding
+the per-chunk dictionaries) and an M-step that only reads the reduced sums.
+
+That single shape gives:
+
+- bounded memory: only one chunk's temporaries are alive per worker;
+- threads: chunks are independent, so they are mapped with joblib threads
+  (NumPy and BLAS release the GIL);
+- ``sample_weight``: the weight multiplies each row's responsibilities;
+- ``partial_fit``: running sums updated batch by batch;
+- distributed fits: the same chunk function is mapped over Dask blocks.
+
+The functions here are model-agnostic: a model provides two callables, one
+computing ``log pi_k + log p(x_n | k)`` for a chunk and one accumulating its
+sufficient statistics from a chunk and its (weighted) responsibilities.
+"""
+
+import math
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn import get_config
+from threadpoolctl import threadpool_limits
+
+# Rows per chunk are chosen so that the chunk's temporaries stay in the CPU's
+# caches; the user-level cap is scikit-learn's ``working_memory`` setting.
+_CACHE_BYTES = 2**21
+
+
+def logsumexp_rows(a):
+    """Row-wise log-sum-exp, and the row-normalised exponentials in place.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n_samples, n_components)
+        Unnormalised log-probabilities. It is overwritten with the
+        normalised probabilities ``exp(a - logsumexp(a, axis=1))``.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_samples,)
+        ``log(sum_k exp(a[:, k]))`` for every row.
+    """
+    a_max = a.max(axis=1)
+    # A row whose entries are all -inf has no mass at all: keep it finite so
+    # that it yields -inf rather than NaN.
+    a_max[~np.isfinite(a_max)] = 0
+    a -= a_max[:, np.newaxis]
+    np.exp(a, out=a)
+    norm = a.sum(axis=1)
+    a /= norm[:, np.newaxis]
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(norm)
+    log_norm += a_max
+    return log_norm
+
+
+def e_step_chunk(X, sample_weight, *, weighted_log_prob, accumulate):
+    """E-step on one chunk, returning its sufficient statistics.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        One chunk of the data.
+
+    sample_weight : ndarray of shape (n_samples,) or None
+        Frequency weights of the chunk's rows; None means all ones.
+
+    weighted_log_prob : callable
+        ``weighted_log_prob(X)`` returns ``log pi_k + log p(x_n | k)`` as an
+        ndarray of shape (n_samples, n_components).
+
+    accumulate : callable
+        ``accumulate(X, resp)`` returns a dict of sums over the chunk's rows,
+        given responsibilities already multiplied by the sample weights.
+
+    Returns
+    -------
+    stats : dict of ndarray
+        The model's sums plus ``"log_likelihood"`` (the weighted sum of the
+        rows' log-likelihoods) and ``"sum_weight"`` (the sum of the weights).
+    """
+    resp = weighted_log_prob(X)
+    log_norm = logsumexp_rows(resp)
+    if sample_weight is None:
+        log_likelihood = log_norm.sum(dtype=np.float64)
+        sum_weight = float(X.shape[0])
+    else:
+        resp *= sample_weight[:, np.newaxis]
+        log_likelihood = np.dot(sample_weight.astype(np.float64), log_norm)
+        sum_weight = sample_weight.sum(dtype=np.float64)
+    stats = accumulate(X, resp)
+    stats["log_likelihood"] = np.asarray(log_likelihood, dtype=np.float64)
+    stats["sum_weight"] = np.asarray(sum_weight, dtype=np.float64)
+    return stats
+
+
+def resp_chunk(X, sample_weight, resp, *, accumulate):
+    """Sufficient statistics of a chunk from given responsibilities.
+
+    Used at initialisation, where responsibilities come from k-means or a
+    random draw rather than from an E-step.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    resp : ndarray of shape (n_samples, n_components)
+
+    accumulate : callable
+        As in :func:`e_step_chunk`.
+
+    Returns
+    -------
+    stats : dict of ndarray
+    """
+    if sample_weight is not None:
+        resp = resp * sample_weight[:, np.newaxis]
+    return accumulate(X, resp)
+
+
+def add_statistics(stats_list):
+    """Add a sequence of statistics dictionaries key by key.
+
+    Parameters
+    ----------
+    stats_list : iterable of dict of ndarray
+
+    Returns
+    -------
+    total : dict of ndarray
+    """
+    total = None
+    for stats in stats_list:
+        if total is None:
+            total = {key: np.array(value, copy=True) for key, value in stats.items()}
+        else:
+            for key, value in stats.items():
+                total[key] += value
+    return total
+
+
+def chunk_rows(n_samples, n_features, n_components, itemsize, n_jobs=1):
+    """Number of rows per chunk.
+
+    The chunk's largest temporaries are a few arrays of
+    ``n_features * n_components`` values per row. Rows are chosen so that they
+    fit in a cache-sized budget, capped by scikit-learn's ``working_memory``
+    setting, and so that every thread gets at least one chunk.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_components, itemsize : int
+
+    n_jobs : int, default=1
+
+    Returns
+    -------
+    rows : int
+    """
+    row_bytes = itemsize * (n_features + 2) * max(n_components, 1) + 1
+    working_memory = get_config()["working_memory"] * 2**20
+    rows = min(_CACHE_BYTES, working_memory) // row_bytes
+    rows = max(64, min(rows, 32768))
+    if n_jobs > 1:
+        rows = min(rows, math.ceil(n_samples / n_jobs))
+    return max(1, min(rows, n_samples))
+
+
+def gen_chunks(n_samples, rows):
+    """Yield slices of ``rows`` consecutive samples covering ``n_samples``."""
+    for start in range(0, n_samples, rows):
+        yield slice(start, min(start + rows, n_samples))
+
+
+def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows):
+    """Map ``chunk_function`` over row chunks and add up the statistics.
+
+    Parameters
+    ----------
+    chunk_function : callable
+        ``chunk_function(X_chunk, w_chunk, *extra_chunks)`` returns a dict of
+        ndarray sums.
+
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    *extra : ndarray of shape (n_samples, ...)
+        Further per-row arrays chunked alongside ``X``.
+
+    n_jobs : int or None
+        Number of threads; None means 1 unless in a joblib context.
+
+    rows : int
+        Rows per chunk.
+
+    Returns
+    -------
+    stats : dict of ndarray
+    """
+    n_samples = X.shape[0]
+    slices = list(gen_chunks(n_samples, rows))
+
+    def args(s):
+        w = None if sample_weight is None else sample_weight[s]
+        return (X[s], w, *(e[s] for e in extra))
+
+    n_jobs = min(effective_n_jobs(n_jobs), len(slices))
+    if n_jobs == 1:
+        return add_statistics(chunk_function(*args(s)) for s in slices)
+    # Threads over chunks, each running single-threaded BLAS so that the two
+    # levels of parallelism do not oversubscribe the cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = Parallel(n_jobs=n_jobs, prefer="threads")(
+            delayed(chunk_function)(*args(s)) for s in slices
+        )
+    return add_statistics(results)
