@@ -5,10 +5,12 @@ learned by variational inference, each a scikit-learn estimator.
 """
 
 from .mixture import GaussianMixtureEM
+from .vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GaussianMixtureEM",
+    "VAETransformer",
     "__version__",
 ]

@@ -2,10 +2,11 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_em import GaussianMixtureEM
+from sklearn_em import GaussianMixtureEM, VAETransformer
 
 ESTIMATORS = [
     GaussianMixtureEM(),
+    VAETransformer(),
 ]
 
 

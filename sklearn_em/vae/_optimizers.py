@@ -55,11 +55,7 @@ class AdamOptimizer:
         """
         self.t += 1
         beta_1, beta_2 = self.beta_1, self.beta_2
-        step = (
-            self.learning_rate
-            * np.sqrt(1 - beta_2**self.t)
-            / (1 - beta_1**self.t)
-        )
+        step = self.learning_rate * np.sqrt(1 - beta_2**self.t) / (1 - beta_1**self.t)
         step = float(step)
         for param, grad, m, v, work in zip(params, grads, self.ms, self.vs, self._work):
             # m <- beta_1 m + (1 - beta_1) g ; v <- beta_2 v + (1 - beta_2) g^2
