@@ -8,7 +8,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
@@ -27,9 +26,7 @@ def _parse_args(argv):
         default=6,
         help="largest number of mixture components tried (default: 6)",
     )
-    parser.add_argument(
-        "--random-state", type=int, default=0, help="seed (default: 0)"
-    )
+    parser.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     return parser.parse_args(argv)
 
 
@@ -37,7 +34,9 @@ def _gaussian_report(args, out):
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     print(f"Iris: {X.shape[0]} samples, {X.shape[1]} features", file=out)
-    print(f"{'K':>3} {'covariance':>10} {'BIC':>10} {'log-lik':>9} {'iters':>5}", file=out)
+    print(
+        f"{'K':>3} {'covariance':>10} {'BIC':>10} {'log-lik':>9} {'iters':>5}", file=out
+    )
     best = None
     for covariance_type in ("full", "diag"):
         for k in range(1, args.max_components + 1):

@@ -22,8 +22,8 @@ threads, weights, ``partial_fit`` and Dask share one code path.
 
 import warnings
 from abc import ABCMeta, abstractmethod
-from numbers import Integral, Real
 from functools import partial
+from numbers import Integral, Real
 from time import time
 
 import numpy as np
@@ -350,7 +350,9 @@ class BaseMixtureEM(
         elif self.init_params == "random_from_data":
             resp = np.zeros((n_samples, n_components), dtype=dtype)
             p = None if sample_weight is None else sample_weight / sample_weight.sum()
-            indices = random_state.choice(n_samples, size=n_components, replace=False, p=p)
+            indices = random_state.choice(
+                n_samples, size=n_components, replace=False, p=p
+            )
             resp[indices, np.arange(n_components)] = 1
         else:  # "k-means++"
             resp = np.zeros((n_samples, n_components), dtype=dtype)
@@ -507,6 +509,7 @@ class BaseMixtureEM(
                 "init parameters, or increase max_iter, tol, or check for "
                 "degenerate data.",
                 ConvergenceWarning,
+                stacklevel=3,
             )
 
         self._set_parameters(best_params)

@@ -132,6 +132,8 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type):
 
 def _row_scatter(X, sample_weight):
     """``{"row_scatter": sum_n w_n x_n x_n^T}``, shape (n_features, n_features)."""
+    # Uncentred by definition: accumulate in float64 to limit cancellation.
+    X = X.astype(np.float64)
     Xw = X if sample_weight is None else X * sample_weight[:, np.newaxis]
     return {"row_scatter": Xw.T @ X}
 
@@ -599,12 +601,12 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _statistics_from_resp(self, X, sample_weight, resp):
         stats = super()._statistics_from_resp(X, sample_weight, resp)
-        if self.covariance_type == "tied":
+        if self.covariance_type == "tied" and not np.allclose(resp.sum(axis=1), 1):
             # scikit-learn's tied M-step uses the rows' total second moment
             # sum_n w_n x_n x_n^T, which equals the responsibility-weighted
             # one only when every row's responsibilities sum to one. At
-            # initialisation from data points they do not; reproduce its
-            # initial covariance exactly.
+            # initialisation from data points ('random_from_data',
+            # 'k-means++') they do not; reproduce its initial covariance.
             stats["row_scatter"] = map_reduce(
                 _row_scatter, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
             )["row_scatter"]
@@ -622,8 +624,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             stats, shift, self.reg_covar, self.covariance_type
         )
         if "row_scatter" in stats:
-            covariances = stats["row_scatter"] - (nk * means.T) @ means
-            covariances /= nk.sum()
+            means64 = means.astype(np.float64)
+            scatter = stats["row_scatter"] - (nk * means64.T) @ means64
+            covariances = (scatter / nk.sum()).astype(means.dtype)
             covariances.flat[:: means.shape[1] + 1] += self.reg_covar
         if self.weights == "uniform":
             weights = np.full(self.n_components, 1 / self.n_components, nk.dtype)

@@ -1,0 +1,607 @@
+"""Tests of GaussianMixtureEM: the maths, the drop-in promise, and what it adds."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.stats import multivariate_normal
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_em import GaussianMixtureEM
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
+
+
+def _blobs(n_samples=300, n_features=3, centers=3, random_state=0, scale=1.0):
+    X, y = make_blobs(
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=centers,
+        cluster_std=scale,
+        random_state=random_state,
+    )
+    return X, y
+
+
+def _datasets():
+    rng = np.random.RandomState(42)
+    X_blobs, _ = _blobs()
+    X_iris = load_iris().data
+    # anisotropic, correlated data far from the origin
+    A = rng.randn(4, 4)
+    X_aniso = rng.randn(400, 4) @ A + 50.0
+    return {"blobs": X_blobs, "iris": X_iris, "aniso": X_aniso}
+
+
+def _fit_quietly(estimator, X, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, **fit_params)
+
+
+def _assert_same_model(a, b, rtol=1e-6, atol=1e-10):
+    assert_allclose(a.weights_, b.weights_, rtol=rtol, atol=atol)
+    assert_allclose(a.means_, b.means_, rtol=rtol, atol=atol)
+    assert_allclose(a.covariances_, b.covariances_, rtol=rtol, atol=atol)
+    assert_allclose(a.precisions_, b.precisions_, rtol=rtol, atol=atol)
+    assert_allclose(
+        a.precisions_cholesky_, b.precisions_cholesky_, rtol=rtol, atol=atol
+    )
+    assert_allclose(a.lower_bound_, b.lower_bound_, rtol=rtol)
+
+
+# ----------------------------------------------------------------------
+# The maths
+
+
+def _log_gaussian_reference(X, means, covariances, covariance_type):
+    """log N(x_n | mu_k, Sigma_k) with scipy, component by component."""
+    n_components, n_features = means.shape
+    out = np.empty((X.shape[0], n_components))
+    for k in range(n_components):
+        if covariance_type == "full":
+            cov = covariances[k]
+        elif covariance_type == "tied":
+            cov = covariances
+        elif covariance_type == "diag":
+            cov = np.diag(covariances[k])
+        else:
+            cov = covariances[k] * np.eye(n_features)
+        out[:, k] = multivariate_normal(means[k], cov).logpdf(X)
+    return out
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_e_step_is_normalised_weighted_likelihood(covariance_type):
+    """r_nk = pi_k N(x_n|k) / sum_j pi_j N(x_n|j), computed independently."""
+    X, _ = _blobs(random_state=1)
+    gm = _fit_quietly(
+        GaussianMixtureEM(
+            3, covariance_type=covariance_type, max_iter=3, random_state=0
+        ),
+        X,
+    )
+    log_dens = _log_gaussian_reference(X, gm.means_, gm.covariances_, covariance_type)
+    joint = np.exp(log_dens) * gm.weights_
+    assert_allclose(
+        gm.predict_proba(X), joint / joint.sum(1, keepdims=True), atol=1e-10
+    )
+    assert_allclose(gm.score_samples(X), np.log(joint.sum(1)), rtol=1e-10)
+    assert_array_equal(gm.predict(X), joint.argmax(1))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_m_step_against_hand_computation(covariance_type):
+    """One EM iteration from a known start equals the textbook M-step."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2) + np.repeat([[0, 0], [4, 4]], 30, axis=0)
+    weights0 = np.array([0.5, 0.5])
+    means0 = np.array([[0.5, 0.0], [3.0, 3.5]])
+    reg = 1e-6
+    precisions0 = {
+        "full": np.array([np.eye(2), np.eye(2)]),
+        "tied": np.eye(2),
+        "diag": np.ones((2, 2)),
+        "spherical": np.ones(2),
+    }[covariance_type]
+    gm = GaussianMixtureEM(
+        2,
+        covariance_type=covariance_type,
+        weights_init=weights0,
+        means_init=means0,
+        precisions_init=precisions0,
+        max_iter=1,
+        reg_covar=reg,
+    )
+    _fit_quietly(gm, X)
+
+    # independent E-step with the initial (unit-covariance) parameters
+    dens = np.column_stack([multivariate_normal(m, np.eye(2)).pdf(X) for m in means0])
+    resp = dens * weights0
+    resp /= resp.sum(1, keepdims=True)
+    # textbook M-step, written with explicit sums
+    nk = resp.sum(0)
+    means = np.array([(resp[:, k : k + 1] * X).sum(0) / nk[k] for k in range(2)])
+    full = np.array(
+        [
+            sum(
+                resp[n, k] * np.outer(X[n] - means[k], X[n] - means[k])
+                for n in range(60)
+            )
+            / nk[k]
+            for k in range(2)
+        ]
+    )
+    expected_cov = {
+        "full": full + reg * np.eye(2),
+        "tied": (full * nk[:, None, None]).sum(0) / nk.sum() + reg * np.eye(2),
+        "diag": np.array([np.diag(c) for c in full]) + reg,
+        "spherical": np.array([np.diag(c).mean() for c in full]) + reg,
+    }[covariance_type]
+    assert_allclose(gm.weights_, nk / 60, rtol=1e-12)
+    assert_allclose(gm.means_, means, rtol=1e-12)
+    assert_allclose(gm.covariances_, expected_cov, rtol=1e-10)
+    # the lower bound reported is the log-likelihood of the E-step's parameters
+    assert_allclose(
+        gm.lower_bound_, np.log((dens * weights0).sum(1)).mean(), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weights", ["learn", "uniform"])
+def test_lower_bound_never_decreases(covariance_type, weights):
+    X = _datasets()["aniso"]
+    gm = GaussianMixtureEM(
+        4,
+        covariance_type=covariance_type,
+        weights=weights,
+        init_params="random",
+        tol=0,
+        max_iter=60,
+        random_state=3,
+    )
+    _fit_quietly(gm, X)
+    bounds = np.asarray(gm.lower_bounds_)
+    assert len(bounds) == 60
+    assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
+    assert bounds[-1] > bounds[0]
+
+
+# ----------------------------------------------------------------------
+# The drop-in promise
+
+
+@pytest.mark.parametrize("dataset", ["blobs", "iris", "aniso"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_same_as_sklearn_from_same_start(dataset, covariance_type):
+    X = _datasets()[dataset]
+    init = GaussianMixture(
+        3, covariance_type=covariance_type, max_iter=0, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init.fit(X)
+        params = dict(
+            n_components=3,
+            covariance_type=covariance_type,
+            weights_init=init.weights_,
+            means_init=init.means_,
+            precisions_init=init.precisions_,
+            tol=1e-10,
+            max_iter=30,
+        )
+        ref = GaussianMixture(**params).fit(X)
+        ours = GaussianMixtureEM(**params).fit(X)
+    _assert_same_model(ours, ref)
+    assert ours.n_iter_ == ref.n_iter_
+    assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_same_as_sklearn_with_same_random_state(covariance_type, init_params):
+    """Every init method draws the same random numbers as scikit-learn."""
+    X = _datasets()["iris"]
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        n_init=2,
+        random_state=7,
+        max_iter=40,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(**params).fit(X)
+        ours = GaussianMixtureEM(**params).fit(X)
+    _assert_same_model(ours, ref)
+    assert ours.converged_ == ref.converged_
+    assert_array_equal(ours.predict(X), ref.predict(X))
+    assert_allclose(ours.bic(X), ref.bic(X), rtol=1e-8)
+    assert_allclose(ours.aic(X), ref.aic(X), rtol=1e-8)
+    assert_allclose(ours.score(X), ref.score(X), rtol=1e-8)
+    X_ours, y_ours = ours.sample(50)
+    X_ref, y_ref = ref.sample(50)
+    assert_array_equal(y_ours, y_ref)
+    assert_allclose(X_ours, X_ref, rtol=1e-6, atol=1e-8)
+
+
+def test_same_attributes_and_parameters_as_sklearn():
+    ours = GaussianMixtureEM()
+    ref_params = GaussianMixture().get_params()
+    our_params = ours.get_params()
+    for name, value in ref_params.items():
+        assert our_params[name] == value, name
+    X = _datasets()["iris"]
+    ours.fit(X)
+    for attribute in [
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_",
+        "precisions_cholesky_",
+        "converged_",
+        "n_iter_",
+        "lower_bound_",
+        "lower_bounds_",
+        "n_features_in_",
+    ]:
+        assert hasattr(ours, attribute), attribute
+
+
+def test_warm_start_continues_like_sklearn():
+    X = _datasets()["aniso"]
+    params = dict(n_components=3, warm_start=True, max_iter=2, random_state=0)
+    ref = GaussianMixture(**params)
+    ours = GaussianMixtureEM(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(3):
+            ref.fit(X)
+            ours.fit(X)
+    _assert_same_model(ours, ref)
+
+
+def test_fit_predict_equals_fit_then_predict():
+    X = _datasets()["aniso"]
+    gm = GaussianMixtureEM(4, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = gm.fit_predict(X)
+    assert_array_equal(labels, gm.predict(X))
+
+
+def test_convergence_warning():
+    X = _datasets()["aniso"]
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        GaussianMixtureEM(3, max_iter=1, tol=0, random_state=0).fit(X)
+
+
+def test_verbose_output(capsys):
+    X = _datasets()["blobs"]
+    GaussianMixtureEM(2, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out
+    assert "Iteration 1" in out
+    assert "Initialization converged" in out
+
+
+# ----------------------------------------------------------------------
+# sample_weight: frequency semantics
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_weights_equal_repeated_rows(covariance_type):
+    rng = np.random.RandomState(0)
+    X, _ = _blobs(n_samples=120, random_state=2)
+    w = rng.randint(1, 4, size=X.shape[0])
+    X_rep = np.repeat(X, w, axis=0)
+    start = GaussianMixture(
+        3, covariance_type=covariance_type, max_iter=0, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start.fit(X_rep)
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=1e-10,
+        max_iter=20,
+    )
+    weighted = _fit_quietly(GaussianMixtureEM(**params), X, sample_weight=w)
+    repeated = _fit_quietly(GaussianMixtureEM(**params), X_rep)
+    _assert_same_model(weighted, repeated, rtol=1e-10)
+    assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_zero_weight_equals_removal(covariance_type, init_params):
+    """Exactly, for every init method: zero-weight rows never enter the fit."""
+    rng = np.random.RandomState(1)
+    X, _ = _blobs(n_samples=150, random_state=3)
+    w = np.ones(X.shape[0])
+    w[rng.choice(X.shape[0], 40, replace=False)] = 0
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        random_state=0,
+    )
+    weighted = GaussianMixtureEM(**params).fit(X, sample_weight=w)
+    removed = GaussianMixtureEM(**params).fit(X[w > 0])
+    _assert_same_model(weighted, removed, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_integer_weights_fit_like_repetition_for_every_init(
+    covariance_type, init_params
+):
+    """Each init method honours the weights: the fits reach the same optimum."""
+    rng = np.random.RandomState(2)
+    X, _ = _blobs(n_samples=150, random_state=4, scale=0.5)
+    w = rng.randint(1, 4, size=X.shape[0])
+    X_rep = np.repeat(X, w, axis=0)
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        random_state=0,
+        n_init=3,
+        tol=1e-9,
+        max_iter=500,
+    )
+    weighted = GaussianMixtureEM(**params).fit(X, sample_weight=w)
+    repeated = GaussianMixtureEM(**params).fit(X_rep)
+    order_w = np.lexsort(weighted.means_.T)
+    order_r = np.lexsort(repeated.means_.T)
+    assert_allclose(weighted.means_[order_w], repeated.means_[order_r], rtol=1e-5)
+    assert_allclose(weighted.weights_[order_w], repeated.weights_[order_r], rtol=1e-5)
+    assert_allclose(weighted.lower_bound_, repeated.lower_bound_, rtol=1e-7)
+
+
+def test_random_from_data_never_picks_zero_weight_rows():
+    X, _ = _blobs(n_samples=100, random_state=5)
+    w = np.zeros(X.shape[0])
+    w[:10] = 1.0
+    for seed in range(5):
+        gm = GaussianMixtureEM(
+            3, init_params="random_from_data", max_iter=0, random_state=seed
+        ).fit(X, sample_weight=w)
+        # the initial means are data points of positive weight
+        dist = np.abs(gm.means_[:, None, :] - X[None, :10, :]).sum(-1).min(1)
+        assert_allclose(dist, 0, atol=1e-12)
+
+
+def test_uniform_weights_mode():
+    """weights='uniform' keeps pi_k = 1/K and r_nk is the normalised likelihood."""
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.randn(270, 2), rng.randn(30, 2) + 5])
+    gm = GaussianMixtureEM(2, weights="uniform", random_state=0).fit(X)
+    assert_allclose(gm.weights_, [0.5, 0.5])
+    lik = np.exp(_log_gaussian_reference(X, gm.means_, gm.covariances_, "full"))
+    assert_allclose(gm.predict_proba(X), lik / lik.sum(1, keepdims=True), atol=1e-10)
+    learned = GaussianMixtureEM(2, random_state=0).fit(X)
+    assert_allclose(np.sort(learned.weights_), [0.1, 0.9], atol=0.02)
+    # a fixed weight is not a free parameter
+    assert gm._n_parameters() == learned._n_parameters() - 1
+
+
+def test_uniform_weights_rejects_weights_init():
+    X = _datasets()["blobs"]
+    with pytest.raises(ValueError, match="weights_init cannot be combined"):
+        GaussianMixtureEM(2, weights="uniform", weights_init=[0.3, 0.7]).fit(X)
+
+
+# ----------------------------------------------------------------------
+# transform and pipelines
+
+
+def test_transform_is_responsibilities_and_feature_names():
+    pd = pytest.importorskip("pandas")
+    X = _datasets()["iris"]
+    gm = GaussianMixtureEM(3, random_state=0).fit(X)
+    resp = gm.transform(X)
+    assert resp.shape == (X.shape[0], 3)
+    assert_allclose(resp, gm.predict_proba(X))
+    assert_allclose(resp.sum(1), 1)
+    names = gm.get_feature_names_out()
+    assert_array_equal(
+        names, ["gaussianmixtureem0", "gaussianmixtureem1", "gaussianmixtureem2"]
+    )
+    df = gm.set_output(transform="pandas").transform(X)
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == list(names)
+
+
+def test_pipeline_and_grid_search():
+    X, _ = _blobs(n_samples=300, centers=3, random_state=6)
+    pipe = make_pipeline(StandardScaler(), GaussianMixtureEM(random_state=0))
+    search = GridSearchCV(
+        pipe, {"gaussianmixtureem__n_components": [1, 2, 3, 4, 5]}, cv=3
+    )
+    search.fit(X)
+    assert search.best_params_["gaussianmixtureem__n_components"] == 3
+
+
+# ----------------------------------------------------------------------
+# float32
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_end_to_end(covariance_type):
+    X = _datasets()["aniso"].astype(np.float32)
+    gm = GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0).fit(X)
+    for name in [
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_",
+        "precisions_cholesky_",
+    ]:
+        assert getattr(gm, name).dtype == np.float32, name
+    assert gm.predict_proba(X).dtype == np.float32
+    assert gm.transform(X).dtype == np.float32
+    assert gm.score_samples(X).dtype == np.float32
+    ref = GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0).fit(
+        X.astype(np.float64)
+    )
+    assert_allclose(gm.lower_bound_, ref.lower_bound_, rtol=1e-3)
+
+
+def test_float32_no_negative_variances_far_from_origin():
+    """scikit-learn #30382: uncentred moments in float32 give variances < 0."""
+    rng = np.random.RandomState(0)
+    X = (1e4 + 1e-2 * rng.randn(500, 2)).astype(np.float32)
+    X[250:] += 1.0
+    for covariance_type in ["diag", "spherical", "full", "tied"]:
+        gm = GaussianMixtureEM(
+            2, covariance_type=covariance_type, reg_covar=0, random_state=0
+        ).fit(X)
+        cov = gm.covariances_
+        if covariance_type in ("full", "tied"):
+            cov = np.linalg.eigvalsh(cov)
+        assert np.all(cov > 0), covariance_type
+        assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+# ----------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]), "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [4.0, 5.0]]), "infinity"),
+        (np.empty((0, 2)), "0 sample"),
+        (np.arange(6.0), "Expected 2D"),
+        (np.zeros((3, 2, 2)), "dim 3"),
+        (np.array([["a", "b"], ["c", "d"]]), "could not convert|dtype"),
+    ],
+)
+def test_bad_X_at_fit(X, message):
+    with pytest.raises(ValueError, match=message):
+        GaussianMixtureEM(1).fit(X)
+
+
+def test_fewer_samples_than_components():
+    X = np.random.RandomState(0).randn(3, 2)
+    with pytest.raises(ValueError, match="Expected n_samples >= n_components"):
+        GaussianMixtureEM(4).fit(X)
+
+
+def test_wrong_n_features_after_fit():
+    X = _datasets()["blobs"]
+    gm = GaussianMixtureEM(2, random_state=0).fit(X)
+    for method in [gm.predict, gm.predict_proba, gm.transform, gm.score_samples]:
+        with pytest.raises(ValueError, match="features"):
+            method(X[:, :2])
+
+
+def test_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        GaussianMixtureEM().predict(np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"precisions_init": -np.ones(2)}, "should be positive"),
+        (
+            {
+                "covariance_type": "full",
+                "precisions_init": np.array([[[1, 2], [2, 1]], [[1, 0], [0, 1]]]),
+            },
+            "symmetric, positive-definite",
+        ),
+        ({"covariance_type": "full", "precisions_init": np.ones((2, 3))}, "shape"),
+        ({"weights_init": [0.2, 0.2]}, "normalized"),
+        ({"weights_init": [1.2, -0.2]}, "range"),
+        ({"weights_init": [0.5, 0.25, 0.25]}, "shape"),
+        ({"means_init": np.zeros((2, 3))}, "shape"),
+        ({"n_components": 0}, "n_components"),
+        ({"covariance_type": "banana"}, "covariance_type"),
+        ({"init_params": "nope"}, "init_params"),
+        ({"weights": "fixed"}, "weights"),
+        ({"reg_covar": -1.0}, "reg_covar"),
+        ({"tol": -1.0}, "tol"),
+    ],
+)
+def test_bad_parameters(params, message):
+    X = _datasets()["blobs"][:, :2]
+    params = {"n_components": 2, "covariance_type": "spherical", **params}
+    with pytest.raises(ValueError, match=message):
+        GaussianMixtureEM(**params).fit(X)
+
+
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        (-np.ones(300), "Negative"),
+        (np.full(300, np.nan), "NaN"),
+        (np.ones(299), re.escape("sample_weight.shape == (299,)")),
+        (np.zeros(300), "weights are zero"),
+        (np.ones((300, 2)), "1D"),
+    ],
+)
+def test_bad_sample_weight(sample_weight, message):
+    X = _datasets()["blobs"]
+    with pytest.raises(ValueError, match=message):
+        GaussianMixtureEM(2).fit(X, sample_weight=sample_weight)
+
+
+def test_collapsed_component_says_what_to_do():
+    X = np.vstack([np.zeros((5, 2)), np.random.RandomState(0).randn(20, 2)])
+    gm = GaussianMixtureEM(
+        2,
+        reg_covar=0,
+        means_init=[[0, 0], [0.1, 0.1]],
+        weights_init=[0.5, 0.5],
+        precisions_init=np.array([np.eye(2) * 1e8, np.eye(2)]),
+    )
+    with pytest.raises(ValueError, match="increase reg_covar, or scale the input data"):
+        gm.fit(X)
+
+
+def test_sample_needs_positive_n_samples():
+    gm = GaussianMixtureEM(2, random_state=0).fit(_datasets()["blobs"])
+    with pytest.raises(ValueError, match="n_samples"):
+        gm.sample(0)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_inputs_never_modified(covariance_type):
+    X = _datasets()["aniso"]
+    w = np.random.RandomState(0).rand(X.shape[0])
+    means_init = X[:3].copy()
+    X0, w0, m0 = X.copy(), w.copy(), means_init.copy()
+    gm = GaussianMixtureEM(
+        3, covariance_type=covariance_type, means_init=means_init, random_state=0
+    )
+    _fit_quietly(gm, X, sample_weight=w)
+    gm.predict_proba(X)
+    gm.score_samples(X)
+    assert_array_equal(X, X0)
+    assert_array_equal(w, w0)
+    assert_array_equal(means_init, m0)
+
+
+def test_clone_keeps_parameters():
+    gm = GaussianMixtureEM(3, covariance_type="diag", weights="uniform", n_jobs=2)
+    assert clone(gm).get_params() == gm.get_params()
