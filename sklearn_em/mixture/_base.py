@@ -11,8 +11,8 @@ and the prediction methods. A model fills in its maths through a few hooks:
 - ``_accumulate_function(shift)``: a picklable callable returning the chunk's
   sufficient statistics from its weighted responsibilities;
 - ``_m_step(stats)``: new parameters from the reduced statistics;
-- ``_initial_parameters_given()`` and ``_initialize_from_given()``: the case
-  where the user supplied every initial parameter;
+- ``_initialize_from_given(X)``: the case where the user supplied every
+  initial parameter;
 - ``_get_parameters``, ``_set_parameters``, ``_n_parameters`` and
   ``_sample_components``.
 
@@ -263,13 +263,13 @@ class BaseMixtureEM(
     def _sample_components(self, rng, n_samples_comp):
         """Draw ``n_samples_comp[k]`` samples of each component k."""
 
-    def _initial_parameters_given(self):
-        """Whether the user supplied every initial parameter."""
-        return False
-
     def _initialize_from_given(self, X):
-        """Initialise from the user's parameters only (no data pass)."""
-        raise NotImplementedError  # pragma: no cover - only if the above is True
+        """Initialise from the user's parameters alone, without a data pass.
+
+        Returns True when the user supplied every initial parameter and the
+        model was initialised from them, False otherwise.
+        """
+        return False
 
     # ------------------------------------------------------------------
     # Passes over the data.
@@ -364,8 +364,7 @@ class BaseMixtureEM(
 
     def _initialize_parameters(self, X, sample_weight, random_state):
         """Initialise the parameters: from the user's values or from data."""
-        if self._initial_parameters_given():
-            self._initialize_from_given(X)
+        if self._initialize_from_given(X):
             return
         # Weights that are all equal change nothing but the random stream:
         # keep scikit-learn's unweighted initialisation in that case.

@@ -557,12 +557,6 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
         self._fit_dtype = X.dtype
 
-    def _initial_parameters_given(self):
-        return (
-            (self._weights_init is not None or self.weights == "uniform")
-            and self._means_init is not None
-            and self._precisions_init is not None
-        )
 
     def _initial_weights(self):
         if self.weights == "uniform":
@@ -570,9 +564,16 @@ class GaussianMixtureEM(BaseMixtureEM):
         return self._weights_init.astype(self._fit_dtype)
 
     def _initialize_from_given(self, X):
+        if (
+            (self._weights_init is None and self.weights == "learn")
+            or self._means_init is None
+            or self._precisions_init is None
+        ):
+            return False
         self.weights_ = self._initial_weights()
         self.means_ = self._means_init.astype(self._fit_dtype)
         self._set_precisions_from_init()
+        return True
 
     def _set_precisions_from_init(self):
         self.precisions_cholesky_ = _compute_precision_cholesky_from_precisions(
