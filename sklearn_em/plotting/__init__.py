@@ -1,0 +1,27 @@
+"""Visualisations in scikit-learn's Display style.
+
+matplotlib is an optional dependency (``pip install "sklearn-em[plot]"``):
+importing this module does not import it; drawing does, with a clear message
+when it is missing.
+
+- :class:`MixtureDisplay`: data coloured by responsibilities, with each
+  Gaussian component's 1- and 2-sigma ellipses.
+- :class:`PrototypeDisplay`: the means of a mixture as images.
+- :class:`LatentSpaceDisplay`: draws ``z ~ q(z|x)`` of a 2-D VAE coloured by
+  label, over the prior's contours.
+- :class:`ManifoldDisplay`: decoded images on a grid covering the prior.
+- :class:`ConvergenceDisplay`: lower bound or loss per iteration.
+"""
+
+from ._convergence import ConvergenceDisplay
+from ._latent import LatentSpaceDisplay, ManifoldDisplay
+from ._mixture import MixtureDisplay
+from ._prototypes import PrototypeDisplay
+
+__all__ = [
+    "ConvergenceDisplay",
+    "LatentSpaceDisplay",
+    "ManifoldDisplay",
+    "MixtureDisplay",
+    "PrototypeDisplay",
+]
