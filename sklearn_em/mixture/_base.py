@@ -40,6 +40,16 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import (
+    apply_method,
+    initial_sample,
+    is_dask_collection,
+    map_reduce_dask,
+    prepare_fit_data,
+    validate,
+    validate_sample_weight,
+)
+from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
     chunk_rows,
     e_step_chunk,
@@ -172,6 +182,8 @@ class BaseMixtureEM(
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
     }
 
     def __init__(
@@ -190,6 +202,8 @@ class BaseMixtureEM(
         warm_start,
         verbose,
         verbose_interval,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         self.n_components = n_components
         self.tol = tol
@@ -204,6 +218,8 @@ class BaseMixtureEM(
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------
     # Data validation: overridden by models with other input domains.
@@ -284,6 +300,10 @@ class BaseMixtureEM(
     def _e_step_statistics(self, X, sample_weight):
         """One E-step over all of ``X``, reduced to sufficient statistics."""
         chunk_function = self._e_step_chunk_function()
+        if is_dask_collection(X):
+            return map_reduce_dask(
+                chunk_function, X, sample_weight, n_components=self.n_components
+            )
         return map_reduce(
             chunk_function, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
         )
@@ -366,6 +386,9 @@ class BaseMixtureEM(
         """Initialise the parameters: from the user's values or from data."""
         if self._initialize_from_given(X):
             return
+        if is_dask_collection(X):
+            # Dask data: initialise in memory from a random sample of rows.
+            X, sample_weight = initial_sample(self, X, sample_weight, random_state)
         # Weights that are all equal change nothing but the random stream:
         # keep scikit-learn's unweighted initialisation in that case.
         init_weight = sample_weight
@@ -383,6 +406,8 @@ class BaseMixtureEM(
         A zero weight is exactly the removal of the row: dropping it before
         initialisation makes even the random initialisations agree.
         """
+        if is_dask_collection(X):
+            return prepare_fit_data(self, X, sample_weight)
         X = self._validate_X(X, reset=True)
         sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if sample_weight is not None and not np.all(sample_weight > 0):
@@ -411,9 +436,14 @@ class BaseMixtureEM(
         is raised. With ``warm_start=True``, ``n_init`` is ignored after the
         first call and fitting resumes from the current parameters.
 
+        With a :class:`dask.array.Array`, every E-step is a map-reduce of
+        per-block sufficient statistics on the current Dask scheduler and the
+        initialisation runs on a random sample of rows (see the user guide
+        on scaling).
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Training data.
 
         y : Ignored
@@ -430,6 +460,69 @@ class BaseMixtureEM(
             The fitted mixture.
         """
         self._fit(X, sample_weight)
+        # A batch fit starts any later stream of partial_fit steps afresh.
+        for attr in ("n_batch_iter_", "_online_stats", "_online_shift"):
+            self.__dict__.pop(attr, None)
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch of samples.
+
+        The model keeps running sufficient statistics ``s``, normalised per
+        unit weight. The batch's statistics ``S_t`` (total weight ``W_t``)
+        are computed under the current parameters and blended in,
+        ``s <- (1 - rho_t) s + rho_t S_t / W_t`` with
+        ``rho_t = (t + learning_offset) ** -learning_decay``, before an
+        M-step from ``s``. The first call on an unfitted model initialises
+        it from its batch with ``init_params``; after :meth:`fit`, steps
+        start from the fitted parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of samples.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights of the batch's samples.
+
+        Returns
+        -------
+        self : object
+            The updated mixture.
+        """
+        self._partial_fit(X, sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _partial_fit(self, X, sample_weight):
+        if not hasattr(self, "lower_bound_"):
+            X, sample_weight = self._prepare_fit_data(X, sample_weight)
+            self._check_parameters(X)
+            random_state = check_random_state(self.random_state)
+            self._initialize_parameters(X, sample_weight, random_state)
+        elif is_dask_collection(X):
+            X = validate(self, X, reset=False)
+            sample_weight = validate_sample_weight(sample_weight, X)
+        else:
+            X = self._validate_X(X, reset=False)
+            sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        shift = self._shift()
+        stats = self._e_step_statistics(X, sample_weight)
+        lower_bound = self._lower_bound(stats)
+        t = getattr(self, "n_batch_iter_", 0) + 1
+        running = getattr(self, "_online_stats", None)
+        if running is not None:
+            running = recentre_statistics(running, self._online_shift, shift)
+        rho = step_size(t, self.learning_decay, self.learning_offset)
+        self._online_stats = blend_statistics(running, stats, rho)
+        self._online_shift = None if shift is None else np.array(shift, copy=True)
+        self._m_step(self._online_stats)
+        self._set_parameters(self._get_parameters())
+        self.n_batch_iter_ = t
+        self.lower_bound_ = lower_bound
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -556,6 +649,8 @@ class BaseMixtureEM(
         log_prob : ndarray of shape (n_samples,)
             ``log p(x_n)`` for every sample.
         """
+        if is_dask_collection(X):
+            return apply_method(self, X, "score_samples")
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         log_prob = self._weighted_log_prob(X)
@@ -592,6 +687,8 @@ class BaseMixtureEM(
         labels : ndarray of shape (n_samples,)
             Component labels.
         """
+        if is_dask_collection(X):
+            return apply_method(self, X, "predict")
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         return self._weighted_log_prob(X).argmax(axis=1)
@@ -612,6 +709,8 @@ class BaseMixtureEM(
         resp : ndarray of shape (n_samples, n_components)
             Responsibilities; every row sums to one.
         """
+        if is_dask_collection(X):
+            return apply_method(self, X, "predict_proba")
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         resp = self._weighted_log_prob(X)

@@ -429,6 +429,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         means 1 unless in a :obj:`joblib.parallel_backend` context; -1 means
         all processors. Each thread runs single-threaded BLAS.
 
+    learning_decay : float, default=0.7
+        Exponent kappa in (0.5, 1] of :meth:`partial_fit`'s step size
+        ``rho_t = (t + learning_offset) ** -kappa``.
+
+    learning_offset : float, default=10.0
+        Offset t0 >= 0 of :meth:`partial_fit`'s step size; larger values
+        damp the first steps.
+
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
@@ -517,6 +525,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         verbose_interval=10,
         weights="learn",
         n_jobs=None,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         super().__init__(
             n_components=n_components,
@@ -532,6 +542,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             warm_start=warm_start,
             verbose=verbose,
             verbose_interval=verbose_interval,
+            learning_decay=learning_decay,
+            learning_offset=learning_offset,
         )
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar

@@ -1,0 +1,321 @@
+"""Fitting and predicting on Dask arrays.
+
+Dask is optional: nothing here imports it at module level, and a Dask
+collection passed without Dask installed raises an :class:`ImportError`
+naming the ``sklearn-em[dask]`` extra.
+
+Fitting. Every EM iteration maps the model's picklable per-chunk E-step (the
+same ``functools.partial`` of :func:`~._suffstats.e_step_chunk` the in-memory
+fit uses) over the blocks of ``X`` -- inside a block, over cache-sized row
+chunks -- and tree-reduces the per-block statistics with
+:func:`~._suffstats.add_statistics`. Only the parameters travel to the
+workers and only the sums (O(n_components * n_features ** 2) numbers per
+block) travel back: ``X`` is never gathered.
+
+Initialisation. ``init_params`` runs in memory on a uniform random sample of
+at most ``INIT_SAMPLE_SIZE`` rows drawn from the blocks (each block keeps every
+row independently with the same probability, from its own seeded stream):
+k-means on the sample for 'kmeans', a draw of sample rows for
+'random_from_data', and so on. EM then iterates on all of ``X``. User-given
+initial parameters skip the sample.
+
+Prediction. ``predict``, ``predict_proba``, ``transform`` and
+``score_samples`` return lazy Dask arrays built with ``map_blocks`` of the
+in-memory method.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._suffstats import add_statistics, chunk_rows, map_reduce
+
+#: Largest number of rows the initialisation is run on.
+INIT_SAMPLE_SIZE = 100_000
+
+_EXTRA_MESSAGE = (
+    "{what} requires Dask: install the optional dependencies with "
+    "pip install 'sklearn-em[dask]' (dask[array,distributed])."
+)
+
+
+def is_dask_collection(X):
+    """Whether ``X`` is a Dask collection (without importing Dask)."""
+    return getattr(type(X), "__dask_graph__", None) is not None
+
+
+def _import_dask(what="Passing a Dask collection"):
+    """Import dask and dask.array, or raise an ImportError naming the extra."""
+    try:
+        import dask
+        import dask.array as da
+    except ImportError as exc:
+        raise ImportError(_EXTRA_MESSAGE.format(what=what)) from exc
+    return dask, da
+
+
+def validate(estimator, X, *, reset):
+    """Validate a Dask array lazily: shape, dtype and number of features.
+
+    Values are not read here; see :func:`initial_sample` and the per-block
+    checks of the prediction methods.
+
+    Parameters
+    ----------
+    estimator : BaseMixtureEM
+
+    X : dask.array.Array of shape (n_samples, n_features)
+
+    reset : bool
+        Whether to set ``n_features_in_`` (fit) or check it (otherwise).
+
+    Returns
+    -------
+    X : dask.array.Array
+        Floating point, with one block along the features.
+    """
+    _, da = _import_dask()
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"{type(estimator).__name__} accepts Dask arrays, got "
+            f"{type(X).__name__}; convert a Dask DataFrame with "
+            "X.to_dask_array(lengths=True)."
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D Dask array, got {X.ndim}D array instead. Reshape "
+            "your data to (n_samples, n_features)."
+        )
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "The Dask array has unknown chunk sizes; call "
+            "X.compute_chunk_sizes() first."
+        )
+    if X.dtype not in (np.float32, np.float64):
+        if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
+            raise TypeError(f"Expected numeric data, got a Dask array of {X.dtype}.")
+        X = X.astype(np.float64)
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input."
+        )
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def validate_sample_weight(sample_weight, X):
+    """Frequency weights aligned with the blocks of ``X``.
+
+    Parameters
+    ----------
+    sample_weight : array-like or dask.array.Array of shape (n_samples,), \
+            number or None
+
+    X : dask.array.Array of shape (n_samples, n_features)
+
+    Returns
+    -------
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+        Chunked like the rows of ``X``.
+    """
+    from ._base import _check_sample_weight
+
+    if sample_weight is None:
+        return None
+    dask, da = _import_dask()
+    if not is_dask_collection(sample_weight):
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return da.from_array(sample_weight, chunks=(X.chunks[0],))
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
+        )
+    sample_weight = sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
+    low, high = dask.compute(sample_weight.min(), sample_weight.max())
+    if low < 0:
+        raise ValueError("Negative values in data passed to `sample_weight`.")
+    if not high > 0:
+        raise ValueError(
+            "All sample weights are zero: at least one sample must have a "
+            "positive weight."
+        )
+    return sample_weight
+
+
+def prepare_fit_data(estimator, X, sample_weight):
+    """Validate a Dask ``X`` and its weights for fitting.
+
+    Zero-weight rows are kept: they add nothing to the sums.
+    """
+    X = validate(estimator, X, reset=True)
+    if X.shape[0] < estimator.n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components "
+            f"but got n_components = {estimator.n_components}, "
+            f"n_samples = {X.shape[0]}"
+        )
+    return X, validate_sample_weight(sample_weight, X)
+
+
+def _delayed_blocks(X, sample_weight):
+    """Pairs of delayed (rows of X, weights or None), one per block."""
+    blocks = X.to_delayed().ravel()
+    if sample_weight is None:
+        return [(block, None) for block in blocks]
+    return list(zip(blocks, sample_weight.to_delayed().ravel()))
+
+
+def _sample_rows(X, sample_weight, seed, fraction):
+    """Keep every row with probability ``fraction``, from a seeded stream."""
+    keep = np.random.default_rng(seed).random(X.shape[0]) < fraction
+    return X[keep], None if sample_weight is None else sample_weight[keep]
+
+
+def initial_sample(estimator, X, sample_weight, random_state):
+    """A uniform random sample of the rows of ``X``, in memory.
+
+    Parameters
+    ----------
+    estimator : BaseMixtureEM
+        Its in-memory validation is run on the sample.
+
+    X : dask.array.Array of shape (n_samples, n_features)
+
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+
+    random_state : RandomState instance
+
+    Returns
+    -------
+    X_sample : ndarray of shape (n_sample, n_features)
+        About ``min(n_samples, INIT_SAMPLE_SIZE)`` rows with a positive
+        weight.
+
+    sample_weight_sample : ndarray of shape (n_sample,) or None
+    """
+    dask, _ = _import_dask()
+    n_samples = X.shape[0]
+    fraction = min(1.0, INIT_SAMPLE_SIZE / n_samples)
+    pairs = _delayed_blocks(X, sample_weight)
+    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(pairs))
+    parts = dask.compute(
+        *[
+            dask.delayed(_sample_rows)(block, weight, seed, fraction)
+            for (block, weight), seed in zip(pairs, seeds)
+        ]
+    )
+    X_sample = np.concatenate([part[0] for part in parts])
+    weights = None
+    if sample_weight is not None:
+        weights = np.concatenate([part[1] for part in parts])
+        keep = weights > 0
+        X_sample, weights = X_sample[keep], weights[keep]
+    if X_sample.shape[0] < estimator.n_components:
+        raise ValueError(
+            f"The initialisation sample has {X_sample.shape[0]} rows with a "
+            f"positive weight, fewer than n_components = "
+            f"{estimator.n_components}."
+        )
+    X_sample = estimator._validate_X(X_sample, reset=False)
+    return X_sample, weights
+
+
+def _block_statistics(X, sample_weight, *, chunk_function, rows):
+    """Statistics of one block, mapped over cache-sized row chunks."""
+    return map_reduce(chunk_function, X, sample_weight, n_jobs=1, rows=rows)
+
+
+def map_reduce_dask(chunk_function, X, sample_weight, *, n_components, split_every=8):
+    """Map ``chunk_function`` over the blocks of ``X`` and tree-reduce the sums.
+
+    Parameters
+    ----------
+    chunk_function : callable
+        ``chunk_function(X_chunk, w_chunk)`` returns a dict of ndarray sums.
+
+    X : dask.array.Array of shape (n_samples, n_features)
+        With one block along the features.
+
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+        Chunked like the rows of ``X``.
+
+    n_components : int
+        Used to size the row chunks inside a block.
+
+    split_every : int, default=8
+        Fan-in of the reduction tree.
+
+    Returns
+    -------
+    stats : dict of ndarray
+        Computed on the current Dask scheduler (a ``distributed.Client`` if
+        one is active).
+    """
+    dask, _ = _import_dask()
+    rows = chunk_rows(int(max(X.chunks[0])), X.shape[1], n_components, X.dtype.itemsize)
+    block_function = dask.delayed(_block_statistics)
+    parts = [
+        block_function(block, weight, chunk_function=chunk_function, rows=rows)
+        for block, weight in _delayed_blocks(X, sample_weight)
+    ]
+    reduce = dask.delayed(add_statistics)
+    while len(parts) > 1:
+        parts = [
+            reduce(parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    (stats,) = dask.compute(parts[0])
+    return stats
+
+
+def _call_method(X, estimator, method):
+    """``estimator.<method>(X)`` on one in-memory block."""
+    return getattr(estimator, method)(X)
+
+
+def apply_method(estimator, X, method):
+    """A prediction method of ``estimator`` on a Dask array, lazily.
+
+    Parameters
+    ----------
+    estimator : BaseMixtureEM
+        A fitted mixture.
+
+    X : dask.array.Array of shape (n_samples, n_features)
+
+    method : {'predict', 'predict_proba', 'score_samples'}
+
+    Returns
+    -------
+    result : dask.array.Array
+        Of shape (n_samples,) for 'predict' and 'score_samples',
+        (n_samples, n_components) for 'predict_proba'.
+    """
+    check_is_fitted(estimator)
+    X = validate(estimator, X, reset=False)
+    if method == "predict":
+        dtype = np.dtype(np.intp)
+    else:
+        dtype = np.dtype(estimator._dtype())
+    if method == "predict_proba":
+        return X.map_blocks(
+            _call_method,
+            estimator,
+            method,
+            chunks=(X.chunks[0], (estimator.n_components,)),
+            dtype=dtype,
+            meta=np.empty((0, 0), dtype=dtype),
+        )
+    return X.map_blocks(
+        _call_method,
+        estimator,
+        method,
+        drop_axis=1,
+        dtype=dtype,
+        meta=np.empty((0,), dtype=dtype),
+    )
