@@ -4,12 +4,13 @@ Mixtures learned by Expectation-Maximisation and a variational auto-encoder
 learned by variational inference, each a scikit-learn estimator.
 """
 
-from .mixture import GaussianMixtureEM
+from .mixture import BernoulliMixtureEM, GaussianMixtureEM
 from .vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BernoulliMixtureEM",
     "GaussianMixtureEM",
     "VAETransformer",
     "__version__",

@@ -6,6 +6,7 @@ model's maths.
 """
 
 from ._base import BaseMixtureEM
+from ._bernoulli import BernoulliMixtureEM
 from ._gaussian import GaussianMixtureEM
 
-__all__ = ["BaseMixtureEM", "GaussianMixtureEM"]
+__all__ = ["BaseMixtureEM", "BernoulliMixtureEM", "GaussianMixtureEM"]
