@@ -90,23 +90,28 @@ def _bernoulli_log_likelihood(X, logits, grad=None, scale=1.0):
     """
     n_samples = X.shape[0]
     a = _as_draws(logits, n_samples)
-    # e = exp(-|a|) is in (0, 1]: softplus(a) = max(a, 0) + log1p(e) and
-    # sigmoid(a) = 1 / (1 + e) if a >= 0 else e / (1 + e).
+    # softplus(a) = max(a, 0) + ln(1 + exp(-|a|)), with exp(-|a|) in (0, 1]. The
+    # logarithm of 1 + exp(-|a|) is computed as such rather than with log1p,
+    # which is several times slower: the absolute error is below the dtype's
+    # resolution.
     e = np.abs(a)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    # log-likelihood = x * a - max(a, 0) - log1p(e)
+    e += 1
+    np.log(e, out=e)
     ll = np.multiply(a, X)
     ll -= np.maximum(a, 0)
-    ll -= np.log1p(e)
+    ll -= e
     log_likelihood = ll.sum(axis=-1)
     if grad is not None:
         g = _as_draws(grad, n_samples)
-        positive = a >= 0
-        # sigmoid(a) = where(a >= 0, 1, e) / (1 + e)
-        denominator = e + 1
-        np.copyto(e, 1, where=positive)
-        np.divide(e, denominator, out=g)
+        # sigmoid(a) = 1 / (1 + exp(-a)); exp(-a) overflows to inf for very
+        # negative a, which gives the correct limit 0.
+        np.negative(a, out=e)
+        with np.errstate(over="ignore"):
+            np.exp(e, out=e)
+        e += 1
+        np.divide(1, e, out=g)
         g -= X
         if scale != 1.0:
             g *= scale

@@ -91,7 +91,7 @@ def inplace_relu_derivative(Z, delta):
     delta : ndarray of shape (n_samples, n_units)
         The backpropagated error, modified in place.
     """
-    delta[Z == 0] = 0
+    np.multiply(delta, Z > 0, out=delta)
 
 
 DERIVATIVES = {

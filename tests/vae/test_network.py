@@ -81,9 +81,7 @@ def test_backward_pass_matches_finite_differences(activation):
 
 
 def _vae_params(n_features, hidden, n_components, likelihood, activation, rng):
-    encoder = _random_network(
-        [n_features, *hidden, 2 * n_components], activation, rng
-    )
+    encoder = _random_network([n_features, *hidden, 2 * n_components], activation, rng)
     decoder = _random_network(
         [n_components, *hidden[::-1], n_features], activation, rng
     )
@@ -111,7 +109,9 @@ def test_elbo_gradient(likelihood, elbo, beta):
 
     def loss_and_grad():
         grads = tuple(
-            None if p is None else [np.empty_like(a) for a in p]
+            None
+            if p is None
+            else [np.empty_like(a) for a in p]
             if isinstance(p, list)
             else np.empty_like(p)
             for p in params

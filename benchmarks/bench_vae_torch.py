@@ -1,0 +1,287 @@
+"""Benchmark VAETransformer against the same VAE written in PyTorch (CPU).
+
+Binarised MNIST (the 10,000 test images: the first 8,000 train, the last 2,000
+are held out), one hidden layer of 400 ReLU units, 20 latent dimensions,
+Bernoulli decoder, analytic-KL ELBO with one draw, minibatches of 128, Adam
+with learning rate 1e-3, float32, 10 epochs. Both implementations start from
+the same kind of initialisation (Glorot uniform, decoder output biases at the
+logits of the pixel means).
+
+Both models are trained in the same run, alternating per seed, and their
+held-out ELBOs are computed by the same evaluator (the PyTorch weights are
+copied into a VAETransformer), with PyTorch's own estimate printed as a
+cross-check. Prints seconds per epoch, their ratio and the ELBO difference,
+and writes a markdown table to ``benchmarks/results/vae_torch.md``.
+
+PyTorch is an optional, benchmark-only dependency::
+
+    pip install torch
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python benchmarks/bench_vae_torch.py [MNIST_DIR] [--seeds 0 1 2]
+"""
+
+import argparse
+import gzip
+import multiprocessing
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+
+from sklearn_em import VAETransformer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CONFIG = dict(
+    n_components=20,
+    hidden=400,
+    batch_size=128,
+    learning_rate=1e-3,
+    n_epochs=10,
+    n_eval_draws=10,
+)
+
+
+def load_mnist(directory):
+    """Binarised MNIST test images as float32, split 8,000 / 2,000."""
+    path = Path(directory) / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path) as f:
+        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    X = (X / 255.0 > 0.5).astype(np.float32)
+    return X[:8000], X[-2000:]
+
+
+def fit_numpy(X_train, seed):
+    vae = VAETransformer(
+        n_components=CONFIG["n_components"],
+        hidden_layer_sizes=(CONFIG["hidden"],),
+        likelihood="bernoulli",
+        batch_size=CONFIG["batch_size"],
+        learning_rate=CONFIG["learning_rate"],
+        max_iter=CONFIG["n_epochs"],
+        n_iter_no_change=CONFIG["n_epochs"],
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    vae.fit(X_train)
+    elapsed = time.perf_counter() - start
+    assert vae.n_iter_ == CONFIG["n_epochs"]
+    return vae, elapsed / CONFIG["n_epochs"]
+
+
+def fit_torch(X_train, seed):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    n_features = X_train.shape[1]
+    d, h = CONFIG["n_components"], CONFIG["hidden"]
+
+    def linear(n_in, n_out):
+        layer = nn.Linear(n_in, n_out)
+        bound = np.sqrt(6.0 / (n_in + n_out))
+        nn.init.uniform_(layer.weight, -bound, bound)
+        nn.init.uniform_(layer.bias, -bound, bound)
+        return layer
+
+    encoder = nn.Sequential(linear(n_features, h), nn.ReLU(), linear(h, 2 * d))
+    decoder = nn.Sequential(linear(d, h), nn.ReLU(), linear(h, n_features))
+    mean = np.clip(X_train.mean(axis=0), 1e-3, 1 - 1e-3)
+    with torch.no_grad():
+        decoder[-1].bias.copy_(torch.from_numpy(np.log(mean / (1 - mean))))
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    optimizer = torch.optim.Adam(params, lr=CONFIG["learning_rate"])
+    X = torch.from_numpy(X_train)
+    n_samples = X.shape[0]
+
+    start = time.perf_counter()
+    for _ in range(CONFIG["n_epochs"]):
+        permutation = torch.randperm(n_samples)
+        for i in range(0, n_samples, CONFIG["batch_size"]):
+            x = X[permutation[i : i + CONFIG["batch_size"]]]
+            mu, log_var = encoder(x).chunk(2, dim=1)
+            log_var = log_var.clamp(-20, 20)
+            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            logits = decoder(z)
+            reconstruction = nn.functional.binary_cross_entropy_with_logits(
+                logits, x, reduction="sum"
+            )
+            kl = 0.5 * (mu.square() + log_var.exp() - log_var - 1).sum()
+            loss = (reconstruction + kl) / x.shape[0]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    elapsed = time.perf_counter() - start
+    return (encoder, decoder), elapsed / CONFIG["n_epochs"]
+
+
+def _run(job, mnist, seed):
+    """Train one model in a fresh process (see ``in_fresh_process``)."""
+    X_train, X_test = load_mnist(mnist)
+    if job == "numpy":
+        return fit_numpy(X_train, seed)
+    model, seconds = fit_torch(X_train, seed)
+    own_elbo = torch_elbo(model, X_test, CONFIG["n_eval_draws"], seed)
+    weights = [
+        [
+            (m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
+            for m in sequential
+            if hasattr(m, "weight")
+        ]
+        for sequential in model
+    ]
+    return (weights, own_elbo), seconds
+
+
+def in_fresh_process(job, mnist, seed):
+    """Run ``_run`` in a new interpreter.
+
+    PyTorch's OpenMP threads and OpenBLAS's threads both spin while waiting
+    for work: in one process, whichever library runs second competes with the
+    idle threads of the first and can be several times slower.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        return executor.submit(_run, job, mnist, seed).result()
+
+
+def torch_elbo(model, X, n_draws, seed):
+    """PyTorch's own held-out ELBO estimate (cross-check of the evaluator)."""
+    import torch
+    from torch import nn
+
+    encoder, decoder = model
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = torch.from_numpy(X)
+        mu, log_var = encoder(x).chunk(2, dim=1)
+        log_var = log_var.clamp(-20, 20)
+        reconstruction = 0.0
+        for _ in range(n_draws):
+            eps = torch.randn(mu.shape, generator=generator)
+            logits = decoder(mu + torch.exp(0.5 * log_var) * eps)
+            reconstruction += -nn.functional.binary_cross_entropy_with_logits(
+                logits, x, reduction="none"
+            ).sum(dim=1)
+        kl = 0.5 * (mu.square() + log_var.exp() - log_var - 1).sum(dim=1)
+        return float((reconstruction / n_draws - kl).mean())
+
+
+def torch_to_vae(weights, template):
+    """A VAETransformer carrying the weights of the PyTorch model."""
+    vae = clone(template)
+    for attribute in ["n_features_in_", "_eval_seed", "_n_features_out"]:
+        setattr(vae, attribute, getattr(template, attribute))
+    (encoder, decoder) = weights
+    vae.encoder_coefs_ = [coef for coef, _ in encoder]
+    vae.encoder_intercepts_ = [intercept for _, intercept in encoder]
+    vae.decoder_coefs_ = [coef for coef, _ in decoder]
+    vae.decoder_intercepts_ = [intercept for _, intercept in decoder]
+    vae.decoder_log_var_ = None
+    return vae
+
+
+def torch_version():
+    from importlib.metadata import version
+
+    return version("torch")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "mnist", nargs="?", default=str(REPO_ROOT.parent / "shared/data/mnist")
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--output", default=str(REPO_ROOT / "benchmarks/results/vae_torch.md")
+    )
+    args = parser.parse_args()
+
+    import threadpoolctl
+
+    _, X_test = load_mnist(args.mnist)
+    rows = []
+    for i, seed in enumerate(args.seeds):
+        # Alternate the order so that neither always runs on a warmer machine.
+        results = {}
+        for job in ["numpy", "torch"][:: 1 if i % 2 == 0 else -1]:
+            results[job] = in_fresh_process(job, args.mnist, seed)
+        vae, numpy_time = results["numpy"]
+        (torch_weights, torch_elbo_own), torch_time = results["torch"]
+        # The same evaluator for both: the analytic-KL ELBO with
+        # n_eval_draws common draws per sample.
+        vae.set_params(n_mc_samples=CONFIG["n_eval_draws"])
+        numpy_elbo = vae.score(X_test)
+        torch_as_vae = torch_to_vae(torch_weights, vae)
+        torch_elbo_same_evaluator = torch_as_vae.score(X_test)
+        rows.append(
+            (
+                seed,
+                numpy_time,
+                torch_time,
+                numpy_elbo,
+                torch_elbo_same_evaluator,
+                torch_elbo_own,
+            )
+        )
+        print(
+            f"seed {seed}: s/epoch numpy {numpy_time:.3f} torch {torch_time:.3f} "
+            f"(ratio {numpy_time / torch_time:.2f}); held-out ELBO numpy "
+            f"{numpy_elbo:.2f} torch {torch_elbo_same_evaluator:.2f} "
+            f"(torch's own estimate {torch_elbo_own:.2f})",
+            flush=True,
+        )
+
+    data = np.array([row[1:] for row in rows])
+    numpy_time, torch_time, numpy_elbo, torch_elbo_, torch_own = data.mean(axis=0)
+    ratio = numpy_time / torch_time
+    difference = numpy_elbo - torch_elbo_
+    print(
+        f"mean over seeds {args.seeds}: s/epoch numpy {numpy_time:.3f}, torch "
+        f"{torch_time:.3f}, ratio numpy/torch {ratio:.2f}; held-out ELBO numpy "
+        f"{numpy_elbo:.2f}, torch {torch_elbo_:.2f}, difference {difference:+.2f} nats"
+    )
+
+    blas = threadpoolctl.threadpool_info()
+    blas = ", ".join(
+        f"{info.get('internal_api')} {info.get('version')} "
+        f"({info.get('num_threads')} threads)"
+        for info in blas
+        if info.get("user_api") == "blas"
+    )
+    lines = [
+        "| seed | NumPy s/epoch | PyTorch s/epoch | ratio | NumPy ELBO | "
+        "PyTorch ELBO | difference |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for seed, nt, tt, ne, te, _ in rows:
+        lines.append(
+            f"| {seed} | {nt:.3f} | {tt:.3f} | {nt / tt:.2f} | {ne:.2f} | "
+            f"{te:.2f} | {ne - te:+.2f} |"
+        )
+    lines.append(
+        f"| mean | {numpy_time:.3f} | {torch_time:.3f} | {ratio:.2f} | "
+        f"{numpy_elbo:.2f} | {torch_elbo_:.2f} | {difference:+.2f} |"
+    )
+    header = [
+        "Binarised MNIST, 8,000 training and 2,000 held-out images, 784-400-20 "
+        "VAE, Bernoulli decoder, batch 128, Adam lr 1e-3, float32, 10 epochs. "
+        f"Held-out ELBO in nats ({CONFIG['n_eval_draws']} draws per image, "
+        "the same evaluator for both). "
+        f"Python {platform.python_version()}, NumPy {np.__version__} ({blas}), "
+        f"PyTorch {torch_version()}, "
+        f"{platform.machine()}.",
+        "",
+    ]
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(header + lines) + "\n")
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
