@@ -58,6 +58,9 @@ from ._suffstats import (
     resp_chunk,
 )
 
+# What partial_fit keeps between calls; fit discards it.
+_ONLINE_STATE = ("n_batch_iter_", "_online_stats", "_online_shift", "_online_weight")
+
 
 def _check_shape(param, param_shape, name):
     """Raise a ValueError unless ``param`` has shape ``param_shape``."""
@@ -461,7 +464,7 @@ class BaseMixtureEM(
         """
         self._fit(X, sample_weight)
         # A batch fit starts any later stream of partial_fit steps afresh.
-        for attr in ("n_batch_iter_", "_online_stats", "_online_shift"):
+        for attr in _ONLINE_STATE:
             self.__dict__.pop(attr, None)
         return self
 
@@ -473,7 +476,11 @@ class BaseMixtureEM(
         are computed under the current parameters and blended in,
         ``s <- (1 - rho_t) s + rho_t S_t / W_t`` with
         ``rho_t = (t + learning_offset) ** -learning_decay``, before an
-        M-step from ``s``. The first call on an unfitted model initialises
+        M-step from ``s`` (scaled to the total weight seen so far, which
+        matters only for priors such as :class:`BernoulliMixtureEM`'s). The
+        blend is exact for second moments accumulated around different
+        means (see :mod:`sklearn_em.mixture._online`). The first call on an
+        unfitted model initialises
         it from its batch with ``init_params``; after :meth:`fit`, steps
         start from the fitted parameters.
 
@@ -519,7 +526,11 @@ class BaseMixtureEM(
         rho = step_size(t, self.learning_decay, self.learning_offset)
         self._online_stats = blend_statistics(running, stats, rho)
         self._online_shift = None if shift is None else np.array(shift, copy=True)
-        self._m_step(self._online_stats)
+        # The M-step reads the running averages scaled to the weight seen so
+        # far, so that a model's prior weighs as in a batch fit of that data.
+        weight = getattr(self, "_online_weight", 0.0) + float(stats["sum_weight"])
+        self._online_weight = weight
+        self._m_step({key: v * weight for key, v in self._online_stats.items()})
         self._set_parameters(self._get_parameters())
         self.n_batch_iter_ = t
         self.lower_bound_ = lower_bound

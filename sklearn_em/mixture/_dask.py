@@ -17,7 +17,8 @@ at most ``INIT_SAMPLE_SIZE`` rows drawn from the blocks (each block keeps every
 row independently with the same probability, from its own seeded stream):
 k-means on the sample for 'kmeans', a draw of sample rows for
 'random_from_data', and so on. EM then iterates on all of ``X``. User-given
-initial parameters skip the sample.
+initial parameters skip the sample; an ``X`` of at most ``INIT_SAMPLE_SIZE``
+rows is used whole, which makes the initialisation the in-memory one.
 
 Prediction. ``predict``, ``predict_proba``, ``transform`` and
 ``score_samples`` return lazy Dask arrays built with ``map_blocks`` of the
@@ -53,11 +54,18 @@ def _import_dask(what="Passing a Dask collection"):
     return dask, da
 
 
-def validate(estimator, X, *, reset):
-    """Validate a Dask array lazily: shape, dtype and number of features.
+def _validate_block(X, estimator):
+    """The model's in-memory validation of one block (finiteness, binarising)."""
+    return estimator._validate_X(X, reset=False)
 
-    Values are not read here; see :func:`initial_sample` and the per-block
-    checks of the prediction methods.
+
+def validate(estimator, X, *, reset, blockwise=True):
+    """Validate a Dask array: shape, dtype and number of features.
+
+    Values are not read here: with ``blockwise``, the model's own in-memory
+    validation (``_validate_X``) is mapped lazily over the blocks, so every
+    pass over the data checks (or, for a binarising model, transforms) each
+    block as an in-memory fit would.
 
     Parameters
     ----------
@@ -67,6 +75,9 @@ def validate(estimator, X, *, reset):
 
     reset : bool
         Whether to set ``n_features_in_`` (fit) or check it (otherwise).
+
+    blockwise : bool, default=True
+        Whether to map the model's validation over the blocks.
 
     Returns
     -------
@@ -105,6 +116,8 @@ def validate(estimator, X, *, reset):
         )
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
+    if blockwise:
+        X = X.map_blocks(_validate_block, estimator, dtype=X.dtype, meta=X._meta)
     return X
 
 
@@ -172,6 +185,8 @@ def _delayed_blocks(X, sample_weight):
 
 def _sample_rows(X, sample_weight, seed, fraction):
     """Keep every row with probability ``fraction``, from a seeded stream."""
+    if seed is None:
+        return X, sample_weight
     keep = np.random.default_rng(seed).random(X.shape[0]) < fraction
     return X[keep], None if sample_weight is None else sample_weight[keep]
 
@@ -202,7 +217,12 @@ def initial_sample(estimator, X, sample_weight, random_state):
     n_samples = X.shape[0]
     fraction = min(1.0, INIT_SAMPLE_SIZE / n_samples)
     pairs = _delayed_blocks(X, sample_weight)
-    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(pairs))
+    if fraction == 1.0:
+        # All the rows, in order, and the random stream untouched: the
+        # initialisation is exactly the in-memory one.
+        seeds = [None] * len(pairs)
+    else:
+        seeds = random_state.randint(np.iinfo(np.int32).max, size=len(pairs))
     parts = dask.compute(
         *[
             dask.delayed(_sample_rows)(block, weight, seed, fraction)
@@ -297,7 +317,8 @@ def apply_method(estimator, X, method):
         (n_samples, n_components) for 'predict_proba'.
     """
     check_is_fitted(estimator)
-    X = validate(estimator, X, reset=False)
+    # The in-memory method validates each block itself.
+    X = validate(estimator, X, reset=False, blockwise=False)
     if method == "predict":
         dtype = np.dtype(np.intp)
     else:
