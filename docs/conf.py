@@ -12,7 +12,7 @@ import sklearn_em
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-GENERATED = DOCS / "_generated"
+GENERATED = DOCS / "_build" / "_generated"
 
 # Examples execute without a display.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -36,7 +36,6 @@ exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 default_role = "literal"
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
@@ -90,7 +89,7 @@ def _benchmark_tables():
                 "",
                 f"From ``benchmarks/results/{name}``:",
                 "",
-                f".. literalinclude:: ../../benchmarks/results/{name}",
+                f".. literalinclude:: ../benchmarks/results/{name}",
                 "   :language: text",
                 "",
             ]
@@ -104,7 +103,7 @@ def _benchmark_tables():
             name,
             "-" * len(name),
             "",
-            f".. literalinclude:: ../../benchmarks/results/{name}",
+            f".. literalinclude:: ../benchmarks/results/{name}",
             "   :language: text",
             "",
         ]
@@ -149,3 +148,9 @@ def _generate_pages():
 
 _generate_pages()
 sys.path.insert(0, str(DOCS))
+
+# Docstrings write ``shape (n_features_in_,)``: in reStructuredText a bare
+# ``name_`` is a link, which we point to scikit-learn's glossary entry.
+rst_epilog = """
+.. _n_features_in: https://scikit-learn.org/stable/glossary.html#term-n_features_in_
+"""

@@ -8,7 +8,8 @@ probability of that component, by Bayes' rule:
 
 .. math::
 
-    r_k(x) = p(k \\mid x) = \\frac{\\pi_k\\, p(x \\mid k)}{\\sum_j \\pi_j\\, p(x \\mid j)} .
+    r_k(x) = p(k \\mid x)
+           = \\frac{\\pi_k\\, p(x \\mid k)}{\\sum_j \\pi_j\\, p(x \\mid j)} .
 
 Under a **uniform prior**, ``pi_k = 1/K``, the priors cancel and the
 responsibilities are just the likelihoods ``p(x | k)`` normalised to sum to

@@ -7,7 +7,8 @@ with probability ``theta_kd``:
 
 .. math::
 
-    \\ln p(x \\mid k) = \\sum_d x_d \\ln \\theta_{kd} + (1 - x_d) \\ln(1 - \\theta_{kd}) .
+    \\ln p(x \\mid k)
+    = \\sum_d x_d \\ln \\theta_{kd} + (1 - x_d) \\ln(1 - \\theta_{kd}) .
 
 The expected complete-data log-likelihood, plus a ``Beta(alpha, beta)``
 log-prior on every ``theta_kd``, is maximised by
