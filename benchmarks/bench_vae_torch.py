@@ -41,7 +41,7 @@ CONFIG = dict(
     batch_size=128,
     learning_rate=1e-3,
     n_epochs=10,
-    n_eval_draws=10,
+    n_eval_draws=100,
 )
 
 

@@ -12,9 +12,10 @@ sample, the three ELBO estimators of a sample are
 - ``"monte_carlo"``: ``1/L sum_l [ln p(x|z_l) + beta (ln p(z_l) - ln q(z_l|x))]``.
 
 All three have the same expectation. Each replaces a closed-form term of the
-previous one by a Monte Carlo estimate, so, unless the posterior is close to
-the prior or ``q`` to the true posterior, their variances increase in that
-order.
+previous one by a Monte Carlo estimate, so when ln p(x|z) barely depends on z
+their variances increase in that order. As ``ln p(x|z) + ln p(z) - ln q(z|x)
+= ln p(x) + ln p(z|x) - ln q(z|x)``, the Monte Carlo form has no variance when
+q(z|x) is the true posterior, and is often the least noisy on a fitted model.
 
 Parameters travel as a tuple ``(encoder_coefs, encoder_intercepts,
 decoder_coefs, decoder_intercepts, decoder_log_var)``; ``decoder_log_var``

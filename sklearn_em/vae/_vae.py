@@ -89,10 +89,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
           form;
         - "monte_carlo": ``E_q[ln p(x, z) - ln q(z|x)]``, all by Monte Carlo.
 
-        All three have the same expectation. Each replaces closed-form terms
-        of the previous one by Monte Carlo estimates, so that their variances
-        are usually in that order, the lowest first. "monte_carlo" is the only
-        one whose variance vanishes when ``q(z|x)`` equals the true posterior.
+        All three have the same expectation; they differ in variance, which
+        matters for the gradients. Each replaces closed-form terms of the
+        previous one by Monte Carlo estimates, so while ``ln p(x|z)`` says
+        little about ``z`` (early in training, or for collapsed latent
+        dimensions) their variances increase in that order. But
+        ``ln p(x, z) - ln q(z|x) = ln p(x) + ln p(z|x) - ln q(z|x)``: the
+        "monte_carlo" form's variance vanishes as ``q(z|x)`` approaches the
+        true posterior, and on a well-fitted model it is often the lowest.
 
     n_mc_samples : int, default=1
         Latent draws per sample in every ELBO estimate, in training and in
