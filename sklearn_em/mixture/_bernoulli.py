@@ -147,9 +147,9 @@ def _accumulate_bernoulli(X, resp):
         ``"sx"`` (n_components, n_features): sum_n r_nk x_n.
     """
     # R^T X computed as (X^T R)^T. For CSR X, X^T is CSC and the product
-    # never densifies X. For dense X it is the same BLAS product, but OpenBLAS
-    # runs it up to 15x faster in this layout (a long inner dimension with few
-    # output rows is its slow case).
+    # never densifies X. For dense X it is the same BLAS product: as fast on
+    # an idle machine, but on a loaded one multi-threaded OpenBLAS ran the
+    # `resp.T @ X` layout (few output rows, long inner dimension) 7-15x slower.
     sx = np.ascontiguousarray(np.asarray(X.T @ resp).T)
     return {"nk": resp.sum(axis=0), "sx": sx}
 
