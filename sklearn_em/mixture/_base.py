@@ -768,7 +768,12 @@ class BaseMixtureEM(
                 "requires at least one sample."
             )
         rng = check_random_state(self.random_state)
-        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        weights = self.weights_
+        if weights.dtype != np.float64:
+            # float32 weights may sum to slightly more than one in float64.
+            weights = weights.astype(np.float64)
+            weights /= weights.sum()
+        n_samples_comp = rng.multinomial(n_samples, weights)
         X = self._sample_components(rng, n_samples_comp)
         y = np.concatenate(
             [np.full(int(n), k, dtype=np.int64) for k, n in enumerate(n_samples_comp)]

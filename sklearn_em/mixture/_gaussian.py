@@ -692,23 +692,31 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _sample_components(self, rng, n_samples_comp):
         n_features = self.means_.shape[1]
+        means, covariances = self.means_, self.covariances_
+        if covariances.dtype != np.float64:
+            # Samples are float64, as scikit-learn's; a float32 covariance is
+            # symmetric only to float32 precision, which NumPy rejects.
+            means = means.astype(np.float64)
+            covariances = covariances.astype(np.float64)
+            if self.covariance_type in ("full", "tied"):
+                covariances = (covariances + np.swapaxes(covariances, -1, -2)) / 2
         if self.covariance_type == "full":
             parts = [
                 rng.multivariate_normal(mean, covariance, int(n))
                 for mean, covariance, n in zip(
-                    self.means_, self.covariances_, n_samples_comp
+                    means, covariances, n_samples_comp
                 )
             ]
         elif self.covariance_type == "tied":
             parts = [
-                rng.multivariate_normal(mean, self.covariances_, int(n))
-                for mean, n in zip(self.means_, n_samples_comp)
+                rng.multivariate_normal(mean, covariances, int(n))
+                for mean, n in zip(means, n_samples_comp)
             ]
         else:
             parts = [
                 mean + rng.standard_normal(size=(n, n_features)) * np.sqrt(covariance)
                 for mean, covariance, n in zip(
-                    self.means_, self.covariances_, n_samples_comp
+                    means, covariances, n_samples_comp
                 )
             ]
         return np.vstack(parts)

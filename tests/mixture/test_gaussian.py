@@ -605,3 +605,14 @@ def test_inputs_never_modified(covariance_type):
 def test_clone_keeps_parameters():
     gm = GaussianMixtureEM(3, covariance_type="diag", weights="uniform", n_jobs=2)
     assert clone(gm).get_params() == gm.get_params()
+
+
+def test_sample_float32_model():
+    """float32 weights that sum to just over one in float64 still sample."""
+    X = _datasets()["aniso"].astype(np.float32)
+    gm = GaussianMixtureEM(3, random_state=0).fit(X)
+    gm.weights_ = np.array([0.3333334, 0.3333334, 0.3333334], dtype=np.float32)
+    assert gm.weights_.astype(np.float64).sum() > 1
+    X_new, y_new = gm.sample(20)
+    assert X_new.shape == (20, X.shape[1])
+    assert np.bincount(y_new, minlength=3).sum() == 20
