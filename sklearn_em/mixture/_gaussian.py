@@ -1,7 +1,7 @@
 """Gaussian mixture fitted by EM on sufficient statistics."""
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 from numbers import Real
 
 import numpy as np
@@ -10,7 +10,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import map_reduce
+from ._suffstats import e_step_chunk, map_reduce
 
 _COLLAPSE_MESSAGE = (
     "Fitting the mixture model failed because some components have "
@@ -349,6 +349,319 @@ def _weighted_log_gaussian_prob(X, *, means, precisions_chol, covariance_type, l
     return log_prob
 
 
+# ----------------------------------------------------------------------
+# The fused E-step: one feature matrix per chunk, shared by the E-step and
+# the accumulation of the sufficient statistics.
+#
+# With z = x - c (c a common centre), the squared Mahalanobis distance is a
+# linear function of the features phi(z) = [z_i z_j (i <= j), z]:
+#
+#     (z - m_k)^T P_k (z - m_k) = phi(z) . a_k + m_k^T P_k m_k,
+#
+# so one matrix product phi @ A gives every component's log-density, and one
+# product resp^T @ phi gives every component's first and second moments. The
+# expansion cancels terms of size kappa_k = |U_k^T (m_k)|^2 (the distance of the
+# component's mean from c in its own metric), losing about eps * kappa_k in
+# absolute precision; components with a large kappa_k fall back to the direct,
+# per-component form.
+
+#: Largest absolute error of a log-density the expanded form may introduce;
+#: components whose expansion could exceed it use the direct form.
+_EXPANSION_ERROR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
+
+
+def _expansion_limit(dtype):
+    """Largest kappa_k the expanded form is used for, for data of ``dtype``."""
+    dtype = np.dtype(dtype)
+    return _EXPANSION_ERROR.get(dtype, 1e-10) / np.finfo(dtype).eps
+
+
+@lru_cache
+def _triu_indices(n_features):
+    """Cached ``np.triu_indices(n_features)``."""
+    return np.triu_indices(n_features)
+
+
+def _centred_features(X, centre, covariance_type):
+    """Quadratic and linear features of the centred chunk, one per row.
+
+    The features are stored transposed, one contiguous row per feature, so
+    that each product below is one long vectorised loop.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    features : ndarray of shape (n_quadratic + n_features, n_samples)
+        With z = x - centre: ``[z_i z_j for i <= j, z]`` (n_quadratic =
+        n_features (n_features + 1) / 2) for 'full' and 'tied',
+        ``[z_i ** 2, z]`` (n_quadratic = n_features) for 'diag' and
+        'spherical'. The last n_features rows are z^T.
+    """
+    n_samples, n_features = X.shape
+    full = covariance_type in ("full", "tied")
+    n_quad = n_features * (n_features + 1) // 2 if full else n_features
+    features = np.empty((n_quad + n_features, n_samples), dtype=X.dtype)
+    Z = features[n_quad:]
+    np.subtract(X.T, centre[:, np.newaxis], out=Z)
+    if full:
+        start = 0
+        for i in range(n_features):
+            stop = start + n_features - i
+            np.multiply(Z[i], Z[i:], out=features[start:stop])
+            start = stop
+    else:
+        np.multiply(Z, Z, out=features[:n_quad])
+    return features
+
+
+def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centre):
+    """Coefficients of the E-step's single matrix product.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray
+        In the layout of ``covariance_type``.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    log_w : ndarray of shape (n_components,)
+
+    centre : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    coef : ndarray of shape (n_features_phi, n_components), float64
+        ``features @ coef + intercept`` is ``log pi_k + log N(x | mu_k,
+        Sigma_k)``.
+
+    intercept : ndarray of shape (n_components,), float64
+
+    kappa : ndarray of shape (n_components,), float64
+        ``|U_k^T (mu_k - centre)|^2``, the size of the terms the expansion
+        cancels.
+    """
+    means = means.astype(np.float64)
+    prec_chol = np.asarray(precisions_chol, dtype=np.float64)
+    n_components, n_features = means.shape
+    m = means - centre
+    log_det = _compute_log_det_cholesky(prec_chol, covariance_type, n_features)
+    if covariance_type in ("full", "tied"):
+        stacked = prec_chol if covariance_type == "full" else prec_chol[None]
+        precisions = stacked @ stacked.transpose(0, 2, 1)
+        precisions = np.broadcast_to(precisions, (n_components, n_features, n_features))
+        iu, ju = np.triu_indices(n_features)
+        quad = precisions[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
+        pm = np.einsum("kde,ke->kd", precisions, m)
+    else:
+        precisions = prec_chol**2
+        if covariance_type == "spherical":
+            precisions = np.repeat(precisions[:, None], n_features, axis=1)
+        quad = precisions
+        pm = precisions * m
+    kappa = np.einsum("kd,kd->k", pm, m)
+    coef = -0.5 * np.hstack([quad, -2.0 * pm]).T
+    intercept = -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
+    return coef, intercept, kappa
+
+
+def _direct_mahalanobis(Z, m, prec_chol, covariance_type):
+    """Squared Mahalanobis distance of centred rows to one centred mean.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+
+    m : ndarray of shape (n_features,)
+
+    prec_chol : ndarray
+        One component's factor: (n_features, n_features) for 'full' and
+        'tied', (n_features,) for 'diag', a scalar for 'spherical'.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    maha : ndarray of shape (n_samples,)
+    """
+    diff = Z - m
+    y = diff @ prec_chol if covariance_type in ("full", "tied") else diff * prec_chol
+    return np.einsum("ij,ij->i", y, y)
+
+
+def _gaussian_e_step_chunk(
+    X,
+    sample_weight,
+    *,
+    means,
+    precisions_chol,
+    covariance_type,
+    log_w,
+    centre,
+    coef,
+    intercept,
+    direct,
+):
+    """E-step and sufficient statistics of one chunk, on shared features.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    means : ndarray of shape (n_components, n_features)
+        The current means, also the shift the second moments are returned
+        around.
+
+    precisions_chol : ndarray
+        In the layout of ``covariance_type``.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    log_w : ndarray of shape (n_components,)
+
+    centre : ndarray of shape (n_features,)
+        Common centre of the features.
+
+    coef, intercept : ndarray
+        From :func:`_expanded_coefficients`, in the dtype of ``X``.
+
+    direct : ndarray of int
+        Components computed in the direct form (large kappa_k).
+
+    Returns
+    -------
+    stats : dict
+        As :func:`~._suffstats.e_step_chunk`, with the keys of
+        :func:`_accumulate_gaussian` around ``means``.
+    """
+    features = _centred_features(X, centre, covariance_type).T
+    return e_step_chunk(
+        features,
+        sample_weight,
+        weighted_log_prob=partial(
+            _expanded_log_prob,
+            means=means,
+            precisions_chol=precisions_chol,
+            covariance_type=covariance_type,
+            log_w=log_w,
+            centre=centre,
+            coef=coef,
+            intercept=intercept,
+            direct=direct,
+        ),
+        accumulate=partial(
+            _accumulate_expanded,
+            means=means,
+            covariance_type=covariance_type,
+            centre=centre,
+            direct=direct,
+        ),
+    )
+
+
+def _expanded_log_prob(
+    features,
+    *,
+    means,
+    precisions_chol,
+    covariance_type,
+    log_w,
+    centre,
+    coef,
+    intercept,
+    direct,
+):
+    """``log pi_k + log N(x | mu_k, Sigma_k)`` from the chunk's features.
+
+    See :func:`_gaussian_e_step_chunk` for the parameters; returns an ndarray
+    of shape (n_samples, n_components).
+    """
+    log_prob = features @ coef
+    log_prob += intercept
+    if len(direct):
+        n_features = means.shape[1]
+        Z = features[:, -n_features:]
+        log_det = _compute_log_det_cholesky(
+            precisions_chol, covariance_type, n_features
+        )
+        for k in direct:
+            chol = precisions_chol if covariance_type == "tied" else precisions_chol[k]
+            maha = _direct_mahalanobis(Z, means[k] - centre, chol, covariance_type)
+            log_det_k = log_det if covariance_type == "tied" else log_det[k]
+            log_prob[:, k] = (
+                -0.5 * (n_features * math.log(2 * math.pi) + maha)
+                + log_det_k
+                + log_w[k]
+            )
+    return log_prob
+
+
+def _accumulate_expanded(features, resp, *, means, covariance_type, centre, direct):
+    """Sufficient statistics from the chunk's features, around ``means``.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features_phi)
+        The transpose of :func:`_centred_features`'s output.
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities multiplied by the sample weights.
+
+    means : ndarray of shape (n_components, n_features)
+        The shift c_k the second moments are returned around.
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    centre : ndarray of shape (n_features,)
+
+    direct : ndarray of int
+        Components whose second moments are accumulated directly.
+
+    Returns
+    -------
+    stats : dict
+        The keys of :func:`_accumulate_gaussian`.
+    """
+    n_features = means.shape[1]
+    nk = resp.sum(axis=0)
+    moments = resp.T @ features
+    sz = moments[:, -n_features:]
+    # Second moments around c_k from those around the centre, with
+    # d_k = c_k - centre: S - sz d^T - d sz^T + N_k d d^T.
+    d = (means - centre).astype(resp.dtype)
+    if covariance_type in ("full", "tied"):
+        iu, ju = _triu_indices(n_features)
+        sxx = np.empty((len(nk), n_features, n_features), dtype=resp.dtype)
+        sxx[:, iu, ju] = moments[:, : len(iu)]
+        sxx[:, ju, iu] = moments[:, : len(iu)]
+        cross = sz[:, :, None] * d[:, None, :]
+        sxx -= cross
+        sxx -= cross.transpose(0, 2, 1)
+        sxx += nk[:, None, None] * (d[:, :, None] * d[:, None, :])
+    else:
+        sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
+    if len(direct):
+        Z = features[:, -n_features:]
+        for k in direct:
+            diff = Z - d[k]
+            if covariance_type in ("full", "tied"):
+                sxx[k] = (diff.T * resp[:, k]) @ diff
+            else:
+                diff *= diff
+                sxx[k] = resp[:, k] @ diff
+    return {"nk": nk, "sx": sz + np.outer(nk, centre.astype(resp.dtype)), "sxx": sxx}
+
+
 class GaussianMixtureEM(BaseMixtureEM):
     """Gaussian mixture fitted by EM, a drop-in for scikit-learn's GaussianMixture.
 
@@ -569,7 +882,6 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
         self._fit_dtype = X.dtype
 
-
     def _initial_weights(self):
         if self.weights == "uniform":
             return np.full(self.n_components, 1 / self.n_components, self._fit_dtype)
@@ -605,6 +917,26 @@ class GaussianMixtureEM(BaseMixtureEM):
             precisions_chol=self.precisions_cholesky_,
             covariance_type=self.covariance_type,
             log_w=np.log(self.weights_),
+        )
+
+    def _e_step_chunk_function(self):
+        # The fused E-step: one feature matrix per chunk for both halves.
+        dtype = self.means_.dtype
+        centre = self.weights_.astype(np.float64) @ self.means_.astype(np.float64)
+        log_w = np.log(self.weights_.astype(np.float64))
+        coef, intercept, kappa = _expanded_coefficients(
+            self.means_, self.precisions_cholesky_, self.covariance_type, log_w, centre
+        )
+        return partial(
+            _gaussian_e_step_chunk,
+            means=self.means_,
+            precisions_chol=self.precisions_cholesky_,
+            covariance_type=self.covariance_type,
+            log_w=log_w.astype(dtype),
+            centre=centre.astype(dtype),
+            coef=coef.astype(dtype),
+            intercept=intercept.astype(dtype),
+            direct=np.flatnonzero(kappa > _expansion_limit(dtype)),
         )
 
     def _accumulate_function(self, shift):
@@ -703,9 +1035,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         if self.covariance_type == "full":
             parts = [
                 rng.multivariate_normal(mean, covariance, int(n))
-                for mean, covariance, n in zip(
-                    means, covariances, n_samples_comp
-                )
+                for mean, covariance, n in zip(means, covariances, n_samples_comp)
             ]
         elif self.covariance_type == "tied":
             parts = [
@@ -715,9 +1045,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         else:
             parts = [
                 mean + rng.standard_normal(size=(n, n_features)) * np.sqrt(covariance)
-                for mean, covariance, n in zip(
-                    means, covariances, n_samples_comp
-                )
+                for mean, covariance, n in zip(means, covariances, n_samples_comp)
             ]
         return np.vstack(parts)
 
@@ -735,11 +1063,10 @@ def _covariances_from_precisions_cholesky(precisions_chol, covariance_type):
     """Covariances (U U^T)^-1 from the precisions' Cholesky factors."""
     if covariance_type in ("full", "tied"):
         # (U U^T)^-1 = U^-T U^-1
-        stacked = precisions_chol if covariance_type == "full" else precisions_chol[None]
+        full = covariance_type == "full"
+        stacked = precisions_chol if full else precisions_chol[None]
         eye = np.eye(stacked.shape[-1], dtype=stacked.dtype)
-        inv = np.stack(
-            [linalg.solve_triangular(u, eye, lower=False) for u in stacked]
-        )
+        inv = np.stack([linalg.solve_triangular(u, eye, lower=False) for u in stacked])
         cov = inv.transpose(0, 2, 1) @ inv
         return cov if covariance_type == "full" else cov[0]
     return 1.0 / precisions_chol**2

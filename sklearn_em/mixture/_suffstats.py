@@ -24,7 +24,7 @@ import math
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import get_config
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Rows per chunk are chosen so that the chunk's temporaries stay in the CPU's
 # caches; the user-level cap is scikit-learn's ``working_memory`` setting.
@@ -213,12 +213,24 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
         return (X[s], w, *(e[s] for e in extra))
 
     n_jobs = min(effective_n_jobs(n_jobs), len(slices))
-    if n_jobs == 1:
-        return add_statistics(chunk_function(*args(s)) for s in slices)
-    # Threads over chunks, each running single-threaded BLAS so that the two
-    # levels of parallelism do not oversubscribe the cores.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # A chunk's products are cache-sized: BLAS threads cost more to wake than
+    # they save on them (and spin on a busy machine), so every chunk runs
+    # single-threaded BLAS. Parallelism comes from threads over chunks, and
+    # the two levels do not oversubscribe the cores.
+    with _single_threaded_blas():
+        if n_jobs == 1:
+            return add_statistics(chunk_function(*args(s)) for s in slices)
         results = Parallel(n_jobs=n_jobs, prefer="threads")(
             delayed(chunk_function)(*args(s)) for s in slices
         )
     return add_statistics(results)
+
+
+_CONTROLLER = []
+
+
+def _single_threaded_blas():
+    """Context manager limiting BLAS to one thread (controller created once)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
