@@ -38,7 +38,8 @@ def logsumexp_rows(a):
     ----------
     a : ndarray of shape (n_samples, n_components)
         Unnormalised log-probabilities. It is overwritten with the
-        normalised probabilities ``exp(a - logsumexp(a, axis=1))``.
+        normalised probabilities ``exp(a - logsumexp(a, axis=1))`` (zeros for
+        a row whose entries are all -inf).
 
     Returns
     -------
@@ -52,9 +53,11 @@ def logsumexp_rows(a):
     a -= a_max[:, np.newaxis]
     np.exp(a, out=a)
     norm = a.sum(axis=1)
-    a /= norm[:, np.newaxis]
     with np.errstate(divide="ignore"):
         log_norm = np.log(norm)
+    # A massless row has no probabilities to normalise: leave it at zero.
+    norm[norm == 0] = 1
+    a /= norm[:, np.newaxis]
     log_norm += a_max
     return log_norm
 

@@ -1,0 +1,190 @@
+"""Precision guards of the fused Gaussian E-step.
+
+The fast E-step expands the quadratic forms into products with x x^T
+features around a common centre, which cancels terms of size
+kappa_k = |U_k^T (mu_k - centre)|^2. These tests use data where that matters
+-- far from the origin, tight clusters far apart -- in float32 and float64,
+and compare with a direct, per-component computation in long double.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture._gaussian import (
+    _compute_precision_cholesky,
+    _expanded_coefficients,
+    _expansion_limit,
+)
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(offset, spread, scale, dtype, n_samples=600, n_features=4, seed=0):
+    """Three clusters ``spread`` apart with noise ``scale``, shifted by ``offset``."""
+    rng = np.random.RandomState(seed)
+    centres = offset + spread * rng.normal(size=(3, n_features))
+    labels = np.arange(n_samples) % 3
+    noise = rng.normal(size=(n_samples, n_features)) * scale
+    return (centres[labels] + noise).astype(dtype), centres, labels
+
+
+def _model(X, centres, labels, covariance_type):
+    """A model set at the clusters' sample moments (the EM fixed point)."""
+    X64 = X.astype(np.float64)
+    means = np.stack([X64[labels == k].mean(0) for k in range(3)])
+    covs = np.stack(
+        [np.cov(X64[labels == k].T, bias=True) for k in range(3)]
+    ) + 1e-12 * np.eye(X.shape[1])
+    covariances = {
+        "full": covs,
+        "tied": covs.mean(0),
+        "diag": np.diagonal(covs, axis1=1, axis2=2).copy(),
+        "spherical": np.diagonal(covs, axis1=1, axis2=2).mean(1),
+    }[covariance_type]
+    gm = GaussianMixtureEM(n_components=3, covariance_type=covariance_type)
+    gm.weights_ = np.full(3, 1 / 3).astype(X.dtype)
+    gm.means_ = means.astype(X.dtype)
+    gm.precisions_cholesky_ = _compute_precision_cholesky(
+        covariances, covariance_type
+    ).astype(X.dtype)
+    return gm
+
+
+def _reference(X, gm):
+    """log pi_k + log N(x | mu_k, Sigma_k) and resp-weighted second moments
+    around the means, per component, in long double."""
+    X = X.astype(np.longdouble)
+    means = gm.means_.astype(np.longdouble)
+    chol = np.asarray(gm.precisions_cholesky_, dtype=np.longdouble)
+    n_features = X.shape[1]
+    log_prob = np.empty((X.shape[0], 3), dtype=np.longdouble)
+    for k in range(3):
+        diff = X - means[k]
+        if gm.covariance_type in ("full", "tied"):
+            u = chol[k] if gm.covariance_type == "full" else chol
+            y = np.einsum("nd,de->ne", diff, u)
+            log_det = np.log(np.diagonal(u)).sum()
+        else:
+            c = chol[k]
+            y = diff * c
+            log_det = np.log(c).sum() if np.ndim(c) else n_features * np.log(c)
+        log_prob[:, k] = (
+            -0.5 * (n_features * np.log(2 * np.pi, dtype=np.longdouble))
+            - 0.5 * (y * y).sum(1)
+            + log_det
+            + np.log(np.longdouble(gm.weights_[k]))
+        )
+    top = log_prob.max(1, keepdims=True)
+    resp = np.exp(log_prob - top)
+    log_norm = np.log(resp.sum(1)) + top[:, 0]
+    resp /= resp.sum(1, keepdims=True)
+    sxx = np.stack(
+        [
+            np.einsum("n,nd,ne->de", resp[:, k], X - means[k], X - means[k])
+            for k in range(3)
+        ]
+    )
+    return log_norm, resp.sum(0), sxx
+
+
+CASES = {
+    # name: (offset, spread, scale)
+    "far_from_origin": (1e6, 5.0, 1.0),
+    "tight_clusters": (0.0, 1.0, 1e-4),
+    "tight_and_far": (1e4, 1.0, 1e-3),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_e_step_statistics_match_long_double(case, covariance_type, dtype):
+    offset, spread, scale = CASES[case]
+    if dtype == np.float32 and case == "far_from_origin":
+        offset = 1e4  # float32 resolves 1e6 + x only to 0.06
+    if dtype == np.float32 and case == "tight_clusters":
+        scale = 1e-2
+    X, centres, labels = _data(offset, spread, scale, dtype)
+    gm = _model(X, centres, labels, covariance_type)
+    stats = gm._e_step_chunk_function()(X, None)
+    log_norm, nk, sxx = _reference(X, gm)
+
+    # Log-likelihood: float64 to ~1e-10 per sample, float32 to ~1e-3.
+    atol = 1e-8 if dtype == np.float64 else 5e-2
+    assert_allclose(
+        float(stats["log_likelihood"]) / X.shape[0],
+        float(log_norm.mean()),
+        rtol=0,
+        atol=atol,
+    )
+    rtol = 1e-8 if dtype == np.float64 else 1e-3
+    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=rtol, atol=rtol)
+    # Second moments around the means: relative to their own size, per
+    # component (tight clusters make them tiny next to the data's scale).
+    expected = sxx.astype(np.float64)
+    if covariance_type in ("diag", "spherical"):
+        expected = np.diagonal(expected, axis1=1, axis2=2)
+    size = np.abs(expected).reshape(3, -1).max(1)
+    err = np.abs(stats["sxx"] - expected).reshape(3, -1).max(1) / size
+    assert np.all(err < (1e-8 if dtype == np.float64 else 1e-3)), err
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_guard_falls_back_on_tight_far_clusters(dtype):
+    # The guard must switch these components to the direct form ...
+    X, centres, labels = _data(0.0, 1.0, 1e-5, dtype)
+    gm = _model(X, centres, labels, "full")
+    chunk_function = gm._e_step_chunk_function()
+    assert len(chunk_function.keywords["direct"]) == 3
+    # ... and the expanded form alone would indeed be wrong there: forcing
+    # it (no component direct) loses the covariances.
+    log_w = np.log(gm.weights_.astype(np.float64))
+    centre = gm.weights_.astype(np.float64) @ gm.means_.astype(np.float64)
+    _, _, kappa = _expanded_coefficients(
+        gm.means_, gm.precisions_cholesky_, "full", log_w, centre
+    )
+    assert np.all(kappa > _expansion_limit(dtype))
+    forced = chunk_function.func(
+        X, None, **{**chunk_function.keywords, "direct": np.array([], dtype=int)}
+    )
+    _, _, sxx = _reference(X, gm)
+    size = np.abs(sxx.astype(np.float64)).max()
+    # Errors far above the tolerances of the test above.
+    worse = 1e-7 if dtype == np.float64 else 1e-2
+    assert np.abs(forced["sxx"] - sxx.astype(np.float64)).max() / size > worse
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_is_translation_invariant(covariance_type):
+    # A fit on data moved far from the origin is the same fit, moved.
+    X, _, _ = _data(0.0, 5.0, 1.0, np.float64, n_samples=900)
+    offset = 1e6
+    kwargs = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        max_iter=20,
+        tol=1e-10,
+        random_state=0,
+    )
+    near = GaussianMixtureEM(**kwargs).fit(X)
+    far = GaussianMixtureEM(**kwargs).fit(X + offset)
+    assert_allclose(far.means_ - offset, near.means_, rtol=0, atol=1e-7)
+    assert_allclose(far.covariances_, near.covariances_, rtol=1e-6)
+    assert_allclose(far.lower_bound_, near.lower_bound_, rtol=1e-8)
+
+
+def test_float32_fit_close_to_float64():
+    X, _, _ = _data(1e3, 5.0, 1.0, np.float64, n_samples=3000)
+    kwargs = dict(n_components=3, max_iter=30, tol=1e-8, random_state=0)
+    fit64 = GaussianMixtureEM(**kwargs).fit(X)
+    fit32 = GaussianMixtureEM(
+        **kwargs,
+        weights_init=fit64.weights_,
+        means_init=fit64.means_,
+        precisions_init=fit64.precisions_,
+    ).fit(X.astype(np.float32))
+    assert fit32.means_.dtype == np.float32
+    assert_allclose(fit32.lower_bound_, fit64.lower_bound_, rtol=1e-4)
+    assert_allclose(fit32.means_, fit64.means_, rtol=1e-5)

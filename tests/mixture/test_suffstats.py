@@ -1,0 +1,148 @@
+"""Tests of the sufficient-statistics engine and of the fused Gaussian E-step."""
+
+import numpy as np
+import pytest
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
+
+from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture._gaussian import (
+    _accumulate_gaussian,
+    _estimate_log_gaussian_prob,
+)
+from sklearn_em.mixture._suffstats import chunk_rows, logsumexp_rows, map_reduce
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+# Fits run a fixed number of iterations (tol=0), which never converge.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _blobs(n_samples=1500, n_features=3, n_components=3, seed=0):
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=4.0, size=(n_components, n_features))
+    labels = rng.randint(n_components, size=n_samples)
+    return centres[labels] + rng.normal(size=(n_samples, n_features))
+
+
+def _fitted(X, covariance_type, **kwargs):
+    return GaussianMixtureEM(
+        n_components=3,
+        covariance_type=covariance_type,
+        max_iter=3,
+        tol=0,
+        random_state=0,
+        **kwargs,
+    )
+
+
+# ----------------------------------------------------------------------
+# logsumexp_rows
+def test_logsumexp_rows_matches_scipy():
+    rng = np.random.RandomState(0)
+    a = rng.normal(scale=50.0, size=(40, 6))
+    a[3, 2] = -np.inf
+    a[5] = -np.inf  # a row with no mass at all
+    a[7, :5] = -np.inf
+    expected = logsumexp(a, axis=1)
+    probabilities = a.copy()
+    log_norm = logsumexp_rows(probabilities)
+    assert_allclose(log_norm, expected, rtol=1e-13)
+    assert log_norm[5] == -np.inf
+    finite = np.isfinite(expected)
+    assert_allclose(
+        probabilities[finite],
+        np.exp(a[finite] - expected[finite, None]),
+        rtol=1e-12,
+        atol=1e-300,
+    )
+    assert_allclose(probabilities[finite].sum(axis=1), 1.0, rtol=1e-12)
+    assert_array_equal(probabilities[5], 0.0)
+    assert_array_equal(probabilities[7], [0, 0, 0, 0, 0, 1])
+
+
+def test_logsumexp_rows_float32_large_values():
+    a = np.array([[1000.0, 1000.0], [-1000.0, -1001.0]], dtype=np.float32)
+    expected = logsumexp(a.astype(np.float64), axis=1)
+    assert_allclose(logsumexp_rows(a), expected, rtol=1e-6)
+    assert a.dtype == np.float32
+
+
+# ----------------------------------------------------------------------
+# Chunking and threads.
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_chunked_statistics_equal_unchunked(covariance_type):
+    X = _blobs()
+    gm = _fitted(X, covariance_type).fit(X)
+    chunk_function = gm._e_step_chunk_function()
+    w = np.random.RandomState(1).uniform(0.5, 2.0, size=X.shape[0])
+    whole = map_reduce(chunk_function, X, w, rows=X.shape[0])
+    for rows in (1, 37, 500):
+        chunked = map_reduce(chunk_function, X, w, rows=rows)
+        assert chunked.keys() == whole.keys()
+        for key in whole:
+            assert_allclose(chunked[key], whole[key], rtol=1e-10, atol=1e-9)
+
+
+def test_working_memory_bounds_chunk_rows():
+    n_features, n_components = 16, 16
+    row_bytes = 8 * (n_features + 2) * n_components
+    with sklearn.config_context(working_memory=1):
+        small = chunk_rows(10**6, n_features, n_components, 8)
+    large = chunk_rows(10**6, n_features, n_components, 8)
+    assert small * row_bytes <= 2**20
+    assert small < large < 10**6
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_same_under_small_working_memory(covariance_type):
+    # Far more rows than one chunk holds under 1 MiB: many chunks.
+    X = _blobs(n_samples=20_000, n_features=8)
+    default = _fitted(X, covariance_type).fit(X)
+    with sklearn.config_context(working_memory=1):
+        assert default._rows(X) < X.shape[0]
+        small = _fitted(X, covariance_type).fit(X)
+    assert_allclose(small.lower_bounds_, default.lower_bounds_, rtol=1e-10)
+    assert_allclose(small.covariances_, default.covariances_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_n_jobs_two_equals_one(covariance_type):
+    X = _blobs(n_samples=3000)
+    one = _fitted(X, covariance_type, n_jobs=1).fit(X)
+    two = _fitted(X, covariance_type, n_jobs=2).fit(X)
+    assert two._rows(X) < X.shape[0]  # at least two chunks
+    assert_allclose(two.lower_bounds_, one.lower_bounds_, rtol=1e-10)
+    assert_allclose(two.means_, one.means_, rtol=1e-10)
+    assert_allclose(two.covariances_, one.covariances_, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------
+# The fused E-step against the direct formulas.
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("force_direct", [False, True])
+def test_fused_e_step_matches_direct_formulas(
+    covariance_type, force_direct, monkeypatch
+):
+    X = _blobs(n_samples=400)
+    gm = _fitted(X, covariance_type).fit(X)
+    if force_direct:
+        # Every component through the guard's fallback.
+        monkeypatch.setattr(
+            "sklearn_em.mixture._gaussian._expansion_limit", lambda dtype: -1.0
+        )
+    stats = gm._e_step_chunk_function()(X, None)
+
+    log_prob = _estimate_log_gaussian_prob(
+        X, gm.means_, gm.precisions_cholesky_, covariance_type
+    ) + np.log(gm.weights_)
+    expected_ll = logsumexp(log_prob, axis=1)
+    resp = np.exp(log_prob - expected_ll[:, None])
+    expected = _accumulate_gaussian(
+        X, resp, shift=gm.means_, covariance_type=covariance_type
+    )
+    assert_allclose(stats["log_likelihood"], expected_ll.sum(), rtol=1e-12)
+    assert stats["sum_weight"] == X.shape[0]
+    for key in ("nk", "sx", "sxx"):
+        assert_allclose(stats[key], expected[key], rtol=1e-10, atol=1e-10)
