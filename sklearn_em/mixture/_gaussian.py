@@ -586,7 +586,9 @@ def _expanded_log_prob(
     See :func:`_gaussian_e_step_chunk` for the parameters; returns an ndarray
     of shape (n_samples, n_components).
     """
-    log_prob = features @ coef
+    # Computed as (coef^T features^T)^T: the result is column-major, so the
+    # row-wise reductions of the log-sum-exp run over contiguous columns.
+    log_prob = (coef.T @ features.T).T
     log_prob += intercept
     if len(direct):
         n_features = means.shape[1]
