@@ -121,9 +121,36 @@ def test_early_stopping_restores_best_weights(digits):
     assert len(vae.validation_scores_) == vae.n_iter_
     assert vae.best_loss_ is None
     assert vae.best_validation_score_ == max(vae.validation_scores_)
-    # The restored weights are those of the best validation score, which
-    # the last epoch need not have.
     assert np.all(np.isfinite(vae.transform(X)))
+
+
+def test_early_stopping_restored_weights_reproduce_best_score(digits):
+    """After fit, the model scores its validation split at the best score."""
+    X = digits[0][:400]
+    seen = {}
+
+    class RecordingVAE(VAETransformer):
+        def _update_no_improvement_count(self, X_val):
+            seen["X_val"] = X_val
+            return super()._update_no_improvement_count(X_val)
+
+    vae = RecordingVAE(
+        n_components=2,
+        hidden_layer_sizes=(32,),
+        likelihood="bernoulli",
+        early_stopping=True,
+        learning_rate=0.05,
+        max_iter=12,
+        n_iter_no_change=12,
+        tol=0.0,
+        random_state=0,
+    ).fit(X)
+    scores = np.asarray(vae.validation_scores_)
+    # the test is only meaningful if the last epoch is not the best one
+    assert scores.argmax() < len(scores) - 1
+    restored = float(np.mean(vae._score_samples(seen["X_val"])))
+    assert_allclose(restored, vae.best_validation_score_, rtol=1e-10)
+    assert restored > scores[-1]
     with pytest.raises(ValueError, match="early_stopping"):
         vae.partial_fit(X)
 
