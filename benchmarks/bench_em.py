@@ -97,6 +97,8 @@ def speed_configurations(scale):
 
 def run_speed(args, rows):
     for covariance_type, n, d, k in speed_configurations(args.scale):
+        if args.only and covariance_type not in args.only:
+            continue
         X = make_data(n, d, k)
         kwargs = dict(
             n_components=k,
@@ -298,6 +300,12 @@ def main():
         "--scale", type=float, default=1.0, help="multiply every N (quick runs)"
     )
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["full", "tied", "diag", "spherical"],
+        help="speed configurations to run (quick checks; no table is written)",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -307,7 +315,8 @@ def main():
     run_speed(args, rows)
     if not args.no_memory:
         run_memory(args, rows)
-    write_table(rows, args)
+    if not args.only:
+        write_table(rows, args)
 
 
 if __name__ == "__main__":

@@ -382,7 +382,7 @@ def _triu_indices(n_features):
     return np.triu_indices(n_features)
 
 
-def _centred_features(X, centre, covariance_type):
+def _centred_features(X, centre, covariance_type, precisions_chol=None):
     """Quadratic and linear features of the centred chunk, one per row.
 
     The features are stored transposed, one contiguous row per feature, so
@@ -396,21 +396,27 @@ def _centred_features(X, centre, covariance_type):
 
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
+    precisions_chol : ndarray of shape (n_features, n_features), default=None
+        The shared factor U of 'tied' (unused otherwise).
+
     Returns
     -------
     features : ndarray of shape (n_quadratic + n_features, n_samples)
         With z = x - centre: ``[z_i z_j for i <= j, z]`` (n_quadratic =
-        n_features (n_features + 1) / 2) for 'full' and 'tied',
-        ``[z_i ** 2, z]`` (n_quadratic = n_features) for 'diag' and
-        'spherical'. The last n_features rows are z^T.
+        n_features (n_features + 1) / 2) for 'full', ``[z_i ** 2, z]``
+        (n_quadratic = n_features) for 'diag' and 'spherical', and the
+        whitened ``[z U, z]`` (n_quadratic = n_features) for 'tied'. The
+        last n_features rows are z^T.
     """
     n_samples, n_features = X.shape
-    full = covariance_type in ("full", "tied")
+    full = covariance_type == "full"
     n_quad = n_features * (n_features + 1) // 2 if full else n_features
     features = np.empty((n_quad + n_features, n_samples), dtype=X.dtype)
     Z = features[n_quad:]
     np.subtract(X.T, centre[:, np.newaxis], out=Z)
-    if full:
+    if covariance_type == "tied":
+        np.matmul(precisions_chol.T, Z, out=features[:n_quad])
+    elif full:
         start = 0
         for i in range(n_features):
             stop = start + n_features - i
@@ -441,7 +447,9 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
     -------
     coef : ndarray of shape (n_features_phi, n_components), float64
         ``features @ coef + intercept`` is ``log pi_k + log N(x | mu_k,
-        Sigma_k)``.
+        Sigma_k)``. For 'tied', shape (n_features, n_components): with the
+        whitened features ``y`` (see :func:`_centred_features`),
+        ``y @ coef + intercept - |y|^2 / 2``.
 
     intercept : ndarray of shape (n_components,), float64
 
@@ -454,8 +462,17 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
     n_components, n_features = means.shape
     m = means - centre
     log_det = _compute_log_det_cholesky(prec_chol, covariance_type, n_features)
-    if covariance_type in ("full", "tied"):
-        stacked = prec_chol if covariance_type == "full" else prec_chol[None]
+    if covariance_type == "tied":
+        # Whitened features y = z U: (z - m)^T P (z - m) = |y|^2 - 2 y.v + |v|^2
+        # with v = U^T m, so only the cross term depends on the component.
+        v = m @ prec_chol
+        kappa = np.einsum("kd,kd->k", v, v)
+        intercept = (
+            -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
+        )
+        return v.T.copy(), intercept, kappa
+    if covariance_type == "full":
+        stacked = prec_chol
         precisions = stacked @ stacked.transpose(0, 2, 1)
         precisions = np.broadcast_to(precisions, (n_components, n_features, n_features))
         iu, ju = np.triu_indices(n_features)
@@ -544,7 +561,7 @@ def _gaussian_e_step_chunk(
         As :func:`~._suffstats.e_step_chunk`, with the keys of
         :func:`_accumulate_gaussian` around ``means``.
     """
-    features = _centred_features(X, centre, covariance_type).T
+    features = _centred_features(X, centre, covariance_type, precisions_chol).T
     return e_step_chunk(
         features,
         sample_weight,
@@ -588,8 +605,14 @@ def _expanded_log_prob(
     """
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
-    log_prob = (coef.T @ features.T).T
-    log_prob += intercept
+    if covariance_type == "tied":
+        Y = features[:, : means.shape[1]]
+        log_prob = (coef.T @ Y.T).T
+        log_prob += intercept
+        log_prob -= 0.5 * np.einsum("ij,ij->i", Y, Y)[:, np.newaxis]
+    else:
+        log_prob = (coef.T @ features.T).T
+        log_prob += intercept
     if len(direct):
         n_features = means.shape[1]
         Z = features[:, -n_features:]
@@ -636,12 +659,16 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     """
     n_features = means.shape[1]
     nk = resp.sum(axis=0)
+    if covariance_type == "tied":
+        return _accumulate_tied(
+            features[:, -n_features:], resp, nk, means, centre, direct
+        )
     moments = resp.T @ features
     sz = moments[:, -n_features:]
     # Second moments around c_k from those around the centre, with
     # d_k = c_k - centre: S - sz d^T - d sz^T + N_k d d^T.
     d = (means - centre).astype(resp.dtype)
-    if covariance_type in ("full", "tied"):
+    if covariance_type == "full":
         iu, ju = _triu_indices(n_features)
         sxx = np.empty((len(nk), n_features, n_features), dtype=resp.dtype)
         sxx[:, iu, ju] = moments[:, : len(iu)]
@@ -656,11 +683,69 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         Z = features[:, -n_features:]
         for k in direct:
             diff = Z - d[k]
-            if covariance_type in ("full", "tied"):
+            if covariance_type == "full":
                 sxx[k] = (diff.T * resp[:, k]) @ diff
             else:
                 diff *= diff
                 sxx[k] = resp[:, k] @ diff
+    return {"nk": nk, "sx": sz + np.outer(nk, centre.astype(resp.dtype)), "sxx": sxx}
+
+
+def _accumulate_tied(Z, resp, nk, means, centre, direct):
+    """Sufficient statistics of a tied-covariance chunk, around ``means``.
+
+    The tied M-step only needs ``sum_k sum_n r_nk (z_n - d_k)(z_n - d_k)^T``
+    (``d_k = means_k - centre``), which is the weighted scatter around the
+    centre, ``sum_n w_n z_n z_n^T`` with ``w_n = sum_k r_nk`` -- one product
+    whose cost does not depend on the number of components -- minus
+    ``sum_k (s_k d_k^T + d_k s_k^T - N_k d_k d_k^T)``, ``s_k = sum_n r_nk z_n``.
+    That sum is returned split over the components: component k gets its own
+    correction terms and an equal share of the common scatter, so the sum
+    over components, all the M-step reads, is exact (and moving every
+    component's moments to another shift, as stepwise EM does, keeps it
+    exact). Components in ``direct`` (a large ``kappa_k``, for which the
+    correction would cancel too many digits) get their own second moments
+    computed directly and are left out of the common scatter.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        The centred chunk, ``x - centre``.
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities multiplied by the sample weights.
+
+    nk : ndarray of shape (n_components,)
+        ``resp.sum(axis=0)``.
+
+    means : ndarray of shape (n_components, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    direct : ndarray of int
+
+    Returns
+    -------
+    stats : dict
+        The keys of :func:`_accumulate_gaussian`; ``"sxx"`` has shape
+        (n_components, n_features, n_features) and only its sum over
+        components is the tied scatter.
+    """
+    n_components, n_features = means.shape
+    sz = resp.T @ Z
+    d = (means - centre).astype(resp.dtype)
+    sxx = np.empty((n_components, n_features, n_features), dtype=resp.dtype)
+    cross = sz[:, :, None] * d[:, None, :]
+    sxx[:] = nk[:, None, None] * (d[:, :, None] * d[:, None, :])
+    sxx -= cross
+    sxx -= cross.transpose(0, 2, 1)
+    expanded = np.setdiff1d(np.arange(n_components), direct)
+    if len(expanded):
+        w = resp.sum(axis=1) if not len(direct) else resp[:, expanded].sum(axis=1)
+        sxx[expanded] += ((Z.T * w) @ Z) / len(expanded)
+    for k in direct:
+        diff = Z - d[k]
+        sxx[k] = (diff.T * resp[:, k]) @ diff
     return {"nk": nk, "sx": sz + np.outer(nk, centre.astype(resp.dtype)), "sxx": sxx}
 
 

@@ -20,9 +20,10 @@ sufficient statistics from a chunk and its (weighted) responsibilities.
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
@@ -59,7 +60,8 @@ def logsumexp_rows(a):
         log_norm = np.log(norm)
     # A massless row has no probabilities to normalise: leave it at zero.
     norm[norm == 0] = 1
-    a /= norm[:, np.newaxis]
+    np.reciprocal(norm, out=norm)
+    a *= norm[:, np.newaxis]
     log_norm += a_max
     return log_norm
 
@@ -221,13 +223,23 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
     # A chunk's products are cache-sized: BLAS threads cost more to wake than
     # they save on them (and spin on a busy machine), so every chunk runs
     # single-threaded BLAS. Parallelism comes from threads over chunks, and
-    # the two levels do not oversubscribe the cores.
+    # the two levels do not oversubscribe the cores. The limit is set once
+    # per call, not per chunk.
     with _single_threaded_blas():
         if n_jobs == 1:
             return add_statistics(chunk_function(*args(s)) for s in slices)
-        results = Parallel(n_jobs=n_jobs, prefer="threads")(
-            delayed(chunk_function)(*args(s)) for s in slices
-        )
+        # One task per thread, each reducing a contiguous block of chunks
+        # itself: no per-chunk dispatch, and one result per thread to add.
+        blocks = np.array_split(np.arange(len(slices)), n_jobs)
+        with ThreadPoolExecutor(max_workers=n_jobs) as executor:
+            results = list(
+                executor.map(
+                    lambda block: add_statistics(
+                        chunk_function(*args(slices[i])) for i in block
+                    ),
+                    blocks,
+                )
+            )
     return add_statistics(results)
 
 
