@@ -183,10 +183,14 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type):
             covariances.flat[:: means.shape[1] + 1] += reg_covar
     else:
         variances = stats["sxx"] / nk[:, np.newaxis] - ratio[:, None] * delta**2
+        if covariance_type == "spherical":
+            # Only the mean over features is meaningful (the fused E-step
+            # splits sum_n r_nk |x_n - c_k|^2 equally over the features).
+            variances = variances.mean(1)
         # Rounding can leave a tiny negative value where the variance is 0.
         np.maximum(variances, 0, out=variances)
         variances += reg_covar
-        covariances = variances if covariance_type == "diag" else variances.mean(1)
+        covariances = variances
     return nk, means, covariances
 
 
@@ -404,13 +408,16 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
     features : ndarray of shape (n_quadratic + n_features, n_samples)
         With z = x - centre: ``[z_i z_j for i <= j, z]`` (n_quadratic =
         n_features (n_features + 1) / 2) for 'full', ``[z_i ** 2, z]``
-        (n_quadratic = n_features) for 'diag' and 'spherical', and the
-        whitened ``[z U, z]`` (n_quadratic = n_features) for 'tied'. The
-        last n_features rows are z^T.
+        (n_quadratic = n_features) for 'diag', ``[|z|^2, z]``
+        (n_quadratic = 1) for 'spherical' and the whitened ``[z U, z]``
+        (n_quadratic = n_features) for 'tied'. The last n_features rows are
+        z^T.
     """
     n_samples, n_features = X.shape
     full = covariance_type == "full"
-    n_quad = n_features * (n_features + 1) // 2 if full else n_features
+    n_quad = {"full": n_features * (n_features + 1) // 2, "spherical": 1}.get(
+        covariance_type, n_features
+    )
     features = np.empty((n_quad + n_features, n_samples), dtype=X.dtype)
     Z = features[n_quad:]
     np.subtract(X.T, centre[:, np.newaxis], out=Z)
@@ -422,6 +429,8 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
             stop = start + n_features - i
             np.multiply(Z[i], Z[i:], out=features[start:stop])
             start = stop
+    elif covariance_type == "spherical":
+        np.einsum("ij,ij->j", Z, Z, out=features[0])
     else:
         np.multiply(Z, Z, out=features[:n_quad])
     return features
@@ -481,8 +490,11 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
     else:
         precisions = prec_chol**2
         if covariance_type == "spherical":
-            precisions = np.repeat(precisions[:, None], n_features, axis=1)
-        quad = precisions
+            # One quadratic feature, |z|^2, shared by every dimension.
+            quad = precisions[:, None]
+            precisions = np.repeat(quad, n_features, axis=1)
+        else:
+            quad = precisions
         pm = precisions * m
     kappa = np.einsum("kd,kd->k", pm, m)
     coef = -0.5 * np.hstack([quad, -2.0 * pm]).T
@@ -655,7 +667,9 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     Returns
     -------
     stats : dict
-        The keys of :func:`_accumulate_gaussian`.
+        The keys of :func:`_accumulate_gaussian`. For 'spherical', the
+        expanded components' ``"sxx"`` rows hold the right mean over features
+        (all the spherical M-step reads), not the per-feature moments.
     """
     n_features = means.shape[1]
     nk = resp.sum(axis=0)
@@ -677,6 +691,10 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         sxx -= cross
         sxx -= cross.transpose(0, 2, 1)
         sxx += nk[:, None, None] * (d[:, :, None] * d[:, None, :])
+    elif covariance_type == "spherical":
+        # Only sum_n r_nk |z_n|^2 is known: split equally over the features.
+        # The spherical M-step reads only the mean over features.
+        sxx = moments[:, :1] / n_features - 2 * sz * d + nk[:, None] * d**2
     else:
         sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
     if len(direct):
