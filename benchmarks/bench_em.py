@@ -168,9 +168,8 @@ def run_speed(args, rows):
             }
         )
         print(rows[-1], flush=True)
-        # The same, with BLAS limited to one thread for the whole fit: the
-        # engine limits it only inside each E-step, and OpenBLAS threads woken
-        # between E-steps spin on the cores the chunk threads need.
+        # The same, with BLAS limited to one thread for the whole fit by the
+        # caller (the engine limits it around its own BLAS calls).
         t1, t2, lb1, lb2 = compare(
             partial(GaussianMixtureEM, **kwargs),
             partial(GaussianMixtureEM, **kwargs, n_jobs=2),

@@ -10,7 +10,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import e_step_chunk, map_reduce
+from ._suffstats import e_step_chunk, map_reduce, single_threaded_blas
 
 _COLLAPSE_MESSAGE = (
     "Fitting the mixture model failed because some components have "
@@ -226,12 +226,15 @@ def _compute_precision_cholesky(covariances, covariance_type):
         n_features = stacked.shape[-1]
         eye = np.eye(n_features, dtype=stacked.dtype)
         prec_chol = np.empty_like(stacked)
-        for k, covariance in enumerate(stacked):
-            try:
-                cov_chol = linalg.cholesky(covariance, lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(message) from None
-            prec_chol[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
+        # Small factorisations: multi-threaded BLAS would only wake threads
+        # that then spin on the cores the E-step's chunk threads need.
+        with single_threaded_blas():
+            for k, covariance in enumerate(stacked):
+                try:
+                    cov_chol = linalg.cholesky(covariance, lower=True)
+                except linalg.LinAlgError:
+                    raise ValueError(message) from None
+                prec_chol[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
         return prec_chol if covariance_type == "full" else prec_chol[0]
     if np.any(covariances <= 0.0):
         raise ValueError(message)
@@ -466,40 +469,46 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
         ``|U_k^T (mu_k - centre)|^2``, the size of the terms the expansion
         cancels.
     """
-    means = means.astype(np.float64)
-    prec_chol = np.asarray(precisions_chol, dtype=np.float64)
-    n_components, n_features = means.shape
-    m = means - centre
-    log_det = _compute_log_det_cholesky(prec_chol, covariance_type, n_features)
-    if covariance_type == "tied":
-        # Whitened features y = z U: (z - m)^T P (z - m) = |y|^2 - 2 y.v + |v|^2
-        # with v = U^T m, so only the cross term depends on the component.
-        v = m @ prec_chol
-        kappa = np.einsum("kd,kd->k", v, v)
+    # Small products: see _compute_precision_cholesky.
+    with single_threaded_blas():
+        means = means.astype(np.float64)
+        prec_chol = np.asarray(precisions_chol, dtype=np.float64)
+        n_components, n_features = means.shape
+        m = means - centre
+        log_det = _compute_log_det_cholesky(prec_chol, covariance_type, n_features)
+        if covariance_type == "tied":
+            # Whitened features y = z U: (z - m)^T P (z - m) = |y|^2 - 2 y.v + |v|^2
+            # with v = U^T m, so only the cross term depends on the component.
+            v = m @ prec_chol
+            kappa = np.einsum("kd,kd->k", v, v)
+            intercept = (
+                -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
+            )
+            return v.T.copy(), intercept, kappa
+        if covariance_type == "full":
+            stacked = prec_chol
+            precisions = stacked @ stacked.transpose(0, 2, 1)
+            precisions = np.broadcast_to(
+                precisions, (n_components, n_features, n_features)
+            )
+            iu, ju = np.triu_indices(n_features)
+            quad = precisions[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
+            pm = np.einsum("kde,ke->kd", precisions, m)
+        else:
+            precisions = prec_chol**2
+            if covariance_type == "spherical":
+                # One quadratic feature, |z|^2, shared by every dimension.
+                quad = precisions[:, None]
+                precisions = np.repeat(quad, n_features, axis=1)
+            else:
+                quad = precisions
+            pm = precisions * m
+        kappa = np.einsum("kd,kd->k", pm, m)
+        coef = -0.5 * np.hstack([quad, -2.0 * pm]).T
         intercept = (
             -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
         )
-        return v.T.copy(), intercept, kappa
-    if covariance_type == "full":
-        stacked = prec_chol
-        precisions = stacked @ stacked.transpose(0, 2, 1)
-        precisions = np.broadcast_to(precisions, (n_components, n_features, n_features))
-        iu, ju = np.triu_indices(n_features)
-        quad = precisions[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
-        pm = np.einsum("kde,ke->kd", precisions, m)
-    else:
-        precisions = prec_chol**2
-        if covariance_type == "spherical":
-            # One quadratic feature, |z|^2, shared by every dimension.
-            quad = precisions[:, None]
-            precisions = np.repeat(quad, n_features, axis=1)
-        else:
-            quad = precisions
-        pm = precisions * m
-    kappa = np.einsum("kd,kd->k", pm, m)
-    coef = -0.5 * np.hstack([quad, -2.0 * pm]).T
-    intercept = -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
-    return coef, intercept, kappa
+        return coef, intercept, kappa
 
 
 def _direct_mahalanobis(Z, m, prec_chol, covariance_type):

@@ -225,7 +225,7 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
     # single-threaded BLAS. Parallelism comes from threads over chunks, and
     # the two levels do not oversubscribe the cores. The limit is set once
     # per call, not per chunk.
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if n_jobs == 1:
             return add_statistics(chunk_function(*args(s)) for s in slices)
         # One task per thread, each reducing a contiguous block of chunks
@@ -246,8 +246,15 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
 _CONTROLLER = []
 
 
-def _single_threaded_blas():
-    """Context manager limiting BLAS to one thread (controller created once)."""
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread (controller created once).
+
+    Re-entrant: nested inside another such limit it changes nothing. Used
+    around every BLAS call of an EM iteration, the E-step's chunks and the
+    models' small per-component factorisations alike, so that OpenBLAS's
+    worker threads are never woken: once woken they busy-wait for a while on
+    the cores the chunk threads need.
+    """
     if not _CONTROLLER:
         _CONTROLLER.append(ThreadpoolController())
     return _CONTROLLER[0].limit(limits=1, user_api="blas")
