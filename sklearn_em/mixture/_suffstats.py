@@ -33,6 +33,11 @@ from threadpoolctl import ThreadpoolController
 # scikit-learn's ``working_memory`` setting.
 _CACHE_BYTES = 2**23
 
+# Chunks with at least this many values (rows x features) run multi-threaded
+# BLAS when there is one thread over chunks (measured on the Bernoulli
+# mixture's MNIST chunks, 7,000 x 784: twice as fast as one BLAS thread).
+_LARGE_CHUNK = 2**20
+
 
 def logsumexp_rows(a):
     """Row-wise log-sum-exp, and the row-normalised exponentials in place.
@@ -220,6 +225,10 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
         return (X[s], w, *(e[s] for e in extra))
 
     n_jobs = min(effective_n_jobs(n_jobs), len(slices))
+    if n_jobs == 1 and rows * X.shape[1] >= _LARGE_CHUNK:
+        # Chunks this large (wide data) have products big enough for BLAS's
+        # own threads to pay off.
+        return add_statistics(chunk_function(*args(s)) for s in slices)
     # A chunk's products are cache-sized: BLAS threads cost more to wake than
     # they save on them (and spin on a busy machine), so every chunk runs
     # single-threaded BLAS. Parallelism comes from threads over chunks, and
