@@ -26,7 +26,6 @@ shared. Writes a markdown table to ``benchmarks/results/bernoulli.md``::
 """
 
 import argparse
-import gzip
 import platform
 import time
 import warnings
@@ -34,6 +33,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from _mnist import DEFAULT_MNIST_DIR, load_binarized_mnist
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -41,15 +41,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn_em import BernoulliMixtureEM
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_mnist(directory):
-    """Binarised MNIST test images (float64 0/1), split 8,000 / 2,000."""
-    path = Path(directory) / "t10k-images-idx3-ubyte.gz"
-    with gzip.open(path) as f:
-        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    X = (X / 255.0 > 0.5).astype(np.float64)
-    return X[:8000], X[-2000:]
 
 
 def timed(function, *args):
@@ -166,9 +157,7 @@ def sparse_rows(est, X_dense, densities, rng, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "mnist_dir", nargs="?", default=str(REPO_ROOT / ".." / "shared/data/mnist")
-    )
+    parser.add_argument("mnist_dir", nargs="?", default=str(DEFAULT_MNIST_DIR))
     parser.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -181,7 +170,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    X_train, X_test = load_mnist(args.mnist_dir)
+    X_train, X_test, _, _ = load_binarized_mnist(args.mnist_dir)
     have_pomegranate = False
     if not args.no_pomegranate:
         try:

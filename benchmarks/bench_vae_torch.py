@@ -21,7 +21,6 @@ PyTorch is an optional, benchmark-only dependency::
 """
 
 import argparse
-import gzip
 import multiprocessing
 import platform
 import time
@@ -29,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _mnist import DEFAULT_MNIST_DIR, load_binarized_mnist
 from sklearn.base import clone
 
 from sklearn_em import VAETransformer
@@ -43,15 +43,6 @@ CONFIG = dict(
     n_epochs=10,
     n_eval_draws=100,
 )
-
-
-def load_mnist(directory):
-    """Binarised MNIST test images as float32, split 8,000 / 2,000."""
-    path = Path(directory) / "t10k-images-idx3-ubyte.gz"
-    with gzip.open(path) as f:
-        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    X = (X / 255.0 > 0.5).astype(np.float32)
-    return X[:8000], X[-2000:]
 
 
 def fit_numpy(X_train, seed):
@@ -120,7 +111,7 @@ def fit_torch(X_train, seed):
 
 def _run(job, mnist, seed):
     """Train one model in a fresh process (see ``in_fresh_process``)."""
-    X_train, X_test = load_mnist(mnist)
+    X_train, X_test, _, _ = load_binarized_mnist(mnist, np.float32)
     if job == "numpy":
         return fit_numpy(X_train, seed)
     model, seconds = fit_torch(X_train, seed)
@@ -192,9 +183,7 @@ def torch_version():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "mnist", nargs="?", default=str(REPO_ROOT.parent / "shared/data/mnist")
-    )
+    parser.add_argument("mnist", nargs="?", default=str(DEFAULT_MNIST_DIR))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--output", default=str(REPO_ROOT / "benchmarks/results/vae_torch.md")
@@ -203,7 +192,7 @@ def main():
 
     import threadpoolctl
 
-    _, X_test = load_mnist(args.mnist)
+    _, X_test, _, _ = load_binarized_mnist(args.mnist, np.float32)
     rows = []
     for i, seed in enumerate(args.seeds):
         # Alternate the order so that neither always runs on a warmer machine.

@@ -11,7 +11,6 @@ Writes ``docs/images/bernoulli_prototypes.png``::
 """
 
 import argparse
-import gzip
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _mnist import DEFAULT_MNIST_DIR, load_binarized_mnist  # noqa: E402
 
 from sklearn_em import BernoulliMixtureEM  # noqa: E402
 from sklearn_em.plotting import PrototypeDisplay  # noqa: E402
@@ -26,29 +26,16 @@ from sklearn_em.plotting import PrototypeDisplay  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_mnist_train(directory):
-    """The first 8,000 MNIST test images, binarised, and their labels."""
-    directory = Path(directory)
-    with gzip.open(directory / "t10k-images-idx3-ubyte.gz") as f:
-        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    with gzip.open(directory / "t10k-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    X = (X / 255.0 > 0.5).astype(np.float64)
-    return X[:8000], y[:8000]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "mnist_dir", nargs="?", default=str(REPO_ROOT / ".." / "shared/data/mnist")
-    )
+    parser.add_argument("mnist_dir", nargs="?", default=str(DEFAULT_MNIST_DIR))
     parser.add_argument(
         "--out", default=str(REPO_ROOT / "docs" / "images" / "bernoulli_prototypes.png")
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    X, y = load_mnist_train(args.mnist_dir)
+    X, _, y, _ = load_binarized_mnist(args.mnist_dir)
     X234 = X[np.isin(y, [2, 3, 4])]
     bishop = BernoulliMixtureEM(3, binarize=None, n_init=3, random_state=args.seed).fit(
         X234
