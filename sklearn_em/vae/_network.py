@@ -102,27 +102,6 @@ DERIVATIVES = {
 }
 
 
-def _layer_shapes(layer_units):
-    """Coefficient and intercept shapes of an MLP.
-
-    Parameters
-    ----------
-    layer_units : list of int
-        Number of units of every layer, input and output included.
-
-    Returns
-    -------
-    coef_shapes : list of tuple
-        ``(layer_units[i], layer_units[i + 1])`` for every layer.
-
-    intercept_shapes : list of tuple
-        ``(layer_units[i + 1],)`` for every layer.
-    """
-    coef_shapes = [(n_in, n_out) for n_in, n_out in zip(layer_units, layer_units[1:])]
-    intercept_shapes = [(n_out,) for n_out in layer_units[1:]]
-    return coef_shapes, intercept_shapes
-
-
 def _unflatten(flat, shapes):
     """Split a flat vector into views of the given shapes.
 
