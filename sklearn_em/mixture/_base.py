@@ -55,6 +55,7 @@ from ._suffstats import (
     e_step_chunk,
     logsumexp_rows,
     map_reduce,
+    n_threads,
     resp_chunk,
 )
 
@@ -295,7 +296,7 @@ class BaseMixtureEM(
     def _rows(self, X):
         n_samples, n_features = X.shape
         itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
-        n_jobs = 1 if self.n_jobs is None else max(1, self.n_jobs)
+        n_jobs = n_threads(self.n_jobs)
         return chunk_rows(
             n_samples, n_features, self.n_components, itemsize, n_jobs=n_jobs
         )

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import chunk_rows
+from ._suffstats import chunk_rows, n_threads
 
 
 # ----------------------------------------------------------------------
@@ -293,9 +293,14 @@ class BernoulliMixtureEM(BaseMixtureEM):
         holds them at 1 / n_components, the case of the textbook derivation.
 
     n_jobs : int, default=None
-        Number of threads the chunks of each E-step are mapped over. None
-        means 1 unless in a :obj:`joblib.parallel_backend` context; -1 means
-        all processors. Each thread runs single-threaded BLAS.
+        Number of threads the chunks of each E-step are mapped over; each
+        thread runs single-threaded BLAS. None means as many threads as BLAS
+        may use: all the cores unless limited by
+        :func:`threadpoolctl.threadpool_limits` or the ``OMP_NUM_THREADS`` /
+        ``OPENBLAS_NUM_THREADS`` variables (joblib's process workers set
+        them), as scikit-learn's ``KMeans`` uses its OpenMP threads. So a
+        default fit uses the cores scikit-learn's ``GaussianMixture`` uses
+        through BLAS. ``1`` runs one thread; -1 means all processors.
 
     learning_decay : float, default=0.7
         Exponent kappa in (0.5, 1] of :meth:`partial_fit`'s step size
@@ -461,7 +466,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         # few arrays of n_components values per row -- not n_features *
         # n_components as for Gaussians -- so chunks can be larger.
         itemsize = np.dtype(X.dtype).itemsize
-        n_jobs = 1 if self.n_jobs is None else max(1, self.n_jobs)
+        n_jobs = n_threads(self.n_jobs)
         return chunk_rows(X.shape[0], 1, self.n_components, itemsize, n_jobs=n_jobs)
 
     def _weighted_log_prob_function(self):

@@ -23,15 +23,17 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
 # Rows per chunk are chosen so that the chunk's temporaries stay in the CPU's
-# caches (a few MiB: large enough that per-chunk Python overhead is small,
-# measured best on the benchmark machine); the user-level cap is
-# scikit-learn's ``working_memory`` setting.
-_CACHE_BYTES = 2**23
+# caches (16 MiB: large enough that the per-chunk Python overhead, which
+# holds the GIL, stays small beside the chunk's products when two threads
+# share it; measured best for every covariance type of the benchmark, with
+# one thread and with two); the user-level cap is scikit-learn's
+# ``working_memory`` setting.
+_CACHE_BYTES = 2**24
 
 # Chunks with at least this many values (rows x features) run multi-threaded
 # BLAS when there is one thread over chunks (measured on the Bernoulli
@@ -77,7 +79,8 @@ def e_step_chunk(X, sample_weight, *, weighted_log_prob, accumulate):
     Parameters
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
-        One chunk of the data.
+        One chunk of the data, or any representation of it the two callables
+        below take (the Gaussian mixture passes features of the chunk).
 
     sample_weight : ndarray of shape (n_samples,) or None
         Frequency weights of the chunk's rows; None means all ones.
@@ -100,7 +103,7 @@ def e_step_chunk(X, sample_weight, *, weighted_log_prob, accumulate):
     log_norm = logsumexp_rows(resp)
     if sample_weight is None:
         log_likelihood = log_norm.sum(dtype=np.float64)
-        sum_weight = float(X.shape[0])
+        sum_weight = float(resp.shape[0])
     else:
         resp *= sample_weight[:, np.newaxis]
         log_likelihood = np.dot(sample_weight.astype(np.float64), log_norm)
@@ -158,6 +161,32 @@ def add_statistics(stats_list):
     return total
 
 
+def n_threads(n_jobs):
+    """Number of threads to map chunks over.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        None means as many threads as BLAS may use: all the cores unless
+        limited by ``threadpoolctl.threadpool_limits``, ``OMP_NUM_THREADS`` or
+        ``OPENBLAS_NUM_THREADS`` (joblib's process workers set these), so a
+        default fit uses the cores scikit-learn's ``GaussianMixture`` uses
+        through BLAS, and never more. Otherwise joblib's convention: -1 means
+        all processors, -2 all but one, and so on.
+
+    Returns
+    -------
+    n_threads : int
+    """
+    if n_jobs is not None:
+        return effective_n_jobs(n_jobs)
+    limits = [
+        lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers
+    ]
+    n_cores = cpu_count(only_physical_cores=False)
+    return max(1, min([n_cores, *limits]))
+
+
 def chunk_rows(n_samples, n_features, n_components, itemsize, n_jobs=1):
     """Number of rows per chunk.
 
@@ -208,7 +237,7 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
         Further per-row arrays chunked alongside ``X``.
 
     n_jobs : int or None
-        Number of threads; None means 1 unless in a joblib context.
+        Number of threads; see :func:`n_threads`.
 
     rows : int
         Rows per chunk.
@@ -224,7 +253,7 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
         w = None if sample_weight is None else sample_weight[s]
         return (X[s], w, *(e[s] for e in extra))
 
-    n_jobs = min(effective_n_jobs(n_jobs), len(slices))
+    n_jobs = min(n_threads(n_jobs), len(slices))
     if n_jobs == 1 and rows * X.shape[1] >= _LARGE_CHUNK:
         # Chunks this large (wide data) have products big enough for BLAS's
         # own threads to pay off.
@@ -264,6 +293,11 @@ def single_threaded_blas():
     worker threads are never woken: once woken they busy-wait for a while on
     the cores the chunk threads need.
     """
+    return _controller().limit(limits=1, user_api="blas")
+
+
+def _controller():
+    """The process's ``ThreadpoolController``, created on first use."""
     if not _CONTROLLER:
         _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return _CONTROLLER[0]

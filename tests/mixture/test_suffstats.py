@@ -3,15 +3,25 @@
 import numpy as np
 import pytest
 import sklearn
+from joblib import cpu_count
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
 
 from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture import _suffstats
 from sklearn_em.mixture._gaussian import (
+    _TILE_ROWS,
     _accumulate_gaussian,
     _estimate_log_gaussian_prob,
+    _subtract_centre,
 )
-from sklearn_em.mixture._suffstats import chunk_rows, logsumexp_rows, map_reduce
+from sklearn_em.mixture._suffstats import (
+    chunk_rows,
+    logsumexp_rows,
+    map_reduce,
+    n_threads,
+)
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -116,6 +126,61 @@ def test_n_jobs_two_equals_one(covariance_type):
     assert_allclose(two.lower_bounds_, one.lower_bounds_, rtol=1e-10)
     assert_allclose(two.means_, one.means_, rtol=1e-10)
     assert_allclose(two.covariances_, one.covariances_, rtol=1e-10)
+
+
+def test_default_threads_follow_the_blas_limit():
+    # n_jobs=None uses the threads BLAS may use, and so honours
+    # threadpool_limits (and the variables joblib's process workers set).
+    n_cores = cpu_count(only_physical_cores=False)
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert n_threads(None) == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert n_threads(None) == min(2, n_cores)
+    assert 1 <= n_threads(None) <= n_cores
+    # An explicit value is joblib's convention.
+    assert n_threads(1) == 1
+    assert n_threads(3) == 3
+    assert n_threads(-1) == cpu_count()
+
+
+def test_default_fit_uses_threads_and_equals_one_thread(monkeypatch):
+    X = _blobs(n_samples=3000)
+    used = []
+    original = _suffstats.ThreadPoolExecutor
+
+    def recording(max_workers):
+        used.append(max_workers)
+        return original(max_workers=max_workers)
+
+    monkeypatch.setattr(_suffstats, "ThreadPoolExecutor", recording)
+    with threadpool_limits(limits=2, user_api="blas"):
+        default = _fitted(X, "full").fit(X)
+    expected = min(2, cpu_count(only_physical_cores=False))
+    assert used == ([2] * len(used) if expected == 2 else [])
+    if expected == 2:
+        assert used  # the default fit did map over two threads
+    used.clear()
+    with threadpool_limits(limits=1, user_api="blas"):
+        single = _fitted(X, "full").fit(X)
+    assert used == []
+    assert_allclose(default.lower_bounds_, single.lower_bounds_, rtol=1e-10)
+    assert_allclose(default.covariances_, single.covariances_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "n_samples", [0, 1, _TILE_ROWS - 1, _TILE_ROWS, _TILE_ROWS + 1, 3 * _TILE_ROWS + 5]
+)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_subtract_centre_equals_broadcasting(n_samples, order, dtype):
+    rng = np.random.RandomState(0)
+    X = np.asarray(rng.normal(size=(n_samples, 5)), dtype=dtype, order=order)
+    X_before = X.copy()
+    centre = rng.normal(size=5).astype(dtype)
+    out = np.full((n_samples, 5), np.nan, dtype=dtype)
+    _subtract_centre(X, centre, out=out)
+    assert_array_equal(out, X - centre)
+    assert_array_equal(X, X_before)
 
 
 # ----------------------------------------------------------------------
