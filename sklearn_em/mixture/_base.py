@@ -55,7 +55,6 @@ from ._suffstats import (
     e_step_chunk,
     logsumexp_rows,
     map_reduce,
-    n_threads,
     resp_chunk,
 )
 
@@ -296,9 +295,8 @@ class BaseMixtureEM(
     def _rows(self, X):
         n_samples, n_features = X.shape
         itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
-        n_jobs = n_threads(self.n_jobs)
         return chunk_rows(
-            n_samples, n_features, self.n_components, itemsize, n_jobs=n_jobs
+            n_samples, n_features, self.n_components, itemsize, n_jobs=self.n_jobs
         )
 
     def _e_step_statistics(self, X, sample_weight):

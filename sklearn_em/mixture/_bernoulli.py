@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import chunk_rows, n_threads
+from ._suffstats import chunk_rows
 
 
 # ----------------------------------------------------------------------
@@ -466,8 +466,9 @@ class BernoulliMixtureEM(BaseMixtureEM):
         # few arrays of n_components values per row -- not n_features *
         # n_components as for Gaussians -- so chunks can be larger.
         itemsize = np.dtype(X.dtype).itemsize
-        n_jobs = n_threads(self.n_jobs)
-        return chunk_rows(X.shape[0], 1, self.n_components, itemsize, n_jobs=n_jobs)
+        return chunk_rows(
+            X.shape[0], 1, self.n_components, itemsize, n_jobs=self.n_jobs
+        )
 
     def _weighted_log_prob_function(self):
         log_odds, log_bias = _bernoulli_log_terms(self.means_, self.weights_)

@@ -146,14 +146,22 @@ def test_default_threads_follow_the_blas_limit():
 def test_default_fit_uses_threads_and_equals_one_thread(monkeypatch):
     X = _blobs(n_samples=3000)
     used = []
-    original = _suffstats.ThreadPoolExecutor
+    original = _suffstats.thread_pool
 
-    def recording(max_workers):
-        used.append(max_workers)
-        return original(max_workers=max_workers)
+    def recording(n_jobs):
+        used.append(n_jobs)
+        return original(n_jobs)
 
-    monkeypatch.setattr(_suffstats, "ThreadPoolExecutor", recording)
+    monkeypatch.setattr(_suffstats, "thread_pool", recording)
     with threadpool_limits(limits=2, user_api="blas"):
+        # Data this small is not worth splitting by default...
+        _fitted(X, "full").fit(X)
+        assert used == []
+        # ... but is with an explicit n_jobs, or once it counts as large.
+        _fitted(X, "full", n_jobs=2).fit(X)
+        assert used and used == [2] * len(used)
+        used.clear()
+        monkeypatch.setattr(_suffstats, "_MIN_THREADED_BYTES", 0)
         default = _fitted(X, "full").fit(X)
     expected = min(2, cpu_count(only_physical_cores=False))
     assert used == ([2] * len(used) if expected == 2 else [])
@@ -181,6 +189,17 @@ def test_subtract_centre_equals_broadcasting(n_samples, order, dtype):
     _subtract_centre(X, centre, out=out)
     assert_array_equal(out, X - centre)
     assert_array_equal(X, X_before)
+
+
+def test_thread_pool_is_reused_and_replaced_after_fork(monkeypatch):
+    pool = _suffstats.thread_pool(2)
+    assert _suffstats.thread_pool(2) is pool
+    assert list(pool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+    # In a forked child the inherited pool has no threads: a new one is made.
+    monkeypatch.setattr(_suffstats.os, "getpid", lambda: -1)
+    child_pool = _suffstats.thread_pool(2)
+    assert child_pool is not pool
+    assert list(child_pool.map(abs, [-4])) == [4]
 
 
 # ----------------------------------------------------------------------
