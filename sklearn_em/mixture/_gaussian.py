@@ -747,7 +747,9 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         moments = resp.T @ features[0]
         sz = resp.T @ features[1]
     else:
-        moments = resp.T @ features
+        # features is the transpose of a C-ordered array: this product order
+        # runs float32 BLAS 1.8x faster than resp.T @ features (float64 alike).
+        moments = (features.T @ resp).T
         sz = moments[:, -n_features:]
     # Second moments around c_k from those around the centre, with
     # d_k = c_k - centre: S - sz d^T - d sz^T + N_k d d^T.
@@ -820,7 +822,7 @@ def _accumulate_tied(Z, resp, nk, means, centre, direct):
         components is the tied scatter.
     """
     n_components, n_features = means.shape
-    sz = resp.T @ Z
+    sz = (Z.T @ resp).T  # Z is a transposed view: see _accumulate_expanded
     d = (means - centre).astype(resp.dtype)
     sxx = np.empty((n_components, n_features, n_features), dtype=resp.dtype)
     cross = sz[:, :, None] * d[:, None, :]
