@@ -143,6 +143,19 @@ def test_default_threads_follow_the_blas_limit():
     assert n_threads(-1) == cpu_count()
 
 
+def _default_threads():
+    return n_threads(None)
+
+
+def test_default_threads_in_joblib_process_workers():
+    # joblib's process workers limit BLAS to their share of the cores, so a
+    # default fit inside GridSearchCV(n_jobs=2) does not oversubscribe them.
+    from joblib import Parallel, delayed
+
+    shares = Parallel(n_jobs=2)(delayed(_default_threads)() for _ in range(2))
+    assert shares == [max(1, cpu_count() // 2)] * 2
+
+
 def test_default_fit_uses_threads_and_equals_one_thread(monkeypatch):
     X = _blobs(n_samples=3000)
     used = []
