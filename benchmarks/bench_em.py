@@ -76,15 +76,32 @@ def timed_fit(estimator, X, blas_threads=None):
         return time.perf_counter() - start, estimator.lower_bound_
 
 
-def compare(make_a, make_b, X_a, X_b, repeats, blas_threads=None):
-    """Median fit times of two estimators, alternated, and their lower bounds."""
-    times_a, times_b = [], []
+def compare(makers, Xs, repeats, blas_threads=None):
+    """Median fit times of several estimators, alternated, and lower bounds.
+
+    Returns one ``(median_time, lower_bound)`` pair per estimator.
+    """
+    times = [[] for _ in makers]
+    bounds = [None] * len(makers)
     for _ in range(repeats):
-        t, lb_a = timed_fit(make_a(), X_a, blas_threads)
-        times_a.append(t)
-        t, lb_b = timed_fit(make_b(), X_b, blas_threads)
-        times_b.append(t)
-    return float(np.median(times_a)), float(np.median(times_b)), lb_a, lb_b
+        for i, (make, X) in enumerate(zip(makers, Xs)):
+            t, bounds[i] = timed_fit(make(), X, blas_threads)
+            times[i].append(t)
+    return [(float(np.median(t)), lb) for t, lb in zip(times, bounds)]
+
+
+def ratio_row(config, peer, peer_result, ours_result):
+    (t_peer, lb_peer), (t_ours, lb_ours) = peer_result, ours_result
+    row = {
+        "config": config,
+        "peer": peer,
+        "peer_s": t_peer,
+        "ours_s": t_ours,
+        "ratio": t_peer / t_ours,
+        "lb_rel": abs(lb_ours - lb_peer) / abs(lb_peer),
+    }
+    print(row, flush=True)
+    return row
 
 
 def speed_configurations(scale):
@@ -109,87 +126,73 @@ def run_speed(args, rows):
             tol=0.0,
             **initial_parameters(X, k, covariance_type),
         )
-        t_sk, t_ours, lb_sk, lb_ours = compare(
-            partial(GaussianMixture, **kwargs),
-            partial(GaussianMixtureEM, **kwargs),
-            X,
-            X,
+        # Ours by default (threads over chunks on the cores BLAS may use, as
+        # sklearn's BLAS calls use them) and on one thread, both against
+        # sklearn with its default BLAS threads.
+        sk, ours, ours_1 = compare(
+            [
+                partial(GaussianMixture, **kwargs),
+                partial(GaussianMixtureEM, **kwargs),
+                partial(GaussianMixtureEM, **kwargs, n_jobs=1),
+            ],
+            [X, X, X],
             args.repeats,
         )
+        config = f"{covariance_type}, N={n:,}, D={d}, K={k}, float64"
+        rows.append(ratio_row(config, "sklearn GaussianMixture", sk, ours))
         rows.append(
-            {
-                "config": f"{covariance_type}, N={n:,}, D={d}, K={k}, float64",
-                "peer": "sklearn GaussianMixture",
-                "peer_s": t_sk,
-                "ours_s": t_ours,
-                "ratio": t_sk / t_ours,
-                "lb_rel": abs(lb_ours - lb_sk) / abs(lb_sk),
-            }
+            ratio_row(config + ", n_jobs=1", "sklearn GaussianMixture", sk, ours_1)
         )
-        print(rows[-1], flush=True)
         if covariance_type != "full":
             continue
         # float32 against our own float64, same data and start.
-        X32 = X.astype(np.float32)
-        t64, t32, lb64, lb32 = compare(
-            partial(GaussianMixtureEM, **kwargs),
-            partial(GaussianMixtureEM, **kwargs),
-            X,
-            X32,
+        f64, f32 = compare(
+            [partial(GaussianMixtureEM, **kwargs)] * 2,
+            [X, X.astype(np.float32)],
             args.repeats,
         )
         rows.append(
-            {
-                "config": f"full, N={n:,}, D={d}, K={k}, float32",
-                "peer": "ours, float64",
-                "peer_s": t64,
-                "ours_s": t32,
-                "ratio": t64 / t32,
-                "lb_rel": abs(lb32 - lb64) / abs(lb64),
-            }
+            ratio_row(
+                f"full, N={n:,}, D={d}, K={k}, float32", "ours, float64", f64, f32
+            )
         )
-        print(rows[-1], flush=True)
-        # Threads over chunks: n_jobs=2 against the default (one thread).
-        t1, t2, lb1, lb2 = compare(
-            partial(GaussianMixtureEM, **kwargs),
-            partial(GaussianMixtureEM, **kwargs, n_jobs=2),
-            X,
-            X,
+        # Threads over chunks: n_jobs=2 against one thread.
+        one, two = compare(
+            [
+                partial(GaussianMixtureEM, **kwargs, n_jobs=1),
+                partial(GaussianMixtureEM, **kwargs, n_jobs=2),
+            ],
+            [X, X],
             args.repeats,
         )
         rows.append(
-            {
-                "config": f"full, N={n:,}, D={d}, K={k}, float64, n_jobs=2",
-                "peer": "ours, n_jobs=None",
-                "peer_s": t1,
-                "ours_s": t2,
-                "ratio": t1 / t2,
-                "lb_rel": abs(lb2 - lb1) / abs(lb1),
-            }
+            ratio_row(
+                f"full, N={n:,}, D={d}, K={k}, float64, n_jobs=2",
+                "ours, n_jobs=1",
+                one,
+                two,
+            )
         )
-        print(rows[-1], flush=True)
         # The same, with BLAS limited to one thread for the whole fit by the
         # caller (the engine limits it around its own BLAS calls).
-        t1, t2, lb1, lb2 = compare(
-            partial(GaussianMixtureEM, **kwargs),
-            partial(GaussianMixtureEM, **kwargs, n_jobs=2),
-            X,
-            X,
+        one, two = compare(
+            [
+                partial(GaussianMixtureEM, **kwargs, n_jobs=1),
+                partial(GaussianMixtureEM, **kwargs, n_jobs=2),
+            ],
+            [X, X],
             args.repeats,
             blas_threads=1,
         )
         rows.append(
-            {
-                "config": f"full, N={n:,}, D={d}, K={k}, float64, n_jobs=2, "
+            ratio_row(
+                f"full, N={n:,}, D={d}, K={k}, float64, n_jobs=2, "
                 "whole fit in threadpool_limits(1)",
-                "peer": "ours, n_jobs=None, same limit",
-                "peer_s": t1,
-                "ours_s": t2,
-                "ratio": t1 / t2,
-                "lb_rel": abs(lb2 - lb1) / abs(lb1),
-            }
+                "ours, n_jobs=1, same limit",
+                one,
+                two,
+            )
         )
-        print(rows[-1], flush=True)
 
 
 # ----------------------------------------------------------------------
