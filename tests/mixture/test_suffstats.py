@@ -15,6 +15,7 @@ from sklearn_em.mixture._gaussian import (
     _accumulate_gaussian,
     _estimate_log_gaussian_prob,
     _subtract_centre,
+    _workspace,
 )
 from sklearn_em.mixture._suffstats import (
     chunk_rows,
@@ -250,3 +251,45 @@ def test_fused_e_step_matches_direct_formulas(
         stats["sxx"], expected["sxx"] = stats["sxx"].mean(1), expected["sxx"].mean(1)
     for key in ("nk", "sx", "sxx"):
         assert_allclose(stats[key], expected[key], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("force_direct", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chunk_statistics_survive_the_next_chunk(
+    covariance_type, force_direct, dtype, monkeypatch
+):
+    # The chunk function reuses its thread's feature and log-probability
+    # buffers: nothing it returns may be a view of them.
+    X = _blobs(n_samples=600).astype(dtype)
+    gm = _fitted(X, covariance_type).fit(X)
+    if force_direct:
+        monkeypatch.setattr(
+            "sklearn_em.mixture._gaussian._expansion_limit", lambda dtype: -1.0
+        )
+    chunk_function = gm._e_step_chunk_function()
+    first = chunk_function(X[:300], None)
+    kept = {key: np.array(value, copy=True) for key, value in first.items()}
+    chunk_function(X[300:] * 3 + 1, None)
+    for key, value in kept.items():
+        assert_array_equal(first[key], value)
+    # And a pass reusing the buffers equals one on fresh arrays.
+    reused = chunk_function(X[:300], None)
+    for key, value in kept.items():
+        assert_array_equal(reused[key], value)
+
+
+def test_workspace_is_reused_per_thread_and_grown():
+    a = _workspace("test", (3, 4), np.float64)
+    b = _workspace("test", (2, 5), np.float64)
+    assert np.shares_memory(a, b)  # same buffer, another shape
+    bigger = _workspace("test", (10, 10), np.float64)
+    assert bigger.shape == (10, 10) and not np.shares_memory(a, bigger)
+    other_dtype = _workspace("test", (2, 5), np.float32)
+    assert other_dtype.dtype == np.float32
+    # Another thread gets its own buffer.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as executor:
+        elsewhere = executor.submit(_workspace, "test", (2, 5), np.float32).result()
+    assert not np.shares_memory(elsewhere, other_dtype)
