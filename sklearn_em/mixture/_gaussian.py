@@ -1,7 +1,6 @@
 """Gaussian mixture fitted by EM on sufficient statistics."""
 
 import math
-import threading
 from functools import lru_cache, partial
 from numbers import Real
 
@@ -11,7 +10,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import e_step_chunk, map_reduce, single_threaded_blas
+from ._suffstats import e_step_chunk, map_reduce, single_threaded_blas, workspace
 
 _COLLAPSE_MESSAGE = (
     "Fitting the mixture model failed because some components have "
@@ -390,30 +389,6 @@ def _triu_indices(n_features):
     return np.triu_indices(n_features)
 
 
-_WORKSPACE = threading.local()
-
-
-def _workspace(name, shape, dtype):
-    """An uninitialised array of this thread's, reused from chunk to chunk.
-
-    Every chunk of a pass needs arrays of the same sizes (its features and
-    log-probabilities). Reusing one per thread, rather than allocating them
-    per chunk, keeps them in cache and, above all, matters where the
-    allocator returns every large block to the system at once: Dask's worker
-    processes set ``MALLOC_TRIM_THRESHOLD_``, under which fresh arrays took
-    17,000 page faults per 250,000-row block and made the block 55% slower.
-    Each thread holds at most one chunk's arrays (the chunk budget) per
-    name; a buffer is replaced when a larger one or another dtype is needed.
-    Nothing a chunk returns may be a view of these arrays.
-    """
-    size = math.prod(shape)
-    buffers = _WORKSPACE.__dict__
-    buffer = buffers.get(name)
-    if buffer is None or buffer.dtype != dtype or buffer.size < size:
-        buffer = buffers[name] = np.empty(size, dtype=dtype)
-    return buffer[:size].reshape(shape)
-
-
 def _centred_features(X, centre, covariance_type, precisions_chol=None):
     """Quadratic and linear features of the centred chunk, one per row.
 
@@ -447,7 +422,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
     """
     n_samples, n_features = X.shape
     if covariance_type == "diag":
-        features = _workspace("features", (2, n_samples, n_features), X.dtype)
+        features = workspace("features", (2, n_samples, n_features), X.dtype)
         _subtract_centre(X, centre, out=features[1])
         np.multiply(features[1], features[1], out=features[0])
         return features
@@ -455,7 +430,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
     n_quad = {"full": n_features * (n_features + 1) // 2, "spherical": 1}.get(
         covariance_type, n_features
     )
-    features = _workspace("features", (n_quad + n_features, n_samples), X.dtype)
+    features = workspace("features", (n_quad + n_features, n_samples), X.dtype)
     Z = features[n_quad:]
     np.subtract(X.T, centre[:, np.newaxis], out=Z)
     if covariance_type == "tied":
@@ -694,7 +669,7 @@ def _expanded_log_prob(
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
     n_samples = features.shape[1] if covariance_type == "diag" else len(features)
-    out = _workspace("log_prob", (len(intercept), n_samples), coef.dtype)
+    out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
     if covariance_type == "tied":
         Y = features[:, : means.shape[1]]
         log_prob = np.matmul(coef.T, Y.T, out=out).T

@@ -15,13 +15,13 @@ from sklearn_em.mixture._gaussian import (
     _accumulate_gaussian,
     _estimate_log_gaussian_prob,
     _subtract_centre,
-    _workspace,
 )
 from sklearn_em.mixture._suffstats import (
     chunk_rows,
     logsumexp_rows,
     map_reduce,
     n_threads,
+    workspace,
 )
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -280,16 +280,16 @@ def test_chunk_statistics_survive_the_next_chunk(
 
 
 def test_workspace_is_reused_per_thread_and_grown():
-    a = _workspace("test", (3, 4), np.float64)
-    b = _workspace("test", (2, 5), np.float64)
+    a = workspace("test", (3, 4), np.float64)
+    b = workspace("test", (2, 5), np.float64)
     assert np.shares_memory(a, b)  # same buffer, another shape
-    bigger = _workspace("test", (10, 10), np.float64)
+    bigger = workspace("test", (10, 10), np.float64)
     assert bigger.shape == (10, 10) and not np.shares_memory(a, bigger)
-    other_dtype = _workspace("test", (2, 5), np.float32)
+    other_dtype = workspace("test", (2, 5), np.float32)
     assert other_dtype.dtype == np.float32
     # Another thread gets its own buffer.
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as executor:
-        elsewhere = executor.submit(_workspace, "test", (2, 5), np.float32).result()
+        elsewhere = executor.submit(workspace, "test", (2, 5), np.float32).result()
     assert not np.shares_memory(elsewhere, other_dtype)
