@@ -252,7 +252,7 @@ def measure_memory(impl, n, d, k, max_iter, working_memory):
 def run_memory(args, rows):
     n, d, k = int(1_000_000 * args.scale), 16, 16
     sk = measure_memory("sklearn", n, d, k, 2, 1024)
-    for working_memory in (1024, 64):
+    for working_memory in (1024, 4):
         ours = measure_memory("ours", n, d, k, 2, working_memory)
         rows.append(
             {
