@@ -296,15 +296,28 @@ class BaseMixtureEM(
         n_samples, n_features = X.shape
         itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
         return chunk_rows(
-            n_samples, n_features, self.n_components, itemsize, n_jobs=self.n_jobs
+            n_samples,
+            n_features,
+            self.n_components,
+            itemsize,
+            n_jobs=self.n_jobs,
+            model_row_values=self._chunk_row_values(n_features),
         )
+
+    def _chunk_row_values(self, n_features):
+        """Values per row of the model's own chunk temporaries, if known."""
+        return 0
 
     def _e_step_statistics(self, X, sample_weight):
         """One E-step over all of ``X``, reduced to sufficient statistics."""
         chunk_function = self._e_step_chunk_function()
         if is_dask_collection(X):
             return map_reduce_dask(
-                chunk_function, X, sample_weight, n_components=self.n_components
+                chunk_function,
+                X,
+                sample_weight,
+                n_components=self.n_components,
+                model_row_values=self._chunk_row_values(X.shape[1]),
             )
         return map_reduce(
             chunk_function, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)

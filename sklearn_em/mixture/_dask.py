@@ -250,7 +250,9 @@ def _block_statistics(X, sample_weight, *, chunk_function, rows):
     return map_reduce(chunk_function, X, sample_weight, n_jobs=1, rows=rows)
 
 
-def map_reduce_dask(chunk_function, X, sample_weight, *, n_components, split_every=8):
+def map_reduce_dask(
+    chunk_function, X, sample_weight, *, n_components, model_row_values=0, split_every=8
+):
     """Map ``chunk_function`` over the blocks of ``X`` and tree-reduce the sums.
 
     Parameters
@@ -267,6 +269,9 @@ def map_reduce_dask(chunk_function, X, sample_weight, *, n_components, split_eve
     n_components : int
         Used to size the row chunks inside a block.
 
+    model_row_values : int, default=0
+        As in :func:`~._suffstats.chunk_rows`.
+
     split_every : int, default=8
         Fan-in of the reduction tree.
 
@@ -277,7 +282,13 @@ def map_reduce_dask(chunk_function, X, sample_weight, *, n_components, split_eve
         one is active).
     """
     dask, _ = _import_dask()
-    rows = chunk_rows(int(max(X.chunks[0])), X.shape[1], n_components, X.dtype.itemsize)
+    rows = chunk_rows(
+        int(max(X.chunks[0])),
+        X.shape[1],
+        n_components,
+        X.dtype.itemsize,
+        model_row_values=model_row_values,
+    )
     block_function = dask.delayed(_block_statistics)
     parts = [
         block_function(block, weight, chunk_function=chunk_function, rows=rows)

@@ -1094,6 +1094,15 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.precisions_cholesky_, self.covariance_type
         )
 
+    def _chunk_row_values(self, n_features):
+        # The fused E-step's features (see _centred_features), the
+        # log-probabilities and the responsibilities.
+        n_quadratic = {
+            "full": n_features * (n_features + 1) // 2,
+            "spherical": 1,
+        }.get(self.covariance_type, n_features)
+        return n_quadratic + n_features + 2 * self.n_components
+
     # The model's maths for the shared EM loop.
     def _weighted_log_prob_function(self):
         return partial(

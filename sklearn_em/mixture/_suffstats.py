@@ -202,11 +202,14 @@ def _n_cpus():
     return cpu_count(only_physical_cores=False)
 
 
-def chunk_rows(n_samples, n_features, n_components, itemsize, n_jobs=1):
+def chunk_rows(
+    n_samples, n_features, n_components, itemsize, n_jobs=1, model_row_values=0
+):
     """Number of rows per chunk.
 
     The chunk's largest temporaries are a few arrays of
-    ``n_features * n_components`` values per row. Rows are chosen so that they
+    ``n_features * n_components`` values per row, or the model's own
+    ``model_row_values`` if more. Rows are chosen so that they
     fit in a cache-sized budget, capped by scikit-learn's ``working_memory``
     setting, and so that every thread gets at least one chunk. By default
     (``n_jobs=None``) that split is made only when the data is large enough
@@ -220,11 +223,16 @@ def chunk_rows(n_samples, n_features, n_components, itemsize, n_jobs=1):
     n_jobs : int or None, default=1
         As in :func:`map_reduce`.
 
+    model_row_values : int, default=0
+        Values per row of the model's chunk temporaries when they can exceed
+        the estimate above (the quadratic features of full covariances grow
+        as ``n_features ** 2``).
+
     Returns
     -------
     rows : int
     """
-    row_values = (n_features + 2) * max(n_components, 1) + 1
+    row_values = max((n_features + 2) * max(n_components, 1), model_row_values) + 1
     row_bytes = itemsize * row_values
     working_memory = get_config()["working_memory"] * 2**20
     # The cache budget counts 8-byte values whatever the dtype: float32

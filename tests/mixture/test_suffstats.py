@@ -13,6 +13,7 @@ from sklearn_em.mixture import _suffstats
 from sklearn_em.mixture._gaussian import (
     _TILE_ROWS,
     _accumulate_gaussian,
+    _centred_features,
     _estimate_log_gaussian_prob,
     _subtract_centre,
 )
@@ -293,3 +294,20 @@ def test_workspace_is_reused_per_thread_and_grown():
     with ThreadPoolExecutor(1) as executor:
         elsewhere = executor.submit(workspace, "test", (2, 5), np.float32).result()
     assert not np.shares_memory(elsewhere, other_dtype)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("working_memory", [1, 4])
+def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
+    # The quadratic features of full covariances grow as n_features ** 2:
+    # the chunk size accounts for them, so working_memory bounds them.
+    n_features = 48
+    X = np.zeros((50_000, n_features))
+    gm = GaussianMixtureEM(4, covariance_type=covariance_type, n_jobs=1)
+    with sklearn.config_context(working_memory=working_memory):
+        rows = gm._rows(X)
+    features = _centred_features(
+        X[:rows], np.zeros(n_features), covariance_type, np.eye(n_features)
+    )
+    assert rows > 64  # above the floor, so the budget decides
+    assert features.nbytes <= working_memory * 2**20
