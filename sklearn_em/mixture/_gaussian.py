@@ -389,6 +389,13 @@ def _triu_indices(n_features):
     return np.triu_indices(n_features)
 
 
+def _n_quadratic_features(covariance_type, n_features):
+    """Number of quadratic features per row in :func:`_centred_features`."""
+    return {"full": n_features * (n_features + 1) // 2, "spherical": 1}.get(
+        covariance_type, n_features
+    )
+
+
 def _centred_features(X, centre, covariance_type, precisions_chol=None):
     """Quadratic and linear features of the centred chunk, one per row.
 
@@ -427,9 +434,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
         np.multiply(features[1], features[1], out=features[0])
         return features
     full = covariance_type == "full"
-    n_quad = {"full": n_features * (n_features + 1) // 2, "spherical": 1}.get(
-        covariance_type, n_features
-    )
+    n_quad = _n_quadratic_features(covariance_type, n_features)
     features = workspace("features", (n_quad + n_features, n_samples), X.dtype)
     Z = features[n_quad:]
     np.subtract(X.T, centre[:, np.newaxis], out=Z)
@@ -1097,10 +1102,7 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _chunk_row_values(self, n_features):
         # The fused E-step's features (see _centred_features), the
         # log-probabilities and the responsibilities.
-        n_quadratic = {
-            "full": n_features * (n_features + 1) // 2,
-            "spherical": 1,
-        }.get(self.covariance_type, n_features)
+        n_quadratic = _n_quadratic_features(self.covariance_type, n_features)
         return n_quadratic + n_features + 2 * self.n_components
 
     # The model's maths for the shared EM loop.
