@@ -39,6 +39,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_em import BernoulliMixtureEM
+from sklearn_em.mixture._data import as_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ def timed(function, *args):
 
 def em_iteration(est, X):
     """One iteration of the EM loop of BaseMixtureEM._fit, on a fitted model."""
-    stats = est._e_step_statistics(X, None)
+    stats = est._e_step_statistics(as_data(est, X, reset=False))
     est._lower_bound(stats)
     est._m_step(stats)
 

@@ -16,10 +16,14 @@ and the prediction methods. A model fills in its maths through a few hooks:
 - ``_get_parameters``, ``_set_parameters``, ``_n_parameters`` and
   ``_sample_components``.
 
-Every pass over the data goes through :mod:`._suffstats`, so chunking,
-threads, weights, ``partial_fit`` and Dask share one code path.
+Every pass over the data goes through :mod:`._data`: ``X`` is validated and
+wrapped once per call in the object of its kind (in memory or Dask), whose
+``map_reduce`` and ``map_rows`` run the model's per-chunk functions. The loop
+below never asks what kind of data it holds, so chunking, threads, weights,
+``partial_fit`` and Dask share one code path.
 """
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from functools import partial
@@ -40,21 +44,14 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._dask import (
-    apply_method,
-    initial_sample,
-    is_dask_collection,
-    map_reduce_dask,
-    prepare_fit_data,
-    validate,
-    validate_sample_weight,
-)
+from ._data import as_data
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
     chunk_rows,
     e_step_chunk,
-    logsumexp_rows,
-    map_reduce,
+    label_rows,
+    log_likelihood_rows,
+    proba_rows,
     resp_chunk,
 )
 
@@ -101,56 +98,6 @@ def _check_weights(weights, n_components):
             f"sum(weights) = {weights.sum():.5f}"
         )
     return weights
-
-
-def _check_sample_weight(sample_weight, n_samples, dtype):
-    """Validate frequency weights.
-
-    Parameters
-    ----------
-    sample_weight : array-like of shape (n_samples,), number or None
-
-    n_samples : int
-
-    dtype : numpy dtype
-        The dtype of the data; the weights are cast to it.
-
-    Returns
-    -------
-    sample_weight : ndarray of shape (n_samples,) or None
-        None when no weights were given.
-    """
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, Real | Integral) and not isinstance(
-        sample_weight, bool
-    ):
-        sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
-    sample_weight = check_array(
-        sample_weight,
-        ensure_2d=False,
-        dtype=[np.float64, np.float32],
-        input_name="sample_weight",
-        copy=False,
-    ).astype(dtype, copy=False)
-    if sample_weight.ndim != 1:
-        raise ValueError(
-            f"sample_weight must be 1D array or scalar, got {sample_weight.ndim}D "
-            "array."
-        )
-    if sample_weight.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight.shape == ({sample_weight.shape[0]},), expected "
-            f"({n_samples},)!"
-        )
-    if np.any(sample_weight < 0):
-        raise ValueError("Negative values in data passed to `sample_weight`.")
-    if not np.any(sample_weight > 0):
-        raise ValueError(
-            "All sample weights are zero: at least one sample must have a "
-            "positive weight."
-        )
-    return sample_weight
 
 
 class BaseMixtureEM(
@@ -292,36 +239,30 @@ class BaseMixtureEM(
 
     # ------------------------------------------------------------------
     # Passes over the data.
-    def _rows(self, X):
-        n_samples, n_features = X.shape
-        itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
+    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs):
+        """Rows per chunk of the model's per-chunk functions."""
         return chunk_rows(
             n_samples,
             n_features,
             self.n_components,
             itemsize,
-            n_jobs=self.n_jobs,
+            n_jobs=n_jobs,
             model_row_values=self._chunk_row_values(n_features),
         )
+
+    def _rows(self, X):
+        """Rows per chunk for the in-memory ``X``."""
+        n_samples, n_features = X.shape
+        itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
+        return self._chunk_rows(n_samples, n_features, itemsize, self.n_jobs)
 
     def _chunk_row_values(self, n_features):
         """Values per row of the model's own chunk temporaries, if known."""
         return 0
 
-    def _e_step_statistics(self, X, sample_weight):
-        """One E-step over all of ``X``, reduced to sufficient statistics."""
-        chunk_function = self._e_step_chunk_function()
-        if is_dask_collection(X):
-            return map_reduce_dask(
-                chunk_function,
-                X,
-                sample_weight,
-                n_components=self.n_components,
-                model_row_values=self._chunk_row_values(X.shape[1]),
-            )
-        return map_reduce(
-            chunk_function, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
-        )
+    def _e_step_statistics(self, data):
+        """One E-step over all of ``data``, reduced to sufficient statistics."""
+        return data.map_reduce(self._e_step_chunk_function())
 
     def _e_step_chunk_function(self):
         """The picklable per-chunk E-step for the current parameters."""
@@ -331,35 +272,31 @@ class BaseMixtureEM(
             accumulate=self._accumulate_function(self._shift()),
         )
 
+    def _log_prob_chunk_function(self, dtype):
+        """The picklable per-chunk ``log pi_k + log p(x | k)`` for prediction.
+
+        ``dtype`` is the dtype of the chunks it will receive.
+        """
+        return self._weighted_log_prob_function()
+
     def _shift(self):
         """The point sums of squares are accumulated around (current means)."""
         return self.means_
 
-    def _statistics_from_resp(self, X, sample_weight, resp):
+    def _statistics_from_resp(self, data, resp):
         """Sufficient statistics of given responsibilities, in two passes.
 
         The first pass gives the means; the second accumulates second moments
         around them, so no precision is lost to cancellation.
         """
-        rows = self._rows(X)
-        first = map_reduce(
-            partial(resp_chunk, accumulate=self._accumulate_function(None)),
-            X,
-            sample_weight,
-            resp,
-            n_jobs=self.n_jobs,
-            rows=rows,
+        first = data.map_reduce(
+            partial(resp_chunk, accumulate=self._accumulate_function(None)), resp
         )
         shift = self._means_from_statistics(first)
         if shift is None:
             return first
-        return map_reduce(
-            partial(resp_chunk, accumulate=self._accumulate_function(shift)),
-            X,
-            sample_weight,
-            resp,
-            n_jobs=self.n_jobs,
-            rows=rows,
+        return data.map_reduce(
+            partial(resp_chunk, accumulate=self._accumulate_function(shift)), resp
         )
 
     # ------------------------------------------------------------------
@@ -397,49 +334,33 @@ class BaseMixtureEM(
             resp[indices, np.arange(n_components)] = 1
         return resp
 
-    def _initialize_parameters(self, X, sample_weight, random_state):
+    def _initialize_parameters(self, data, random_state):
         """Initialise the parameters: from the user's values or from data."""
-        if self._initialize_from_given(X):
+        if self._initialize_from_given(data):
             return
-        if is_dask_collection(X):
-            # Dask data: initialise in memory from a random sample of rows.
-            X, sample_weight = initial_sample(self, X, sample_weight, random_state)
+        # In memory: all the rows, or a random sample of a Dask array's.
+        sample = data.init_sample(random_state)
+        sample_weight = sample.sample_weight
         # Weights that are all equal change nothing but the random stream:
         # keep scikit-learn's unweighted initialisation in that case.
         init_weight = sample_weight
         if sample_weight is not None and np.all(sample_weight == sample_weight[0]):
             init_weight = None
-        resp = self._initial_resp(X, init_weight, random_state)
-        stats = self._statistics_from_resp(X, sample_weight, resp)
+        resp = self._initial_resp(sample.X, init_weight, random_state)
+        stats = self._statistics_from_resp(sample, resp)
         self._m_step(stats, initial=True)
 
     # ------------------------------------------------------------------
     # Fitting.
-    def _prepare_fit_data(self, X, sample_weight):
-        """Validate X and the weights; drop zero-weight rows.
+    def _transaction(self):
+        """Context manager: a fit that raises leaves the model as it was.
 
-        A zero weight is exactly the removal of the row: dropping it before
-        initialisation makes even the random initialisations agree.
+        Every attribute but the constructor's parameters is restored, so a
+        failed ``fit`` or ``partial_fit`` of a fitted model keeps its
+        parameters, running statistics and predictions, and an unfitted
+        model stays unfitted.
         """
-        if is_dask_collection(X):
-            return prepare_fit_data(self, X, sample_weight)
-        X = self._validate_X(X, reset=True)
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        if sample_weight is not None and not np.all(sample_weight > 0):
-            keep = sample_weight > 0
-            X, sample_weight = X[keep], sample_weight[keep]
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-                + (
-                    " (samples with a positive sample_weight)"
-                    if sample_weight is not None
-                    else ""
-                )
-            )
-        return X, sample_weight
+        return _RestoreOnError(self)
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the model's parameters with the EM algorithm.
@@ -474,7 +395,8 @@ class BaseMixtureEM(
         self : object
             The fitted mixture.
         """
-        self._fit(X, sample_weight)
+        with self._transaction():
+            self._fit(X, sample_weight)
         # A batch fit starts any later stream of partial_fit steps afresh.
         for attr in _ONLINE_STATE:
             self.__dict__.pop(attr, None)
@@ -512,24 +434,22 @@ class BaseMixtureEM(
         self : object
             The updated mixture.
         """
-        self._partial_fit(X, sample_weight)
+        with self._transaction():
+            self._partial_fit(X, sample_weight)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _partial_fit(self, X, sample_weight):
         if not hasattr(self, "lower_bound_"):
-            X, sample_weight = self._prepare_fit_data(X, sample_weight)
-            self._check_parameters(X)
+            data = as_data(self, X, sample_weight, reset=True)
+            self._check_parameters(data)
             random_state = check_random_state(self.random_state)
-            self._initialize_parameters(X, sample_weight, random_state)
-        elif is_dask_collection(X):
-            X = validate(self, X, reset=False)
-            sample_weight = validate_sample_weight(sample_weight, X)
+            self._initialize_parameters(data, random_state)
         else:
-            X = self._validate_X(X, reset=False)
-            sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            # The model's dtype was fixed by its first fit.
+            data = as_data(self, X, sample_weight, reset=False, dtype=self._dtype())
         shift = self._shift()
-        stats = self._e_step_statistics(X, sample_weight)
+        stats = self._e_step_statistics(data)
         lower_bound = self._lower_bound(stats)
         t = getattr(self, "n_batch_iter_", 0) + 1
         running = getattr(self, "_online_stats", None)
@@ -573,8 +493,8 @@ class BaseMixtureEM(
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, sample_weight):
-        X, sample_weight = self._prepare_fit_data(X, sample_weight)
-        self._check_parameters(X)
+        data = as_data(self, X, sample_weight, reset=True)
+        self._check_parameters(data)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -587,7 +507,7 @@ class BaseMixtureEM(
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, sample_weight, random_state)
+                self._initialize_parameters(data, random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
             current_lower_bounds = []
 
@@ -599,7 +519,7 @@ class BaseMixtureEM(
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev_lower_bound = lower_bound
-                stats = self._e_step_statistics(X, sample_weight)
+                stats = self._e_step_statistics(data)
                 lower_bound = self._lower_bound(stats)
                 self._m_step(stats)
                 current_lower_bounds.append(lower_bound)
@@ -645,16 +565,17 @@ class BaseMixtureEM(
         return lower_bound
 
     # ------------------------------------------------------------------
-    # Prediction.
-    def _weighted_log_prob(self, X):
-        """Weighted log-probabilities of validated X, chunk by chunk."""
-        function = self._weighted_log_prob_function()
-        rows = self._rows(X)
-        out = np.empty((X.shape[0], self.n_components), dtype=self._dtype())
-        for start in range(0, X.shape[0], rows):
-            s = slice(start, start + rows)
-            out[s] = function(X[s])
-        return out
+    # Prediction: a row-wise map of the model's per-chunk log-probabilities
+    # on the same chunks and threads as fitting (lazy for Dask).
+    def _map_rows(self, X, rows_function, *, n_outputs=None, dtype=None):
+        check_is_fitted(self)
+        data = as_data(self, X, reset=False)
+        function = partial(
+            rows_function,
+            weighted_log_prob=self._log_prob_chunk_function(data.dtype),
+        )
+        dtype = self._dtype() if dtype is None else dtype
+        return data.map_rows(function, n_outputs=n_outputs, dtype=dtype)
 
     def _dtype(self):
         return self.means_.dtype
@@ -672,12 +593,7 @@ class BaseMixtureEM(
         log_prob : ndarray of shape (n_samples,)
             ``log p(x_n)`` for every sample.
         """
-        if is_dask_collection(X):
-            return apply_method(self, X, "score_samples")
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        log_prob = self._weighted_log_prob(X)
-        return logsumexp_rows(log_prob)
+        return self._map_rows(X, log_likelihood_rows)
 
     def score(self, X, y=None):
         """Mean log-likelihood of the samples of ``X``.
@@ -710,11 +626,7 @@ class BaseMixtureEM(
         labels : ndarray of shape (n_samples,)
             Component labels.
         """
-        if is_dask_collection(X):
-            return apply_method(self, X, "predict")
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._weighted_log_prob(X).argmax(axis=1)
+        return self._map_rows(X, label_rows, dtype=np.intp)
 
     def predict_proba(self, X):
         """Responsibilities: the posterior probability of each component.
@@ -732,13 +644,7 @@ class BaseMixtureEM(
         resp : ndarray of shape (n_samples, n_components)
             Responsibilities; every row sums to one.
         """
-        if is_dask_collection(X):
-            return apply_method(self, X, "predict_proba")
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        resp = self._weighted_log_prob(X)
-        logsumexp_rows(resp)
-        return resp
+        return self._map_rows(X, proba_rows, n_outputs=self.n_components)
 
     def transform(self, X):
         """Responsibilities of ``X``, as features for a pipeline.
@@ -805,10 +711,9 @@ class BaseMixtureEM(
         bic : float
             ``-2 log L + n_parameters log n_samples``; lower is better.
         """
-        X = self._validate_X(X, reset=False) if hasattr(self, "means_") else X
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(
-            X.shape[0]
-        )
+        log_prob = self.score_samples(X)
+        n_samples = log_prob.shape[0]
+        return -2 * float(log_prob.sum()) + self._n_parameters() * np.log(n_samples)
 
     def aic(self, X):
         """Akaike information criterion of the model on ``X``.
@@ -823,8 +728,7 @@ class BaseMixtureEM(
         aic : float
             ``-2 log L + 2 n_parameters``; lower is better.
         """
-        X = self._validate_X(X, reset=False) if hasattr(self, "means_") else X
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * float(self.score_samples(X).sum()) + 2 * self._n_parameters()
 
     @property
     def _n_features_out(self):
@@ -868,3 +772,29 @@ class BaseMixtureEM(
                 f"Initialization {converged_msg}. time lapse {t:.5f}s\t "
                 f"lower bound {lb:.5f}."
             )
+
+
+class _RestoreOnError:
+    """Restore an estimator's attributes if the block raises (see _transaction)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        params = self.estimator.get_params(deep=False)
+        self.saved = {
+            key: copy.deepcopy(value)
+            for key, value in vars(self.estimator).items()
+            if key not in params
+        }
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        state = vars(self.estimator)
+        params = self.estimator.get_params(deep=False)
+        for key in [key for key in state if key not in params]:
+            del state[key]
+        state.update(self.saved)
+        return False

@@ -461,14 +461,11 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     # ------------------------------------------------------------------
     # The model's maths for the shared EM loop.
-    def _rows(self, X):
+    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs):
         # A chunk's temporaries are the rows of X (a view when dense) and a
         # few arrays of n_components values per row -- not n_features *
         # n_components as for Gaussians -- so chunks can be larger.
-        itemsize = np.dtype(X.dtype).itemsize
-        return chunk_rows(
-            X.shape[0], 1, self.n_components, itemsize, n_jobs=self.n_jobs
-        )
+        return chunk_rows(n_samples, 1, self.n_components, itemsize, n_jobs=n_jobs)
 
     def _weighted_log_prob_function(self):
         log_odds, log_bias = _bernoulli_log_terms(self.means_, self.weights_)

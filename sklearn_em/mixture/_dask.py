@@ -1,16 +1,16 @@
-"""Fitting and predicting on Dask arrays.
+"""Dask data for the EM engine: blocks on the cluster, chunks inside each block.
 
-Dask is optional: nothing here imports it at module level, and a Dask
-collection passed without Dask installed raises an :class:`ImportError`
-naming the ``sklearn-em[dask]`` extra.
+:class:`DaskData` is the Dask kind of :mod:`._data`'s interface. Dask is
+optional: nothing here imports it at module level, and a Dask collection
+passed without Dask installed raises an :class:`ImportError` naming the
+``sklearn-em[dask]`` extra.
 
-Fitting. Every EM iteration maps the model's picklable per-chunk E-step (the
-same ``functools.partial`` of :func:`~._suffstats.e_step_chunk` the in-memory
-fit uses) over the blocks of ``X`` -- inside a block, over cache-sized row
-chunks -- and tree-reduces the per-block statistics with
-:func:`~._suffstats.add_statistics`. Only the parameters travel to the
-workers and only the sums (O(n_components * n_features ** 2) numbers per
-block) travel back: ``X`` is never gathered.
+Statistics. Every EM iteration maps the model's picklable per-chunk E-step
+(the same ``functools.partial`` the in-memory fit uses) over the blocks of
+``X`` -- inside a block, over cache-sized row chunks -- and tree-reduces the
+per-block statistics with :func:`~._suffstats.add_statistics`. Only the
+parameters travel to the workers and only the sums (O(n_components *
+n_features ** 2) numbers per block) travel back: ``X`` is never gathered.
 
 Initialisation. ``init_params`` runs in memory on a uniform random sample of
 at most ``INIT_SAMPLE_SIZE`` rows drawn from the blocks (each block keeps every
@@ -20,15 +20,24 @@ k-means on the sample for 'kmeans', a draw of sample rows for
 initial parameters skip the sample; an ``X`` of at most ``INIT_SAMPLE_SIZE``
 rows is used whole, which makes the initialisation the in-memory one.
 
-Prediction. ``predict``, ``predict_proba``, ``transform`` and
-``score_samples`` return lazy Dask arrays built with ``map_blocks`` of the
-in-memory method.
+Prediction. The row-wise map returns a lazy Dask array: ``map_blocks`` of
+the in-memory row map (:func:`~._suffstats.map_rows`) over each block.
+
+Validation. Shapes and dtypes are checked at once; values are checked
+lazily, block by block, by the model's own in-memory validation, so every
+pass over the data checks (or, for a binarising model, transforms) each
+block as an in-memory fit would. Empty blocks are allowed.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from ._suffstats import add_statistics, chunk_rows, map_reduce
+from ._arrays import (
+    ArrayData,
+    cast_to_model_dtype,
+    check_enough_samples,
+    check_sample_weight,
+)
+from ._suffstats import add_statistics, map_reduce, map_rows
 
 #: Largest number of rows the initialisation is run on.
 INIT_SAMPLE_SIZE = 100_000
@@ -54,12 +63,15 @@ def _import_dask(what="Passing a Dask collection"):
     return dask, da
 
 
-def _validate_block(X, estimator):
+def _validate_block(X, estimator, dtype):
     """The model's in-memory validation of one block (finiteness, binarising)."""
-    return estimator._validate_X(X, reset=False)
+    if X.shape[0] == 0:
+        # Nothing to check in an empty block (validate_data rejects it).
+        return X.astype(dtype, copy=False)
+    return cast_to_model_dtype(estimator._validate_X(X, reset=False), dtype)
 
 
-def validate(estimator, X, *, reset, blockwise=True):
+def validate(estimator, X, *, reset, blockwise=True, dtype=None):
     """Validate a Dask array: shape, dtype and number of features.
 
     Values are not read here: with ``blockwise``, the model's own in-memory
@@ -78,6 +90,10 @@ def validate(estimator, X, *, reset, blockwise=True):
 
     blockwise : bool, default=True
         Whether to map the model's validation over the blocks.
+
+    dtype : numpy dtype, default=None
+        The dtype of a fitted model that ``X`` updates (``partial_fit``);
+        None keeps the validated dtype.
 
     Returns
     -------
@@ -116,8 +132,12 @@ def validate(estimator, X, *, reset, blockwise=True):
         )
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
+    if dtype is not None:
+        X = X.astype(dtype)
     if blockwise:
-        X = X.map_blocks(_validate_block, estimator, dtype=X.dtype, meta=X._meta)
+        X = X.map_blocks(
+            _validate_block, estimator, X.dtype, dtype=X.dtype, meta=X._meta
+        )
     return X
 
 
@@ -136,13 +156,11 @@ def validate_sample_weight(sample_weight, X):
     sample_weight : dask.array.Array of shape (n_samples,) or None
         Chunked like the rows of ``X``.
     """
-    from ._base import _check_sample_weight
-
     if sample_weight is None:
         return None
     dask, da = _import_dask()
     if not is_dask_collection(sample_weight):
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         return da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
         raise ValueError(
@@ -158,21 +176,6 @@ def validate_sample_weight(sample_weight, X):
             "positive weight."
         )
     return sample_weight
-
-
-def prepare_fit_data(estimator, X, sample_weight):
-    """Validate a Dask ``X`` and its weights for fitting.
-
-    Zero-weight rows are kept: they add nothing to the sums.
-    """
-    X = validate(estimator, X, reset=True)
-    if X.shape[0] < estimator.n_components:
-        raise ValueError(
-            "Expected n_samples >= n_components "
-            f"but got n_components = {estimator.n_components}, "
-            f"n_samples = {X.shape[0]}"
-        )
-    return X, validate_sample_weight(sample_weight, X)
 
 
 def _delayed_blocks(X, sample_weight):
@@ -250,104 +253,147 @@ def _block_statistics(X, sample_weight, *, chunk_function, rows):
     return map_reduce(chunk_function, X, sample_weight, n_jobs=1, rows=rows)
 
 
-def map_reduce_dask(
-    chunk_function, X, sample_weight, *, n_components, model_row_values=0, split_every=8
-):
-    """Map ``chunk_function`` over the blocks of ``X`` and tree-reduce the sums.
+def _block_rows(X, *, row_function, rows, n_outputs, out_dtype):
+    """The row map of one block, over cache-sized row chunks."""
+    shape = (X.shape[0],) if n_outputs is None else (X.shape[0], n_outputs)
+    out = np.empty(shape, out_dtype)
+    return map_rows(row_function, X, out, n_jobs=1, rows=rows)
+
+
+class DaskData:
+    """A Dask array's rows: blocks on the current scheduler, chunks inside.
+
+    Use :meth:`from_user` to validate user input.
 
     Parameters
     ----------
-    chunk_function : callable
-        ``chunk_function(X_chunk, w_chunk)`` returns a dict of ndarray sums.
-
     X : dask.array.Array of shape (n_samples, n_features)
-        With one block along the features.
+        Validated (lazily, block by block), with one block along the
+        features.
 
     sample_weight : dask.array.Array of shape (n_samples,) or None
         Chunked like the rows of ``X``.
 
-    n_components : int
-        Used to size the row chunks inside a block.
-
-    model_row_values : int, default=0
-        As in :func:`~._suffstats.chunk_rows`.
+    estimator : BaseMixtureEM
+        Sizes the chunks inside a block and validates the initialisation
+        sample.
 
     split_every : int, default=8
         Fan-in of the reduction tree.
-
-    Returns
-    -------
-    stats : dict of ndarray
-        Computed on the current Dask scheduler (a ``distributed.Client`` if
-        one is active).
     """
-    dask, _ = _import_dask()
-    rows = chunk_rows(
-        int(max(X.chunks[0])),
-        X.shape[1],
-        n_components,
-        X.dtype.itemsize,
-        model_row_values=model_row_values,
-    )
-    block_function = dask.delayed(_block_statistics)
-    parts = [
-        block_function(block, weight, chunk_function=chunk_function, rows=rows)
-        for block, weight in _delayed_blocks(X, sample_weight)
-    ]
-    reduce = dask.delayed(add_statistics)
-    while len(parts) > 1:
+
+    def __init__(self, X, sample_weight, *, estimator, split_every=8):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.estimator = estimator
+        self.split_every = split_every
+        # Inside a block the chunks run in the worker's thread: Dask's
+        # workers are the parallelism.
+        self.rows = estimator._chunk_rows(
+            max(1, int(max(X.chunks[0]))), X.shape[1], X.dtype.itemsize, 1
+        )
+
+    @classmethod
+    def from_user(cls, estimator, X, sample_weight=None, *, reset, dtype=None):
+        """Validate a Dask ``X`` and its weights for ``estimator``.
+
+        Zero-weight rows are kept: they add nothing to the sums. See
+        :meth:`._arrays.ArrayData.from_user` for the parameters.
+        """
+        X = validate(estimator, X, reset=reset, dtype=dtype)
+        if reset:
+            check_enough_samples(X.shape[0], estimator.n_components, False)
+        return cls(X, validate_sample_weight(sample_weight, X), estimator=estimator)
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def map_reduce(self, chunk_function):
+        """Map ``chunk_function`` over the blocks and tree-reduce the sums.
+
+        Parameters
+        ----------
+        chunk_function : callable
+            ``chunk_function(X_chunk, w_chunk)`` returns a dict of ndarray
+            sums.
+
+        Returns
+        -------
+        stats : dict of ndarray
+            Computed on the current Dask scheduler (a ``distributed.Client``
+            if one is active).
+        """
+        dask, _ = _import_dask()
+        block_function = dask.delayed(_block_statistics)
         parts = [
-            reduce(parts[i : i + split_every])
-            for i in range(0, len(parts), split_every)
+            block_function(block, weight, chunk_function=chunk_function, rows=self.rows)
+            for block, weight in _delayed_blocks(self.X, self.sample_weight)
         ]
-    (stats,) = dask.compute(parts[0])
-    return stats
+        reduce = dask.delayed(add_statistics)
+        while len(parts) > 1:
+            parts = [
+                reduce(parts[i : i + self.split_every])
+                for i in range(0, len(parts), self.split_every)
+            ]
+        (stats,) = dask.compute(parts[0])
+        return stats
 
+    def map_rows(self, row_function, *, n_outputs=None, dtype):
+        """``row_function`` of every row, lazily, as a Dask array.
 
-def _call_method(X, estimator, method):
-    """``estimator.<method>(X)`` on one in-memory block."""
-    return getattr(estimator, method)(X)
+        See :meth:`._arrays.ArrayData.map_rows` for the parameters.
 
-
-def apply_method(estimator, X, method):
-    """A prediction method of ``estimator`` on a Dask array, lazily.
-
-    Parameters
-    ----------
-    estimator : BaseMixtureEM
-        A fitted mixture.
-
-    X : dask.array.Array of shape (n_samples, n_features)
-
-    method : {'predict', 'predict_proba', 'score_samples'}
-
-    Returns
-    -------
-    result : dask.array.Array
-        Of shape (n_samples,) for 'predict' and 'score_samples',
-        (n_samples, n_components) for 'predict_proba'.
-    """
-    check_is_fitted(estimator)
-    # The in-memory method validates each block itself.
-    X = validate(estimator, X, reset=False, blockwise=False)
-    if method == "predict":
-        dtype = np.dtype(np.intp)
-    else:
-        dtype = np.dtype(estimator._dtype())
-    if method == "predict_proba":
-        return X.map_blocks(
-            _call_method,
-            estimator,
-            method,
-            chunks=(X.chunks[0], (estimator.n_components,)),
+        Returns
+        -------
+        result : dask.array.Array of shape (n_samples,) or \
+                (n_samples, n_outputs)
+        """
+        dtype = np.dtype(dtype)
+        kwargs = dict(row_function=row_function, rows=self.rows, out_dtype=dtype)
+        if n_outputs is None:
+            return self.X.map_blocks(
+                _block_rows,
+                n_outputs=None,
+                drop_axis=1,
+                dtype=dtype,
+                meta=np.empty((0,), dtype=dtype),
+                **kwargs,
+            )
+        return self.X.map_blocks(
+            _block_rows,
+            n_outputs=n_outputs,
+            chunks=(self.X.chunks[0], (n_outputs,)),
             dtype=dtype,
             meta=np.empty((0, 0), dtype=dtype),
+            **kwargs,
         )
-    return X.map_blocks(
-        _call_method,
-        estimator,
-        method,
-        drop_axis=1,
-        dtype=dtype,
-        meta=np.empty((0,), dtype=dtype),
-    )
+
+    def init_sample(self, random_state):
+        """An in-memory random sample of the rows, for the initialisation.
+
+        Returns
+        -------
+        data : ArrayData
+            At most about ``INIT_SAMPLE_SIZE`` rows with a positive weight.
+        """
+        X, sample_weight = initial_sample(
+            self.estimator, self.X, self.sample_weight, random_state
+        )
+        estimator = self.estimator
+        rows = estimator._chunk_rows(
+            X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
+        )
+        return ArrayData(X, sample_weight, rows=rows, n_jobs=estimator.n_jobs)

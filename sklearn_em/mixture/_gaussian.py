@@ -10,7 +10,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import e_step_chunk, map_reduce, single_threaded_blas, workspace
+from ._suffstats import e_step_chunk, single_threaded_blas, workspace
 
 _COLLAPSE_MESSAGE = (
     "Fitting the mixture model failed because some components have "
@@ -654,6 +654,22 @@ def _gaussian_e_step_chunk(
     )
 
 
+def _gaussian_log_prob_chunk(X, **parameters):
+    """``log pi_k + log N(x | mu_k, Sigma_k)`` of a chunk, on the fused features.
+
+    Prediction's half of :func:`_gaussian_e_step_chunk` (same keyword
+    arguments); returns an ndarray of shape (n_samples, n_components), a
+    view of the thread's workspace.
+    """
+    features = _centred_features(
+        X,
+        parameters["centre"],
+        parameters["covariance_type"],
+        parameters["precisions_chol"],
+    )
+    return _expanded_log_prob(features, **parameters)
+
+
 def _expanded_log_prob(
     features,
     *,
@@ -1117,14 +1133,21 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _e_step_chunk_function(self):
         # The fused E-step: one feature matrix per chunk for both halves.
-        dtype = self.means_.dtype
+        return partial(_gaussian_e_step_chunk, **self._fused_parameters(self._dtype()))
+
+    def _log_prob_chunk_function(self, dtype):
+        # Prediction on the E-step's fused features, in the chunks' dtype.
+        return partial(_gaussian_log_prob_chunk, **self._fused_parameters(dtype))
+
+    def _fused_parameters(self, dtype):
+        """Keyword arguments of the fused kernels, for chunks of ``dtype``."""
+        dtype = np.result_type(dtype, self._dtype())
         centre = self.weights_.astype(np.float64) @ self.means_.astype(np.float64)
         log_w = np.log(self.weights_.astype(np.float64))
         coef, intercept, kappa = _expanded_coefficients(
             self.means_, self.precisions_cholesky_, self.covariance_type, log_w, centre
         )
-        return partial(
-            _gaussian_e_step_chunk,
+        return dict(
             means=self.means_,
             precisions_chol=self.precisions_cholesky_,
             covariance_type=self.covariance_type,
@@ -1140,17 +1163,15 @@ class GaussianMixtureEM(BaseMixtureEM):
             _accumulate_gaussian, shift=shift, covariance_type=self.covariance_type
         )
 
-    def _statistics_from_resp(self, X, sample_weight, resp):
-        stats = super()._statistics_from_resp(X, sample_weight, resp)
+    def _statistics_from_resp(self, data, resp):
+        stats = super()._statistics_from_resp(data, resp)
         if self.covariance_type == "tied" and not np.allclose(resp.sum(axis=1), 1):
             # scikit-learn's tied M-step uses the rows' total second moment
             # sum_n w_n x_n x_n^T, which equals the responsibility-weighted
             # one only when every row's responsibilities sum to one. At
             # initialisation from data points ('random_from_data',
             # 'k-means++') they do not; reproduce its initial covariance.
-            stats["row_scatter"] = map_reduce(
-                _row_scatter, X, sample_weight, n_jobs=self.n_jobs, rows=self._rows(X)
-            )["row_scatter"]
+            stats["row_scatter"] = data.map_reduce(_row_scatter)["row_scatter"]
         return stats
 
     def _means_from_statistics(self, stats):

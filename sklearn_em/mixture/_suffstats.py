@@ -150,19 +150,51 @@ def resp_chunk(X, sample_weight, resp, *, accumulate):
     return accumulate(X, resp)
 
 
+def log_likelihood_rows(X, *, weighted_log_prob):
+    """``log p(x_n)`` of a chunk's rows, shape (n_samples,).
+
+    ``weighted_log_prob`` is as in :func:`e_step_chunk`.
+    """
+    return logsumexp_rows(weighted_log_prob(X))
+
+
+def proba_rows(X, *, weighted_log_prob):
+    """Responsibilities of a chunk's rows, shape (n_samples, n_components).
+
+    ``weighted_log_prob`` is as in :func:`e_step_chunk`. The result may be
+    the callable's own buffer, normalised in place.
+    """
+    resp = weighted_log_prob(X)
+    logsumexp_rows(resp)
+    return resp
+
+
+def label_rows(X, *, weighted_log_prob):
+    """Most probable component of a chunk's rows, shape (n_samples,).
+
+    ``weighted_log_prob`` is as in :func:`e_step_chunk`.
+    """
+    return weighted_log_prob(X).argmax(axis=1)
+
+
 def add_statistics(stats_list):
     """Add a sequence of statistics dictionaries key by key.
 
     Parameters
     ----------
-    stats_list : iterable of dict of ndarray
+    stats_list : iterable of dict of ndarray or None
 
     Returns
     -------
-    total : dict of ndarray
+    total : dict of ndarray or None
+        None entries (empty chunks or blocks) are skipped; None when every
+        entry is None.
     """
     total = None
     for stats in stats_list:
+        if stats is None:
+            # An empty chunk or block contributes nothing.
+            continue
         if total is None:
             total = {key: np.array(value, copy=True) for key, value in stats.items()}
         else:
@@ -278,20 +310,87 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
 
     Returns
     -------
-    stats : dict of ndarray
+    stats : dict of ndarray or None
+        None when ``X`` has no rows.
     """
-    n_samples = X.shape[0]
-    slices = list(gen_chunks(n_samples, rows))
 
-    def args(s):
-        w = None if sample_weight is None else sample_weight[s]
-        return (X[s], w, *(e[s] for e in extra))
+    def block_function(block):
+        parts = []
+        for s in block:
+            w = None if sample_weight is None else sample_weight[s]
+            parts.append(chunk_function(X[s], w, *(e[s] for e in extra)))
+        return add_statistics(parts)
 
+    return add_statistics(_map_chunk_blocks(block_function, X, n_jobs, rows))
+
+
+def map_rows(row_function, X, out, *, n_jobs=None, rows):
+    """``out[s] = row_function(X[s])`` for every row chunk ``s`` of ``X``.
+
+    The row-wise counterpart of :func:`map_reduce`, used for prediction:
+    the same chunks, threads and single-threaded BLAS.
+
+    Parameters
+    ----------
+    row_function : callable
+        ``row_function(X_chunk)`` returns an ndarray of shape
+        (n_chunk_samples, ...) (it may be a view of a :func:`workspace`
+        buffer: it is copied into ``out`` at once).
+
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+
+    out : ndarray of shape (n_samples, ...)
+        Filled in place.
+
+    n_jobs : int or None
+        Number of threads; see :func:`n_threads`.
+
+    rows : int
+        Rows per chunk.
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, ...)
+    """
+
+    def block_function(block):
+        for s in block:
+            out[s] = row_function(X[s])
+
+    _map_chunk_blocks(block_function, X, n_jobs, rows)
+    return out
+
+
+def _map_chunk_blocks(block_function, X, n_jobs, rows):
+    """Run ``block_function`` on contiguous blocks of row chunks, in threads.
+
+    Parameters
+    ----------
+    block_function : callable
+        ``block_function(slices)`` processes a list of row slices of ``X``.
+
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+
+    n_jobs : int or None
+        Number of threads; see :func:`n_threads`.
+
+    rows : int
+        Rows per chunk.
+
+    Returns
+    -------
+    results : list
+        One result of ``block_function`` per thread (one in all when the
+        chunks run in this thread).
+    """
+    slices = list(gen_chunks(X.shape[0], rows))
+    if not slices:
+        return []
     n_jobs = min(n_threads(n_jobs), len(slices))
     if n_jobs == 1 and rows * X.shape[1] >= _LARGE_CHUNK:
         # Chunks this large (wide data) have products big enough for BLAS's
         # own threads to pay off.
-        return add_statistics(chunk_function(*args(s)) for s in slices)
+        return [block_function(slices)]
     # A chunk's products are cache-sized: BLAS threads cost more to wake than
     # they save on them (and spin on a busy machine), so every chunk runs
     # single-threaded BLAS. Parallelism comes from threads over chunks, and
@@ -299,19 +398,15 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
     # per call, not per chunk.
     with single_threaded_blas():
         if n_jobs == 1:
-            return add_statistics(chunk_function(*args(s)) for s in slices)
-        # One task per thread, each reducing a contiguous block of chunks
-        # itself: no per-chunk dispatch, and one result per thread to add.
+            return [block_function(slices)]
+        # One task per thread, each running a contiguous block of chunks
+        # itself: no per-chunk dispatch, and one result per thread.
         blocks = np.array_split(np.arange(len(slices)), n_jobs)
-        results = list(
+        return list(
             thread_pool(n_jobs).map(
-                lambda block: add_statistics(
-                    chunk_function(*args(slices[i])) for i in block
-                ),
-                blocks,
+                lambda block: block_function([slices[i] for i in block]), blocks
             )
         )
-    return add_statistics(results)
 
 
 _POOLS = {}

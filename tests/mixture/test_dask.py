@@ -214,3 +214,28 @@ def test_dask_collection_without_dask_names_the_extra(monkeypatch):
         GaussianMixtureEM(2).fit(_LooksLikeDask())
     with pytest.raises(ImportError, match=r"sklearn-em\[dask\]"):
         fitted.predict_proba(_LooksLikeDask())
+
+
+@pytest.mark.parametrize("Estimator", [GaussianMixtureEM, BernoulliMixtureEM])
+def test_empty_blocks_equal_the_in_memory_fit(client, Estimator):
+    X, _ = _blobs(seed=8, n_samples=120)
+    if Estimator is BernoulliMixtureEM:
+        X = (X > 1).astype(float)
+    X_dask = da.from_array(X, chunks=((60, 0, 60), (N_FEATURES,)))
+    params = dict(n_components=N_COMPONENTS, random_state=0, tol=1e-8, max_iter=500)
+    result = Estimator(**params).fit(X_dask)
+    expected = Estimator(**params).fit(X)
+    _assert_same_model(result, expected, ["weights_", "means_"], rtol=1e-8)
+    for method in ["predict", "predict_proba", "score_samples"]:
+        lazy = getattr(result, method)(X_dask)
+        assert lazy.chunks[0] == (60, 0, 60)
+        computed = lazy.compute()
+        assert_allclose(computed, getattr(expected, method)(X), rtol=1e-7, atol=1e-8)
+    # Weighted, with an empty block of weights too.
+    w = np.linspace(0.5, 2.0, 120)
+    weighted = Estimator(**params).fit(
+        X_dask, sample_weight=da.from_array(w, chunks=((60, 0, 60),))
+    )
+    _assert_same_model(
+        weighted, Estimator(**params).fit(X, sample_weight=w), ["means_"], rtol=1e-7
+    )

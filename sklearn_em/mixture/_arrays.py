@@ -1,0 +1,242 @@
+"""In-memory data for the EM engine: NumPy arrays and SciPy sparse matrices.
+
+:class:`ArrayData` is the in-memory kind of :mod:`._data`'s interface: the
+rows are validated once, rows with a zero weight are dropped, and every pass
+over the data maps a per-chunk function over cache-sized row chunks on the
+engine's thread pool (:func:`~._suffstats.map_reduce` for statistics,
+:func:`~._suffstats.map_rows` for prediction).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils import check_array
+
+from ._suffstats import map_reduce, map_rows
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """Validate frequency weights.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,), number or None
+
+    n_samples : int
+
+    dtype : numpy dtype
+        The dtype of the data; the weights are cast to it.
+
+    Returns
+    -------
+    sample_weight : ndarray of shape (n_samples,) or None
+        None when no weights were given.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, Real | Integral) and not isinstance(
+        sample_weight, bool
+    ):
+        sample_weight = np.full(n_samples, sample_weight, dtype=dtype)
+    sample_weight = check_array(
+        sample_weight,
+        ensure_2d=False,
+        dtype=[np.float64, np.float32],
+        input_name="sample_weight",
+        copy=False,
+    ).astype(dtype, copy=False)
+    if sample_weight.ndim != 1:
+        raise ValueError(
+            f"sample_weight must be 1D array or scalar, got {sample_weight.ndim}D "
+            "array."
+        )
+    if sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == ({sample_weight.shape[0]},), expected "
+            f"({n_samples},)!"
+        )
+    if np.any(sample_weight < 0):
+        raise ValueError("Negative values in data passed to `sample_weight`.")
+    if not np.any(sample_weight > 0):
+        raise ValueError(
+            "All sample weights are zero: at least one sample must have a "
+            "positive weight."
+        )
+    return sample_weight
+
+
+def check_enough_samples(n_samples, n_components, weighted):
+    """Raise a ValueError when there are fewer samples than components."""
+    if n_samples < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components "
+            f"but got n_components = {n_components}, "
+            f"n_samples = {n_samples}"
+            + (" (samples with a positive sample_weight)" if weighted else "")
+        )
+
+
+def cast_to_model_dtype(X, dtype):
+    """``X`` in the dtype of a fitted model, whose dtype its first fit fixed.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Validated, finite.
+
+    dtype : numpy dtype
+
+    Returns
+    -------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        A new array when the dtype changes.
+    """
+    if dtype is None or X.dtype == dtype:
+        return X
+    with np.errstate(over="ignore"):
+        X = X.astype(dtype)
+    values = X.data if hasattr(X, "tocsr") else X
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"X has values too large for the model's dtype {np.dtype(dtype).name}, "
+            "fixed by its first fit."
+        )
+    return X
+
+
+class ArrayData:
+    """Validated in-memory rows, mapped over row chunks on a thread pool.
+
+    Use :meth:`from_user` to validate user input; the constructor takes data
+    that is already validated.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Validated rows (CSR when sparse).
+
+    sample_weight : ndarray of shape (n_samples,) or None
+        Validated frequency weights; None means all ones.
+
+    rows : int
+        Rows per chunk.
+
+    n_jobs : int or None
+        Threads over chunks, see :func:`~._suffstats.n_threads`.
+    """
+
+    def __init__(self, X, sample_weight, *, rows, n_jobs):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.rows = rows
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def from_user(cls, estimator, X, sample_weight=None, *, reset, dtype=None):
+        """Validate a user's ``X`` and weights for ``estimator``.
+
+        Parameters
+        ----------
+        estimator : BaseMixtureEM
+            Its ``_validate_X`` validates (and, for a binarising model,
+            transforms) ``X``; its ``_chunk_rows`` sizes the chunks.
+
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+
+        sample_weight : array-like of shape (n_samples,), number or None
+
+        reset : bool
+            True when fitting from scratch: sets ``n_features_in_``, drops
+            the rows with a zero weight (exactly the removal of the row, which
+            makes even the random initialisations agree) and requires at least
+            ``n_components`` rows.
+
+        dtype : numpy dtype, default=None
+            The dtype of a fitted model that ``X`` updates (``partial_fit``);
+            None keeps the validated dtype.
+
+        Returns
+        -------
+        data : ArrayData
+        """
+        X = cast_to_model_dtype(estimator._validate_X(X, reset=reset), dtype)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        if reset:
+            if sample_weight is not None and not np.all(sample_weight > 0):
+                keep = sample_weight > 0
+                X, sample_weight = X[keep], sample_weight[keep]
+            check_enough_samples(
+                X.shape[0], estimator.n_components, sample_weight is not None
+            )
+        rows = estimator._chunk_rows(
+            X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
+        )
+        return cls(X, sample_weight, rows=rows, n_jobs=estimator.n_jobs)
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def map_reduce(self, chunk_function, *extra):
+        """Sum ``chunk_function(X_chunk, w_chunk, *extra_chunks)`` over chunks.
+
+        Parameters
+        ----------
+        chunk_function : callable
+            Returns a dict of ndarray sums.
+
+        *extra : ndarray of shape (n_samples, ...)
+            Per-row arrays chunked alongside ``X`` (initial
+            responsibilities).
+
+        Returns
+        -------
+        stats : dict of ndarray
+        """
+        return map_reduce(
+            chunk_function,
+            self.X,
+            self.sample_weight,
+            *extra,
+            n_jobs=self.n_jobs,
+            rows=self.rows,
+        )
+
+    def map_rows(self, row_function, *, n_outputs=None, dtype):
+        """``row_function`` of every row chunk, gathered into one array.
+
+        Parameters
+        ----------
+        row_function : callable
+            ``row_function(X_chunk)`` returns an ndarray of shape
+            (n_chunk_samples,) or (n_chunk_samples, n_outputs).
+
+        n_outputs : int or None, default=None
+            Columns of the result; None for one value per row.
+
+        dtype : numpy dtype
+            The result's dtype.
+
+        Returns
+        -------
+        result : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        shape = (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
+        out = np.empty(shape, dtype=dtype)
+        return map_rows(row_function, self.X, out, n_jobs=self.n_jobs, rows=self.rows)
+
+    def init_sample(self, random_state):
+        """The rows the initialisation runs on: all of them, in memory."""
+        return self
