@@ -196,6 +196,48 @@ def run_speed(args, rows):
 
 
 # ----------------------------------------------------------------------
+# Prediction: the same fitted parameters, each library's own methods.
+def run_predict(args, rows):
+    n, d, k = int(1_000_000 * args.scale), 16, 16
+    X = make_data(n, d, k)
+    kwargs = dict(
+        n_components=k,
+        covariance_type="full",
+        max_iter=2,
+        tol=0.0,
+        **initial_parameters(X, k, "full"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = GaussianMixture(**kwargs).fit(X[:100_000])
+        ours = GaussianMixtureEM(**kwargs).fit(X[:100_000])
+    for method in ["predict_proba", "score_samples", "predict"]:
+        times = {"sk": [], "ours": []}
+        results = {}
+        for _ in range(args.repeats):
+            for name, model in (("sk", sk), ("ours", ours)):
+                start = time.perf_counter()
+                results[name] = getattr(model, method)(X)
+                times[name].append(time.perf_counter() - start)
+        if method == "predict":
+            diff = float(np.mean(results["sk"] != results["ours"]))
+        else:
+            diff = float(np.max(np.abs(results["sk"] - results["ours"])))
+        t_sk, t_ours = float(np.median(times["sk"])), float(np.median(times["ours"]))
+        rows.append(
+            {
+                "config": f"{method}, full, N={n:,}, D={d}, K={k}, float64",
+                "peer": "sklearn GaussianMixture",
+                "predict_peer_s": t_sk,
+                "predict_ours_s": t_ours,
+                "ratio": t_sk / t_ours,
+                "diff": diff,
+            }
+        )
+        print(rows[-1], flush=True)
+
+
+# ----------------------------------------------------------------------
 # Peak memory, one fresh process per fit.
 def _status_kib(field):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -288,6 +330,25 @@ def write_table(rows, args):
                 f"| {row['ours_s']:.3f} | {row['ratio']:.1f}x "
                 f"| {row['lb_rel']:.1e} |"
             )
+    predict = [row for row in rows if "predict_peer_s" in row]
+    if predict:
+        lines += [
+            "",
+            "Prediction with the same fitted parameters (median of "
+            f"{args.repeats} calls each, alternated): the outputs' largest "
+            "absolute difference (for `predict`, the fraction of labels that "
+            "differ).",
+            "",
+            "| configuration | peer | peer time (s) | ours (s) | speed-up "
+            "| largest difference |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for row in predict:
+            lines.append(
+                f"| {row['config']} | {row['peer']} | {row['predict_peer_s']:.3f} "
+                f"| {row['predict_ours_s']:.3f} | {row['ratio']:.1f}x "
+                f"| {row['diff']:.1e} |"
+            )
     memory = [row for row in rows if "peer_mem" in row]
     if memory:
         lines += [
@@ -331,8 +392,8 @@ def main():
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["full", "tied", "diag", "spherical"],
-        help="speed configurations to run (quick checks; no table is written)",
+        choices=["full", "tied", "diag", "spherical", "predict"],
+        help="configurations to run (quick checks; no table is written)",
     )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -342,6 +403,8 @@ def main():
     args.load_start = os.getloadavg()[0]
     rows = []
     run_speed(args, rows)
+    if not args.only or "predict" in args.only:
+        run_predict(args, rows)
     if not args.no_memory:
         run_memory(args, rows)
     if not args.only:
