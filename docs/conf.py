@@ -36,7 +36,7 @@ exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 default_role = "literal"
 
 autosummary_generate = True
-numpydoc_show_class_members = False
+numpydoc_show_class_members = True
 numpydoc_class_members_toctree = False
 
 html_theme = "pydata_sphinx_theme"
@@ -148,6 +148,64 @@ def _generate_pages():
 
 _generate_pages()
 sys.path.insert(0, str(DOCS))
+
+# The methods the estimators inherit from scikit-learn (get_metadata_routing,
+# set_output, set_fit_request...) keep scikit-learn's docstrings, whose
+# cross-references point into scikit-learn's documentation. Without network
+# access at build time there is no intersphinx inventory: these few targets,
+# and the public scikit-learn classes and functions the docstrings name, are
+# linked to scikit-learn's stable pages here; any other unresolved reference
+# still fails the build.
+SKLEARN_DOCS = "https://scikit-learn.org/stable/"
+SKLEARN_REFERENCES = {
+    ("ref", "metadata_routing"): ("metadata_routing.html", None),
+    ("ref", "df_output_transform"): ("modules/df_output_transform.html", None),
+    ("ref", "sphx_glr_auto_examples_miscellaneous_plot_set_output.py"): (
+        "auto_examples/miscellaneous/plot_set_output.html",
+        "Introducing the set_output API",
+    ),
+    ("term", "meta-estimator"): ("glossary.html#term-meta-estimator", None),
+}
+
+
+def _sklearn_api_page(target):
+    """The page of a public scikit-learn class or function, or None."""
+    import importlib
+    import inspect
+
+    module_name, _, name = target.rpartition(".")
+    if not module_name.startswith("sklearn") or name.startswith("_"):
+        return None
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        return None
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        return f"modules/generated/{target}.html"
+    return None
+
+
+def _link_sklearn_reference(app, env, node, contnode):
+    """Resolve references to scikit-learn's documentation (see above)."""
+    from docutils import nodes
+
+    target = node.get("reftarget", "")
+    if node.get("refdomain") == "py":
+        page, title = _sklearn_api_page(target), None
+    else:
+        key = (node.get("reftype"), target.lower())
+        if node.get("refdomain") != "std" or key not in SKLEARN_REFERENCES:
+            return None
+        page, title = SKLEARN_REFERENCES[key]
+    if page is None:
+        return None
+    content = nodes.Text(title) if title is not None else contnode
+    return nodes.reference("", "", content, internal=False, refuri=SKLEARN_DOCS + page)
+
+
+def setup(app):
+    app.connect("missing-reference", _link_sklearn_reference)
+
 
 # Docstrings write ``shape (n_features_in_,)``: in reStructuredText a bare
 # ``name_`` is a link, which we point to scikit-learn's glossary entry.
