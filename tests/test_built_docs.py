@@ -132,6 +132,7 @@ def missing_entries(page_html, page_name, cls):
 
 _RAW_RENDERINGS = {
     "an object repr": re.compile(r"&lt;[\w.]+ object at 0x[0-9a-f]+&gt;"),
+    "a matplotlib Text repr": re.compile(r"(?:\[|>)Text\(-?\d"),
     "a markdown table": re.compile(r"\|\s*:?-{3,}:?\s*\|"),
     "a heading naming a .md file": re.compile(r"<h[1-6][^>]*>[^<]*\.md\b"),
 }
@@ -295,6 +296,11 @@ def test_checker_reports_missing_pages_and_builds(tmp_path):
         ),
         ("<pre>| K | s |\n|---|---:|\n| 10 | 0.4 |</pre>", "a markdown table"),
         ('<h2 id="dask-md">dask.md<a class="headerlink"></a></h2>', "a heading"),
+        (
+            "<pre>[Text(0.5, 23.63, 'Phi(z_1)'), Text(69.9, 0.5, 'Phi(z_2)')]</pre>",
+            "a matplotlib Text repr",
+        ),
+        ("<pre><span></span>Text(0.5, 1.0, 'K=4')</pre>", "a matplotlib Text repr"),
     ],
 )
 def test_checker_reports_raw_renderings(tmp_path, html, what):

@@ -99,10 +99,10 @@ ax.contour(
     levels=[0.5],
     colors="k",
 )
-fig.colorbar(image, label="log10 q(z) / p(z), per cell")
 ax.set(
     xlabel="Phi(z_1)", ylabel="Phi(z_2)", title="holes (outlined) in the disc |z| < 2"
 )
+colorbar = fig.colorbar(image, label="log10 q(z) / p(z), per cell")
 
 # %%
 # Samples from the holes are poor
