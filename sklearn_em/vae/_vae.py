@@ -332,14 +332,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     decoder_coefs_ : list of ndarray
         Weights of the decoder's layers, from ``n_components`` inputs to
-        ``n_features_in_`` outputs.
+        ``n_features_in_`` outputs (logits for ``likelihood="bernoulli"``,
+        means of the standardised features for "gaussian").
 
     decoder_intercepts_ : list of ndarray
         Intercepts of the decoder's layers.
 
     decoder_log_var_ : ndarray of shape (n_features_in_,) or None
-        Learned log-variance of every feature for ``likelihood="gaussian"``;
-        None for "bernoulli".
+        Learned log-variance of every standardised feature for
+        ``likelihood="gaussian"`` (the variance in X's units is
+        ``exp(decoder_log_var_) * scale_**2``); None for "bernoulli".
+
+    mean_, scale_ : ndarray of shape (n_features_in_,) or None
+        For ``likelihood="gaussian"``, the mean and standard deviation of
+        every feature in the data of the first fit: the network sees
+        ``(X - mean_) / scale_`` (``scale_`` is 1 for constant features, as in
+        :class:`~sklearn.preprocessing.StandardScaler`), which makes the codes
+        independent of the magnitude of X. None for "bernoulli".
 
     loss_ : float
         Training loss (mean negative ELBO or importance-weighted bound, in
