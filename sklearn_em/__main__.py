@@ -233,7 +233,11 @@ def _vae(args, X, y, progress):
         likelihood="bernoulli",
         max_iter=args.vae_epochs,
         random_state=args.random_state,
-    ).fit(Xb)
+    )
+    with warnings.catch_warnings():
+        # A fixed budget of --vae-epochs, not a run to convergence.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(Xb)
     # k-means-free summary of the latent space: how well 10 Gaussian clusters
     # of the codes recover the digit classes.
     Z = vae.transform(Xb)
