@@ -808,6 +808,34 @@ def _expanded_log_prob(
     return log_prob
 
 
+def _fused_weighted_log_prob(X, **parameters):
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` by the fused E-step's product.
+
+    The values of :func:`_weighted_log_gaussian_prob` (to the expansion's
+    error, see ``_EXPANSION_ERROR``) from the chunk's features and one
+    matrix product: several times faster on large chunks.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    **parameters : dict
+        The keywords of :func:`_gaussian_e_step_chunk`.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        A per-thread workspace, overwritten by this thread's next call.
+    """
+    features = _centred_features(
+        X,
+        parameters["centre"],
+        parameters["covariance_type"],
+        parameters["precisions_chol"],
+    )
+    return _expanded_log_prob(features, **parameters)
+
+
 def _centred_rows(features, n_features, covariance_type):
     """The centred chunk ``z = x - centre`` held in the features.
 
@@ -1263,6 +1291,16 @@ class GaussianMixtureEM(BaseMixtureEM):
             direct=np.flatnonzero(kappa > _expansion_limit(dtype)),
         )
 
+    def _fused_weighted_log_prob_function(self):
+        """A picklable chunk -> ``log pi_k + log p(x_n | k)``, fused form.
+
+        Faster than :meth:`_weighted_log_prob_function` on large chunks; its
+        result is a per-thread workspace to be read before the next call.
+        """
+        return partial(
+            _fused_weighted_log_prob, **self._e_step_chunk_function().keywords
+        )
+
     def _accumulate_function(self, shift):
         return partial(
             _accumulate_gaussian,
@@ -1397,7 +1435,11 @@ def _covariances_from_precisions_cholesky(precisions_chol, covariance_type):
         full = covariance_type == "full"
         stacked = precisions_chol if full else precisions_chol[None]
         eye = np.eye(stacked.shape[-1], dtype=stacked.dtype)
-        inv = np.stack([linalg.solve_triangular(u, eye, lower=False) for u in stacked])
+        # Small solves: see _compute_precision_cholesky.
+        with single_threaded_blas():
+            inv = np.stack(
+                [linalg.solve_triangular(u, eye, lower=False) for u in stacked]
+            )
         cov = inv.transpose(0, 2, 1) @ inv
         return cov if covariance_type == "full" else cov[0]
     return 1.0 / precisions_chol**2
