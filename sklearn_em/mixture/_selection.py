@@ -13,9 +13,10 @@ candidates instead of fitting each one from scratch:
   every K from one hierarchical agglomeration. Every row joins the cluster
   whose subset mean is nearest, and each candidate starts from that
   partition's M-step: no k-means per candidate;
-- at one K, a richer covariance structure starts from the fitted solution of
-  a structure nested in it (``spherical`` from ``tied_spherical``, ``full``
-  from the better of ``diag`` and ``tied``, ...), where one was fitted;
+- with ``n_init >= 2``, a richer covariance structure at one K also starts
+  from the fitted solution of the structures nested in it (``spherical``
+  from ``tied_spherical``, ``full`` from the better of ``diag`` and
+  ``tied``, ...): a point of the richer model, from which EM can only gain;
 - the K's are independent tasks, which ``n_jobs`` runs in parallel with
   joblib.
 
@@ -25,6 +26,7 @@ Every candidate is still a complete EM fit, to ``tol`` or ``max_iter``.
 import time
 import warnings
 from abc import abstractmethod
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -559,8 +561,8 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
     make_estimator : callable
         ``make_estimator(**start)`` returns an unfitted mixture.
 
-    starts : list of dict
-        Keyword arguments of ``make_estimator``, one fit each.
+    starts : list of callable
+        Each returns keyword arguments of ``make_estimator``: one fit each.
 
     X, sample_weight : ndarray
         Validated training data.
@@ -580,8 +582,8 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
     best, best_values, error = None, None, None
     tic = time.perf_counter()
     for start in starts:
-        estimator = make_estimator(**start)
         try:
+            estimator = make_estimator(**start())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 estimator.fit(X, sample_weight=sample_weight)
@@ -589,8 +591,9 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
                 estimator, X, sample_weight, log_prob_function(estimator)
             )
         except (ValueError, np.linalg.LinAlgError) as exc:
-            # A collapsed component: the candidate has no finite likelihood.
-            error = str(exc)
+            # A collapsed component (or a singular initial covariance): the
+            # candidate has no finite likelihood.
+            error = f"{type(exc).__name__}: {exc}"
             continue
         if not np.isfinite(values["log_likelihood"]):
             error = "The log-likelihood of the fitted mixture is not finite."
@@ -599,9 +602,7 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
             best, best_values = estimator, values
     fit_time = time.perf_counter() - tic
     if best is None:
-        values = _failed_row(None, None, error)
-        values["fit_time"] = fit_time
-        return None, values
+        return None, {**_failed_values(error), "fit_time": fit_time}
     best_values.update(
         n_iter=int(best.n_iter_),
         converged=bool(best.converged_),
@@ -611,12 +612,21 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
     return best, best_values
 
 
+def _failed_values(error):
+    """The values of ``results_`` for a candidate without a fitted mixture."""
+    values = {key: np.nan for key in ("log_likelihood", "entropy", *_CRITERIA)}
+    values.update(n_parameters=-1, n_iter=0, converged=False, fit_time=0.0)
+    values["error"] = error
+    return values
+
+
 def _failed_row(n_components, covariance_type, error):
-    """A row of ``results_`` for a candidate without a fitted mixture."""
-    row = {"n_components": n_components, "covariance_type": covariance_type}
-    row.update({key: np.nan for key in ("log_likelihood", "entropy", *_CRITERIA)})
-    row.update(n_parameters=-1, n_iter=0, converged=False, fit_time=0.0, error=error)
-    return row
+    """A row of ``results_`` for a candidate that was not fitted."""
+    return {
+        "n_components": n_components,
+        "covariance_type": covariance_type,
+        **_failed_values(error),
+    }
 
 
 class _BaseMixtureIC(
@@ -728,15 +738,15 @@ class _BaseMixtureIC(
         infeasible = grid[grid > n_samples]
         grid = grid[grid <= n_samples]
         random_state = check_random_state(self.random_state)
-        tic = time.perf_counter()
-        partitions = None
+        partitions, self.init_time_ = None, 0.0
         if self.init_params == "ward":
+            tic = time.perf_counter()
             # Products of a few columns: BLAS threads cost more than they save.
             with single_threaded_blas():
                 partitions = _ward_partitions(
                     X, sample_weight, grid, self.ward_max_samples, random_state
                 )
-        self.init_time_ = time.perf_counter() - tic
+            self.init_time_ = time.perf_counter() - tic
         # One seed per candidate, drawn up front: the results do not depend
         # on n_jobs.
         seeds = random_state.randint(
@@ -767,6 +777,36 @@ class _BaseMixtureIC(
         self._store_results(per_k, covariance_types)
         return self
 
+    def _starts(self, stats, fitted, covariance_type):
+        """The starts of one candidate.
+
+        With 'ward': the shared partition's M-step, then (``n_init >= 2``)
+        the fitted solution of the structures nested in ``covariance_type``
+        at the same K, then k-means++ draws up to ``n_init`` starts. Other
+        ``init_params``: the candidate's own ``n_init`` initialisations.
+
+        Returns
+        -------
+        starts : list of callable
+            Each returns keyword arguments of the candidate's estimator (a
+            singular initial covariance raises when it is called, inside the
+            candidate's fit).
+        """
+        if stats is None:
+            own = {"init_params": self.init_params, "n_init": self.n_init}
+            return [lambda: own]
+        starts = [partial(self._partition_starts, stats, covariance_type)]
+        if self.n_init >= 2:
+            starts += [
+                partial(lambda start: start, start)
+                for start in self._nested_starts(fitted, covariance_type)
+            ]
+        n_draws = self.n_init - len(starts)
+        if n_draws > 0:
+            draws = {"init_params": "k-means++", "n_init": n_draws}
+            starts.append(lambda: draws)
+        return starts
+
     def _fit_components(
         self, X, sample_weight, n_components, covariance_types, labels, seeds
     ):
@@ -783,14 +823,7 @@ class _BaseMixtureIC(
                 )
         fitted, out = {}, []
         for covariance_type, seed in zip(covariance_types, seeds):
-            starts = self._nested_starts(fitted, covariance_type)
-            if not starts:
-                if stats is not None:
-                    starts = [self._partition_starts(stats, covariance_type)]
-                else:
-                    starts = [{"init_params": self.init_params, "n_init": self.n_init}]
-            if stats is not None and self.n_init > 1:
-                starts.append({"init_params": "k-means++", "n_init": self.n_init - 1})
+            starts = self._starts(stats, fitted, covariance_type)
 
             def make_estimator(covariance_type=covariance_type, seed=seed, **init):
                 return self._make_estimator(
@@ -1088,10 +1121,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
     The search shares its work (see the user guide): with
     ``init_params="ward"``, one Ward agglomeration of at most
     ``ward_max_samples`` rows, cut at every K, initialises every candidate;
-    at one K, a structure starts from the fitted solution of the structures
-    nested in it (for instance 'full' from the better of 'diag' and 'tied')
-    when one was searched; and the K's can run in parallel (``n_jobs``).
-    Every candidate is a complete EM fit to ``tol``.
+    with ``n_init >= 2``, a structure also starts from the fitted solution of
+    the structures nested in it at the same K (for instance 'full' from the
+    better of 'diag' and 'tied'), so that its likelihood is at least theirs;
+    and the K's can run in parallel (``n_jobs``). Every candidate is a
+    complete EM fit to ``tol``.
 
     Parameters
     ----------
@@ -1118,9 +1152,10 @@ class GaussianMixtureIC(_BaseMixtureIC):
         Maximum number of EM iterations of every candidate.
 
     n_init : int, default=1
-        Number of initialisations of every candidate; the best
-        log-likelihood is kept. With 'ward', the first start is the shared
-        one and the others are k-means++ draws.
+        Number of starts of every candidate; the best log-likelihood is
+        kept. With 'ward', the first start is the shared partition, the
+        second the fitted solution of the nested structures at the same K
+        (when one was searched) and the others k-means++ draws.
 
     init_params : {'ward', 'kmeans', 'k-means++', 'random', \
             'random_from_data'}, default='ward'
