@@ -958,7 +958,7 @@ class _BaseMixtureIC(
 
         Returns
         -------
-        resp : ndarray of shape (n_samples, n_components_)
+        resp : ndarray of shape (n_samples, `n_components_`)
             Responsibilities; every row sums to one.
         """
         X = self._check_and_validate(X)
@@ -974,7 +974,7 @@ class _BaseMixtureIC(
 
         Returns
         -------
-        resp : ndarray of shape (n_samples, n_components_)
+        resp : ndarray of shape (n_samples, `n_components_`)
             Responsibilities; every row sums to one.
         """
         return self.predict_proba(X)
@@ -1440,10 +1440,10 @@ class BernoulliMixtureIC(_BaseMixtureIC):
     criterion_ : float
         The selected candidate's criterion.
 
-    weights_ : ndarray of shape (n_components_,)
+    weights_ : ndarray of shape (`n_components_`,)
         The selected mixture's weights.
 
-    means_ : ndarray of shape (n_components_, n_features)
+    means_ : ndarray of shape (`n_components_`, n_features)
         The selected mixture's Bernoulli probabilities.
 
     converged_ : bool
