@@ -1,4 +1,4 @@
-"""Benchmark GaussianMixtureIC against scikit-learn and R's mclust.
+r"""Benchmark GaussianMixtureIC against scikit-learn and R's mclust.
 
 The same search -- every K of a grid times the covariance structures
 {full, tied, diag, spherical} (mclust's VVV, EEE, VVI, VII), selected by BIC
@@ -7,7 +7,9 @@ The same search -- every K of a grid times the covariance structures
 - a loop over scikit-learn's ``GaussianMixture(K, covariance_type=...)``
   (default parameters, ``random_state=0``), keeping the lowest ``bic(X)``;
 - ``GaussianMixtureIC(K_max, covariance_type=[...], random_state=0)`` with
-  its defaults (``n_init=1``) and with ``n_init=2`` (nested starts);
+  its defaults (``n_init=1``: one start per candidate, from the shared Ward
+  tree) and with ``n_init=3`` (the tree, the nested structures' solution and
+  a k-means++ draw; ``--n-init`` lists the values run);
 - R's ``mclust::Mclust(X, G=1:K_max, modelNames=...)`` through ``Rscript``
   (its time is measured inside R, around the ``Mclust()`` call alone). mclust
   reports BIC with the opposite sign; the tables show every BIC in our
@@ -16,7 +18,7 @@ The same search -- every K of a grid times the covariance structures
 Data:
 
 (a) 100,000 x 10 drawn from a known 6-component mixture with full
-    covariances, K = 1..15 (``--quick``: 20,000 rows);
+    covariances, K = 1..15;
 (b) real data sets shipped with scikit-learn: iris (raw), wine and breast
     cancer (standardised), K = 1..15;
 (c) MNIST (the first 8,000 digits of the test set in
@@ -24,16 +26,21 @@ Data:
     components, K = 1..15; skipped when the files are missing;
 (d) initialisation quality: 10,000 x 5 from 6-component mixtures of
     rotated, anisotropic, overlapping Gaussians (the set-up of the issue),
-    K = 1..9, one data set per seed (``--seeds``).
+    K = 1..9, one data set per seed: 8 seeds.
+
+That is the ``--full`` run, the one in ``benchmarks/results/selection.md``
+(about 40 minutes on the shared 2-core machine under a load of 5 to 8: the
+scikit-learn loop and mclust take nearly all of it). The default run is the
+same with smaller data -- 10,000 rows for (a), the first 2,000 digits for
+(c), 2 seeds for (d) -- and takes a few minutes on an idle machine (the
+scikit-learn loop slows down most under load); it writes nothing unless
+``--output`` is given.
 
 Usage (from the repository root; unset the OpenBLAS variables that slow
 numpy on this machine for the benchmark only)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_selection.py
-
-``--quick`` runs smaller data (20,000 rows for (a), two seeds for (d)) and
-writes nothing unless ``--output`` is given; otherwise the markdown is
-written to ``benchmarks/results/selection.md``.
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        python benchmarks/bench_selection.py --full
 
 mclust: ``apt-get update && apt-get install -y r-cran-mclust`` on Debian or
 Ubuntu, or ``install.packages("mclust")`` in R. Without ``Rscript`` on the
@@ -58,6 +65,7 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -119,8 +127,8 @@ def overlapping_mixture(seed, n_samples=10_000, n_features=5, n_components=6):
     return X
 
 
-def mnist_pca(n_components=20):
-    """The first 8,000 test digits (pixels / 255) on 20 principal components."""
+def mnist_pca(n_samples=8000, n_components=20):
+    """The first test digits (pixels / 255) on 20 principal components."""
     import gzip
 
     path = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
@@ -128,7 +136,7 @@ def mnist_pca(n_components=20):
         return None
     with gzip.open(path) as f:
         X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
-    X = X[:8000].astype(np.float64) / 255.0
+    X = X[:n_samples].astype(np.float64) / 255.0
     return PCA(n_components, random_state=0).fit_transform(X)
 
 
@@ -254,15 +262,25 @@ def _bic(result):
     return f"{result['bic']:,.1f}"
 
 
-def run_dataset(name, X, max_k, rscript, repeats, rows):
+def run_dataset(name, X, max_k, rscript, repeats, n_inits, rows, one_thread=False):
     print(f"{name}: {X.shape[0]:,} x {X.shape[1]}, K = 1..{max_k}", flush=True)
     load = os.getloadavg()[0]
     result = {"sklearn": sklearn_loop(X, max_k)}
     print(f"  sklearn loop {result['sklearn']}", flush=True)
-    result["ours"] = ours(X, max_k, repeats)
-    print(f"  ours {result['ours']}", flush=True)
-    result["ours2"] = ours(X, max_k, repeats, n_init=2)
-    print(f"  ours, n_init=2 {result['ours2']}", flush=True)
+    for n_init in n_inits:
+        result[f"ours{n_init}"] = ours(X, max_k, repeats, n_init=n_init)
+        print(f"  ours, n_init={n_init} {result[f'ours{n_init}']}", flush=True)
+    if one_thread:
+        # Both on one thread: no BLAS or chunk threads competing for the
+        # cores with each other or with the machine's other work.
+        with threadpool_limits(1):
+            result["sklearn_1"] = sklearn_loop(X, max_k)
+            result["ours_1"] = ours(X, max_k, repeats)
+        print(
+            f"  one thread: sklearn {result['sklearn_1']['time']:.2f} s, "
+            f"ours {result['ours_1']['time']:.2f} s",
+            flush=True,
+        )
     result["mclust"] = mclust(X, max_k, rscript)
     print(f"  mclust {result['mclust']}", flush=True)
     result.update(
@@ -272,124 +290,140 @@ def run_dataset(name, X, max_k, rscript, repeats, rows):
     return result
 
 
-def speed_table(rows):
-    lines = [
-        "| data | N x D | K | sklearn loop (s) | ours (s) | speed-up | "
-        "ours, n_init=2 (s) | speed-up | mclust (s) | load (1 min) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+def speed_table(rows, n_inits):
+    header = "| data | N x D | K | sklearn loop (s) |"
+    rule = "|---|---|---:|---:|"
+    for n_init in n_inits:
+        header += f" ours, n_init={n_init} (s) | speed-up |"
+        rule += "---:|---:|"
+    lines = [header + " mclust (s) | load (1 min) |", rule + "---:|---|"]
     for r in rows:
         m = r["mclust"]
         mclust_time = (
             "not run" if m is None else "failed" if "error" in m else f"{m['time']:.2f}"
         )
-        lines.append(
+        line = (
             f"| {r['name']} | {r['shape'][0]:,} x {r['shape'][1]} | 1..{r['max_k']} "
-            f"| {r['sklearn']['time']:.2f} | {r['ours']['time']:.2f} "
-            f"| {r['sklearn']['time'] / r['ours']['time']:.1f}x "
-            f"| {r['ours2']['time']:.2f} "
-            f"| {r['sklearn']['time'] / r['ours2']['time']:.1f}x "
-            f"| {mclust_time} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
+            f"| {r['sklearn']['time']:.2f} |"
+        )
+        for n_init in n_inits:
+            t = r[f"ours{n_init}"]["time"]
+            line += f" {t:.2f} | {r['sklearn']['time'] / t:.1f}x |"
+        lines.append(
+            line + f" {mclust_time} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
         )
     return lines
 
 
-def choice_table(rows):
+def one_thread_table(rows):
     lines = [
-        "| data | sklearn loop: K, type | BIC | ours: K, type | BIC "
-        "| ours, n_init=2: K, type | BIC | mclust: K, type | BIC "
-        "| ours - mclust | ours, n_init=2 - mclust |",
-        "|---|---|---:|---|---:|---|---:|---|---:|---:|---:|",
+        "| data | sklearn loop (s) | ours, n_init=1 (s) | speed-up |",
+        "|---|---:|---:|---:|",
     ]
     for r in rows:
+        a, b = r["sklearn_1"]["time"], r["ours_1"]["time"]
+        lines.append(f"| {r['name']} | {a:.2f} | {b:.2f} | {a / b:.1f}x |")
+    return lines
+
+
+def choice_table(rows, n_inits):
+    header = "| data | sklearn loop: K, type | BIC |"
+    rule = "|---|---|---:|"
+    for n_init in n_inits:
+        header += f" ours, n_init={n_init} | BIC | - mclust |"
+        rule += "---|---:|---:|"
+    lines = [header + " mclust: K, type | BIC |", rule + "---|---:|"]
+    for r in rows:
         m = r["mclust"]
-        diffs = ["", ""]
-        if m is not None and "error" not in m:
-            diffs = [f"{r[key]['bic'] - m['bic']:+,.1f}" for key in ("ours", "ours2")]
-        lines.append(
-            f"| {r['name']} | {_model(r['sklearn'])} | {_bic(r['sklearn'])} "
-            f"| {_model(r['ours'])} | {_bic(r['ours'])} "
-            f"| {_model(r['ours2'])} | {_bic(r['ours2'])} "
-            f"| {_model(m)} | {_bic(m)} | {diffs[0]} | {diffs[1]} |"
-        )
+        line = f"| {r['name']} | {_model(r['sklearn'])} | {_bic(r['sklearn'])} |"
+        for n_init in n_inits:
+            mine = r[f"ours{n_init}"]
+            diff = (
+                "" if m is None or "error" in m else f"{mine['bic'] - m['bic']:+,.1f}"
+            )
+            line += f" {_model(mine)} | {_bic(mine)} | {diff} |"
+        lines.append(line + f" {_model(m)} | {_bic(m)} |")
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="20,000 rows for (a), two seeds for (d)"
+        "--full",
+        action="store_true",
+        help="the issue's sizes: 100,000 rows for (a), 8,000 digits, 8 seeds",
     )
     parser.add_argument("--seeds", type=int, default=None, help="data sets of (d)")
     parser.add_argument("--repeats", type=int, default=3, help="timings of ours")
+    parser.add_argument(
+        "--n-init",
+        default="1,3",
+        help="comma-separated n_init values of GaussianMixtureIC to run",
+    )
     parser.add_argument("--no-mclust", action="store_true")
     parser.add_argument(
         "--output",
         type=Path,
         default=None,
-        help=f"markdown file; default {RESULTS} (nothing written with --quick)",
+        help=f"markdown file; default {RESULTS} with --full, none otherwise",
     )
     args = parser.parse_args()
-    n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 8)
+    n_inits = [int(v) for v in args.n_init.split(",")]
+    n_seeds = args.seeds if args.seeds is not None else (8 if args.full else 2)
+    n_a = 100_000 if args.full else 10_000
+    n_mnist = 8000 if args.full else 2000
     rscript = find_rscript(args.no_mclust)
     start, load_start = time.perf_counter(), os.getloadavg()[0]
 
+    def run(name, X, max_k, rows, repeats=args.repeats, one_thread=False):
+        return run_dataset(name, X, max_k, rscript, repeats, n_inits, rows, one_thread)
+
     rows = []
-    n_a = 20_000 if args.quick else 100_000
-    run_dataset(
-        "(a) known mixture, 6 components",
-        known_mixture(n_a),
-        15,
-        rscript,
-        args.repeats,
-        rows,
-    )
-    truth = rows[-1]
-    run_dataset("(b) iris", load_iris().data, 15, rscript, args.repeats, rows)
-    run_dataset(
+    truth = run("(a) known mixture, 6 components", known_mixture(n_a), 15, rows)
+    run("(b) iris", load_iris().data, 15, rows)
+    run(
         "(b) wine, standardised",
         StandardScaler().fit_transform(load_wine().data),
         15,
-        rscript,
-        args.repeats,
         rows,
     )
-    run_dataset(
+    run(
         "(b) breast cancer, standardised",
         StandardScaler().fit_transform(load_breast_cancer().data),
         15,
-        rscript,
-        args.repeats,
         rows,
     )
-    X_mnist = mnist_pca()
+    X_mnist = mnist_pca(n_mnist)
     if X_mnist is None:
         print(f"MNIST not found in {MNIST_DIR}: skipping (c).", flush=True)
     else:
-        run_dataset("(c) MNIST, 20 PCA dimensions", X_mnist, 15, rscript, 1, rows)
+        run("(c) MNIST, 20 PCA dimensions", X_mnist, 15, rows, repeats=1)
     init_rows = []
     for seed in range(n_seeds):
-        run_dataset(
+        run(
             f"(d) 6 overlapping components, seed {seed}",
             overlapping_mixture(seed),
             9,
-            rscript,
-            args.repeats,
             init_rows,
+            one_thread=True,
         )
     total = time.perf_counter() - start
 
+    everything = rows + init_rows
     version = next(
         (
             r["mclust"]["version"]
-            for r in rows + init_rows
+            for r in everything
             if r["mclust"] and "version" in r["mclust"]
         ),
         None,
     )
-    sklearn_total = sum(r["sklearn"]["time"] for r in rows + init_rows)
-    ours_total = sum(r["ours"]["time"] for r in rows + init_rows)
-    ours2_total = sum(r["ours2"]["time"] for r in rows + init_rows)
+    sklearn_total = sum(r["sklearn"]["time"] for r in everything)
+    totals = ", ".join(
+        f"ours with n_init={n_init} {t:.1f} s ({sklearn_total / t:.1f}x)"
+        for n_init in n_inits
+        for t in [sum(r[f"ours{n_init}"]["time"] for r in everything)]
+    )
 
     def found(key):
         return sum(
@@ -397,53 +431,66 @@ def main():
             for r in init_rows
         )
 
+    found_ours = ", ".join(
+        f"ours with n_init={n_init} {found(f'ours{n_init}')}/{n_seeds}"
+        for n_init in n_inits
+    )
+    command = "python benchmarks/bench_selection.py" + (" --full" if args.full else "")
     lines = [
         "<!-- Generated by benchmarks/bench_selection.py; do not edit. -->",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other "
         f"work; numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-        f"mclust {version or 'not run'}. Command: "
-        f"`python benchmarks/bench_selection.py{' --quick' if args.quick else ''}`"
-        f" ({total / 60:.1f} min). Load average (1 min) at the start and end of "
+        f"mclust {version or 'not run'}. Command: `{command}` "
+        f"({total / 60:.1f} min). Load average (1 min) at the start and end of "
         f"the run: {load_start:.2f}, {os.getloadavg()[0]:.2f}; per data set in "
-        "the last column.",
+        "the last column of the first table.",
         "",
         "Every search covers every K of the grid times {full, tied, diag, "
         "spherical} (mclust's VVV, EEE, VVI, VII) and selects by BIC. sklearn "
         "loop: one `GaussianMixture(K, covariance_type=..., random_state=0)` "
         "per candidate, timed once. Ours: `GaussianMixtureIC` with its "
-        f"defaults, median of {args.repeats} runs (1 for MNIST). mclust: "
-        "`Mclust(X, G=1:K, modelNames=...)`, timed inside R. All BIC values "
-        "in scikit-learn's lower-is-better sign (mclust's BIC negated); "
-        "'ours - mclust' < 0 means ours found the better (lower) BIC.",
+        f"defaults but `n_init`, median of {args.repeats} runs (1 for MNIST). "
+        "mclust: `Mclust(X, G=1:K, modelNames=...)`, timed inside R. All BIC "
+        "values in scikit-learn's lower-is-better sign (mclust's BIC negated); "
+        "'- mclust' is our BIC minus mclust's: negative means ours found the "
+        "better (lower) BIC.",
         "",
         "## Wall time of the whole search",
         "",
-        *speed_table(rows + init_rows),
+        *speed_table(everything, n_inits),
         "",
-        f"Total over every data set: sklearn loop {sklearn_total:.1f} s, ours "
-        f"{ours_total:.1f} s ({sklearn_total / ours_total:.1f}x), ours with "
-        f"n_init=2 {ours2_total:.1f} s ({sklearn_total / ours2_total:.1f}x).",
+        f"Total over every data set: sklearn loop {sklearn_total:.1f} s, {totals}.",
+        "",
+        "The same searches of (d) with every thread pool limited to one thread "
+        "(`threadpoolctl.threadpool_limits(1)`), so that neither competes with "
+        "the other work on the machine for the two cores:",
+        "",
+        *one_thread_table(init_rows),
         "",
         "## The model each search selects",
         "",
-        *choice_table(rows),
+        *choice_table(rows, n_inits),
         "",
-        f"(a) is drawn from 6 components: the true K is 6 (sklearn loop: "
-        f"{truth['sklearn']['k']}, ours: {truth['ours']['k']}, ours n_init=2: "
-        f"{truth['ours2']['k']}, mclust: {_model(truth['mclust'])}).",
+        f"(a) is drawn from 6 components: the true K is 6. Selected K: sklearn "
+        f"loop {truth['sklearn']['k']}, "
+        + ", ".join(
+            f"ours with n_init={n_init} {truth[f'ours{n_init}']['k']}"
+            for n_init in n_inits
+        )
+        + f", mclust {_model(truth['mclust'])}.",
         "",
         "## Initialisation quality: 6 overlapping components in 5-D, K = 1..9",
         "",
-        *choice_table(init_rows),
+        *choice_table(init_rows, n_inits),
         "",
-        f"True K = 6 found: sklearn loop {found('sklearn')}/{n_seeds}, ours "
-        f"{found('ours')}/{n_seeds}, ours n_init=2 {found('ours2')}/{n_seeds}, "
-        f"mclust {found('mclust') if rscript else 'not run'}/{n_seeds}.",
+        f"True K = 6 found: sklearn loop {found('sklearn')}/{n_seeds}, "
+        f"{found_ours}, mclust "
+        f"{found('mclust') if rscript else 'not run'}/{n_seeds}.",
         "",
     ]
     print("\n".join(lines))
-    output = args.output or (None if args.quick else RESULTS)
+    output = args.output or (RESULTS if args.full else None)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("\n".join(lines))
