@@ -4,14 +4,21 @@ Mixtures learned by Expectation-Maximisation and a variational auto-encoder
 learned by variational inference, each a scikit-learn estimator.
 """
 
-from .mixture import BernoulliMixtureEM, GaussianMixtureEM
+from .mixture import (
+    BernoulliMixtureEM,
+    BernoulliMixtureIC,
+    GaussianMixtureEM,
+    GaussianMixtureIC,
+)
 from .vae import VAETransformer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BernoulliMixtureEM",
+    "BernoulliMixtureIC",
     "GaussianMixtureEM",
+    "GaussianMixtureIC",
     "VAETransformer",
     "__version__",
 ]

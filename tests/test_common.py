@@ -2,11 +2,19 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM, VAETransformer
+from sklearn_em import (
+    BernoulliMixtureEM,
+    BernoulliMixtureIC,
+    GaussianMixtureEM,
+    GaussianMixtureIC,
+    VAETransformer,
+)
 
 ESTIMATORS = [
     BernoulliMixtureEM(),
+    BernoulliMixtureIC(),
     GaussianMixtureEM(),
+    GaussianMixtureIC(),
     VAETransformer(),
 ]
 
@@ -21,7 +29,7 @@ _SKLEARN_SPARSE_CHECK_BUG = (
 
 
 def _expected_failed_checks(estimator):
-    if isinstance(estimator, BernoulliMixtureEM):
+    if isinstance(estimator, BernoulliMixtureEM | BernoulliMixtureIC):
         return {
             "check_estimator_sparse_array": _SKLEARN_SPARSE_CHECK_BUG,
             "check_estimator_sparse_matrix": _SKLEARN_SPARSE_CHECK_BUG,

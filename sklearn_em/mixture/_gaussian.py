@@ -51,8 +51,11 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
         'tied' : shape (n_features, n_features)
         'diag' : shape (n_components, n_features)
         'spherical' : shape (n_components,)
+        'tied_diag' : shape (n_features,)
+        'tied_spherical' : shape () (a number)
 
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied_diag', \
+            'tied_spherical'}
 
     n_components, n_features : int
 
@@ -65,6 +68,7 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
         dtype=[np.float64, np.float32],
         ensure_2d=False,
         allow_nd=covariance_type == "full",
+        ensure_min_samples=0 if covariance_type == "tied_spherical" else 1,
         input_name="precisions",
     )
     shape = {
@@ -72,6 +76,8 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
         "tied": (n_features, n_features),
         "diag": (n_components, n_features),
         "spherical": (n_components,),
+        "tied_diag": (n_features,),
+        "tied_spherical": (),
     }[covariance_type]
     _check_shape(precisions, shape, f"{covariance_type} precision")
     if covariance_type == "full":
@@ -165,6 +171,8 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type):
         Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg_covar I, in
         the layout of ``covariance_type``.
     """
+    if covariance_type in _SHARED_VARIANCE_TYPES:
+        return _estimate_shared_variances(stats, shift, reg_covar, covariance_type)
     nk = stats["nk"] + 10 * np.finfo(stats["nk"].dtype).eps
     means = stats["sx"] / nk[:, np.newaxis]
     # sum r (x - c)(x - c)^T = sum r (x - mu)(x - mu)^T + N_k (mu - c)(mu - c)^T
@@ -192,6 +200,100 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type):
         variances += reg_covar
         covariances = variances
     return nk, means, covariances
+
+
+# ----------------------------------------------------------------------
+# Variances shared by every component: 'tied_diag' (one diagonal covariance,
+# mclust's EEI) and 'tied_spherical' (one variance, mclust's EII). Their
+# sufficient statistics, E-step and density are those of the per-component
+# type they restrict ('diag', 'spherical') with the shared parameters repeated
+# for every component; only the M-step pools the scatters and the layout of
+# the fitted attributes differ.
+
+#: Each shared-variance covariance type and the per-component type whose
+#: statistics and E-step it uses.
+_SHARED_VARIANCE_TYPES = {"tied_diag": "diag", "tied_spherical": "spherical"}
+
+
+def _engine_covariance_type(covariance_type):
+    """The covariance type whose statistics and E-step ``covariance_type`` uses.
+
+    Parameters
+    ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied_diag', \
+            'tied_spherical'}
+
+    Returns
+    -------
+    engine_type : {'full', 'tied', 'diag', 'spherical'}
+    """
+    return _SHARED_VARIANCE_TYPES.get(covariance_type, covariance_type)
+
+
+def _per_component(array, covariance_type, n_components):
+    """Shared variances (or factors) repeated in the per-component layout.
+
+    Parameters
+    ----------
+    array : ndarray
+        'tied_diag' : shape (n_features,)
+        'tied_spherical' : shape ()
+        any other type : returned unchanged.
+
+    covariance_type : str
+
+    n_components : int
+
+    Returns
+    -------
+    array : ndarray
+        Shape (n_components, n_features) for 'tied_diag', (n_components,)
+        for 'tied_spherical'; a new array, so it may be written to.
+    """
+    if covariance_type not in _SHARED_VARIANCE_TYPES:
+        return array
+    array = np.asarray(array)
+    return np.repeat(array[np.newaxis], n_components, axis=0)
+
+
+def _estimate_shared_variances(stats, shift, reg_covar, covariance_type):
+    """M-step of 'tied_diag' and 'tied_spherical': pooled within scatter.
+
+    ``Sigma = diag(sum_k sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T) / N +
+    reg_covar I`` for 'tied_diag', and its mean over the features times the
+    identity for 'tied_spherical'.
+
+    Parameters
+    ----------
+    stats : dict
+        Output of :func:`_accumulate_gaussian` for the per-component type
+        (``"sxx"`` of shape (n_components, n_features)), summed over chunks.
+
+    shift : ndarray of shape (n_components, n_features)
+
+    reg_covar : float
+
+    covariance_type : {'tied_diag', 'tied_spherical'}
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+
+    means : ndarray of shape (n_components, n_features)
+
+    covariances : ndarray of shape (n_features,) for 'tied_diag', \
+            or of shape () for 'tied_spherical'
+    """
+    engine_type = _SHARED_VARIANCE_TYPES[covariance_type]
+    # Per-component variances without regularisation: N_k times them is
+    # component k's within scatter (its diagonal, or the mean of it).
+    nk, means, variances = _estimate_gaussian_parameters(stats, shift, 0.0, engine_type)
+    if engine_type == "diag":
+        covariances = (nk[:, np.newaxis] * variances).sum(axis=0) / nk.sum()
+    else:
+        covariances = np.asarray((nk * variances).sum() / nk.sum())
+    covariances = covariances + reg_covar
+    return nk, means, np.asarray(covariances, dtype=means.dtype)
 
 
 def _compute_precision_cholesky(covariances, covariance_type):
@@ -722,6 +824,34 @@ def _expanded_log_prob(
     return log_prob
 
 
+def _fused_weighted_log_prob(X, **parameters):
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` by the fused E-step's product.
+
+    The values of :func:`_weighted_log_gaussian_prob` (to the expansion's
+    error, see ``_EXPANSION_ERROR``) from the chunk's features and one
+    matrix product: several times faster on large chunks.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    **parameters : dict
+        The keywords of :func:`_gaussian_e_step_chunk`.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        A per-thread workspace, overwritten by this thread's next call.
+    """
+    features = _centred_features(
+        X,
+        parameters["centre"],
+        parameters["covariance_type"],
+        parameters["precisions_chol"],
+    )
+    return _expanded_log_prob(features, **parameters)
+
+
 def _centred_rows(features, n_features, covariance_type):
     """The centred chunk ``z = x - centre`` held in the features.
 
@@ -879,10 +1009,14 @@ class GaussianMixtureEM(BaseMixtureEM):
     n_components : int, default=1
         The number of mixture components.
 
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied_diag', \
+            'tied_spherical'}, default='full'
         The form of the covariance matrices: one general matrix per component
         ('full'), one matrix shared by all ('tied'), one diagonal matrix per
-        component ('diag') or one variance per component ('spherical').
+        component ('diag'), one variance per component ('spherical'), one
+        diagonal matrix shared by all ('tied_diag') or one variance shared by
+        all ('tied_spherical'). In mclust's names: VVV, EEE, VVI, VII, EEI
+        and EII.
 
     tol : float, default=1e-3
         EM stops when the gain in mean log-likelihood is below this
@@ -915,8 +1049,9 @@ class GaussianMixtureEM(BaseMixtureEM):
     precisions_init : array-like, default=None
         User-provided initial precisions (inverse covariances), of shape
         (n_components,) for 'spherical', (n_features, n_features) for 'tied',
-        (n_components, n_features) for 'diag' and
-        (n_components, n_features, n_features) for 'full'.
+        (n_components, n_features) for 'diag',
+        (n_components, n_features, n_features) for 'full', (n_features,) for
+        'tied_diag' and a number (shape ()) for 'tied_spherical'.
 
     random_state : int, RandomState instance or None, default=None
         Controls the initialisation and :meth:`sample`. Pass an int for
@@ -967,8 +1102,10 @@ class GaussianMixtureEM(BaseMixtureEM):
     covariances_ : ndarray
         The covariance of each component; shape (n_components,) for
         'spherical', (n_features, n_features) for 'tied',
-        (n_components, n_features) for 'diag' and
-        (n_components, n_features, n_features) for 'full'.
+        (n_components, n_features) for 'diag',
+        (n_components, n_features, n_features) for 'full', (n_features,) for
+        'tied_diag' (the shared diagonal) and () for 'tied_spherical' (the
+        shared variance).
 
     precisions_ : ndarray
         The precision matrices (inverse covariances), in the same layout.
@@ -1020,9 +1157,14 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     _parameter_constraints: dict = {
         **BaseMixtureEM._parameter_constraints,
-        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "covariance_type": [
+            StrOptions(
+                {"full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"}
+            )
+        ],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
-        "precisions_init": ["array-like", None],
+        # A number is the precision of 'tied_spherical'.
+        "precisions_init": ["array-like", Real, None],
     }
 
     def __init__(
@@ -1118,16 +1260,29 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _chunk_row_values(self, n_features):
         # The fused E-step's features (see _centred_features), the
         # log-probabilities and the responsibilities.
-        n_quadratic = _n_quadratic_features(self.covariance_type, n_features)
+        engine_type = _engine_covariance_type(self.covariance_type)
+        n_quadratic = _n_quadratic_features(engine_type, n_features)
         return n_quadratic + n_features + 2 * self.n_components
+
+    def _engine_parameters(self):
+        """The E-step's covariance type and per-component precision factors.
+
+        Shared variances ('tied_diag', 'tied_spherical') run the E-step of
+        the per-component type they restrict, with their factor repeated
+        for every component.
+        """
+        return _engine_covariance_type(self.covariance_type), _per_component(
+            self.precisions_cholesky_, self.covariance_type, self.n_components
+        )
 
     # The model's maths for the shared EM loop.
     def _weighted_log_prob_function(self):
+        engine_type, precisions_chol = self._engine_parameters()
         return partial(
             _weighted_log_gaussian_prob,
             means=self.means_,
-            precisions_chol=self.precisions_cholesky_,
-            covariance_type=self.covariance_type,
+            precisions_chol=precisions_chol,
+            covariance_type=engine_type,
             log_w=np.log(self.weights_),
         )
 
@@ -1144,13 +1299,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         dtype = np.result_type(dtype, self._dtype())
         centre = self.weights_.astype(np.float64) @ self.means_.astype(np.float64)
         log_w = np.log(self.weights_.astype(np.float64))
+        engine_type, precisions_chol = self._engine_parameters()
         coef, intercept, kappa = _expanded_coefficients(
-            self.means_, self.precisions_cholesky_, self.covariance_type, log_w, centre
+            self.means_, precisions_chol, engine_type, log_w, centre
         )
         return dict(
             means=self.means_,
-            precisions_chol=self.precisions_cholesky_,
-            covariance_type=self.covariance_type,
+            precisions_chol=precisions_chol,
+            covariance_type=engine_type,
             log_w=log_w.astype(dtype),
             centre=centre.astype(dtype),
             coef=coef.astype(dtype),
@@ -1158,9 +1314,21 @@ class GaussianMixtureEM(BaseMixtureEM):
             direct=np.flatnonzero(kappa > _expansion_limit(dtype)),
         )
 
+    def _fused_weighted_log_prob_function(self):
+        """A picklable chunk -> ``log pi_k + log p(x_n | k)``, fused form.
+
+        Faster than :meth:`_weighted_log_prob_function` on large chunks; its
+        result is a per-thread workspace to be read before the next call.
+        """
+        return partial(
+            _fused_weighted_log_prob, **self._e_step_chunk_function().keywords
+        )
+
     def _accumulate_function(self, shift):
         return partial(
-            _accumulate_gaussian, shift=shift, covariance_type=self.covariance_type
+            _accumulate_gaussian,
+            shift=shift,
+            covariance_type=_engine_covariance_type(self.covariance_type),
         )
 
     def _statistics_from_resp(self, data, resp):
@@ -1234,6 +1402,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             "diag": self.n_components * n_features,
             "tied": n_features * (n_features + 1) / 2.0,
             "spherical": self.n_components,
+            "tied_diag": n_features,
+            "tied_spherical": 1,
         }[self.covariance_type]
         mean_params = n_features * self.n_components
         weight_params = self.n_components - 1 if self.weights == "learn" else 0
@@ -1260,6 +1430,9 @@ class GaussianMixtureEM(BaseMixtureEM):
                 for mean, n in zip(means, n_samples_comp)
             ]
         else:
+            covariances = _per_component(
+                covariances, self.covariance_type, self.n_components
+            )
             parts = [
                 mean + rng.standard_normal(size=(n, n_features)) * np.sqrt(covariance)
                 for mean, covariance, n in zip(means, covariances, n_samples_comp)
@@ -1283,7 +1456,11 @@ def _covariances_from_precisions_cholesky(precisions_chol, covariance_type):
         full = covariance_type == "full"
         stacked = precisions_chol if full else precisions_chol[None]
         eye = np.eye(stacked.shape[-1], dtype=stacked.dtype)
-        inv = np.stack([linalg.solve_triangular(u, eye, lower=False) for u in stacked])
+        # Small solves: see _compute_precision_cholesky.
+        with single_threaded_blas():
+            inv = np.stack(
+                [linalg.solve_triangular(u, eye, lower=False) for u in stacked]
+            )
         cov = inv.transpose(0, 2, 1) @ inv
         return cov if covariance_type == "full" else cov[0]
     return 1.0 / precisions_chol**2

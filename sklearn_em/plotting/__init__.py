@@ -11,15 +11,19 @@ when it is missing.
   label, over the prior's contours.
 - :class:`ManifoldDisplay`: decoded images on a grid covering the prior.
 - :class:`ConvergenceDisplay`: lower bound or loss per iteration.
+- :class:`InformationCriterionDisplay`: BIC (AIC, ICL) against the number of
+  components, one line per covariance structure, the selected model marked.
 """
 
 from ._convergence import ConvergenceDisplay
 from ._latent import LatentSpaceDisplay, ManifoldDisplay
 from ._mixture import MixtureDisplay
 from ._prototypes import PrototypeDisplay
+from ._selection import InformationCriterionDisplay
 
 __all__ = [
     "ConvergenceDisplay",
+    "InformationCriterionDisplay",
     "LatentSpaceDisplay",
     "ManifoldDisplay",
     "MixtureDisplay",

@@ -17,6 +17,14 @@ def _full_covariances(covariances, covariance_type, n_components, n_features):
         return covariances[:, :, np.newaxis] * np.eye(n_features)
     if covariance_type == "spherical":
         return covariances[:, np.newaxis, np.newaxis] * np.eye(n_features)
+    if covariance_type == "tied_diag":
+        return np.broadcast_to(
+            np.diag(covariances), (n_components, n_features, n_features)
+        )
+    if covariance_type == "tied_spherical":
+        return np.broadcast_to(
+            covariances * np.eye(n_features), (n_components, n_features, n_features)
+        )
     raise ValueError(f"Unknown covariance_type={covariance_type!r}.")
 
 

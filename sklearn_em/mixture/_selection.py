@@ -1,0 +1,1572 @@
+"""Choosing the number of components and the covariance structure.
+
+:class:`GaussianMixtureIC` and :class:`BernoulliMixtureIC` fit one mixture
+per candidate -- every number of components K of a grid and, for Gaussians,
+every covariance structure of a list -- score each by an information
+criterion (BIC, AIC or ICL) and keep the best, like scikit-learn's
+``LassoLarsIC`` for the Lasso's penalty. The search shares its work across
+candidates instead of fitting each one from scratch:
+
+- the data are validated once;
+- ``init_params="ward"``: one Ward agglomeration of a bounded random subset of
+  rows (``ward_max_samples``) is cut at every K, as R's mclust initialises
+  every K from one hierarchical agglomeration. Every row joins the cluster
+  whose subset mean is nearest, and each candidate starts from that
+  partition's M-step: no k-means per candidate;
+- with ``n_init >= 2``, a richer covariance structure at one K also starts
+  from the fitted solution of the structures nested in it (``spherical``
+  from ``tied_spherical``, ``full`` from the better of ``diag`` and
+  ``tied``, ...): a point of the richer model, from which EM can only gain;
+- the K's are independent tasks, which ``n_jobs`` runs in parallel with
+  joblib.
+
+Every candidate is still a complete EM fit, to ``tol`` or ``max_iter``.
+"""
+
+import time
+import warnings
+from abc import abstractmethod
+from functools import partial
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy import sparse
+from scipy.cluster.hierarchy import linkage
+from sklearn import config_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    DensityMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.preprocessing import binarize as _binarize
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import _check_sample_weight
+from ._bernoulli import BernoulliMixtureEM, _check_binary
+from ._gaussian import GaussianMixtureEM
+from ._suffstats import logsumexp_rows, map_reduce, single_threaded_blas
+
+#: Every covariance structure, from the most constrained to the richest: the
+#: order candidates of one K are fitted in, so that nested structures are
+#: fitted before the structures that contain them.
+COVARIANCE_TYPES = ("tied_spherical", "spherical", "tied_diag", "diag", "tied", "full")
+
+#: mclust's name of each structure (volume, shape, orientation: E equal,
+#: V variable, I identity).
+MCLUST_NAMES = {
+    "tied_spherical": "EII",
+    "spherical": "VII",
+    "tied_diag": "EEI",
+    "diag": "VVI",
+    "tied": "EEE",
+    "full": "VVV",
+}
+
+#: The structures nested in each one: a fitted solution of any of them is a
+#: point of the richer model, from which its EM can start.
+_NESTED_IN = {
+    "tied_spherical": (),
+    "spherical": ("tied_spherical",),
+    "tied_diag": ("tied_spherical",),
+    "diag": ("spherical", "tied_diag"),
+    "tied": ("tied_diag",),
+    "full": ("diag", "tied"),
+}
+
+_CRITERIA = ("bic", "aic", "icl")
+
+
+# ----------------------------------------------------------------------
+# Validation of the grid.
+def _check_n_components(n_components):
+    """The grid of numbers of components, sorted and without repeats.
+
+    Parameters
+    ----------
+    n_components : int or array-like of int
+        An int K means 1, ..., K.
+
+    Returns
+    -------
+    grid : ndarray of int of shape (n_candidates,)
+    """
+    if isinstance(n_components, Integral):
+        return np.arange(1, int(n_components) + 1)
+    values = np.asarray(n_components)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(
+            "n_components must be an int or a non-empty 1-D array-like of ints, "
+            f"got {n_components!r}."
+        )
+    if not (
+        np.issubdtype(values.dtype, np.integer)
+        or (
+            np.issubdtype(values.dtype, np.floating)
+            and np.all(np.isfinite(values))
+            and np.all(values == np.round(values))
+        )
+    ):
+        raise ValueError(
+            f"n_components must hold integers, got {list(values.tolist())!r}."
+        )
+    values = values.astype(np.int64)
+    if values.min() < 1:
+        raise ValueError(f"n_components must be >= 1, got {list(values.tolist())!r}.")
+    return np.unique(values)
+
+
+def _check_covariance_types(covariance_type):
+    """The covariance structures to search, in the fitting order.
+
+    Parameters
+    ----------
+    covariance_type : str or array-like of str
+
+    Returns
+    -------
+    covariance_types : tuple of str
+        A subset of :data:`COVARIANCE_TYPES`, in its order.
+    """
+    if isinstance(covariance_type, str):
+        requested = COVARIANCE_TYPES if covariance_type == "all" else (covariance_type,)
+    else:
+        requested = tuple(covariance_type)
+        if not requested:
+            raise ValueError("covariance_type must not be empty.")
+    unknown = [
+        t for t in requested if not isinstance(t, str) or t not in COVARIANCE_TYPES
+    ]
+    if unknown:
+        raise ValueError(
+            f"Unknown covariance_type {unknown!r}: choose among "
+            f"{list(COVARIANCE_TYPES)} or 'all'."
+        )
+    return tuple(t for t in COVARIANCE_TYPES if t in requested)
+
+
+# ----------------------------------------------------------------------
+# The shared initialisation: one Ward tree, cut at every K.
+def _cut_tree(children, n_clusters):
+    """Labels of the leaves once a hierarchy is cut into ``n_clusters``.
+
+    Parameters
+    ----------
+    children : ndarray of int of shape (n_leaves - 1, 2)
+        Merge i joins clusters ``children[i]`` into cluster ``n_leaves + i``
+        (the first two columns of a SciPy linkage matrix).
+
+    n_clusters : int
+        Between 1 and n_leaves.
+
+    Returns
+    -------
+    labels : ndarray of int of shape (n_leaves,)
+        Exactly ``n_clusters`` labels, 0 to n_clusters - 1.
+    """
+    n_leaves = children.shape[0] + 1
+    n_merges = n_leaves - n_clusters
+    parent = np.arange(2 * n_leaves - 1)
+    parent[children[:n_merges].ravel()] = np.repeat(n_leaves + np.arange(n_merges), 2)
+    # Pointer jumping: every node points to its root after O(log depth) rounds.
+    while True:
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            break
+        parent = jumped
+    return np.unique(parent[:n_leaves], return_inverse=True)[1]
+
+
+def _ward_partitions(X, sample_weight, grid, max_samples, random_state):
+    """Partitions of all rows into K clusters, for every K, from one Ward tree.
+
+    The tree is built on at most ``max_samples`` rows: all of them, or a
+    random subset, or, when the sample weights vary, the rows repeated by
+    their integer weights (if they are integers summing to at most
+    ``max_samples``) or drawn with probability proportional to them. Cut into
+    K clusters, each row of the subset keeps its cluster; every other row
+    joins the cluster whose subset mean is nearest.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    grid : ndarray of int of shape (n_candidates,)
+
+    max_samples : int
+
+    random_state : RandomState instance
+
+    Returns
+    -------
+    partitions : dict of int to ndarray of int of shape (n_samples,)
+        The labels of every row, for every K of the grid.
+    """
+    n_samples = X.shape[0]
+    uniform = sample_weight is None or np.all(sample_weight == sample_weight[0])
+    integral = sample_weight is not None and np.all(
+        sample_weight == np.round(sample_weight)
+    )
+    if uniform and n_samples <= max_samples:
+        subset = np.arange(n_samples)
+    elif uniform:
+        subset = np.sort(random_state.choice(n_samples, max_samples, replace=False))
+    elif integral and sample_weight.sum() <= max_samples:
+        # Integer weights count repeated rows: the tree of the repeated rows.
+        subset = np.repeat(np.arange(n_samples), sample_weight.astype(np.intp))
+    else:
+        size = min(n_samples, max_samples)
+        p = sample_weight / sample_weight.sum()
+        subset = np.sort(random_state.choice(n_samples, size, replace=True, p=p))
+    if len(subset) < grid.max():
+        raise ValueError(
+            f"ward_max_samples={max_samples} is smaller than the largest number "
+            f"of components, {grid.max()}: the Ward tree cannot be cut into "
+            "that many clusters."
+        )
+    X_subset = X[subset]
+    if sparse.issparse(X_subset):
+        X_subset = X_subset.toarray()
+    X_subset = np.asarray(X_subset, dtype=np.float64)
+    children = linkage(X_subset, method="ward")[:, :2].astype(np.intp)
+    squared_norms = _row_squared_norms(X)
+    partitions = {}
+    for n_components in grid:
+        subset_labels = _cut_tree(children, int(n_components))
+        centres = _cluster_means(X_subset, subset_labels, int(n_components))
+        # Number the clusters in the lexicographic order of their means, so
+        # that the components' order does not depend on the rows' order.
+        rank = np.empty(len(centres), dtype=np.intp)
+        rank[np.lexsort(centres.T[::-1])] = np.arange(len(centres))
+        subset_labels, centres = rank[subset_labels], centres[np.argsort(rank)]
+        labels = _nearest_centre(X, squared_norms, centres)
+        labels[subset] = subset_labels
+        partitions[int(n_components)] = labels
+    return partitions
+
+
+def _row_squared_norms(X):
+    """``|x_n|^2`` of every row, shape (n_samples,), float64."""
+    if sparse.issparse(X):
+        return np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+    X = np.asarray(X, dtype=np.float64)
+    return np.einsum("ij,ij->i", X, X)
+
+
+def _cluster_means(X, labels, n_clusters):
+    """Mean of every cluster of a dense ``X``, shape (n_clusters, n_features)."""
+    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    sums = np.zeros((n_clusters, X.shape[1]))
+    np.add.at(sums, labels, X)
+    return sums / counts[:, np.newaxis]
+
+
+def _nearest_centre(X, squared_norms, centres, rows=65536):
+    """Index of the nearest centre of every row, in chunks of ``rows``.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    squared_norms : ndarray of shape (n_samples,)
+
+    centres : ndarray of shape (n_clusters, n_features)
+
+    Returns
+    -------
+    labels : ndarray of int of shape (n_samples,)
+    """
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    centre_norms = np.einsum("ij,ij->i", centres, centres)
+    for start in range(0, X.shape[0], rows):
+        s = slice(start, start + rows)
+        distances = np.asarray(X[s] @ centres.T, dtype=np.float64)
+        distances *= -2
+        distances += centre_norms
+        distances += squared_norms[s, np.newaxis]
+        labels[s] = distances.argmin(axis=1)
+    return labels
+
+
+def _partition_statistics(X, sample_weight, labels, n_components, second_moments):
+    """Weighted counts, means and scatter matrices of a partition.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    labels : ndarray of int of shape (n_samples,)
+
+    n_components : int
+
+    second_moments : bool
+        Whether to compute the scatter matrices (dense X only).
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+        sum of the weights of each cluster.
+
+    sums : ndarray of shape (n_components, n_features)
+        sum_n w_n x_n over each cluster.
+
+    scatter : ndarray of shape (n_components, n_features, n_features) or None
+        sum_n w_n (x_n - mu_k)(x_n - mu_k)^T over each cluster, mu_k its
+        weighted mean.
+    """
+    n_samples = X.shape[0]
+    w = None if sample_weight is None else sample_weight.astype(np.float64)
+    nk = np.bincount(labels, weights=w, minlength=n_components).astype(np.float64)
+    if not second_moments:
+        # One sparse product: no copy of X, sparse or dense.
+        indicator = sparse.csr_matrix(
+            (
+                np.ones(n_samples) if w is None else w,
+                (labels, np.arange(n_samples)),
+            ),
+            shape=(n_components, n_samples),
+        )
+        sums = indicator @ X
+        if sparse.issparse(sums):
+            sums = sums.toarray()
+        return nk, np.asarray(sums, dtype=np.float64), None
+    # Rows sorted by cluster: every cluster is one contiguous block.
+    order = np.argsort(labels, kind="stable")
+    X_sorted = np.asarray(X[order], dtype=np.float64)
+    w_sorted = None if w is None else w[order]
+    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
+    n_features = X.shape[1]
+    sums = np.empty((n_components, n_features))
+    scatter = np.empty((n_components, n_features, n_features))
+    for k in range(n_components):
+        block = X_sorted[bounds[k] : bounds[k + 1]]
+        if w_sorted is None:
+            sums[k] = block.sum(axis=0)
+            diff = block - sums[k] / nk[k]
+            scatter[k] = diff.T @ diff
+        else:
+            weights = w_sorted[bounds[k] : bounds[k + 1]]
+            sums[k] = weights @ block
+            diff = block - sums[k] / nk[k]
+            scatter[k] = (diff.T * weights) @ diff
+    return nk, sums, scatter
+
+
+def _gaussian_initial_parameters(nk, sums, scatter, covariance_type, reg_covar):
+    """Initial parameters of one covariance structure from a partition.
+
+    The M-step of the hard partition. A cluster too small for its own
+    covariance (weight at most n_features for 'full', at most one for the
+    per-component diagonal and spherical structures) takes the pooled
+    within-cluster one instead of a singular matrix.
+
+    Parameters
+    ----------
+    nk, sums, scatter : ndarray
+        From :func:`_partition_statistics`.
+
+    covariance_type : str
+
+    reg_covar : float
+
+    Returns
+    -------
+    init : dict
+        ``weights_init``, ``means_init`` and ``precisions_init`` for
+        :class:`GaussianMixtureEM`.
+    """
+    n_components, n_features = sums.shape
+    means = sums / nk[:, np.newaxis]
+    total = nk.sum()
+    pooled = scatter.sum(axis=0) / total
+    variances = np.diagonal(scatter, axis1=1, axis2=2) / nk[:, np.newaxis]
+    small = nk <= 1
+    variances[small] = np.diag(pooled)
+    if covariance_type == "full":
+        covariances = scatter / nk[:, np.newaxis, np.newaxis]
+        covariances[nk <= n_features] = pooled
+        covariances += reg_covar * np.eye(n_features)
+        precisions = _symmetric_inverse(covariances)
+    elif covariance_type == "tied":
+        precisions = _symmetric_inverse(pooled + reg_covar * np.eye(n_features))
+    elif covariance_type == "diag":
+        precisions = 1.0 / (variances + reg_covar)
+    elif covariance_type == "spherical":
+        precisions = 1.0 / (variances.mean(axis=1) + reg_covar)
+    elif covariance_type == "tied_diag":
+        precisions = 1.0 / (np.diag(pooled) + reg_covar)
+    else:  # tied_spherical
+        precisions = np.float64(1.0 / (np.diag(pooled).mean() + reg_covar))
+    return {
+        "weights_init": nk / total,
+        "means_init": means,
+        "precisions_init": precisions,
+    }
+
+
+def _symmetric_inverse(matrices):
+    """Inverse of symmetric positive-definite matrices, exactly symmetric.
+
+    Parameters
+    ----------
+    matrices : ndarray of shape (..., n_features, n_features)
+
+    Returns
+    -------
+    inverses : ndarray of the same shape
+    """
+    inverses = np.linalg.inv(matrices)
+    return (inverses + np.swapaxes(inverses, -1, -2)) / 2
+
+
+def _embedded_precisions(estimator, covariance_type):
+    """A fitted solution's precisions in the layout of a richer structure.
+
+    The solution of a nested structure is a point of the richer model: its
+    precisions are repeated or expanded into the richer layout, unchanged.
+
+    Parameters
+    ----------
+    estimator : fitted GaussianMixtureEM
+        Its ``covariance_type`` is nested in ``covariance_type`` (see
+        ``_NESTED_IN``).
+
+    covariance_type : str
+
+    Returns
+    -------
+    precisions : ndarray
+        In the layout of ``covariance_type``.
+    """
+    source = estimator.covariance_type
+    precisions = np.asarray(estimator.precisions_, dtype=np.float64)
+    n_components, n_features = estimator.means_.shape
+    if source == "tied_spherical":
+        if covariance_type == "spherical":
+            return np.full(n_components, float(precisions))
+        return np.full(n_features, float(precisions))  # tied_diag
+    if source == "spherical":  # to diag
+        return np.repeat(precisions[:, np.newaxis], n_features, axis=1)
+    if source == "tied_diag":
+        if covariance_type == "diag":
+            return np.repeat(precisions[np.newaxis], n_components, axis=0)
+        return np.diag(precisions)  # tied
+    if source == "diag":  # to full
+        return precisions[:, :, np.newaxis] * np.eye(n_features)
+    # tied to full
+    return np.repeat(precisions[np.newaxis], n_components, axis=0)
+
+
+# ----------------------------------------------------------------------
+# The criteria.
+def _criteria_chunk(X, sample_weight, *, weighted_log_prob):
+    """Log-likelihood and entropy of the responsibilities over a chunk.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    weighted_log_prob : callable
+        ``X -> log pi_k + log p(x_n | k)``, shape (n_samples, n_components).
+
+    Returns
+    -------
+    stats : dict
+        ``"log_likelihood"``: sum_n w_n log p(x_n); ``"entropy"``:
+        -sum_n w_n sum_k r_nk log r_nk.
+    """
+    resp = weighted_log_prob(X)
+    log_norm = logsumexp_rows(resp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(resp > 0, resp * np.log(resp), 0.0)
+    row_entropy = -plogp.sum(axis=1, dtype=np.float64)
+    if sample_weight is None:
+        return {
+            "log_likelihood": np.asarray(log_norm.sum(dtype=np.float64)),
+            "entropy": np.asarray(row_entropy.sum()),
+        }
+    w = sample_weight.astype(np.float64)
+    return {
+        "log_likelihood": np.asarray(w @ log_norm.astype(np.float64)),
+        "entropy": np.asarray(w @ row_entropy),
+    }
+
+
+def _information_criteria(estimator, X, sample_weight, log_prob_function):
+    """BIC, AIC and ICL of a fitted mixture on its training data.
+
+    ``BIC = -2 log L + p log N``, ``AIC = -2 log L + 2 p`` and
+    ``ICL = BIC + 2 E`` with ``log L = sum_n w_n log p(x_n)``, ``N =
+    sum_n w_n``, p the number of free parameters and ``E = -sum_n w_n sum_k
+    r_nk log r_nk`` the entropy of the responsibilities; all lower is better.
+
+    Returns
+    -------
+    values : dict
+        ``log_likelihood``, ``entropy``, ``n_parameters``, ``bic``, ``aic``
+        and ``icl``.
+    """
+    stats = map_reduce(
+        _CriteriaChunk(log_prob_function),
+        X,
+        sample_weight,
+        n_jobs=estimator.n_jobs,
+        rows=estimator._rows(X),
+    )
+    log_likelihood = float(stats["log_likelihood"])
+    entropy = max(float(stats["entropy"]), 0.0)
+    n_weight = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    n_parameters = int(estimator._n_parameters())
+    bic = -2 * log_likelihood + n_parameters * np.log(n_weight)
+    return {
+        "log_likelihood": log_likelihood,
+        "entropy": entropy,
+        "n_parameters": n_parameters,
+        "bic": bic,
+        "aic": -2 * log_likelihood + 2 * n_parameters,
+        "icl": bic + 2 * entropy,
+    }
+
+
+class _CriteriaChunk:
+    """Picklable ``(X, w) -> _criteria_chunk(X, w, weighted_log_prob=f)``."""
+
+    def __init__(self, weighted_log_prob):
+        self.weighted_log_prob = weighted_log_prob
+
+    def __call__(self, X, sample_weight):
+        return _criteria_chunk(
+            X, sample_weight, weighted_log_prob=self.weighted_log_prob
+        )
+
+
+# ----------------------------------------------------------------------
+# Fitting the candidates of one K.
+def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function):
+    """Fit a candidate from each start; keep the best log-likelihood.
+
+    Parameters
+    ----------
+    make_estimator : callable
+        ``make_estimator(**start)`` returns an unfitted mixture.
+
+    starts : list of callable
+        Each returns keyword arguments of ``make_estimator``: one fit each.
+
+    X, sample_weight : ndarray
+        Validated training data.
+
+    log_prob_function : callable
+        ``estimator -> picklable chunk function`` for the criteria.
+
+    Returns
+    -------
+    estimator : fitted mixture or None
+        None when every start failed.
+
+    values : dict
+        The criteria of the kept fit, its ``n_iter`` and ``converged``, the
+        total ``fit_time`` and, when every start failed, ``error``.
+    """
+    best, best_values, error = None, None, None
+    tic = time.perf_counter()
+    for start in starts:
+        try:
+            estimator = make_estimator(**start())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                estimator.fit(X, sample_weight=sample_weight)
+            values = _information_criteria(
+                estimator, X, sample_weight, log_prob_function(estimator)
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            # A collapsed component (or a singular initial covariance): the
+            # candidate has no finite likelihood.
+            error = f"{type(exc).__name__}: {exc}"
+            continue
+        if not np.isfinite(values["log_likelihood"]):
+            error = "The log-likelihood of the fitted mixture is not finite."
+            continue
+        if best is None or values["log_likelihood"] > best_values["log_likelihood"]:
+            best, best_values = estimator, values
+    fit_time = time.perf_counter() - tic
+    if best is None:
+        return None, {**_failed_values(error), "fit_time": fit_time}
+    best_values.update(
+        n_iter=int(best.n_iter_),
+        converged=bool(best.converged_),
+        fit_time=fit_time,
+        error="",
+    )
+    return best, best_values
+
+
+def _failed_values(error):
+    """The values of ``results_`` for a candidate without a fitted mixture."""
+    values = {key: np.nan for key in ("log_likelihood", "entropy", *_CRITERIA)}
+    values.update(n_parameters=-1, n_iter=0, converged=False, fit_time=0.0)
+    values["error"] = error
+    return values
+
+
+def _failed_row(n_components, covariance_type, error):
+    """A row of ``results_`` for a candidate that was not fitted."""
+    return {
+        "n_components": n_components,
+        "covariance_type": covariance_type,
+        **_failed_values(error),
+    }
+
+
+class _BaseMixtureIC(
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    DensityMixin,
+    BaseEstimator,
+):
+    """The search shared by the information-criterion mixtures.
+
+    Subclasses define the candidates' estimator, the structures searched, the
+    validation of X and the initial parameters from a partition.
+
+    .. warning:: This class should not be used directly.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "criterion": [StrOptions(set(_CRITERIA))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [
+            StrOptions({"ward", "kmeans", "k-means++", "random", "random_from_data"})
+        ],
+        "ward_max_samples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------
+    # Hooks of the subclasses.
+    @abstractmethod
+    def _validate_X(self, X, *, reset):
+        """Validate (and binarise, for Bernoulli) X."""
+
+    @abstractmethod
+    def _covariance_types(self):
+        """The structures searched: a tuple of str, or (None,)."""
+
+    @abstractmethod
+    def _make_estimator(self, n_components, covariance_type, random_state, **init):
+        """An unfitted candidate."""
+
+    @abstractmethod
+    def _partition_starts(self, stats, covariance_type):
+        """Initial parameters of a candidate from partition statistics."""
+
+    def _needs_second_moments(self):
+        return False
+
+    def _log_prob_function(self, estimator):
+        """Picklable chunk function for the criteria of a fitted candidate."""
+        return estimator._weighted_log_prob_function()
+
+    def _nested_starts(self, fitted, covariance_type):
+        """Starts from fitted nested structures at the same K (Gaussians)."""
+        return []
+
+    # ------------------------------------------------------------------
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit every candidate and keep the one with the best criterion.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights: an integer weight counts the row that many
+            times, in the fits and in the criteria (N is the sum of the
+            weights). A zero weight removes the row.
+
+        Returns
+        -------
+        self : object
+            The fitted selector.
+        """
+        return self._fit(X, sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, sample_weight):
+        grid = _check_n_components(self.n_components)
+        covariance_types = self._covariance_types()
+        X = self._validate_X(X, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        if sample_weight is not None and not np.all(sample_weight > 0):
+            keep = np.flatnonzero(sample_weight > 0)
+            X, sample_weight = X[keep], sample_weight[keep]
+        n_samples = X.shape[0]
+        if grid.min() > n_samples:
+            raise ValueError(
+                "Expected n_samples >= n_components for at least one candidate, "
+                f"but got n_components from {grid.min()} and n_samples = "
+                f"{n_samples}"
+                + (
+                    " (samples with a positive sample_weight)"
+                    if sample_weight is not None
+                    else ""
+                )
+                + "."
+            )
+        # More components than samples cannot be fitted: such candidates are
+        # kept in the table, as failures.
+        infeasible = grid[grid > n_samples]
+        grid = grid[grid <= n_samples]
+        random_state = check_random_state(self.random_state)
+        partitions, self.init_time_ = None, 0.0
+        if self.init_params == "ward":
+            tic = time.perf_counter()
+            # Products of a few columns: BLAS threads cost more than they save.
+            with single_threaded_blas():
+                partitions = _ward_partitions(
+                    X, sample_weight, grid, self.ward_max_samples, random_state
+                )
+            self.init_time_ = time.perf_counter() - tic
+        # One seed per candidate, drawn up front: the results do not depend
+        # on n_jobs.
+        seeds = random_state.randint(
+            np.iinfo(np.int32).max, size=(len(grid), len(covariance_types))
+        )
+        tasks = (
+            delayed(self._fit_components)(
+                X,
+                sample_weight,
+                int(n_components),
+                covariance_types,
+                None if partitions is None else partitions[int(n_components)],
+                seeds[i],
+            )
+            for i, n_components in enumerate(grid)
+        )
+        if self.n_jobs is None or self.n_jobs == 1:
+            per_k = [function(*args, **kwargs) for function, args, kwargs in tasks]
+        else:
+            per_k = Parallel(n_jobs=self.n_jobs)(tasks)
+        for n_components in infeasible:
+            per_k.append(
+                [
+                    (None, _failed_row(n_components, t, "n_components > n_samples"))
+                    for t in covariance_types
+                ]
+            )
+        self._store_results(per_k, covariance_types)
+        return self
+
+    def _starts(self, stats, fitted, covariance_type):
+        """The starts of one candidate.
+
+        With 'ward': the shared partition's M-step, then (``n_init >= 2``)
+        the fitted solution of the structures nested in ``covariance_type``
+        at the same K, then k-means++ draws up to ``n_init`` starts. Other
+        ``init_params``: the candidate's own ``n_init`` initialisations.
+
+        Returns
+        -------
+        starts : list of callable
+            Each returns keyword arguments of the candidate's estimator (a
+            singular initial covariance raises when it is called, inside the
+            candidate's fit).
+        """
+        if stats is None:
+            own = {"init_params": self.init_params, "n_init": self.n_init}
+            return [lambda: own]
+        starts = [partial(self._partition_starts, stats, covariance_type)]
+        if self.n_init >= 2:
+            starts += [
+                partial(lambda start: start, start)
+                for start in self._nested_starts(fitted, covariance_type)
+            ]
+        n_draws = self.n_init - len(starts)
+        if n_draws > 0:
+            draws = {"init_params": "k-means++", "n_init": n_draws}
+            starts.append(lambda: draws)
+        return starts
+
+    def _fit_components(
+        self, X, sample_weight, n_components, covariance_types, labels, seeds
+    ):
+        """Fit every structure at one K; returns [(estimator, row), ...]."""
+        stats = None
+        if labels is not None:
+            with single_threaded_blas():
+                stats = _partition_statistics(
+                    X,
+                    sample_weight,
+                    labels,
+                    n_components,
+                    self._needs_second_moments(),
+                )
+        fitted, out = {}, []
+        for covariance_type, seed in zip(covariance_types, seeds):
+            starts = self._starts(stats, fitted, covariance_type)
+
+            def make_estimator(covariance_type=covariance_type, seed=seed, **init):
+                return self._make_estimator(
+                    n_components, covariance_type, int(seed), **init
+                )
+
+            with config_context(assume_finite=True):
+                estimator, values = _fit_one(
+                    make_estimator, starts, X, sample_weight, self._log_prob_function
+                )
+            if estimator is not None:
+                fitted[covariance_type] = (estimator, values)
+            row = {"n_components": n_components, "covariance_type": covariance_type}
+            row.update(values)
+            if self.verbose:
+                print(
+                    f"K={n_components:<3d} {covariance_type or '':<15s}"
+                    f" {self.criterion}={row[self.criterion]:.6g}"
+                    f" n_iter={row['n_iter']} time={row['fit_time']:.3f}s"
+                )
+            out.append((estimator, row))
+        return out
+
+    def _store_results(self, per_k, covariance_types):
+        rows = [row for candidates in per_k for _, row in candidates]
+        estimators = [est for candidates in per_k for est, _ in candidates]
+        columns = [
+            "n_components",
+            "covariance_type",
+            "bic",
+            "aic",
+            "icl",
+            "log_likelihood",
+            "entropy",
+            "n_parameters",
+            "n_iter",
+            "converged",
+            "fit_time",
+            "error",
+        ]
+        if covariance_types == (None,):
+            columns.remove("covariance_type")
+        dtypes = {
+            "n_components": np.int64,
+            "n_parameters": np.int64,
+            "n_iter": np.int64,
+            "converged": bool,
+            "covariance_type": object,
+            "error": object,
+        }
+        results = {
+            column: np.array(
+                [row[column] for row in rows], dtype=dtypes.get(column, np.float64)
+            )
+            for column in columns
+        }
+        values = results[self.criterion]
+        failed = ~np.isfinite(values)
+        if failed.all():
+            raise ValueError(
+                "Every candidate failed to fit: "
+                f"{rows[0]['error']} Try to increase reg_covar, decrease "
+                "n_components, or scale the input data."
+            )
+        collapsed = failed & (results["error"] != "n_components > n_samples")
+        if collapsed.any():
+            warnings.warn(
+                f"{collapsed.sum()} of {len(rows)} candidates failed to fit (a "
+                "component collapsed); their criteria are NaN in results_ and "
+                "the message is in results_['error'].",
+                FitFailedWarning,
+                stacklevel=3,
+            )
+        ranks = np.full(len(rows), len(rows), dtype=np.int64)
+        order = np.argsort(np.where(failed, np.inf, values), kind="stable")
+        ranks[order[: (~failed).sum()]] = np.arange(1, (~failed).sum() + 1)
+        results[f"rank_{self.criterion}"] = ranks
+        self.results_ = results
+        self.best_index_ = int(order[0])
+        best = estimators[self.best_index_]
+        self.best_estimator_ = best
+        self.n_components_ = int(results["n_components"][self.best_index_])
+        if "covariance_type" in results:
+            self.covariance_type_ = results["covariance_type"][self.best_index_]
+        self.best_params_ = {"n_components": self.n_components_}
+        if "covariance_type" in results:
+            self.best_params_["covariance_type"] = self.covariance_type_
+        self.criterion_ = float(values[self.best_index_])
+        for attr in self._winner_attributes():
+            setattr(self, attr, getattr(best, attr))
+        if not best.converged_:
+            warnings.warn(
+                f"The selected candidate ({self.best_params_}) did not converge "
+                f"in max_iter={self.max_iter} iterations. Try to increase "
+                "max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _winner_attributes(self):
+        return ("weights_", "means_", "converged_", "n_iter_", "lower_bound_")
+
+    # ------------------------------------------------------------------
+    # The selected mixture's methods.
+    def _check_and_validate(self, X):
+        check_is_fitted(self)
+        return self._validate_X(X, reset=False)
+
+    def predict(self, X):
+        """Most probable component of each sample under the selected mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        X = self._check_and_validate(X)
+        return self.best_estimator_.predict(X)
+
+    def predict_proba(self, X):
+        """Responsibilities of the selected mixture's components.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, `n_components_`)
+            Responsibilities; every row sums to one.
+        """
+        X = self._check_and_validate(X)
+        return self.best_estimator_.predict_proba(X)
+
+    def transform(self, X):
+        """Responsibilities of ``X`` as features, as :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, `n_components_`)
+            Responsibilities; every row sums to one.
+        """
+        return self.predict_proba(X)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Select the mixture on ``X`` and predict the component of every sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        sample_weight : array-like of shape (n_samples,), default=None
+            Frequency weights, as in :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under the selected mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        X = self._check_and_validate(X)
+        return self.best_estimator_.score_samples(X)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of ``X`` under the selected mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def bic(self, X):
+        """BIC of the selected mixture on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        bic : float
+        """
+        X = self._check_and_validate(X)
+        return self.best_estimator_.bic(X)
+
+    def aic(self, X):
+        """AIC of the selected mixture on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        aic : float
+        """
+        X = self._check_and_validate(X)
+        return self.best_estimator_.aic(X)
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the selected mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Randomly generated samples.
+
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.sample(n_samples)
+
+    @property
+    def _n_features_out(self):
+        """Number of transformed output features: the selected K."""
+        return self.n_components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class GaussianMixtureIC(_BaseMixtureIC):
+    """Gaussian mixture whose K and covariance structure are chosen by BIC, AIC or ICL.
+
+    Fits a :class:`GaussianMixtureEM` for every number of components in
+    ``n_components`` and every covariance structure in ``covariance_type``,
+    scores each on the training data by ``criterion`` and keeps the best
+    (the lowest). The fitted selector then behaves as the chosen mixture
+    (:meth:`predict`, :meth:`predict_proba`, :meth:`transform`,
+    :meth:`score_samples`, :meth:`sample`, and its fitted parameters),
+    while ``results_`` holds the table of every candidate; it is the search
+    of R's mclust ``Mclust()``, with scikit-learn's estimator API.
+
+    The criteria, all lower-is-better as :meth:`GaussianMixtureEM.bic`, with
+    ``log L`` the log-likelihood of the training data, ``p`` the number of
+    free parameters and ``N`` the number of samples (the sum of
+    ``sample_weight``):
+
+    - ``"bic"``: ``-2 log L + p log N``;
+    - ``"aic"``: ``-2 log L + 2 p``;
+    - ``"icl"``: ``BIC + 2 E``, where ``E = -sum_n sum_k r_nk log r_nk`` is
+      the entropy of the responsibilities: BIC plus a penalty for
+      overlapping components, so it favours well separated clusters.
+
+    mclust reports BIC and ICL with the opposite sign (higher is better):
+    its ``BIC`` is minus ours.
+
+    The search shares its work (see the user guide): with
+    ``init_params="ward"``, one Ward agglomeration of at most
+    ``ward_max_samples`` rows, cut at every K, initialises every candidate;
+    with ``n_init >= 2``, a structure also starts from the fitted solution of
+    the structures nested in it at the same K (for instance 'full' from the
+    better of 'diag' and 'tied'), so that its likelihood is at least theirs;
+    and the K's can run in parallel (``n_jobs``). Every candidate is a
+    complete EM fit to ``tol``.
+
+    Parameters
+    ----------
+    n_components : int or array-like of int, default=10
+        The numbers of components searched: an int K means 1, 2, ..., K.
+
+    covariance_type : {'all', 'full', 'tied', 'diag', 'spherical', \
+            'tied_diag', 'tied_spherical'} or list of them, default='all'
+        The covariance structures searched (see
+        :class:`GaussianMixtureEM`); 'all' means the six. In mclust's names:
+        VVV, EEE, VVI, VII, EEI and EII.
+
+    criterion : {'bic', 'aic', 'icl'}, default='bic'
+        The criterion minimised.
+
+    tol : float, default=1e-3
+        Convergence threshold of every candidate's EM, on the gain in mean
+        log-likelihood per sample.
+
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of covariances.
+
+    max_iter : int, default=100
+        Maximum number of EM iterations of every candidate.
+
+    n_init : int, default=1
+        Number of starts of every candidate; the best log-likelihood is
+        kept. With 'ward', the first start is the shared partition, the
+        second the fitted solution of the nested structures at the same K
+        (when one was searched) and the others k-means++ draws.
+
+    init_params : {'ward', 'kmeans', 'k-means++', 'random', \
+            'random_from_data'}, default='ward'
+        'ward' initialises every candidate from one shared Ward tree (see
+        above). The others initialise every candidate on its own, as
+        :class:`GaussianMixtureEM` does (nested structures still start the
+        richer ones).
+
+    ward_max_samples : int, default=2000
+        Number of rows the Ward agglomeration runs on: a random subset when
+        there are more rows (drawn with probability proportional to
+        ``sample_weight`` when the weights vary). Its time and memory grow
+        as the square of this number.
+
+    random_state : int, RandomState instance or None, default=None
+        Controls the subset of the Ward tree, the other initialisations and
+        :meth:`sample`. Pass an int for reproducible results.
+
+    n_jobs : int, default=None
+        Number of joblib workers fitting the K's in parallel. None means 1:
+        the candidates are fitted one after another, each E-step using the
+        EM engine's threads (see :class:`GaussianMixtureEM`'s ``n_jobs``).
+
+    verbose : int, default=0
+        Print one line per candidate when positive.
+
+    Attributes
+    ----------
+    results_ : dict of ndarray
+        One entry per candidate, in order of K then structure, ready for
+        ``pandas.DataFrame(results_)``: ``n_components``,
+        ``covariance_type``, ``bic``, ``aic``, ``icl`` (lower is better),
+        ``log_likelihood`` (sum over the training data), ``entropy`` (of the
+        responsibilities), ``n_parameters``, ``n_iter``, ``converged``,
+        ``fit_time`` (seconds, criteria included), ``error`` (why a
+        candidate failed, or '') and ``rank_<criterion>`` (1 is the
+        selected one). A candidate whose fit failed (a collapsed component)
+        has NaN criteria.
+
+    best_index_ : int
+        Index of the selected candidate in ``results_``.
+
+    best_estimator_ : GaussianMixtureEM
+        The selected mixture, fitted on the training data.
+
+    best_params_ : dict
+        ``{"n_components": ..., "covariance_type": ...}`` of the selected
+        candidate.
+
+    n_components_ : int
+        The selected number of components.
+
+    covariance_type_ : str
+        The selected covariance structure.
+
+    criterion_ : float
+        The selected candidate's criterion.
+
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        The selected mixture's parameters, in the layout of
+        ``covariance_type_`` (see :class:`GaussianMixtureEM`).
+
+    converged_ : bool
+        Whether the selected mixture's EM converged.
+
+    n_iter_ : int
+        EM iterations of the selected mixture.
+
+    lower_bound_ : float
+        The selected mixture's ``lower_bound_``.
+
+    init_time_ : float
+        Seconds spent building the shared initialisation.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    GaussianMixtureEM : The mixture fitted for every candidate.
+    BernoulliMixtureIC : The same search for Bernoulli mixtures.
+    sklearn.linear_model.LassoLarsIC : scikit-learn's selection of the
+        Lasso's penalty by an information criterion.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_em import GaussianMixtureIC
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.randn(200, 2), rng.randn(200, 2) + [6, 0],
+    ...                0.5 * rng.randn(200, 2) + [0, 6]])
+    >>> search = GaussianMixtureIC(n_components=6, random_state=0).fit(X)
+    >>> search.best_params_
+    {'n_components': 3, 'covariance_type': 'spherical'}
+    >>> len(search.results_["bic"])
+    36
+    >>> search.predict([[0, 0], [6, 0]]).shape
+    (2,)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMixtureIC._parameter_constraints,
+        "covariance_type": [StrOptions({"all", *COVARIANCE_TYPES}), "array-like"],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=10,
+        *,
+        covariance_type="all",
+        criterion="bic",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="ward",
+        ward_max_samples=2000,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.criterion = criterion
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.ward_max_samples = ward_max_samples
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _validate_X(self, X, *, reset):
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
+
+    def _covariance_types(self):
+        return _check_covariance_types(self.covariance_type)
+
+    def _make_estimator(self, n_components, covariance_type, random_state, **init):
+        return GaussianMixtureEM(
+            n_components,
+            covariance_type=covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            random_state=random_state,
+            **init,
+        )
+
+    def _needs_second_moments(self):
+        return True
+
+    def _partition_starts(self, stats, covariance_type):
+        nk, sums, scatter = stats
+        return _gaussian_initial_parameters(
+            nk, sums, scatter, covariance_type, self.reg_covar
+        )
+
+    def _nested_starts(self, fitted, covariance_type):
+        nested = [fitted[t] for t in _NESTED_IN[covariance_type] if t in fitted]
+        if not nested:
+            return []
+        # The nested solution with the best likelihood.
+        estimator, _ = max(nested, key=lambda fit: fit[1]["log_likelihood"])
+        return [
+            {
+                "weights_init": estimator.weights_,
+                "means_init": estimator.means_,
+                "precisions_init": _embedded_precisions(estimator, covariance_type),
+            }
+        ]
+
+    def _log_prob_function(self, estimator):
+        return estimator._fused_weighted_log_prob_function()
+
+    def _winner_attributes(self):
+        return (
+            *super()._winner_attributes(),
+            "covariances_",
+            "precisions_",
+            "precisions_cholesky_",
+        )
+
+
+class BernoulliMixtureIC(_BaseMixtureIC):
+    """Bernoulli mixture whose number of components is chosen by BIC, AIC or ICL.
+
+    Fits a :class:`BernoulliMixtureEM` for every number of components in
+    ``n_components``, scores each on the training data by ``criterion`` and
+    keeps the best (the lowest); the fitted selector then behaves as the
+    chosen mixture, and ``results_`` holds the table of every candidate.
+
+    The criteria are those of :class:`GaussianMixtureIC`, with ``log L`` the
+    plain log-likelihood at the fitted (maximum a posteriori) parameters and
+    ``p = K n_features + K - 1`` free parameters.
+
+    With ``init_params="ward"``, one Ward agglomeration of at most
+    ``ward_max_samples`` binarised rows, cut at every K, initialises every
+    candidate: each row joins the cluster whose subset mean is nearest, and
+    the candidate starts from that partition's M-step (with the Beta prior).
+
+    Parameters
+    ----------
+    n_components : int or array-like of int, default=10
+        The numbers of components searched: an int K means 1, 2, ..., K.
+
+    criterion : {'bic', 'aic', 'icl'}, default='bic'
+        The criterion minimised.
+
+    alpha : float, default=2.0
+        First shape parameter of the Beta prior (see
+        :class:`BernoulliMixtureEM`), > 1.
+
+    beta : float, default=2.0
+        Second shape parameter of the Beta prior, > 1.
+
+    binarize : float or None, default=0.0
+        Threshold for binarising the input, as in
+        :class:`BernoulliMixtureEM`; None means the input must be binary.
+
+    tol : float, default=1e-3
+        Convergence threshold of every candidate's EM.
+
+    max_iter : int, default=100
+        Maximum number of EM iterations of every candidate.
+
+    n_init : int, default=1
+        Number of initialisations of every candidate; with 'ward', the first
+        start is the shared one and the others are k-means++ draws.
+
+    init_params : {'ward', 'kmeans', 'k-means++', 'random', \
+            'random_from_data'}, default='ward'
+        'ward' initialises every candidate from one shared Ward tree; the
+        others initialise every candidate on its own.
+
+    ward_max_samples : int, default=2000
+        Number of rows the Ward agglomeration runs on.
+
+    random_state : int, RandomState instance or None, default=None
+        Controls the subset of the Ward tree, the other initialisations and
+        :meth:`sample`.
+
+    n_jobs : int, default=None
+        Number of joblib workers fitting the K's in parallel; None means 1.
+
+    verbose : int, default=0
+        Print one line per candidate when positive.
+
+    Attributes
+    ----------
+    results_ : dict of ndarray
+        One entry per candidate, ready for ``pandas.DataFrame(results_)``:
+        ``n_components``, ``bic``, ``aic``, ``icl``, ``log_likelihood``,
+        ``entropy``, ``n_parameters``, ``n_iter``, ``converged``,
+        ``fit_time``, ``error`` and ``rank_<criterion>``.
+
+    best_index_ : int
+        Index of the selected candidate in ``results_``.
+
+    best_estimator_ : BernoulliMixtureEM
+        The selected mixture, fitted on the training data.
+
+    best_params_ : dict
+        ``{"n_components": ...}`` of the selected candidate.
+
+    n_components_ : int
+        The selected number of components.
+
+    criterion_ : float
+        The selected candidate's criterion.
+
+    weights_ : ndarray of shape (`n_components_`,)
+        The selected mixture's weights.
+
+    means_ : ndarray of shape (`n_components_`, n_features)
+        The selected mixture's Bernoulli probabilities.
+
+    converged_ : bool
+        Whether the selected mixture's EM converged.
+
+    n_iter_ : int
+        EM iterations of the selected mixture.
+
+    lower_bound_ : float
+        The selected mixture's ``lower_bound_``.
+
+    init_time_ : float
+        Seconds spent building the shared initialisation.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    BernoulliMixtureEM : The mixture fitted for every candidate.
+    GaussianMixtureIC : The same search for Gaussian mixtures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_em import BernoulliMixtureIC
+    >>> rng = np.random.RandomState(0)
+    >>> prototypes = np.array([[0.9] * 5 + [0.1] * 5, [0.1] * 5 + [0.9] * 5])
+    >>> X = (rng.rand(400, 10) < prototypes[rng.randint(2, size=400)]).astype(int)
+    >>> search = BernoulliMixtureIC(n_components=4, random_state=0).fit(X)
+    >>> search.n_components_
+    2
+    >>> search.means_.round(1)[np.argsort(search.means_[:, 0])]
+    array([[0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9],
+           [0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1]])
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMixtureIC._parameter_constraints,
+        "alpha": [Interval(Real, 1.0, None, closed="neither")],
+        "beta": [Interval(Real, 1.0, None, closed="neither")],
+        "binarize": [None, Interval(Real, None, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_components=10,
+        *,
+        criterion="bic",
+        alpha=2.0,
+        beta=2.0,
+        binarize=0.0,
+        tol=1e-3,
+        max_iter=100,
+        n_init=1,
+        init_params="ward",
+        ward_max_samples=2000,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.criterion = criterion
+        self.alpha = alpha
+        self.beta = beta
+        self.binarize = binarize
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.ward_max_samples = ward_max_samples
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _validate_X(self, X, *, reset):
+        X = validate_data(
+            self,
+            X,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
+        if self.binarize is None:
+            _check_binary(X)
+            return X
+        return _binarize(X, threshold=self.binarize, copy=True)
+
+    def _covariance_types(self):
+        return (None,)
+
+    def _make_estimator(self, n_components, covariance_type, random_state, **init):
+        # The data are binarised once, by the selector: the candidates take
+        # them as they are (binarize=None); the selected one gets the user's
+        # threshold back afterwards, for raw input.
+        return BernoulliMixtureEM(
+            n_components,
+            alpha=self.alpha,
+            beta=self.beta,
+            binarize=None,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            random_state=random_state,
+            **init,
+        )
+
+    def _partition_starts(self, stats, covariance_type):
+        nk, sums, _ = stats
+        means = (sums + (self.alpha - 1.0)) / (nk + (self.alpha + self.beta - 2.0))[
+            :, np.newaxis
+        ]
+        return {"weights_init": nk / nk.sum(), "means_init": np.clip(means, 0, 1)}
+
+    def _store_results(self, per_k, covariance_types):
+        super()._store_results(per_k, covariance_types)
+        self.best_estimator_.set_params(binarize=self.binarize)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
