@@ -47,7 +47,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _check_sample_weight
+from ._arrays import check_sample_weight
 from ._bernoulli import BernoulliMixtureEM, _check_binary
 from ._gaussian import GaussianMixtureEM
 from ._suffstats import logsumexp_rows, map_reduce, single_threaded_blas
@@ -716,7 +716,7 @@ class _BaseMixtureIC(
         grid = _check_n_components(self.n_components)
         covariance_types = self._covariance_types()
         X = self._validate_X(X, reset=True)
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if sample_weight is not None and not np.all(sample_weight > 0):
             keep = np.flatnonzero(sample_weight > 0)
             X, sample_weight = X[keep], sample_weight[keep]
