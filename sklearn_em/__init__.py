@@ -1,9 +1,11 @@
 """sklearn-em: latent-variable models for scikit-learn.
 
-Mixtures learned by Expectation-Maximisation and a variational auto-encoder
-learned by variational inference, each a scikit-learn estimator.
+Mixtures learned by Expectation-Maximisation (with or without missing
+values), an imputer built on them, and a variational auto-encoder learned by
+variational inference, each a scikit-learn estimator.
 """
 
+from .impute import GaussianMixtureImputer
 from .mixture import BernoulliMixtureEM, GaussianMixtureEM
 from .vae import VAETransformer
 
@@ -12,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BernoulliMixtureEM",
     "GaussianMixtureEM",
+    "GaussianMixtureImputer",
     "VAETransformer",
     "__version__",
 ]

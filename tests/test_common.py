@@ -2,11 +2,17 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM, VAETransformer
+from sklearn_em import (
+    BernoulliMixtureEM,
+    GaussianMixtureEM,
+    GaussianMixtureImputer,
+    VAETransformer,
+)
 
 ESTIMATORS = [
     BernoulliMixtureEM(),
     GaussianMixtureEM(),
+    GaussianMixtureImputer(),
     VAETransformer(),
 ]
 

@@ -386,29 +386,31 @@ def _conditionals(X, missing, *, means, precisions, log_det, log_w, dense, **_):
     for q in np.unique(n_missing):
         if q == 0:
             continue
+        # The patterns with q missing values, factorised together for every
+        # component at once; their rows, ordered by pattern.
         in_group = n_missing == q
         group_patterns = np.flatnonzero(in_group)
         local = np.cumsum(in_group) - 1  # pattern -> index within the group
         rows = np.flatnonzero(in_group[pattern_of_row])
         pattern = local[pattern_of_row[rows]]
+        order = np.argsort(pattern, kind="stable")
+        rows, pattern = rows[order], pattern[order]
         index = np.nonzero(patterns[group_patterns])[1].reshape(-1, q)
-        sub = (index[:, :, np.newaxis], index[:, np.newaxis, :])
-        cov = np.empty((precisions.shape[0], len(group_patterns), q, q))
-        for c, precision in enumerate(precisions):
-            p_mm = precision[sub]
-            chol = np.linalg.cholesky(p_mm)
-            log_det_pattern = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-            log_det_mm[rows, c] = log_det_pattern[pattern]
-            cov[c] = np.linalg.inv(p_mm)
+        p_mm = precisions[:, index[:, :, np.newaxis], index[:, np.newaxis, :]]
+        chol = np.linalg.cholesky(p_mm)  # (n_precisions, n_patterns, q, q)
+        log_det_pattern = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+        log_det_mm[rows] = log_det_pattern[:, pattern].T
+        cov = np.linalg.inv(p_mm)
+        # One pattern per row (as values missing at random mostly give):
+        # the rows are the patterns, in order, and need no gathering.
+        row_cov = cov if len(rows) == len(index) else cov[:, pattern]
         row_index = index[pattern]
-        for k in range(n_components):
-            t = np.take_along_axis(products[k, rows], row_index, axis=1)
-            shift = np.matmul(cov[0 if shared else k][pattern], t[:, :, np.newaxis])
-            shift = shift[:, :, 0]
-            maha[rows, k] -= np.einsum("ij,ij->i", t, shift)
-            block = deviations[k, rows]
-            np.put_along_axis(block, row_index, -shift, axis=1)
-            deviations[k, rows] = block
+        t = np.take_along_axis(products[:, rows], row_index[np.newaxis], axis=2)
+        shift = np.matmul(row_cov, t[..., np.newaxis])[..., 0]  # (K, n_rows, q)
+        maha[rows] -= np.einsum("knq,knq->nk", t, shift)
+        block = deviations[:, rows]
+        np.put_along_axis(block, row_index[np.newaxis], -shift, axis=2)
+        deviations[:, rows] = block
         groups.append((rows, pattern, index, cov))
     # Rounding must not make a distance negative.
     np.maximum(maha, 0.0, out=maha)
@@ -467,28 +469,24 @@ def _gaussian_statistics(resp, conditionals, means, full_moments):
         else:
             sxx += extra
         return {"nk": nk, "sx": sx, "sxx": sxx}
-    flat = sxx.reshape(n_components, -1) if full_moments else None
+    # sum_n r_nk Cov[x_n | x_o, k]: each pattern's conditional covariance,
+    # weighted by its rows' responsibilities, added at its coordinates.
+    size = n_features**2 if full_moments else n_features
+    offsets = np.arange(n_components)[:, np.newaxis, np.newaxis] * size
+    extra = np.zeros(n_components * size)
     for rows, pattern, index, cov in conditionals.groups:
         n_patterns, q = index.shape
         pattern_resp = np.zeros((n_patterns, n_components))
         np.add.at(pattern_resp, pattern, resp[rows])
+        weighted = pattern_resp.T[:, :, np.newaxis, np.newaxis] * cov
         if full_moments:
             where = index[:, :, np.newaxis] * n_features + index[:, np.newaxis, :]
-            where = where.ravel()
-        for k in range(n_components):
-            weighted = (
-                pattern_resp[:, k, np.newaxis, np.newaxis]
-                * cov[0 if len(cov) == 1 else k]
-            )
-            if full_moments:
-                flat[k] += np.bincount(
-                    where, weights=weighted.ravel(), minlength=n_features**2
-                )
-            else:
-                diagonal = np.diagonal(weighted, axis1=1, axis2=2)
-                sxx[k] += np.bincount(
-                    index.ravel(), weights=diagonal.ravel(), minlength=n_features
-                )
+        else:
+            where = index
+            weighted = np.diagonal(weighted, axis1=2, axis2=3)
+        where = (offsets[..., np.newaxis] + where[np.newaxis]).ravel()
+        extra += np.bincount(where, weights=weighted.ravel(), minlength=extra.size)
+    sxx += extra.reshape(sxx.shape)
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 

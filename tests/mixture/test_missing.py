@@ -232,9 +232,9 @@ def test_rows_sharing_a_pattern_share_one_factorisation(monkeypatch):
 
     monkeypatch.setattr(_missing.np.linalg, "cholesky", counting)
     stats = gm._missing_e_step_function(gm._e_step_chunk_function())(X, None)
-    # One batched factorisation per number of missing values and component,
-    # each of one pattern.
-    assert sorted(calls) == [(1, 1, 1), (1, 1, 1), (1, 2, 2), (1, 2, 2)]
+    # One batched factorisation per number of missing values, for the two
+    # components at once, each of one pattern.
+    assert sorted(calls) == [(2, 1, 1, 1), (2, 1, 2, 2)]
     assert_allclose(stats["nk"].sum(), 300)
 
 
