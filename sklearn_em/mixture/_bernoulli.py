@@ -273,6 +273,11 @@ class BernoulliMixtureEM(BaseMixtureEM):
     ``log p(X | theta, pi) + log p(theta)`` at every iteration; that is the
     quantity in ``lower_bound_``.
 
+    ``X`` may hold missing values (NaN; explicit NaN entries of a sparse
+    matrix): the product over features then runs over the observed ones, and
+    the M-step divides each feature's count by the weight of the rows where
+    it is observed. See :ref:`missing_values`.
+
     Parameters
     ----------
     n_components : int, default=1

@@ -881,6 +881,12 @@ class GaussianMixtureEM(BaseMixtureEM):
     sufficient statistics that works chunk by chunk, in bounded memory and
     in parallel threads.
 
+    ``X`` may hold missing values (NaN, missing at random): the E-step uses
+    each component's marginal density of a row's observed values and the
+    M-step the expected sufficient statistics, and :meth:`predict`,
+    :meth:`predict_proba` and :meth:`score_samples` (the log-likelihood of
+    the observed values) take NaN too. See :ref:`missing_values`.
+
     Parameters
     ----------
     n_components : int, default=1

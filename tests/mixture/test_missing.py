@@ -17,7 +17,7 @@ from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_em import GaussianMixtureEM
+from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
 from sklearn_em.mixture import _missing
 from sklearn_em.mixture._arrays import ArrayData
 from sklearn_em.mixture._data import as_data
@@ -432,3 +432,157 @@ def test_partial_fit_of_rows_with_nothing_observed_says_so():
     gm = GaussianMixtureEM(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="no row with an observed value"):
         gm.partial_fit(np.full((4, 3), np.nan))
+
+
+# ----------------------------------------------------------------------
+# Bernoulli mixtures: the product over observed features only.
+def _binary_data(n_samples, seed=0, fraction=0.3):
+    rng = np.random.default_rng(seed)
+    prototypes = np.array([[0.9, 0.8, 0.1, 0.2, 0.7], [0.1, 0.3, 0.9, 0.8, 0.4]])
+    weights = np.array([0.35, 0.65])
+    labels = rng.choice(2, size=n_samples, p=weights)
+    X = (rng.random((n_samples, 5)) < prototypes[labels]).astype(float)
+    return _remove(X, fraction, seed=seed), (weights, prototypes)
+
+
+def _bernoulli_brute_force(X, weights, means):
+    """log pi_k + sum over observed d of log p(x_d | theta_kd), row by row."""
+    log_prob = np.zeros((len(X), len(weights)))
+    for n, x in enumerate(X):
+        o = ~np.isnan(x)
+        for k in range(len(weights)):
+            theta = means[k, o]
+            log_prob[n, k] = np.log(weights[k]) + np.sum(
+                x[o] * np.log(theta) + (1 - x[o]) * np.log1p(-theta)
+            )
+    return log_prob
+
+
+@pytest.mark.parametrize("as_sparse", [False, True])
+def test_bernoulli_e_step_and_m_step_match_brute_force(as_sparse):
+    from scipy import sparse
+
+    X, _ = _binary_data(40, seed=3)
+    X[0] = np.nan  # nothing observed
+    bm = BernoulliMixtureEM(2, random_state=0).fit(np.nan_to_num(X))
+    # A sparse matrix stores every NaN as an explicit entry.
+    data = sparse.csr_matrix(X) if as_sparse else X
+    if as_sparse:
+        assert np.isnan(data.data).sum() == np.isnan(X).sum()
+    log_prob = _bernoulli_brute_force(X, bm.weights_, bm.means_)
+    log_norm = logsumexp(log_prob, axis=1)
+    resp = np.exp(log_prob - log_norm[:, None])
+    assert_allclose(bm.score_samples(data), log_norm, rtol=1e-10, atol=1e-12)
+    assert_allclose(bm.predict_proba(data), resp, rtol=1e-10, atol=1e-12)
+    assert_allclose(bm.score_samples(data)[0], 0.0, atol=1e-12)
+
+    # One EM step: per-feature denominators, over the rows where each
+    # feature is observed (rows with nothing observed are left out).
+    keep = ~np.isnan(X).all(axis=1)
+    r, observed = resp[keep], ~np.isnan(X[keep])
+    counts = r.T @ observed
+    ones = r.T @ np.nan_to_num(X[keep])
+    alpha = beta = 2.0
+    expected_means = (ones + alpha - 1) / (counts + alpha + beta - 2)
+    step = BernoulliMixtureEM(
+        2, means_init=bm.means_, weights_init=bm.weights_, max_iter=1, tol=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        step.fit(data)
+    assert_allclose(step.means_, expected_means, rtol=1e-10)
+    assert_allclose(step.weights_, r.sum(0) / r.sum(), rtol=1e-10)
+
+
+def test_bernoulli_sparse_equals_dense_and_likelihood_never_decreases():
+    from scipy import sparse
+
+    X, _ = _binary_data(500)
+    dense = BernoulliMixtureEM(2, random_state=0, tol=1e-8, max_iter=200).fit(X)
+    sparse_fit = BernoulliMixtureEM(2, random_state=0, tol=1e-8, max_iter=200).fit(
+        sparse.csr_matrix(X)
+    )
+    assert dense.converged_
+    for name in ["weights_", "means_", "lower_bound_"]:
+        assert_allclose(getattr(sparse_fit, name), getattr(dense, name), rtol=1e-8)
+    bounds = np.asarray(dense.lower_bounds_)
+    assert np.all(np.diff(bounds) >= -1e-10 * np.abs(bounds[1:]))
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.4])
+def test_bernoulli_estimates_approach_the_truth_as_n_grows(fraction):
+    errors = []
+    for n_samples in [300, 3000, 30000]:
+        X, (weights, prototypes) = _binary_data(n_samples, n_samples, fraction)
+        bm = BernoulliMixtureEM(2, random_state=0, tol=1e-6).fit(X)
+        order = np.argsort(-bm.means_[:, 0])
+        errors.append(
+            max(
+                np.abs(bm.weights_[order] - weights).max(),
+                np.abs(bm.means_[order] - prototypes).max(),
+            )
+        )
+    assert errors[0] > errors[2] and errors[1] > errors[2]
+    assert errors[2] < 0.03
+
+
+def test_bernoulli_binarizes_observed_values_and_keeps_nan():
+    from scipy import sparse
+
+    X, _ = _binary_data(300)
+    grey = np.where(np.isnan(X), np.nan, 0.6 * X + 0.3)  # 0 -> 0.3, 1 -> 0.9
+    params = dict(n_components=2, random_state=0)
+    expected = BernoulliMixtureEM(binarize=None, **params).fit(X)
+    for data in [grey, sparse.csr_matrix(grey)]:
+        bm = BernoulliMixtureEM(binarize=0.5, **params).fit(data)
+        assert_allclose(bm.means_, expected.means_, rtol=1e-10)
+        assert_allclose(
+            bm.score_samples(data), expected.score_samples(X), rtol=1e-10, atol=1e-12
+        )
+
+
+def test_bernoulli_complete_data_never_calls_the_missing_value_kernels(monkeypatch):
+    X, _ = _binary_data(200, fraction=0.0)
+    expected = BernoulliMixtureEM(2, random_state=0).fit(X)
+
+    def fail(self, complete):
+        raise AssertionError("missing-value kernel used on complete data")
+
+    monkeypatch.setattr(BernoulliMixtureEM, "_missing_e_step_function", fail)
+    monkeypatch.setattr(BernoulliMixtureEM, "_missing_log_prob_function", fail)
+    bm = BernoulliMixtureEM(2, random_state=0).fit(X)
+    assert_array_equal(bm.means_, expected.means_)
+    assert_array_equal(bm.predict_proba(X), expected.predict_proba(X))
+
+
+def test_bernoulli_partial_fit_mixes_complete_and_incomplete_batches():
+    X, _ = _binary_data(3000, fraction=0.25)
+    complete = np.nan_to_num(X[:1000])  # a batch without missing values
+    batch = BernoulliMixtureEM(2, random_state=0).fit(X)
+    online = BernoulliMixtureEM(2, random_state=0, learning_offset=2.0)
+    for _ in range(3):
+        online.partial_fit(X[1000:2000])
+        online.partial_fit(complete)
+        online.partial_fit(X[2000:])
+    assert np.all(np.isfinite(online.means_))
+    order = np.argsort(online.means_[:, 0])
+    reference = np.argsort(batch.means_[:, 0])
+    assert_allclose(online.means_[order], batch.means_[reference], atol=0.1)
+
+
+def test_bernoulli_integer_sample_weight_equals_repeated_rows():
+    X, _ = _binary_data(150)
+    sample_weight = np.random.default_rng(0).integers(0, 4, size=len(X))
+    params = dict(
+        n_components=2,
+        means_init=[[0.6, 0.6, 0.4, 0.4, 0.5], [0.4, 0.4, 0.6, 0.6, 0.5]],
+        weights_init=[0.5, 0.5],
+        tol=0,
+        max_iter=15,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = BernoulliMixtureEM(**params).fit(X, sample_weight=sample_weight)
+        repeated = BernoulliMixtureEM(**params).fit(np.repeat(X, sample_weight, 0))
+    for name in ["weights_", "means_", "lower_bound_"]:
+        assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-10)
