@@ -176,7 +176,7 @@ def _unique_patterns(missing):
     return missing[first], pattern_of_row.ravel()
 
 
-def _parts(row_values, budget=_PART_VALUES):
+def _parts(row_values, budget=None):
     """Split rows into consecutive parts of at most ``budget`` values.
 
     Parameters
@@ -184,13 +184,15 @@ def _parts(row_values, budget=_PART_VALUES):
     row_values : ndarray of shape (n_samples,)
         Values of temporaries each row needs.
 
-    budget : int
+    budget : int, default=None
+        None means :data:`_PART_VALUES`.
 
     Returns
     -------
     parts : list of slice
         At least one row per part.
     """
+    budget = _PART_VALUES if budget is None else budget
     n_samples = len(row_values)
     total = np.cumsum(row_values, dtype=np.float64)
     parts, start = [], 0

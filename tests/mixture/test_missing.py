@@ -586,3 +586,32 @@ def test_bernoulli_integer_sample_weight_equals_repeated_rows():
         repeated = BernoulliMixtureEM(**params).fit(np.repeat(X, sample_weight, 0))
     for name in ["weights_", "means_", "lower_bound_"]:
         assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parts_chunks_and_threads_give_the_same_statistics(
+    covariance_type, monkeypatch
+):
+    import sklearn
+
+    X, _ = _mixture_data(3000)
+    X = _remove(X, 0.3)
+    gm = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    gm.fit(X)
+    function = gm._missing_e_step_function(gm._e_step_chunk_function())
+    expected = function(X, None)
+    expected_proba = gm.predict_proba(X)
+    # Rows split into many parts inside a chunk...
+    monkeypatch.setattr(_missing, "_PART_VALUES", 500)
+    assert len(_missing._incomplete_parts(np.isnan(X), 2, True)) > 10
+    for key, value in function(X, None).items():
+        assert_allclose(value, expected[key], rtol=1e-10, err_msg=key)
+    monkeypatch.undo()
+    # ... and many chunks over two threads.
+    gm.set_params(n_jobs=2)
+    with sklearn.config_context(working_memory=1):
+        assert gm._rows(X) < X.shape[0]
+        data = as_data(gm, X, reset=False)
+        for key, value in gm._e_step_statistics(data).items():
+            assert_allclose(value, expected[key], rtol=1e-10, err_msg=key)
+        assert_allclose(gm.predict_proba(X), expected_proba, rtol=1e-10, atol=1e-14)
