@@ -68,6 +68,7 @@ sphinx_gallery_conf = {
 BENCHMARK_TABLES = {
     "em.md": "Gaussian mixtures: GaussianMixtureEM against scikit-learn",
     "bernoulli.md": "Bernoulli mixtures",
+    "missing.md": "Missing values: GaussianMixtureImputer against scikit-learn",
     "vae_torch.md": "VAETransformer against PyTorch",
 }
 
