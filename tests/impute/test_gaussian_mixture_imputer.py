@@ -242,3 +242,24 @@ def test_works_in_a_pipeline_before_a_classifier():
     )
     scores = cross_val_score(pipeline, X, y, cv=3)
     assert scores.mean() > 0.9
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_mean_of_many_draws_is_the_expectation(covariance_type):
+    X, _ = _correlated(400)
+    X_missing = _remove(X, 0.3)
+    params = dict(n_components=2, covariance_type=covariance_type, random_state=0)
+    expected = GaussianMixtureImputer(**params).fit(X_missing)
+    sampler = GaussianMixtureImputer(sample_posterior=True, **params).fit(X_missing)
+    rows = X_missing[:40]
+    draws = np.stack([sampler.transform(rows) for _ in range(400)])
+    missing = np.isnan(rows)
+    observed = rows[~missing]
+    assert_array_equal(
+        draws[:, ~missing], np.broadcast_to(observed, (400, observed.size))
+    )
+    spread = draws.std(axis=0)[missing]
+    assert np.all(spread > 0)
+    # Within five standard errors of the conditional expectation.
+    error = np.abs(draws.mean(axis=0) - expected.transform(rows))[missing]
+    assert np.all(error < 5 * spread / np.sqrt(400))
