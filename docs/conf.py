@@ -28,6 +28,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
+    "myst_parser",
     "sphinx_gallery.gen_gallery",
 ]
 
@@ -36,12 +37,15 @@ exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 default_role = "literal"
 
 autosummary_generate = True
-numpydoc_show_class_members = False
+numpydoc_show_class_members = True
 numpydoc_class_members_toctree = False
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"sklearn-em {release}"
 html_static_path = []
+# Pages without sub-pages need no section navigation: the width goes to
+# their tables.
+html_sidebars = {"benchmarks": [], "install": [], "glossary": []}
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
@@ -67,9 +71,10 @@ sphinx_gallery_conf = {
 
 BENCHMARK_TABLES = {
     "em.md": "Gaussian mixtures: GaussianMixtureEM against scikit-learn",
-    "bernoulli.md": "Bernoulli mixtures",
+    "bernoulli.md": "Bernoulli mixtures: BernoulliMixtureEM against pomegranate",
     "missing.md": "Missing values: GaussianMixtureImputer against scikit-learn",
     "vae_torch.md": "VAETransformer against PyTorch",
+    "dask.md": "Dask: GaussianMixtureEM on a Dask cluster against in memory",
 }
 
 
@@ -79,44 +84,50 @@ def _write_if_changed(path, text):
         path.write_text(text)
 
 
+def _results_title(path):
+    """A section title for a results file that BENCHMARK_TABLES does not name."""
+    script = ROOT / "benchmarks" / f"bench_{path.stem}.py"
+    if script.exists():
+        return f"Results of benchmarks/bench_{path.stem}.py"
+    return f"Results in benchmarks/results/{path.name}"
+
+
+def _results_markdown(path, title):
+    """One results file as a MyST section titled ``title``.
+
+    The file's own level-1 headings become paragraphs (the section has its
+    title already); deeper headings stay, one level below it. Code blocks
+    without a language are plain text, not Python.
+    """
+    lines = [f"# {title}", "", f"From `benchmarks/results/{path.name}`:", ""]
+    in_fence = False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            if not in_fence and line.strip() == "```":
+                line = line.replace("```", "```text")
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("# "):
+            line = line[2:].strip()
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def _benchmark_tables():
+    """The results files in benchmarks/results/ as one MyST document."""
     results = ROOT / "benchmarks" / "results"
-    lines = []
-    for name, title in BENCHMARK_TABLES.items():
-        if (results / name).exists():
-            lines += [
-                title,
-                "-" * len(title),
-                "",
-                f"From ``benchmarks/results/{name}``:",
-                "",
-                f".. literalinclude:: ../benchmarks/results/{name}",
-                "   :language: text",
-                "",
-            ]
-    others = (
-        sorted(p.name for p in results.glob("*.md") if p.name not in BENCHMARK_TABLES)
-        if results.exists()
-        else []
-    )
-    for name in others:
-        lines += [
-            name,
-            "-" * len(name),
-            "",
-            f".. literalinclude:: ../benchmarks/results/{name}",
-            "   :language: text",
-            "",
+    present = sorted(results.glob("*.md")) if results.exists() else []
+    order = {name: i for i, name in enumerate(BENCHMARK_TABLES)}
+    present.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    sections = [
+        _results_markdown(p, BENCHMARK_TABLES.get(p.name) or _results_title(p))
+        for p in present
+    ]
+    if not sections:
+        sections = [
+            "No benchmark results in `benchmarks/results/` yet: run the scripts "
+            "in `benchmarks/` to produce them.\n"
         ]
-    if not lines:
-        lines = [
-            ".. note::",
-            "",
-            "   No benchmark results in ``benchmarks/results/`` yet: run the",
-            "   scripts in ``benchmarks/`` to produce them.",
-            "",
-        ]
-    return "\n".join(lines)
+    return "\n".join(sections)
 
 
 def _optional_toctree(caption, docnames):
@@ -132,7 +143,7 @@ def _optional_toctree(caption, docnames):
 
 
 def _generate_pages():
-    _write_if_changed(GENERATED / "benchmark_tables.rst", _benchmark_tables())
+    _write_if_changed(GENERATED / "benchmark_tables.md", _benchmark_tables())
     _write_if_changed(
         GENERATED / "user_guide_extra.rst",
         _optional_toctree(None, ["user_guide/scaling"]),
@@ -149,6 +160,64 @@ def _generate_pages():
 
 _generate_pages()
 sys.path.insert(0, str(DOCS))
+
+# The methods the estimators inherit from scikit-learn (get_metadata_routing,
+# set_output, set_fit_request...) keep scikit-learn's docstrings, whose
+# cross-references point into scikit-learn's documentation. Without network
+# access at build time there is no intersphinx inventory: these few targets,
+# and the public scikit-learn classes and functions the docstrings name, are
+# linked to scikit-learn's stable pages here; any other unresolved reference
+# still fails the build.
+SKLEARN_DOCS = "https://scikit-learn.org/stable/"
+SKLEARN_REFERENCES = {
+    ("ref", "metadata_routing"): ("metadata_routing.html", None),
+    ("ref", "df_output_transform"): ("modules/df_output_transform.html", None),
+    ("ref", "sphx_glr_auto_examples_miscellaneous_plot_set_output.py"): (
+        "auto_examples/miscellaneous/plot_set_output.html",
+        "Introducing the set_output API",
+    ),
+    ("term", "meta-estimator"): ("glossary.html#term-meta-estimator", None),
+}
+
+
+def _sklearn_api_page(target):
+    """The page of a public scikit-learn class or function, or None."""
+    import importlib
+    import inspect
+
+    module_name, _, name = target.rpartition(".")
+    if not module_name.startswith("sklearn") or name.startswith("_"):
+        return None
+    try:
+        obj = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        return None
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        return f"modules/generated/{target}.html"
+    return None
+
+
+def _link_sklearn_reference(app, env, node, contnode):
+    """Resolve references to scikit-learn's documentation (see above)."""
+    from docutils import nodes
+
+    target = node.get("reftarget", "")
+    if node.get("refdomain") == "py":
+        page, title = _sklearn_api_page(target), None
+    else:
+        key = (node.get("reftype"), target.lower())
+        if node.get("refdomain") != "std" or key not in SKLEARN_REFERENCES:
+            return None
+        page, title = SKLEARN_REFERENCES[key]
+    if page is None:
+        return None
+    content = nodes.Text(title) if title is not None else contnode
+    return nodes.reference("", "", content, internal=False, refuri=SKLEARN_DOCS + page)
+
+
+def setup(app):
+    app.connect("missing-reference", _link_sklearn_reference)
+
 
 # Docstrings write ``shape (n_features_in_,)``: in reStructuredText a bare
 # ``name_`` is a link, which we point to scikit-learn's glossary entry.

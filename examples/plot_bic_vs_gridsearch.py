@@ -63,7 +63,7 @@ assert k_bic == 4 and k_cv == 4, (k_bic, k_cv)
 # find the four clusters; the held-out score flattens beyond the true ``K``
 # (extra components overfit a little), while BIC's penalty grows linearly in
 # the number of parameters.
-fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 axes[0].plot(ks, bic, marker="o")
 axes[0].axvline(k_bic, color="k", linestyle=":")
 axes[0].set(xlabel="K", ylabel="BIC (lower is better)", title="BIC")
@@ -76,6 +76,12 @@ axes[1].set(
     ylabel="held-out log-likelihood per sample",
     title="GridSearchCV",
 )
-MixtureDisplay.from_estimator(search.best_estimator_, X, ax=axes[2])
-axes[2].set_title(f"selected mixture, K={k_cv}")
 fig.tight_layout()
+
+# %%
+# The selected mixture
+# --------------------
+# The four components found, each drawn with its 1- and 2-sigma ellipses
+# over the data coloured by responsibilities.
+display = MixtureDisplay.from_estimator(search.best_estimator_, X)
+_ = display.ax_.set_title(f"selected mixture, K={k_cv}")

@@ -4,12 +4,15 @@ Fits the three estimators on handwritten digits (scikit-learn's bundled 8x8
 digits by default, or the MNIST test set with ``--mnist PATH``), selects the
 number of Gaussian components by BIC and by a cross-validated GridSearchCV
 over a Pipeline, prints a results table, and writes figures into ``--out``
-when matplotlib is installed.
+when matplotlib is installed. Progress goes to stderr (one line per fit in
+the long stages), the report to stdout.
 """
 
 import argparse
+import contextlib
 import gzip
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +27,17 @@ from sklearn.pipeline import Pipeline
 
 from . import GaussianMixtureEM, VAETransformer, __version__
 from .mixture import BernoulliMixtureEM
+
+
+def _positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def _parse_args(argv):
@@ -44,25 +58,26 @@ def _parse_args(argv):
     )
     parser.add_argument(
         "--n-samples",
-        type=int,
+        type=_positive_int,
         default=None,
         help="use only the first N images (default: all digits, 8000 of MNIST)",
     )
     parser.add_argument(
         "--max-components",
-        type=int,
-        default=12,
-        help="largest number of mixture components tried (default: 12)",
+        type=_positive_int,
+        metavar="N",
+        default=16,
+        help="largest number of Gaussian components tried; K = 1..N (default: 16)",
     )
     parser.add_argument(
         "--pca-components",
-        type=int,
+        type=_positive_int,
         default=10,
         help="PCA dimensions before the Gaussian mixture (default: 10)",
     )
     parser.add_argument(
         "--vae-epochs",
-        type=int,
+        type=_positive_int,
         default=60,
         help="training epochs of the VAE (default: 60)",
     )
@@ -72,7 +87,9 @@ def _parse_args(argv):
         help="folder for the figures (default: sklearn_em_output)",
     )
     parser.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress messages on stderr"
+    )
     return parser.parse_args(argv)
 
 
@@ -108,17 +125,33 @@ class _Progress:
             print(f"[sklearn_em] {message}", file=sys.stderr, flush=True)
 
 
+def _edge_warning(method, k, ks):
+    """A warning when ``method`` chose the largest K of the grid, else None."""
+    if k != ks[-1] or len(ks) < 2:
+        return None
+    return (
+        f"Warning: {method} chose K={k}, the largest K tried: a larger K may be "
+        f"better still. Rerun with --max-components {2 * k} to look further."
+    )
+
+
 def _gaussian(args, X, y, progress):
-    ks = list(range(2, args.max_components + 1))
-    progress(f"GaussianMixtureEM: BIC over K = 2..{args.max_components}")
+    ks = list(range(1, args.max_components + 1))
+    progress(
+        f"GaussianMixtureEM on {args.pca_components} PCA scores: "
+        f"BIC over K = 1..{args.max_components}"
+    )
     Xp = PCA(args.pca_components, random_state=args.random_state).fit_transform(X)
     bics = []
     for k in ks:
+        t0 = time.perf_counter()
         gm = GaussianMixtureEM(k, n_init=2, random_state=args.random_state).fit(Xp)
         bics.append(gm.bic(Xp))
+        progress(f"  K={k}: BIC {bics[-1]:.1f} ({time.perf_counter() - t0:.1f} s)")
     k_bic = ks[int(np.argmin(bics))]
     progress(
-        f"GridSearchCV over K in Pipeline(PCA, GaussianMixtureEM), {len(ks)}x3 fits"
+        f"GridSearchCV over K = 1..{args.max_components} in "
+        f"Pipeline(PCA, GaussianMixtureEM): {len(ks)} candidates x 3 folds"
     )
     pipe = Pipeline(
         [
@@ -130,7 +163,12 @@ def _gaussian(args, X, y, progress):
         pipe,
         {"gm__n_components": ks},
         cv=KFold(3, shuffle=True, random_state=args.random_state),
-    ).fit(X)
+        # One line per fit: "[CV 1/3] END gm__n_components=1;, score=..."
+        verbose=0 if progress.quiet else 3,
+    )
+    # scikit-learn prints its progress to stdout; it belongs with ours.
+    with contextlib.redirect_stdout(sys.stderr):
+        search.fit(X)
     k_cv = search.best_params_["gm__n_components"]
     gm = GaussianMixtureEM(k_bic, n_init=2, random_state=args.random_state).fit(Xp)
     return {
@@ -141,9 +179,18 @@ def _gaussian(args, X, y, progress):
         "ks": ks,
         "bics": bics,
         "cv_scores": search.cv_results_["mean_test_score"],
+        "warnings": [
+            w
+            for w in [
+                _edge_warning("BIC", k_bic, ks),
+                _edge_warning("GridSearchCV", k_cv, ks),
+            ]
+            if w is not None
+        ],
         "row": (
-            f"GaussianMixtureEM (PCA {args.pca_components})",
+            "GaussianMixtureEM",
             k_bic,
+            f"log-density of the {args.pca_components} PCA scores",
             gm.score(Xp),
             adjusted_rand_score(y, gm.predict(Xp)),
             gm.n_iter_,
@@ -153,7 +200,7 @@ def _gaussian(args, X, y, progress):
 
 def _bernoulli(args, X, y, progress):
     k = 10
-    progress(f"BernoulliMixtureEM: K={k} on images binarised at 0.5")
+    progress(f"BernoulliMixtureEM: K={k} on the pixels binarised at 0.5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         bm = BernoulliMixtureEM(
@@ -164,6 +211,7 @@ def _bernoulli(args, X, y, progress):
         "row": (
             "BernoulliMixtureEM",
             k,
+            f"log-probability of the {X.shape[1]} binary pixels",
             bm.score(X),
             adjusted_rand_score(y, bm.predict(X)),
             bm.n_iter_,
@@ -172,24 +220,36 @@ def _bernoulli(args, X, y, progress):
 
 
 def _vae(args, X, y, progress):
-    progress(f"VAETransformer: 2-D latent space, {args.vae_epochs} epochs")
+    progress(
+        f"VAETransformer: 2-D latent space, {args.vae_epochs} epochs on the "
+        "pixels binarised at 0.5"
+    )
+    # The same binary pixels as the Bernoulli mixture, so that its ELBO bounds
+    # the same kind of number as the mixture's log-likelihood.
+    Xb = (X > 0.5).astype(np.float64)
     vae = VAETransformer(
         2,
         hidden_layer_sizes=(128,),
         likelihood="bernoulli",
         max_iter=args.vae_epochs,
         random_state=args.random_state,
-    ).fit(X)
+    )
+    with warnings.catch_warnings():
+        # A fixed budget of --vae-epochs, not a run to convergence.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(Xb)
     # k-means-free summary of the latent space: how well 10 Gaussian clusters
     # of the codes recover the digit classes.
-    Z = vae.transform(X)
+    Z = vae.transform(Xb)
     gm = GaussianMixtureEM(10, random_state=args.random_state).fit(Z)
     return {
         "model": vae,
+        "Xb": Xb,
         "row": (
-            "VAETransformer (ELBO)",
+            "VAETransformer",
             2,
-            vae.score(X),
+            f"ELBO <= log-probability of the {X.shape[1]} binary pixels",
+            vae.score(Xb),
             adjusted_rand_score(y, gm.predict(Z)),
             vae.n_iter_,
         ),
@@ -197,13 +257,44 @@ def _vae(args, X, y, progress):
 
 
 def _print_table(rows, out):
-    header = (
-        f"{'model':<32} {'K / dim':>7} {'log-lik / ELBO':>14} {'ARI':>6} {'iters':>5}"
-    )
-    print(header, file=out)
-    print("-" * len(header), file=out)
-    for name, k, score, ari, n_iter in rows:
-        print(f"{name:<32} {k:>7} {score:>14.3f} {ari:>6.3f} {n_iter:>5}", file=out)
+    """The results: one row per model, each score labelled with what it is."""
+    columns = ["model", "K", "score", "score: mean per image of the", "ARI", "iters"]
+    cells = [
+        [name, str(k), f"{score:.3f}", what, f"{ari:.3f}", str(n_iter)]
+        for name, k, what, score, ari, n_iter in rows
+    ]
+    widths = [max(len(c[i]) for c in [columns, *cells]) for i in range(len(columns))]
+    left = {0, 3}  # text columns; numbers are right-aligned
+
+    def line(values):
+        return "  ".join(
+            v.ljust(w) if i in left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths))
+        )
+
+    print(line(columns), file=out)
+    print("-" * len(line(columns)), file=out)
+    for row in cells:
+        print(line(row), file=out)
+
+
+def _print_notes(args, out):
+    notes = [
+        "K: mixture components (for the VAE: latent dimensions). score: the mean "
+        "over the images of the quantity named beside it, in nats.",
+        "The rows model different data and are not comparable across them: the "
+        f"Gaussian mixture models the images' first {args.pca_components} principal "
+        "components (a density of continuous values, which depends on their "
+        "scale), the Bernoulli mixture and the VAE the same binarised pixels "
+        "(probabilities of discrete values). The VAE's ELBO is a lower bound on "
+        "its own log-probability of those pixels.",
+        "ARI: adjusted Rand index of the clusters (for the VAE: of a 10-component "
+        "Gaussian mixture on its codes) against the digit labels, which no fit "
+        "uses.",
+    ]
+    for note in notes:
+        print(file=out)
+        print(textwrap.fill(note, width=79), file=out)
 
 
 def _figures(results, X, y, shape, out_dir, progress):
@@ -256,7 +347,7 @@ def _figures(results, X, y, shape, out_dir, progress):
     )
     save(ConvergenceDisplay.from_estimator(bern["model"]), "bernoulli_convergence.png")
     save(
-        LatentSpaceDisplay.from_estimator(vae["model"], X, y, random_state=0),
+        LatentSpaceDisplay.from_estimator(vae["model"], vae["Xb"], y, random_state=0),
         "vae_latent_space.png",
     )
     save(
@@ -286,17 +377,15 @@ def main(argv=None, out=sys.stdout):
         progress(f"  done in {time.perf_counter() - t0:.1f} s")
     print(file=out)
     _print_table([r["row"] for r in results.values()], out)
+    _print_notes(args, out)
     g = results["gaussian"]
-    print(
-        f"\nNumber of Gaussian components selected by BIC: {g['k_bic']}; "
-        f"by 3-fold GridSearchCV (held-out log-likelihood): {g['k_cv']}.",
-        file=out,
+    selected = (
+        f"Number of Gaussian components selected by BIC: {g['k_bic']}; "
+        f"by 3-fold GridSearchCV (held-out log-likelihood): {g['k_cv']}."
     )
-    print(
-        "ARI: adjusted Rand index of the clusters (for the VAE: of a 10-component "
-        "Gaussian mixture on its codes) against the digit labels.",
-        file=out,
-    )
+    print(file=out)
+    for paragraph in [selected, *g["warnings"]]:
+        print(textwrap.fill(paragraph, width=79), file=out)
     out_dir = Path(args.out)
     paths = _figures(results, X, y, shape, out_dir, progress)
     if paths is None:

@@ -74,4 +74,4 @@ assert_allclose(
 # -----------
 # Each point's colour mixes the component colours by its responsibilities:
 # points between two ellipses take a blend of the two colours.
-MixtureDisplay.from_estimator(gm, X)
+display = MixtureDisplay.from_estimator(gm, X)

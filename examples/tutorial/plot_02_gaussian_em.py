@@ -105,4 +105,4 @@ gm = GaussianMixtureEM(
 ).fit(X)
 assert np.all(np.diff(gm.lower_bounds_) >= -1e-12)
 print(f"converged after {gm.n_iter_} iterations: {gm.lower_bounds_[-1]:.4f}")
-ConvergenceDisplay.from_estimator(gm)
+display = ConvergenceDisplay.from_estimator(gm)

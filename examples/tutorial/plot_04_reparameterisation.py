@@ -86,7 +86,7 @@ for offset in offsets:
     assert np.all(np.array(var_sf) > np.array(var_pw))
 ax.loglog(sigmas, var_pw, "k--", marker="s", label="pathwise (any mu - c)")
 ax.set(xlabel="sigma", ylabel="variance of a one-draw gradient estimate")
-ax.legend(fontsize="small")
+legend = ax.legend(fontsize="small")
 
 # %%
 # In the VAE

@@ -118,7 +118,7 @@ for name, e in estimates.items():
     assert abs(means[name] - means["analytic_kl"]) < 5 * standard_error, name
 
 # ...and match the estimator's own ELBO: ``score_samples`` with many draws.
-own = vae.set_params(n_mc_samples=100).score_samples(x).mean()
+own = vae.set_params(n_score_draws=100).score_samples(x).mean()
 assert abs(own - means["analytic_kl"]) < 0.1, (own, means["analytic_kl"])
 
 # %%

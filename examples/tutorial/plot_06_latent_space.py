@@ -32,7 +32,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn_em import VAETransformer
 from sklearn_em.plotting import LatentSpaceDisplay, ManifoldDisplay
 
-# scikit-learn's 8x8 digits keep this part fast; MNIST gives the same picture.
+# scikit-learn's 8x8 digits (bundled with it) keep this part fast.
 X, y = load_digits(return_X_y=True)
 X, image_shape = X / 16, (8, 8)
 vae = VAETransformer(
@@ -54,7 +54,7 @@ print("covariance of q(z):\n", np.cov(Z.T).round(2))
 assert np.all(np.abs(Z.mean(axis=0)) < 0.3)
 assert np.all(np.abs(np.cov(Z.T) - np.eye(2)) < 1.5)
 
-LatentSpaceDisplay.from_estimator(vae, X, y, random_state=0)
+latent_display = LatentSpaceDisplay.from_estimator(vae, X, y, random_state=0)
 
 # %%
 # Measuring the holes
@@ -99,10 +99,10 @@ ax.contour(
     levels=[0.5],
     colors="k",
 )
-fig.colorbar(image, label="log10 q(z) / p(z), per cell")
 ax.set(
     xlabel="Phi(z_1)", ylabel="Phi(z_2)", title="holes (outlined) in the disc |z| < 2"
 )
+colorbar = fig.colorbar(image, label="log10 q(z) / p(z), per cell")
 
 # %%
 # Samples from the holes are poor
@@ -134,4 +134,6 @@ for row, images, title in [(0, hole_images, "holes"), (1, dense_images, "dense")
 # The grid maps a uniform mesh of ``[0, 1]^2`` through the normal inverse
 # CDF: every image covers the same prior mass, so this is what sampling from
 # the prior produces, holes included.
-ManifoldDisplay.from_estimator(vae, n_points=15, image_shape=image_shape)
+manifold_display = ManifoldDisplay.from_estimator(
+    vae, n_points=15, image_shape=image_shape
+)

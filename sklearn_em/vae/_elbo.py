@@ -29,6 +29,7 @@ from ._likelihoods import (
     LOG_2PI,
     LOG_VAR_MAX,
     LOG_VAR_MIN,
+    _bernoulli_grad,
     _bernoulli_log_likelihood,
     _gaussian_log_likelihood,
 )
@@ -309,7 +310,32 @@ def _elbo(X, eps, params, *, activation, likelihood, elbo, beta=1.0):
     return values
 
 
-def _importance_weighted_bound(X, eps, params, *, activation, likelihood):
+def _log_prior_ratio(z, eps, log_var):
+    """``ln p(z) - ln q(z|x)`` of reparameterised draws.
+
+    With ``z = mu + exp(log_var / 2) * eps`` the ``ln 2 pi`` terms cancel:
+    ``1/2 sum(eps^2 + log_var - z^2)``.
+
+    Parameters
+    ----------
+    z, eps : ndarray of shape (n_draws, n_samples, n_components)
+        Latent draws and their standard normal noise (``eps`` may have one
+        row, broadcast over the samples).
+
+    log_var : ndarray of shape (n_samples, n_components)
+
+    Returns
+    -------
+    log_ratio : ndarray of shape (n_draws, n_samples), float64
+    """
+    log_ratio = np.square(z, dtype=np.float64).sum(axis=-1)
+    log_ratio -= np.square(eps, dtype=np.float64).sum(axis=-1)
+    log_ratio -= log_var.sum(axis=-1, dtype=np.float64)
+    log_ratio *= -0.5
+    return log_ratio
+
+
+def _importance_weighted_bound(X, eps, params, *, activation, likelihood, beta=1.0):
     """Importance-weighted bound on ln p(x) (Burda et al., 2016).
 
     ``ln 1/K sum_k p(x, z_k) / q(z_k|x)`` with ``K = eps.shape[0]`` draws from
@@ -331,6 +357,10 @@ def _importance_weighted_bound(X, eps, params, *, activation, likelihood):
 
     likelihood : {"bernoulli", "gaussian"}
 
+    beta : float, default=1.0
+        Weight of ``ln p(z) - ln q(z|x)`` in the log-weights (1 for the
+        bound on ln p(x)).
+
     Returns
     -------
     bound : ndarray of shape (n_samples,)
@@ -339,16 +369,61 @@ def _importance_weighted_bound(X, eps, params, *, activation, likelihood):
     log_likelihood, z, mu, log_var = _forward_draws(
         X, eps, params, activation, likelihood
     )
-    log_weights = log_likelihood.astype(np.float64)
-    log_weights += _standard_normal_log_pdf(z)
-    log_weights -= _reparameterised_log_q(eps, log_var)
-    return logsumexp(log_weights, axis=0) - np.log(eps.shape[0])
+    return _log_mean_exp(_log_weights(log_likelihood, z, eps, log_var, beta))
+
+
+def _log_weights(log_likelihood, z, eps, log_var, beta):
+    """Log importance weights ``ln p(x|z) + beta (ln p(z) - ln q(z|x))``.
+
+    Parameters
+    ----------
+    log_likelihood : ndarray of shape (n_draws, n_samples)
+
+    z, eps : ndarray of shape (n_draws, n_samples, n_components)
+
+    log_var : ndarray of shape (n_samples, n_components)
+
+    beta : float
+
+    Returns
+    -------
+    log_weights : ndarray of shape (n_draws, n_samples), float64
+    """
+    log_weights = _log_prior_ratio(z, eps, log_var)
+    log_weights *= beta
+    log_weights += log_likelihood
+    return log_weights
+
+
+def _log_mean_exp(log_weights):
+    """``ln 1/K sum_k exp(log_weights[k])``, stably.
+
+    Parameters
+    ----------
+    log_weights : ndarray of shape (n_draws, n_samples)
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples,)
+    """
+    return logsumexp(log_weights, axis=0) - np.log(log_weights.shape[0])
 
 
 def _elbo_loss_and_grad(
-    X, eps, params, grads, buffers, *, activation, likelihood, elbo, beta
+    X,
+    eps,
+    params,
+    grads,
+    buffers,
+    *,
+    activation,
+    likelihood,
+    elbo,
+    beta,
+    objective="elbo",
 ):
-    """Mean negative ELBO of a minibatch and its gradient, by backpropagation.
+    """Mean negative ELBO (or importance-weighted bound) of a minibatch and its
+    gradient, by backpropagation.
 
     Parameters
     ----------
@@ -375,14 +450,22 @@ def _elbo_loss_and_grad(
     likelihood : {"bernoulli", "gaussian"}
 
     elbo : {"analytic_kl", "entropy", "monte_carlo"}
+        The ELBO estimator, for ``objective="elbo"``.
 
     beta : float
-        Weight of the latent part of the ELBO.
+        Weight of the latent part of the ELBO, or of ``ln p(z) - ln q(z|x)``
+        in the log-weights of the importance-weighted bound.
+
+    objective : {"elbo", "iwae"}, default="elbo"
+        "elbo": the ELBO averaged over the ``n_draws`` draws; "iwae": the
+        importance-weighted bound with ``K = n_draws`` (Burda et al., 2016),
+        whose gradient is that of the Monte Carlo ELBO with every draw
+        weighted by its normalised importance weight.
 
     Returns
     -------
     loss : float
-        ``-1/n_samples sum_i ELBO_i`` with the latent part weighted by
+        ``-1/n_samples sum_i bound_i`` with the latent part weighted by
         ``beta``, in nats.
     """
     n_samples = X.shape[0]
@@ -394,33 +477,61 @@ def _elbo_loss_and_grad(
     decoder_deltas = [d[:n_rows] for d in buffers["decoder_deltas"]]
     z = buffers["z"][:n_rows]
     z_grad = buffers["z_grad"][:n_rows]
+    z_draws = z.reshape(n_draws, n_samples, -1)
 
     # Forward: q(z|x), z = mu + sigma * eps, ln p(x|z).
     mu, log_var, clipped = _encode(X, params, activation, encoder_acts)
     sigma = _reparameterise(mu, log_var, eps, out=z)
     output = _forward_pass(z, params[2], params[3], activation, decoder_acts)
-    scale = 1.0 / n_rows
-    if likelihood == "bernoulli":
-        log_likelihood = _bernoulli_log_likelihood(
-            X, output, grad=decoder_deltas[-1], scale=scale
-        )
-    else:
+    if likelihood == "gaussian":
         log_var_x = np.clip(params[4], LOG_VAR_MIN, LOG_VAR_MAX)
-        log_likelihood = _gaussian_log_likelihood(
-            X,
-            output,
-            log_var_x,
-            grad=decoder_deltas[-1],
-            log_var_grad=grads[4],
-            scale=scale,
+    if objective == "iwae":
+        # The weight of every draw in the gradient is its normalised
+        # importance weight: the loss and the weights come before the
+        # gradient of the likelihood.
+        if likelihood == "bernoulli":
+            log_likelihood = _bernoulli_log_likelihood(X, output)
+        else:
+            log_likelihood = _gaussian_log_likelihood(X, output, log_var_x)
+        log_weights = _log_weights(log_likelihood, z_draws, eps, log_var, beta)
+        loss = -float(np.mean(_log_mean_exp(log_weights)))
+        log_weights -= logsumexp(log_weights, axis=0)
+        scale = np.exp(log_weights, out=log_weights)
+        scale /= n_samples
+        scale = scale.astype(X.dtype, copy=False)
+        if likelihood == "bernoulli":
+            _bernoulli_grad(X, output, decoder_deltas[-1], scale=scale)
+        else:
+            _gaussian_log_likelihood(
+                X,
+                output,
+                log_var_x,
+                grad=decoder_deltas[-1],
+                log_var_grad=grads[4],
+                scale=scale,
+            )
+    else:
+        scale = 1.0 / n_rows
+        if likelihood == "bernoulli":
+            log_likelihood = _bernoulli_log_likelihood(
+                X, output, grad=decoder_deltas[-1], scale=scale
+            )
+        else:
+            log_likelihood = _gaussian_log_likelihood(
+                X,
+                output,
+                log_var_x,
+                grad=decoder_deltas[-1],
+                log_var_grad=grads[4],
+                scale=scale,
+            )
+        loss = -(
+            log_likelihood.sum(dtype=np.float64) / n_rows
+            + _latent_term(z_draws, eps, mu, log_var, elbo, beta).sum(dtype=np.float64)
+            / n_samples
         )
+    if likelihood == "gaussian":
         grads[4][(params[4] < LOG_VAR_MIN) | (params[4] > LOG_VAR_MAX)] = 0
-    z_draws = z.reshape(n_draws, n_samples, -1)
-    loss = -(
-        log_likelihood.sum(dtype=np.float64) / n_rows
-        + _latent_term(z_draws, eps, mu, log_var, elbo, beta).sum(dtype=np.float64)
-        / n_samples
-    )
 
     # Backward through the decoder, down to z.
     _backward_pass(
@@ -434,11 +545,14 @@ def _elbo_loss_and_grad(
         input_grad=z_grad,
     )
     z_grad_draws = z_grad.reshape(n_draws, n_samples, -1)
-    if elbo != "analytic_kl" and beta != 0:
+    if (objective == "iwae" or elbo != "analytic_kl") and beta != 0:
         # -ln p(z) contributes z to the gradient with respect to z (the
         # reparameterised ln q(z|x) does not depend on z, see
         # _reparameterised_log_q).
-        z_grad_draws += (beta * scale) * z_draws
+        if np.ndim(scale):
+            z_grad_draws += (beta * scale)[:, :, np.newaxis] * z_draws
+        else:
+            z_grad_draws += (beta * scale) * z_draws
 
     # Through the reparameterisation: dz/dmu = 1, dz/dlog_var = sigma * eps / 2.
     encoder_output_grad = encoder_deltas[-1]
@@ -451,12 +565,14 @@ def _elbo_loss_and_grad(
     log_var_grad *= 0.5 * sigma
     if beta != 0:
         per_sample = beta / n_samples
-        if elbo == "analytic_kl":
+        if objective == "elbo" and elbo == "analytic_kl":
             # KL = 1/2 sum(mu^2 + exp(log_var) - log_var - 1)
             mu_grad += per_sample * mu
             log_var_grad += (0.5 * per_sample) * (np.square(sigma) - 1)
         else:
-            # -H(q) and the reparameterised ln q(z|x) both give -1/2 per log_var.
+            # -H(q) and the reparameterised ln q(z|x) both give -1/2 per
+            # log_var (for the importance-weighted bound, the normalised
+            # weights of a sample's draws sum to 1).
             log_var_grad -= 0.5 * per_sample
     log_var_grad[clipped] = 0
 

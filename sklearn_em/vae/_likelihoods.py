@@ -60,6 +60,24 @@ def _as_draws(A, n_samples):
     return A.reshape(-1, n_samples, A.shape[-1])
 
 
+def _row_scale(scale, n_samples):
+    """A gradient factor as an array broadcastable to the decoder outputs.
+
+    Parameters
+    ----------
+    scale : float or ndarray of shape (n_draws, n_samples)
+
+    n_samples : int
+
+    Returns
+    -------
+    scale : float or ndarray of shape (n_draws, n_samples, 1)
+    """
+    if np.ndim(scale) == 0:
+        return scale
+    return np.reshape(scale, (-1, n_samples, 1))
+
+
 def _bernoulli_log_likelihood(X, logits, grad=None, scale=1.0):
     """Bernoulli log-likelihood of ``X`` given the decoder logits.
 
@@ -76,12 +94,11 @@ def _bernoulli_log_likelihood(X, logits, grad=None, scale=1.0):
         Decoder outputs, ``n_draws`` blocks of ``n_samples`` rows.
 
     grad : ndarray of shape (n_draws * n_samples, n_features), default=None
-        If given, filled with ``scale * d(-ln p(x|z)) / d logits``
-        ``= scale * (sigmoid(logits) - X)``. It may be ``logits`` itself,
-        which is then overwritten after use.
+        If given, filled by :func:`_bernoulli_grad`. It may be ``logits``
+        itself, which is then overwritten after use.
 
-    scale : float, default=1.0
-        Factor of the gradient.
+    scale : float or ndarray of shape (n_draws, n_samples), default=1.0
+        Factor of the gradient, per row if an array.
 
     Returns
     -------
@@ -104,18 +121,46 @@ def _bernoulli_log_likelihood(X, logits, grad=None, scale=1.0):
     ll -= e
     log_likelihood = ll.sum(axis=-1)
     if grad is not None:
-        g = _as_draws(grad, n_samples)
-        # sigmoid(a) = 1 / (1 + exp(-a)); exp(-a) overflows to inf for very
-        # negative a, which gives the correct limit 0.
-        np.negative(a, out=e)
-        with np.errstate(over="ignore"):
-            np.exp(e, out=e)
-        e += 1
-        np.divide(1, e, out=g)
-        g -= X
-        if scale != 1.0:
-            g *= scale
+        _bernoulli_grad(X, logits, grad, scale, work=e)
     return log_likelihood
+
+
+def _bernoulli_grad(X, logits, grad, scale=1.0, work=None):
+    """Gradient of the negative Bernoulli log-likelihood in the logits.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data in [0, 1].
+
+    logits : ndarray of shape (n_draws * n_samples, n_features)
+        Decoder outputs, ``n_draws`` blocks of ``n_samples`` rows.
+
+    grad : ndarray of shape (n_draws * n_samples, n_features)
+        Filled with ``scale * d(-ln p(x|z)) / d logits``
+        ``= scale * (sigmoid(logits) - X)``. It may be ``logits`` itself.
+
+    scale : float or ndarray of shape (n_draws, n_samples), default=1.0
+        Factor of the gradient, per row if an array.
+
+    work : ndarray of shape (n_draws, n_samples, n_features), default=None
+        Scratch space.
+    """
+    n_samples = X.shape[0]
+    a = _as_draws(logits, n_samples)
+    e = np.empty_like(a) if work is None else work
+    g = _as_draws(grad, n_samples)
+    # sigmoid(a) = 1 / (1 + exp(-a)); exp(-a) overflows to inf for very
+    # negative a, which gives the correct limit 0.
+    np.negative(a, out=e)
+    with np.errstate(over="ignore"):
+        np.exp(e, out=e)
+    e += 1
+    np.divide(1, e, out=g)
+    g -= X
+    scale = _row_scale(scale, n_samples)
+    if np.ndim(scale) or scale != 1.0:
+        g *= scale
 
 
 def _gaussian_log_likelihood(X, mean, log_var, grad=None, log_var_grad=None, scale=1.0):
@@ -140,11 +185,11 @@ def _gaussian_log_likelihood(X, mean, log_var, grad=None, log_var_grad=None, sca
         ``mean`` itself, which is then overwritten.
 
     log_var_grad : ndarray of shape (n_features,), default=None
-        If given, filled with ``scale * d(-sum ln p(x|z)) / d log_var``,
+        If given, filled with ``sum scale * d(-ln p(x|z)) / d log_var``,
         summed over draws and samples.
 
-    scale : float, default=1.0
-        Factor of the gradients.
+    scale : float or ndarray of shape (n_draws, n_samples), default=1.0
+        Factor of the gradients, per row if an array.
 
     Returns
     -------
@@ -159,16 +204,23 @@ def _gaussian_log_likelihood(X, mean, log_var, grad=None, log_var_grad=None, sca
     log_likelihood = squared.sum(axis=-1)
     log_likelihood += log_var.sum() + n_features * LOG_2PI
     log_likelihood *= -0.5
+    row_scale = _row_scale(scale, n_samples)
     if log_var_grad is not None:
-        n_rows = squared.shape[0] * squared.shape[1]
         # d(-ln p)/d log_var = (1 - r^2 / s^2) / 2, summed over the rows.
-        np.sum(squared, axis=(0, 1), out=log_var_grad)
-        log_var_grad -= n_rows
-        log_var_grad *= -0.5 * scale
+        if np.ndim(row_scale):
+            squared -= 1
+            squared *= row_scale
+            np.sum(squared, axis=(0, 1), out=log_var_grad)
+            log_var_grad *= -0.5
+        else:
+            n_rows = squared.shape[0] * squared.shape[1]
+            np.sum(squared, axis=(0, 1), out=log_var_grad)
+            log_var_grad -= n_rows
+            log_var_grad *= -0.5 * row_scale
     if grad is not None:
         residual *= precision
-        if scale != 1.0:
-            residual *= scale
+        if np.ndim(row_scale) or row_scale != 1.0:
+            residual *= row_scale
         _as_draws(grad, n_samples)[...] = residual
     return log_likelihood
 

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.stats import norm
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_em import GaussianMixtureEM, VAETransformer
 from sklearn_em.plotting import (
@@ -34,14 +36,18 @@ def digits():
 @pytest.fixture(scope="module")
 def vae(digits):
     X, _ = digits
-    return VAETransformer(
+    vae = VAETransformer(
         2,
         hidden_layer_sizes=(16,),
         likelihood="bernoulli",
         max_iter=5,
         early_stopping=True,
         random_state=0,
-    ).fit(X)
+    )
+    with warnings.catch_warnings():
+        # A fixed budget of epochs: no convergence expected.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return vae.fit(X)
 
 
 def _expected_ellipse(covariance, n_std):
@@ -189,7 +195,8 @@ def test_latent_space_display(pyplot, digits, vae):
 def test_latent_displays_need_2d_latent_space(pyplot, digits):
     X, _ = digits
     vae3 = VAETransformer(3, hidden_layer_sizes=(8,), max_iter=1, random_state=0)
-    vae3.fit(X)
+    with pytest.warns(ConvergenceWarning):
+        vae3.fit(X)
     with pytest.raises(ValueError, match="2-D latent space"):
         LatentSpaceDisplay.from_estimator(vae3, X)
     with pytest.raises(ValueError, match="2-D latent space"):

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from sklearn_em.vae._elbo import _allocate_buffers, _elbo_loss_and_grad
+from sklearn_em.vae._elbo import (
+    _allocate_buffers,
+    _elbo_loss_and_grad,
+    _importance_weighted_bound,
+)
 from sklearn_em.vae._network import (
     ACTIVATIONS,
     DERIVATIVES,
@@ -90,13 +94,23 @@ def _vae_params(n_features, hidden, n_components, likelihood, activation, rng):
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("elbo", ["analytic_kl", "entropy", "monte_carlo"])
+@pytest.mark.parametrize(
+    "objective, elbo",
+    [
+        ("elbo", "analytic_kl"),
+        ("elbo", "entropy"),
+        ("elbo", "monte_carlo"),
+        ("iwae", "analytic_kl"),
+    ],
+)
 @pytest.mark.parametrize("beta", [1.0, 0.5])
-def test_elbo_gradient(likelihood, elbo, beta):
-    """Analytic ELBO gradients (fixed eps) against central finite differences,
-    for every parameter array, in float64."""
+def test_elbo_gradient(likelihood, objective, elbo, beta):
+    """Analytic gradients of the ELBO estimators and of the importance-weighted
+    bound (fixed eps) against central finite differences, for every parameter
+    array, in float64."""
     rng = np.random.RandomState(42)
-    n_samples, n_features, hidden, n_components, n_draws = 7, 5, [6, 4], 3, 2
+    n_samples, n_features, hidden, n_components = 7, 5, [6, 4], 3
+    n_draws = 3 if objective == "iwae" else 2
     activation = "tanh"
     X = rng.uniform(size=(n_samples, n_features))
     if likelihood == "bernoulli":
@@ -105,7 +119,13 @@ def test_elbo_gradient(likelihood, elbo, beta):
     eps = rng.normal(size=(n_draws, n_samples, n_components))
     encoder_units = [n_features, *hidden, 2 * n_components]
     decoder_units = [n_components, *hidden[::-1], n_features]
-    config = dict(activation=activation, likelihood=likelihood, elbo=elbo, beta=beta)
+    config = dict(
+        activation=activation,
+        likelihood=likelihood,
+        elbo=elbo,
+        beta=beta,
+        objective=objective,
+    )
 
     def loss_and_grad():
         grads = tuple(
@@ -122,7 +142,13 @@ def test_elbo_gradient(likelihood, elbo, beta):
         loss = _elbo_loss_and_grad(X, eps, params, grads, buffers, **config)
         return loss, grads
 
-    _, grads = loss_and_grad()
+    loss, grads = loss_and_grad()
+    if objective == "iwae":
+        # The loss is the negative importance-weighted bound.
+        expected = -_importance_weighted_bound(
+            X, eps, params, activation=activation, likelihood=likelihood, beta=beta
+        ).mean()
+        assert_allclose(loss, expected, rtol=1e-12)
     arrays = [a for group in params[:4] for a in group]
     grad_arrays = [g for group in grads[:4] for g in group]
     if likelihood == "gaussian":
