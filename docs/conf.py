@@ -72,6 +72,7 @@ sphinx_gallery_conf = {
 BENCHMARK_TABLES = {
     "em.md": "Gaussian mixtures: GaussianMixtureEM against scikit-learn",
     "bernoulli.md": "Bernoulli mixtures: BernoulliMixtureEM against pomegranate",
+    "missing.md": "Missing values: GaussianMixtureImputer against scikit-learn",
     "vae_torch.md": "VAETransformer against PyTorch",
     "dask.md": "Dask: GaussianMixtureEM on a Dask cluster against in memory",
 }

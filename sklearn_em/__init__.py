@@ -1,9 +1,11 @@
 """sklearn-em: latent-variable models for scikit-learn.
 
-Mixtures learned by Expectation-Maximisation and a variational auto-encoder
-learned by variational inference, each a scikit-learn estimator.
+Mixtures learned by Expectation-Maximisation (with or without missing
+values), an imputer built on them, and a variational auto-encoder learned by
+variational inference, each a scikit-learn estimator.
 """
 
+from .impute import GaussianMixtureImputer
 from .mixture import (
     BernoulliMixtureEM,
     BernoulliMixtureIC,
@@ -19,6 +21,7 @@ __all__ = [
     "BernoulliMixtureIC",
     "GaussianMixtureEM",
     "GaussianMixtureIC",
+    "GaussianMixtureImputer",
     "VAETransformer",
     "__version__",
 ]

@@ -30,12 +30,19 @@ import pytest
 from numpydoc.docscrape import ClassDoc
 
 import sklearn_em
+import sklearn_em.impute
 import sklearn_em.mixture
 import sklearn_em.plotting
 import sklearn_em.vae
 from sklearn_em import GaussianMixtureEM, VAETransformer
 
-PUBLIC_MODULES = [sklearn_em, sklearn_em.mixture, sklearn_em.vae, sklearn_em.plotting]
+PUBLIC_MODULES = [
+    sklearn_em,
+    sklearn_em.mixture,
+    sklearn_em.impute,
+    sklearn_em.vae,
+    sklearn_em.plotting,
+]
 API_PAGES = Path("api") / "generated"
 HTML_ENV = "SKLEARN_EM_DOCS_HTML"
 

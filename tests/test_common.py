@@ -7,6 +7,7 @@ from sklearn_em import (
     BernoulliMixtureIC,
     GaussianMixtureEM,
     GaussianMixtureIC,
+    GaussianMixtureImputer,
     VAETransformer,
 )
 
@@ -15,6 +16,7 @@ ESTIMATORS = [
     BernoulliMixtureIC(),
     GaussianMixtureEM(),
     GaussianMixtureIC(),
+    GaussianMixtureImputer(),
     VAETransformer(),
 ]
 

@@ -19,7 +19,12 @@ import tomllib
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM, VAETransformer
+from sklearn_em import (
+    BernoulliMixtureEM,
+    GaussianMixtureEM,
+    GaussianMixtureImputer,
+    VAETransformer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +80,10 @@ def test_gaussian_mixture_em_is_a_drop_in_api():
             VAETransformer,
             {"fit", "transform", "inverse_transform", "score_samples", "sample"},
         ),
+        (
+            GaussianMixtureImputer,
+            {"fit", "transform", "fit_transform", "get_feature_names_out"},
+        ),
     ],
 )
 def test_estimator_contracts_named_in_the_readme(estimator, methods):
@@ -82,7 +91,7 @@ def test_estimator_contracts_named_in_the_readme(estimator, methods):
 
 
 def test_runtime_dependencies_are_numpy_scipy_sklearn_joblib():
-    """The three estimators fit and transform with every optional package
+    """The estimators fit and transform with every optional package
     (matplotlib, Dask, pandas, PyTorch) made unimportable."""
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "dependencies"
@@ -106,6 +115,9 @@ X = np.random.default_rng(0).random((40, 6))
 sklearn_em.GaussianMixtureEM(2, random_state=0).fit(X).transform(X)
 sklearn_em.BernoulliMixtureEM(2, binarize=0.5, random_state=0).fit(X).predict(X)
 sklearn_em.VAETransformer(2, max_iter=1, random_state=0).fit(X).transform(X)
+X[::3, 1] = np.nan
+sklearn_em.GaussianMixtureEM(2, random_state=0).fit(X).score_samples(X)
+sklearn_em.GaussianMixtureImputer(random_state=0).fit_transform(X)
 print("fitted")
 """
     result = subprocess.run(

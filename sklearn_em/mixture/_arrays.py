@@ -12,6 +12,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils import check_array
 
+from ._missing import empty_features, has_missing_values, row_missing_counts
 from ._suffstats import map_reduce, map_rows
 
 
@@ -76,13 +77,48 @@ def check_enough_samples(n_samples, n_components, weighted):
         )
 
 
+def drop_empty_rows(X, sample_weight):
+    """Remove the rows whose every value is missing, which carry no information.
+
+    Also raises a ValueError when a feature has no observed value at all,
+    which a mixture cannot model.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+        Validated, with NaN for missing values.
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    X : ndarray or sparse matrix of shape (n_informative, n_features)
+
+    sample_weight : ndarray of shape (n_informative,) or None
+    """
+    empty = row_missing_counts(X) == X.shape[1]
+    if empty.all():
+        raise ValueError("Every value of X is missing (NaN): there is nothing to fit.")
+    features = empty_features(X[~empty] if empty.any() else X)
+    if len(features):
+        raise ValueError(
+            f"Feature(s) {features.tolist()} of X have no observed value (all "
+            "NaN): a mixture cannot estimate their distribution. Remove these "
+            "features, or impute them first."
+        )
+    if empty.any():
+        X = X[~empty]
+        sample_weight = None if sample_weight is None else sample_weight[~empty]
+    return X, sample_weight
+
+
 def cast_to_model_dtype(X, dtype):
     """``X`` in the dtype of a fitted model, whose dtype its first fit fixed.
 
     Parameters
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
-        Validated, finite.
+        Validated: finite apart from NaN (missing values).
 
     dtype : numpy dtype
 
@@ -96,7 +132,7 @@ def cast_to_model_dtype(X, dtype):
     with np.errstate(over="ignore"):
         X = X.astype(dtype)
     values = X.data if hasattr(X, "tocsr") else X
-    if not np.isfinite(values).all():
+    if np.isinf(values).any():
         raise ValueError(
             f"X has values too large for the model's dtype {np.dtype(dtype).name}, "
             "fixed by its first fit."
@@ -123,13 +159,21 @@ class ArrayData:
 
     n_jobs : int or None
         Threads over chunks, see :func:`~._suffstats.n_threads`.
+
+    has_missing : bool or None, default=None
+        Whether ``X`` holds a NaN (a missing value); None finds out. The
+        models choose their missing-value kernels only when it does, so
+        complete data runs exactly the complete-data code.
     """
 
-    def __init__(self, X, sample_weight, *, rows, n_jobs):
+    def __init__(self, X, sample_weight, *, rows, n_jobs, has_missing=None):
         self.X = X
         self.sample_weight = sample_weight
         self.rows = rows
         self.n_jobs = n_jobs
+        if has_missing is None:
+            has_missing = has_missing_values(X)
+        self.has_missing = has_missing
 
     @classmethod
     def from_user(cls, estimator, X, sample_weight=None, *, reset, dtype=None):
@@ -138,8 +182,9 @@ class ArrayData:
         Parameters
         ----------
         estimator : BaseMixtureEM
-            Its ``_validate_X`` validates (and, for a binarising model,
-            transforms) ``X``; its ``_chunk_rows`` sizes the chunks.
+            Its ``_validate_rows`` validates (and, for a binarising model,
+            transforms) ``X`` and finds whether it holds a NaN; its
+            ``_chunk_rows`` sizes the chunks.
 
         X : array-like or sparse matrix of shape (n_samples, n_features)
 
@@ -148,8 +193,9 @@ class ArrayData:
         reset : bool
             True when fitting from scratch: sets ``n_features_in_``, drops
             the rows with a zero weight (exactly the removal of the row, which
-            makes even the random initialisations agree) and requires at least
-            ``n_components`` rows.
+            makes even the random initialisations agree) and the rows with
+            every value missing, and requires at least ``n_components`` rows
+            and an observed value in every feature.
 
         dtype : numpy dtype, default=None
             The dtype of a fitted model that ``X`` updates (``partial_fit``);
@@ -159,19 +205,28 @@ class ArrayData:
         -------
         data : ArrayData
         """
-        X = cast_to_model_dtype(estimator._validate_X(X, reset=reset), dtype)
+        X, has_missing = estimator._validate_rows(X, reset=reset)
+        X = cast_to_model_dtype(X, dtype)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if reset:
             if sample_weight is not None and not np.all(sample_weight > 0):
                 keep = sample_weight > 0
                 X, sample_weight = X[keep], sample_weight[keep]
+            if has_missing:
+                X, sample_weight = drop_empty_rows(X, sample_weight)
             check_enough_samples(
                 X.shape[0], estimator.n_components, sample_weight is not None
             )
         rows = estimator._chunk_rows(
             X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
         )
-        return cls(X, sample_weight, rows=rows, n_jobs=estimator.n_jobs)
+        return cls(
+            X,
+            sample_weight,
+            rows=rows,
+            n_jobs=estimator.n_jobs,
+            has_missing=has_missing,
+        )
 
     @property
     def shape(self):

@@ -14,7 +14,11 @@ and the prediction methods. A model fills in its maths through a few hooks:
 - ``_initialize_from_given(X)``: the case where the user supplied every
   initial parameter;
 - ``_get_parameters``, ``_set_parameters``, ``_n_parameters`` and
-  ``_sample_components``.
+  ``_sample_components``;
+- ``_missing_e_step_function(complete)`` and
+  ``_missing_log_prob_function(complete)``: the per-chunk functions for data
+  with missing values (NaN), given the complete-data ones; used only when
+  the data holds a NaN (see :mod:`._missing`).
 
 Every pass over the data goes through :mod:`._data`: ``X`` is validated and
 wrapped once per call in the object of its kind (in memory or Dask), whose
@@ -45,6 +49,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import as_data
+from ._missing import check_missing
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
     chunk_rows,
@@ -174,14 +179,28 @@ class BaseMixtureEM(
     # ------------------------------------------------------------------
     # Data validation: overridden by models with other input domains.
     def _validate_X(self, X, *, reset):
-        """Validate ``X``; ``reset=True`` at fit time."""
-        return validate_data(
+        """Validate ``X``; ``reset=True`` at fit time. NaN marks a missing value."""
+        return self._validate_rows(X, reset=reset)[0]
+
+    def _validate_rows(self, X, *, reset):
+        """Validate ``X`` and find whether it holds a NaN (a missing value).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+
+        has_missing : bool
+        """
+        X = validate_data(
             self,
             X,
             dtype=[np.float64, np.float32],
             ensure_min_samples=2 if reset else 1,
+            # check_missing rejects infinity and finds NaN in the same pass.
+            ensure_all_finite=False,
             reset=reset,
         )
+        return X, check_missing(X)
 
     def _check_parameters(self, X):
         """Validate the initial parameters shared by every mixture."""
@@ -229,6 +248,14 @@ class BaseMixtureEM(
     def _sample_components(self, rng, n_samples_comp):
         """Draw ``n_samples_comp[k]`` samples of each component k."""
 
+    def _missing_e_step_function(self, complete):
+        """The per-chunk E-step for data with NaN, given the complete-data one."""
+        raise ValueError(f"{type(self).__name__} does not accept missing values.")
+
+    def _missing_log_prob_function(self, complete):
+        """The per-chunk ``log pi_k + log p(x_o | k)`` for data with NaN."""
+        raise ValueError(f"{type(self).__name__} does not accept missing values.")
+
     def _initialize_from_given(self, X):
         """Initialise from the user's parameters alone, without a data pass.
 
@@ -262,7 +289,10 @@ class BaseMixtureEM(
 
     def _e_step_statistics(self, data):
         """One E-step over all of ``data``, reduced to sufficient statistics."""
-        return data.map_reduce(self._e_step_chunk_function())
+        function = self._e_step_chunk_function()
+        if data.has_missing is not False:
+            function = self._missing_e_step_function(function)
+        return data.map_reduce(function)
 
     def _e_step_chunk_function(self):
         """The picklable per-chunk E-step for the current parameters."""
@@ -346,7 +376,13 @@ class BaseMixtureEM(
         init_weight = sample_weight
         if sample_weight is not None and np.all(sample_weight == sample_weight[0]):
             init_weight = None
-        resp = self._initial_resp(sample.X, init_weight, random_state)
+        X_init = sample.X
+        if sample.has_missing:
+            # k-means cannot take NaN: the initial responsibilities come from
+            # the data with each missing value replaced by its feature's mean;
+            # the statistics below and EM then use the incomplete data.
+            X_init = _mean_imputed(X_init, sample_weight)
+        resp = self._initial_resp(X_init, init_weight, random_state)
         stats = self._statistics_from_resp(sample, resp)
         self._m_step(stats, initial=True)
 
@@ -555,6 +591,11 @@ class BaseMixtureEM(
 
     def _lower_bound(self, stats):
         """Mean log-likelihood of the data under the E-step's parameters."""
+        if not stats["sum_weight"] > 0:
+            raise ValueError(
+                "X has no row with an observed value (every value is NaN): "
+                "there is nothing to fit."
+            )
         lower_bound = float(stats["log_likelihood"] / stats["sum_weight"])
         if not np.isfinite(lower_bound):
             raise ValueError(
@@ -570,10 +611,10 @@ class BaseMixtureEM(
     def _map_rows(self, X, rows_function, *, n_outputs=None, dtype=None):
         check_is_fitted(self)
         data = as_data(self, X, reset=False)
-        function = partial(
-            rows_function,
-            weighted_log_prob=self._log_prob_chunk_function(data.dtype),
-        )
+        weighted_log_prob = self._log_prob_chunk_function(data.dtype)
+        if data.has_missing is not False:
+            weighted_log_prob = self._missing_log_prob_function(weighted_log_prob)
+        function = partial(rows_function, weighted_log_prob=weighted_log_prob)
         dtype = self._dtype() if dtype is None else dtype
         return data.map_rows(function, n_outputs=n_outputs, dtype=dtype)
 
@@ -738,6 +779,7 @@ class BaseMixtureEM(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
         return tags
 
     # ------------------------------------------------------------------
@@ -772,6 +814,41 @@ class BaseMixtureEM(
                 f"Initialization {converged_msg}. time lapse {t:.5f}s\t "
                 f"lower bound {lb:.5f}."
             )
+
+
+def _mean_imputed(X, sample_weight):
+    """``X`` with every NaN replaced by its feature's (weighted) mean.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+        Every feature has an observed value (the implicit zeros of a sparse
+        matrix are observed; its explicit NaN entries are missing).
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+        A copy, in the same format.
+    """
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    w = w.astype(np.float64)
+    if hasattr(X, "tocsr"):
+        X = X.tocsr(copy=True)
+        nan = np.isnan(X.data)
+        row = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        missing_weight = np.bincount(
+            X.indices[nan], weights=w[row[nan]], minlength=X.shape[1]
+        )
+        X.data[nan] = 0
+        sums = np.asarray(X.T @ w).ravel()
+        means = sums / (w.sum() - missing_weight)
+        X.data[nan] = means[X.indices[nan]]
+        return X
+    nan = np.isnan(X)
+    means = (w @ np.where(nan, 0.0, X)) / (w @ ~nan)
+    return np.where(nan, means.astype(X.dtype), X)
 
 
 class _RestoreOnError:

@@ -12,7 +12,13 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import chunk_rows
+from ._missing import (
+    bernoulli_initial_statistics,
+    bernoulli_missing_e_step_chunk,
+    bernoulli_missing_log_prob_chunk,
+    check_missing,
+)
+from ._suffstats import chunk_rows, resp_chunk
 
 
 # ----------------------------------------------------------------------
@@ -23,9 +29,10 @@ def _check_binary(X):
     Parameters
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
-        Validated, finite data.
+        Validated data, finite apart from NaN (missing values).
     """
     values = X.data if sparse.issparse(X) else X
+    values = values[~np.isnan(values)]
     if values.size == 0:
         return
     if values.min() < 0:
@@ -39,6 +46,35 @@ def _check_binary(X):
             "0 and 1), but X contains other values. Pass binarize=<threshold> "
             "to binarise it, as in BernoulliNB."
         )
+
+
+def _binarize_keeping_nan(X, threshold):
+    """Binarise ``X`` at ``threshold``; NaN (missing) stays NaN.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    threshold : float
+
+    Returns
+    -------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+        A new array of zeros, ones and NaN (explicit NaN entries when sparse).
+    """
+    if sparse.issparse(X):
+        if threshold < 0:
+            # scikit-learn's error for sparse input.
+            return _binarize(X, threshold=threshold, copy=True)
+        X = X.copy()
+        nan = np.isnan(X.data)
+        X.data = np.where(nan, np.nan, X.data > threshold).astype(X.dtype)
+        X.eliminate_zeros()
+        return X
+    nan = np.isnan(X)
+    X = _binarize(np.where(nan, 0, X), threshold=threshold, copy=False)
+    X[nan] = np.nan
+    return X
 
 
 def _check_bernoulli_means(means, n_components, n_features):
@@ -172,9 +208,18 @@ def _estimate_bernoulli_parameters(stats, alpha, beta):
 
     means : ndarray of shape (n_components, n_features)
         ``theta_kd = (sum_n r_nk x_nd + alpha - 1) / (N_k + alpha + beta - 2)``,
-        strictly inside (0, 1).
+        strictly inside (0, 1). With missing values, the statistics hold
+        ``"n_missing"``, the weight of the rows where feature d is missing,
+        and ``N_k`` becomes the weight of the rows where it is observed,
+        ``N_k - n_missing_kd`` (the maximiser of the expected log-likelihood
+        of the observed values).
     """
     nk = stats["nk"]
+    if "n_missing" in stats:
+        counts = np.maximum(nk[:, np.newaxis] - stats["n_missing"], 0)
+        means = (stats["sx"] + (alpha - 1.0)) / (counts + (alpha + beta - 2.0))
+        means = _clip_probabilities(means)
+        return nk + 10 * np.finfo(nk.dtype).eps, means
     means = (stats["sx"] + (alpha - 1.0)) / (nk + (alpha + beta - 2.0))[:, np.newaxis]
     # alpha, beta > 1 keep theta inside (0, 1); the clip only guards against
     # rounding when N_k dwarfs the prior.
@@ -227,6 +272,11 @@ class BernoulliMixtureEM(BaseMixtureEM):
     ``alpha=1.0``. EM then increases the penalised log-likelihood
     ``log p(X | theta, pi) + log p(theta)`` at every iteration; that is the
     quantity in ``lower_bound_``.
+
+    ``X`` may hold missing values (NaN; explicit NaN entries of a sparse
+    matrix): the product over features then runs over the observed ones, and
+    the M-step divides each feature's count by the weight of the rows where
+    it is observed. See :ref:`missing_values`.
 
     Parameters
     ----------
@@ -417,21 +467,31 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     # ------------------------------------------------------------------
     # Input.
-    def _validate_X(self, X, *, reset):
-        """Validate ``X`` (dense, or sparse as CSR) and binarise or check it."""
-        # Every sparse format becomes CSR: the engine slices rows.
+    def _validate_rows(self, X, *, reset):
+        """Validate ``X`` (dense, or sparse as CSR) and binarise or check it.
+
+        Returns ``X`` and whether it holds a NaN (a missing value).
+        """
+        # Every sparse format becomes CSR: the engine slices rows. NaN marks
+        # a missing value (an explicit NaN entry when sparse).
         X = validate_data(
             self,
             X,
             accept_sparse="csr",
             dtype=[np.float64, np.float32],
             ensure_min_samples=2 if reset else 1,
+            # check_missing rejects infinity and finds NaN in the same pass.
+            ensure_all_finite=False,
             reset=reset,
         )
+        has_missing = check_missing(X)
         if self.binarize is None:
             _check_binary(X)
-            return X
-        return _binarize(X, threshold=self.binarize, copy=True)
+        elif has_missing:
+            X = _binarize_keeping_nan(X, self.binarize)
+        else:
+            X = _binarize(X, threshold=self.binarize, copy=True)
+        return X, has_missing
 
     def _check_parameters(self, X):
         super()._check_parameters(X)
@@ -475,6 +535,34 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     def _accumulate_function(self, shift):
         return _accumulate_bernoulli
+
+    # Missing values (NaN): see _missing.py. Used only for data with NaN.
+    def _missing_terms(self):
+        log_odds, log_bias = _bernoulli_log_terms(self.means_, self.weights_)
+        return dict(
+            log_odds=log_odds,
+            log_bias=log_bias,
+            log_1m=np.ascontiguousarray(np.log1p(-self.means_).T),
+        )
+
+    def _missing_e_step_function(self, complete):
+        return partial(
+            bernoulli_missing_e_step_chunk, complete=complete, **self._missing_terms()
+        )
+
+    def _missing_log_prob_function(self, complete):
+        return partial(
+            bernoulli_missing_log_prob_chunk,
+            complete=complete,
+            **self._missing_terms(),
+        )
+
+    def _statistics_from_resp(self, data, resp):
+        if data.has_missing:
+            return data.map_reduce(
+                partial(resp_chunk, accumulate=bernoulli_initial_statistics), resp
+            )
+        return super()._statistics_from_resp(data, resp)
 
     def _shift(self):
         return None

@@ -27,6 +27,12 @@ Validation. Shapes and dtypes are checked at once; values are checked
 lazily, block by block, by the model's own in-memory validation, so every
 pass over the data checks (or, for a binarising model, transforms) each
 block as an in-memory fit would. Empty blocks are allowed.
+
+Missing values. Whether ``X`` holds a NaN is not known without reading it,
+so ``has_missing`` is None: the models then use their missing-value kernels,
+which send every chunk without a NaN to the complete-data kernel (the same
+numbers) and leave out rows with every value missing. The initialisation
+sample is in memory and is checked like an in-memory fit's data.
 """
 
 import numpy as np
@@ -36,7 +42,9 @@ from ._arrays import (
     cast_to_model_dtype,
     check_enough_samples,
     check_sample_weight,
+    drop_empty_rows,
 )
+from ._missing import has_missing_values
 from ._suffstats import add_statistics, map_reduce, map_rows
 
 #: Largest number of rows the initialisation is run on.
@@ -245,6 +253,14 @@ def initial_sample(estimator, X, sample_weight, random_state):
             f"{estimator.n_components}."
         )
     X_sample = estimator._validate_X(X_sample, reset=False)
+    if has_missing_values(X_sample):
+        X_sample, weights = drop_empty_rows(X_sample, weights)
+        if X_sample.shape[0] < estimator.n_components:
+            raise ValueError(
+                f"The initialisation sample has {X_sample.shape[0]} rows with an "
+                f"observed value, fewer than n_components = "
+                f"{estimator.n_components}."
+            )
     return X_sample, weights
 
 
@@ -280,7 +296,15 @@ class DaskData:
 
     split_every : int, default=8
         Fan-in of the reduction tree.
+
+    Attributes
+    ----------
+    has_missing : None
+        Unknown without reading the data: the models' missing-value kernels
+        test every chunk (see the module docstring).
     """
+
+    has_missing = None
 
     def __init__(self, X, sample_weight, *, estimator, split_every=8):
         self.X = X

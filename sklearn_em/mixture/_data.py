@@ -22,6 +22,9 @@ The interface (duck-typed, :class:`MixtureData` documents it):
 
 - ``shape`` (``(n_samples, n_features)``), ``n_samples``, ``n_features``,
   ``dtype``;
+- ``has_missing``: whether ``X`` holds a NaN (a missing value), found once at
+  validation; None where that is unknown without reading the data (Dask).
+  The models use their missing-value kernels unless it is False;
 - ``map_reduce(chunk_function)``: the sum over chunks of
   ``chunk_function(X_chunk, w_chunk)``, a dict of sufficient statistics
   (in memory; the E-step);
@@ -50,6 +53,7 @@ class MixtureData(Protocol):
     shape: tuple
     n_samples: int
     n_features: int
+    has_missing: bool | None
 
     def map_reduce(self, chunk_function):
         """Sum of ``chunk_function(X_chunk, w_chunk)`` over all chunks."""

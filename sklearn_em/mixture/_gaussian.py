@@ -10,7 +10,14 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixtureEM, _check_shape
-from ._suffstats import e_step_chunk, single_threaded_blas, workspace
+from ._missing import (
+    available_case_moments,
+    gaussian_initial_statistics,
+    gaussian_missing_e_step_chunk,
+    gaussian_missing_log_prob_chunk,
+    gaussian_missing_parameters,
+)
+from ._suffstats import e_step_chunk, resp_chunk, single_threaded_blas, workspace
 
 _COLLAPSE_MESSAGE = (
     "Fitting the mixture model failed because some components have "
@@ -1004,6 +1011,12 @@ class GaussianMixtureEM(BaseMixtureEM):
     sufficient statistics that works chunk by chunk, in bounded memory and
     in parallel threads.
 
+    ``X`` may hold missing values (NaN, missing at random): the E-step uses
+    each component's marginal density of a row's observed values and the
+    M-step the expected sufficient statistics, and :meth:`predict`,
+    :meth:`predict_proba` and :meth:`score_samples` (the log-likelihood of
+    the observed values) take NaN too. See :ref:`missing_values`.
+
     Parameters
     ----------
     n_components : int, default=1
@@ -1331,7 +1344,53 @@ class GaussianMixtureEM(BaseMixtureEM):
             covariance_type=_engine_covariance_type(self.covariance_type),
         )
 
+    # Missing values (NaN): see _missing.py. Used only for data with NaN.
+    def _missing_parameters(self):
+        return gaussian_missing_parameters(
+            self.means_, self.precisions_cholesky_, self.covariance_type, self.weights_
+        )
+
+    def _missing_e_step_function(self, complete):
+        return partial(
+            gaussian_missing_e_step_chunk,
+            complete=complete,
+            **self._missing_parameters(),
+        )
+
+    def _missing_log_prob_function(self, complete):
+        return partial(
+            gaussian_missing_log_prob_chunk,
+            complete=complete,
+            **self._missing_parameters(),
+        )
+
     def _statistics_from_resp(self, data, resp):
+        if data.has_missing:
+            # Available-case moments first, then the expected statistics
+            # under them (see gaussian_initial_statistics).
+            first = data.map_reduce(
+                partial(
+                    resp_chunk,
+                    accumulate=partial(
+                        _initial_missing_accumulate,
+                        covariance_type=self.covariance_type,
+                        moments=None,
+                    ),
+                ),
+                resp,
+            )
+            moments = available_case_moments(first)
+            return data.map_reduce(
+                partial(
+                    resp_chunk,
+                    accumulate=partial(
+                        _initial_missing_accumulate,
+                        covariance_type=self.covariance_type,
+                        moments=moments,
+                    ),
+                ),
+                resp,
+            )
         stats = super()._statistics_from_resp(data, resp)
         if self.covariance_type == "tied" and not np.allclose(resp.sum(axis=1), 1):
             # scikit-learn's tied M-step uses the rows' total second moment
@@ -1438,6 +1497,18 @@ class GaussianMixtureEM(BaseMixtureEM):
                 for mean, covariance, n in zip(means, covariances, n_samples_comp)
             ]
         return np.vstack(parts)
+
+
+def _initial_missing_accumulate(X, resp, *, covariance_type, moments):
+    """:func:`gaussian_initial_statistics` as a ``resp_chunk`` accumulator.
+
+    ``resp`` is already weighted. The second pass's moments are around the
+    available-case means, which equal its ``sx / nk``: the shift the initial
+    M-step takes.
+    """
+    return gaussian_initial_statistics(
+        X, None, resp, covariance_type=covariance_type, moments=moments
+    )
 
 
 def _precisions_from_cholesky(precisions_chol, covariance_type):

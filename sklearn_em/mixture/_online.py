@@ -112,12 +112,15 @@ def blend_statistics(running, batch, rho):
     running : dict of ndarray
         ``(1 - rho) running + rho batch / batch["sum_weight"]``; every key of
         ``batch`` is divided by its total weight, so ``"sum_weight"`` becomes
-        1 and ``"log_likelihood"`` the mean log-likelihood.
+        1 and ``"log_likelihood"`` the mean log-likelihood. A statistic that
+        only one side holds is zero on the other (the missing-value counts
+        of :class:`BernoulliMixtureEM`, which complete batches leave out).
     """
     scale = 1.0 / float(batch["sum_weight"])
     if running is None:
         return {key: np.asarray(value) * scale for key, value in batch.items()}
-    return {
-        key: (1.0 - rho) * running[key] + (rho * scale) * np.asarray(value)
-        for key, value in batch.items()
-    }
+    blended = {key: (1.0 - rho) * value for key, value in running.items()}
+    for key, value in batch.items():
+        step = (rho * scale) * np.asarray(value)
+        blended[key] = blended[key] + step if key in blended else step
+    return blended

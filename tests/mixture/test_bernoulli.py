@@ -373,7 +373,9 @@ def test_feature_names_out_and_pandas_output():
     [
         ([[0, 1], [1, 0.5], [0, 0]], "only 0 and 1"),
         ([[0, 1], [1, -1], [0, 0]], "negative"),
-        ([[0, 1], [1, np.nan], [0, 0]], "NaN"),
+        ([[0, 1], [1, np.inf], [0, 0]], "infinity"),
+        # NaN marks a missing value: the observed values are still checked.
+        ([[0, 1], [np.nan, 0.5], [0, 0]], "only 0 and 1"),
     ],
 )
 def test_non_binary_input_without_binarize(X, match):

@@ -239,3 +239,51 @@ def test_empty_blocks_equal_the_in_memory_fit(client, Estimator):
     _assert_same_model(
         weighted, Estimator(**params).fit(X, sample_weight=w), ["means_"], rtol=1e-7
     )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_gaussian_fit_on_dask_with_missing_values(client, covariance_type):
+    X, centres = _blobs(seed=7)
+    rng = np.random.default_rng(7)
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:CHUNKS] = np.where(np.isnan(X[:CHUNKS]), 0.0, X[:CHUNKS])  # a complete block
+    X[CHUNKS + 3] = np.nan  # a row with nothing observed
+    sample_weight = rng.integers(1, 3, size=X.shape[0])
+    params = dict(
+        n_components=N_COMPONENTS,
+        covariance_type=covariance_type,
+        means_init=centres + 0.5,
+        weights_init=np.full(N_COMPONENTS, 1 / N_COMPONENTS),
+        precisions_init=_precisions_init(covariance_type),
+    )
+    expected = GaussianMixtureEM(**params).fit(X, sample_weight=sample_weight)
+    X_dask = da.from_array(X, chunks=(CHUNKS, -1))
+    result = GaussianMixtureEM(**params).fit(X_dask, sample_weight=sample_weight)
+    assert result.n_iter_ == expected.n_iter_ >= 2
+    _assert_same_model(
+        result, expected, ["weights_", "means_", "covariances_", "lower_bound_"]
+    )
+    for method in ["predict_proba", "score_samples"]:
+        assert_allclose(
+            getattr(result, method)(X_dask).compute(),
+            getattr(expected, method)(X),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+    # The initialisation (k-means on the mean-imputed sample) too.
+    expected = GaussianMixtureEM(N_COMPONENTS, random_state=0).fit(X)
+    result = GaussianMixtureEM(N_COMPONENTS, random_state=0).fit(X_dask)
+    _assert_same_model(result, expected, ["weights_", "means_", "covariances_"])
+
+
+def test_bernoulli_fit_on_dask_with_missing_values(client):
+    rng = np.random.default_rng(8)
+    prototypes = np.array([[0.9] * 4 + [0.1] * 4, [0.1] * 4 + [0.9] * 4])
+    labels = rng.integers(2, size=1000)
+    X = (rng.random((1000, 8)) < prototypes[labels]).astype(float)
+    X[rng.random(X.shape) < 0.25] = np.nan
+    params = dict(n_components=2, random_state=0)
+    expected = BernoulliMixtureEM(**params).fit(X)
+    result = BernoulliMixtureEM(**params).fit(da.from_array(X, chunks=300))
+    assert result.n_iter_ == expected.n_iter_
+    _assert_same_model(result, expected, ["weights_", "means_", "lower_bound_"])

@@ -485,7 +485,8 @@ def test_float32_no_negative_variances_far_from_origin():
 @pytest.mark.parametrize(
     "X, message",
     [
-        (np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]), "NaN"),
+        # NaN marks a missing value; a feature never observed is an error.
+        (np.array([[1.0, np.nan], [2.0, np.nan], [4.0, np.nan]]), "no observed"),
         (np.array([[1.0, np.inf], [2.0, 3.0], [4.0, 5.0]]), "infinity"),
         (np.empty((0, 2)), "0 sample"),
         (np.arange(6.0), "Expected 2D"),
