@@ -343,12 +343,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``likelihood="gaussian"`` (the variance in X's units is
         ``exp(decoder_log_var_) * scale_**2``); None for "bernoulli".
 
-    mean_, scale_ : ndarray of shape (n_features_in_,) or None
-        For ``likelihood="gaussian"``, the mean and standard deviation of
-        every feature in the data of the first fit: the network sees
-        ``(X - mean_) / scale_`` (``scale_`` is 1 for constant features, as in
-        :class:`~sklearn.preprocessing.StandardScaler`), which makes the codes
-        independent of the magnitude of X. None for "bernoulli".
+    mean_ : ndarray of shape (n_features_in_,) or None
+        For ``likelihood="gaussian"``, the mean of every feature in the data
+        of the first fit: the network sees ``(X - mean_) / scale_``, which
+        makes the codes independent of the magnitude of X. None for
+        "bernoulli".
+
+    scale_ : ndarray of shape (n_features_in_,) or None
+        For ``likelihood="gaussian"``, the standard deviation of every
+        feature in the data of the first fit (1 for constant features, as in
+        :class:`~sklearn.preprocessing.StandardScaler`). None for
+        "bernoulli".
 
     loss_ : float
         Training loss (mean negative ELBO or importance-weighted bound, in
