@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.utils import check_array
 
 from ._missing import empty_features, has_missing_values, row_missing_counts
-from ._suffstats import map_reduce, map_rows
+from ._suffstats import map_reduce, map_rows, normalise_weights
 
 
 def check_sample_weight(sample_weight, n_samples, dtype):
@@ -166,9 +166,12 @@ class ArrayData:
         complete data runs exactly the complete-data code.
     """
 
-    def __init__(self, X, sample_weight, *, rows, n_jobs, has_missing=None):
+    def __init__(
+        self, X, sample_weight, *, rows, n_jobs, has_missing=None, weight_scale=1.0
+    ):
         self.X = X
         self.sample_weight = sample_weight
+        self.weight_scale = weight_scale
         self.rows = rows
         self.n_jobs = n_jobs
         if has_missing is None:
@@ -176,7 +179,9 @@ class ArrayData:
         self.has_missing = has_missing
 
     @classmethod
-    def from_user(cls, estimator, X, sample_weight=None, *, reset, dtype=None):
+    def from_user(
+        cls, estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None
+    ):
         """Validate a user's ``X`` and weights for ``estimator``.
 
         Parameters
@@ -201,6 +206,10 @@ class ArrayData:
             The dtype of a fitted model that ``X`` updates (``partial_fit``);
             None keeps the validated dtype.
 
+        weight_scale : float, default=None
+            The power of two to multiply the weights by; None chooses it (see
+            :func:`~._suffstats.normalise_weights`).
+
         Returns
         -------
         data : ArrayData
@@ -217,6 +226,9 @@ class ArrayData:
             check_enough_samples(
                 X.shape[0], estimator.n_components, sample_weight is not None
             )
+        # Only the weights' relative sizes matter to the model: an exact
+        # power-of-two rescaling keeps the sums in range.
+        sample_weight, weight_scale = normalise_weights(sample_weight, weight_scale)
         rows = estimator._chunk_rows(
             X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
         )
@@ -226,6 +238,7 @@ class ArrayData:
             rows=rows,
             n_jobs=estimator.n_jobs,
             has_missing=has_missing,
+            weight_scale=weight_scale,
         )
 
     @property

@@ -52,12 +52,14 @@ from ._data import as_data
 from ._missing import check_missing
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
+    CollapseError,
     chunk_rows,
     e_step_chunk,
     label_rows,
     log_likelihood_rows,
     proba_rows,
     resp_chunk,
+    single_threaded_blas,
 )
 
 # What partial_fit keeps between calls; fit discards it.
@@ -382,7 +384,10 @@ class BaseMixtureEM(
             # the data with each missing value replaced by its feature's mean;
             # the statistics below and EM then use the incomplete data.
             X_init = _mean_imputed(X_init, sample_weight)
-        resp = self._initial_resp(X_init, init_weight, random_state)
+        # KMeans limits BLAS with its own context manager: inside this
+        # process-wide window, that cannot restore a stale thread count.
+        with single_threaded_blas():
+            resp = self._initial_resp(X_init, init_weight, random_state)
         stats = self._statistics_from_resp(sample, resp)
         self._m_step(stats, initial=True)
 
@@ -478,14 +483,24 @@ class BaseMixtureEM(
     def _partial_fit(self, X, sample_weight):
         if not hasattr(self, "lower_bound_"):
             data = as_data(self, X, sample_weight, reset=True)
+            self._weight_scale = data.weight_scale
             self._check_parameters(data)
             random_state = check_random_state(self.random_state)
             self._initialize_parameters(data, random_state)
         else:
-            # The model's dtype was fixed by its first fit.
-            data = as_data(self, X, sample_weight, reset=False, dtype=self._dtype())
-        shift = self._shift()
+            # The model's dtype was fixed by its first fit, the units of the
+            # weights by its first batch.
+            data = as_data(
+                self,
+                X,
+                sample_weight,
+                reset=False,
+                dtype=self._dtype(),
+                weight_scale=getattr(self, "_weight_scale", 1.0),
+            )
         stats = self._e_step_statistics(data)
+        # Where the E-step accumulated the second moments (it may move them).
+        shift = self._shift()
         lower_bound = self._lower_bound(stats)
         t = getattr(self, "n_batch_iter_", 0) + 1
         running = getattr(self, "_online_stats", None)
@@ -530,6 +545,8 @@ class BaseMixtureEM(
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, sample_weight):
         data = as_data(self, X, sample_weight, reset=True)
+        # A model with a prior reads the units the weights were put in.
+        self._weight_scale = data.weight_scale
         self._check_parameters(data)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -537,6 +554,7 @@ class BaseMixtureEM(
 
         max_lower_bound = -np.inf
         best_params, best_n_iter, best_lower_bounds = None, 0, []
+        best_diverged = False
         self.converged_ = False
         random_state = check_random_state(self.random_state)
 
@@ -552,13 +570,15 @@ class BaseMixtureEM(
                 best_n_iter = 0
                 continue
 
-            converged = False
+            converged = diverged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev_lower_bound = lower_bound
                 stats = self._e_step_statistics(data)
                 lower_bound = self._lower_bound(stats)
-                self._m_step(stats)
                 current_lower_bounds.append(lower_bound)
+                diverged = not self._m_step_or_stop(stats)
+                if diverged:
+                    break
 
                 change = lower_bound - prev_lower_bound
                 self._print_verbose_msg_iter_end(n_iter, change)
@@ -572,9 +592,21 @@ class BaseMixtureEM(
                 best_params = self._get_parameters()
                 best_n_iter = n_iter
                 best_lower_bounds = current_lower_bounds
+                best_diverged = diverged
                 self.converged_ = converged
 
-        if not self.converged_ and self.max_iter > 0:
+        if best_diverged:
+            warnings.warn(
+                f"Best performing initialization diverged at iteration "
+                f"{best_n_iter}: the M-step gave some components an ill-defined "
+                "empirical covariance (for instance collapsed onto a single "
+                "sample), so the parameters of the iteration before are kept. "
+                "Try to decrease the number of components, increase reg_covar, "
+                "or scale the input data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        elif not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different "
                 "init parameters, or increase max_iter, tol, or check for "
@@ -588,6 +620,22 @@ class BaseMixtureEM(
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
         return self
+
+    def _m_step_or_stop(self, stats):
+        """The M-step; False, with the parameters unchanged, if EM diverged.
+
+        A component whose covariance collapses (scikit-learn #18216: no
+        regularisation, a start that isolates a point) ends this run of EM:
+        the parameters stay those the last E-step ran with and the run
+        counts as not converged (``fit`` warns when it is the best).
+        """
+        previous = self._get_parameters()
+        try:
+            self._m_step(stats)
+        except CollapseError:
+            self._set_parameters(previous)
+            return False
+        return True
 
     def _lower_bound(self, stats):
         """Mean log-likelihood of the data under the E-step's parameters."""

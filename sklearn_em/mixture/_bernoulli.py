@@ -190,7 +190,7 @@ def _accumulate_bernoulli(X, resp):
     return {"nk": resp.sum(axis=0), "sx": sx}
 
 
-def _estimate_bernoulli_parameters(stats, alpha, beta):
+def _estimate_bernoulli_parameters(stats, alpha, beta, weight_scale=1.0):
     """M-step: the MAP estimate of theta under a Beta(alpha, beta) prior.
 
     Parameters
@@ -200,6 +200,12 @@ def _estimate_bernoulli_parameters(stats, alpha, beta):
 
     alpha, beta : float
         Shape parameters of the Beta prior on every theta_kd, both > 1.
+
+    weight_scale : float, default=1.0
+        The factor the sample weights behind ``stats`` were multiplied by
+        (see :func:`~._suffstats.normalise_weights`): the prior's
+        pseudo-counts are in units of the user's weights, so they are
+        multiplied by it too.
 
     Returns
     -------
@@ -215,12 +221,14 @@ def _estimate_bernoulli_parameters(stats, alpha, beta):
         of the observed values).
     """
     nk = stats["nk"]
+    ones = (alpha - 1.0) * weight_scale
+    both = (alpha + beta - 2.0) * weight_scale
     if "n_missing" in stats:
         counts = np.maximum(nk[:, np.newaxis] - stats["n_missing"], 0)
-        means = (stats["sx"] + (alpha - 1.0)) / (counts + (alpha + beta - 2.0))
+        means = (stats["sx"] + ones) / (counts + both)
         means = _clip_probabilities(means)
         return nk + 10 * np.finfo(nk.dtype).eps, means
-    means = (stats["sx"] + (alpha - 1.0)) / (nk + (alpha + beta - 2.0))[:, np.newaxis]
+    means = (stats["sx"] + ones) / (nk + both)[:, np.newaxis]
     # alpha, beta > 1 keep theta inside (0, 1); the clip only guards against
     # rounding when N_k dwarfs the prior.
     means = _clip_probabilities(means)
@@ -314,7 +322,11 @@ class BernoulliMixtureEM(BaseMixtureEM):
             default='kmeans'
         How the initial responsibilities are chosen: from a k-means
         clustering, from k-means++ seeds, at random, or from randomly chosen
-        data points. All work on sparse input.
+        data points. All work on sparse input, and dense and sparse ``X``
+        give the same model: k-means and k-means++ always run on a CSR copy
+        of the data (scikit-learn's KMeans computes differently on dense and
+        sparse input, which changed the initial clusters of data that are not
+        well separated; on binarised MNIST it is also faster).
 
     weights_init : array-like of shape (n_components,), default=None
         User-provided initial mixture weights.
@@ -500,7 +512,11 @@ class BernoulliMixtureEM(BaseMixtureEM):
             if self.means_init is None
             else _check_bernoulli_means(self.means_init, self.n_components, X.shape[1])
         )
-        self._fit_dtype = X.dtype
+        if self.warm_start and hasattr(self, "converged_"):
+            # A warm start continues the fitted model, in its dtype.
+            self._fit_dtype = self.means_.dtype
+        else:
+            self._fit_dtype = X.dtype
 
     def _initial_weights(self):
         if self.weights == "uniform":
@@ -509,6 +525,15 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     def _initial_means(self):
         return _clip_probabilities(self._means_init.astype(self._fit_dtype))
+
+    def _initial_resp(self, X, sample_weight, random_state):
+        if self.init_params in ("kmeans", "k-means++"):
+            # The same input whatever the user's format: canonical CSR (no
+            # stored zeros, sorted indices; binarising keeps stored zeros).
+            X = sparse.csr_matrix(X, copy=sparse.issparse(X))
+            X.eliminate_zeros()
+            X.sort_indices()
+        return super()._initial_resp(X, sample_weight, random_state)
 
     def _initialize_from_given(self, X):
         if self._means_init is None or (
@@ -572,7 +597,9 @@ class BernoulliMixtureEM(BaseMixtureEM):
         return None
 
     def _m_step(self, stats, initial=False):
-        nk, means = _estimate_bernoulli_parameters(stats, self.alpha, self.beta)
+        nk, means = _estimate_bernoulli_parameters(
+            stats, self.alpha, self.beta, getattr(self, "_weight_scale", 1.0)
+        )
         if self.weights == "uniform":
             weights = np.full(self.n_components, 1 / self.n_components, nk.dtype)
         else:
@@ -582,13 +609,25 @@ class BernoulliMixtureEM(BaseMixtureEM):
                 weights = self._weights_init.astype(nk.dtype)
             if self._means_init is not None:
                 means = self._initial_means()
-        self.weights_, self.means_ = weights, means
+        # In the model's dtype, whatever the batch's (partial_fit).
+        dtype = self._fit_dtype
+        self.weights_ = weights.astype(dtype, copy=False)
+        self.means_ = _clip_probabilities(means.astype(dtype, copy=False))
 
     def _lower_bound(self, stats):
         """Mean penalised log-likelihood: MAP-EM's non-decreasing objective."""
-        log_likelihood = super()._lower_bound(stats)
+        log_likelihood = float(stats["log_likelihood"] / stats["sum_weight"])
+        if not np.isfinite(log_likelihood):  # pragma: no cover - defensive
+            # theta stays inside (0, 1) and the weights are normalised, so
+            # only a bug can get here; say so without naming reg_covar.
+            raise ValueError(
+                "The log-likelihood of the data is not finite; please report "
+                "this with the data that produced it."
+            )
         log_prior = _log_beta_prior(self.means_, self.alpha, self.beta)
-        return log_likelihood + log_prior / float(stats["sum_weight"])
+        # The prior is per unit of the user's weights.
+        scale = getattr(self, "_weight_scale", 1.0)
+        return log_likelihood + log_prior * scale / float(stats["sum_weight"])
 
     def _get_parameters(self):
         return (self.weights_, self.means_)

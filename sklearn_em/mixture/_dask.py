@@ -45,7 +45,7 @@ from ._arrays import (
     drop_empty_rows,
 )
 from ._missing import has_missing_values
-from ._suffstats import add_statistics, map_reduce, map_rows
+from ._suffstats import add_statistics, map_reduce, map_rows, normalise_weights
 
 #: Largest number of rows the initialisation is run on.
 INIT_SAMPLE_SIZE = 100_000
@@ -306,9 +306,12 @@ class DaskData:
 
     has_missing = None
 
-    def __init__(self, X, sample_weight, *, estimator, split_every=8):
+    def __init__(
+        self, X, sample_weight, *, estimator, split_every=8, weight_scale=1.0
+    ):
         self.X = X
         self.sample_weight = sample_weight
+        self.weight_scale = weight_scale
         self.estimator = estimator
         self.split_every = split_every
         # Inside a block the chunks run in the worker's thread: Dask's
@@ -318,7 +321,9 @@ class DaskData:
         )
 
     @classmethod
-    def from_user(cls, estimator, X, sample_weight=None, *, reset, dtype=None):
+    def from_user(
+        cls, estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None
+    ):
         """Validate a Dask ``X`` and its weights for ``estimator``.
 
         Zero-weight rows are kept: they add nothing to the sums. See
@@ -327,7 +332,10 @@ class DaskData:
         X = validate(estimator, X, reset=reset, dtype=dtype)
         if reset:
             check_enough_samples(X.shape[0], estimator.n_components, False)
-        return cls(X, validate_sample_weight(sample_weight, X), estimator=estimator)
+        sample_weight, weight_scale = normalise_weights(
+            validate_sample_weight(sample_weight, X), weight_scale
+        )
+        return cls(X, sample_weight, estimator=estimator, weight_scale=weight_scale)
 
     @property
     def shape(self):
@@ -420,4 +428,10 @@ class DaskData:
         rows = estimator._chunk_rows(
             X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
         )
-        return ArrayData(X, sample_weight, rows=rows, n_jobs=estimator.n_jobs)
+        return ArrayData(
+            X,
+            sample_weight,
+            rows=rows,
+            n_jobs=estimator.n_jobs,
+            weight_scale=self.weight_scale,
+        )

@@ -21,7 +21,8 @@ dask.array.Array       :class:`._dask.DaskData`: blocks on the Dask
 The interface (duck-typed, :class:`MixtureData` documents it):
 
 - ``shape`` (``(n_samples, n_features)``), ``n_samples``, ``n_features``,
-  ``dtype``;
+  ``dtype``; ``weight_scale``, the exact power of two the weights were
+  multiplied by (only their relative sizes matter to a mixture);
 - ``has_missing``: whether ``X`` holds a NaN (a missing value), found once at
   validation; None where that is unknown without reading the data (Dask).
   The models use their missing-value kernels unless it is False;
@@ -65,7 +66,7 @@ class MixtureData(Protocol):
         """An in-memory ArrayData of the rows the initialisation runs on."""
 
 
-def as_data(estimator, X, sample_weight=None, *, reset, dtype=None):
+def as_data(estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None):
     """Validate ``X`` and wrap it in the data object of its kind.
 
     Parameters
@@ -86,9 +87,22 @@ def as_data(estimator, X, sample_weight=None, *, reset, dtype=None):
         The dtype of a fitted model that ``X`` updates (``partial_fit``):
         ``X`` is cast to it. None keeps the validated dtype.
 
+    weight_scale : float, default=None
+        The power of two the weights are multiplied by (that of a first
+        batch); None chooses it from the weights (see
+        :func:`~._suffstats.normalise_weights`) and records it as the data's
+        ``weight_scale``.
+
     Returns
     -------
     data : ArrayData or DaskData
     """
     kind = DaskData if is_dask_collection(X) else ArrayData
-    return kind.from_user(estimator, X, sample_weight, reset=reset, dtype=dtype)
+    return kind.from_user(
+        estimator,
+        X,
+        sample_weight,
+        reset=reset,
+        dtype=dtype,
+        weight_scale=weight_scale,
+    )

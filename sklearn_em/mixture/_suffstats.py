@@ -51,6 +51,14 @@ _LARGE_CHUNK = 2**20
 _MIN_THREADED_BYTES = 2**23
 
 
+class CollapseError(ValueError):
+    """An M-step gave a component a covariance that is not positive definite.
+
+    A :class:`ValueError`, as scikit-learn raises; the EM loop also catches
+    it to stop a diverging run (see ``BaseMixtureEM._fit``).
+    """
+
+
 def logsumexp_rows(a):
     """Row-wise log-sum-exp, and the row-normalised exponentials in place.
 
@@ -81,6 +89,53 @@ def logsumexp_rows(a):
     a *= norm[:, np.newaxis]
     log_norm += a_max
     return log_norm
+
+
+def normalise_weights(sample_weight, scale=None):
+    """Frequency weights divided by a power of two so that their mean is in [1, 2).
+
+    A Gaussian mixture does not depend on the scale of the weights, but its
+    sums do: weights of 1e308 overflow them, and an absolute guard such as
+    scikit-learn's ``N_k + 10 eps`` swamps weights of 1e-20. Multiplying by
+    a power of two is exact, so weights times ``2 ** k`` give bit-identical
+    statistics, and weights times any constant the same up to rounding.
+
+    Parameters
+    ----------
+    sample_weight : ndarray or dask.array.Array of shape (n_samples,) or None
+        Non-negative weights, not all zero.
+
+    scale : float, default=None
+        A power of two to multiply by instead (that of earlier weights).
+
+    Returns
+    -------
+    sample_weight : ndarray or dask.array.Array of shape (n_samples,) or None
+        ``sample_weight * scale`` (the input itself when ``scale`` is 1).
+
+    scale : float
+        The power of two the weights were multiplied by; 1.0 for None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_em.mixture._suffstats import normalise_weights
+    >>> normalise_weights(np.array([0.25, 0.5]))
+    (array([1., 2.]), 4.0)
+    """
+    if sample_weight is None:
+        return None, 1.0 if scale is None else scale
+    if scale is None:
+        # The mean relative to the largest weight cannot overflow.
+        top = float(sample_weight.max())
+        mean = float((sample_weight / top).mean(dtype=np.float64)) * top
+        exponent = math.frexp(mean)[1]  # mean = m 2^exponent, m in [0.5, 1)
+        scale = math.ldexp(1.0, 1 - exponent)
+    if scale == 1.0:
+        return sample_weight, scale
+    # In float64: the scale of float32 weights need not be a float32.
+    scaled = sample_weight * np.float64(scale)
+    return scaled.astype(sample_weight.dtype, copy=False), scale
 
 
 def e_step_chunk(X, sample_weight, *, weighted_log_prob, accumulate):
@@ -222,9 +277,12 @@ def n_threads(n_jobs):
     """
     if n_jobs is not None:
         return effective_n_jobs(n_jobs)
-    limits = [
-        lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers
-    ]
+    # Inside another fit's single-thread window, BLAS's own setting is the
+    # one the window will restore.
+    limits = _BLAS_WINDOW.original_num_threads()
+    if limits is None:
+        controller = _controller().select(user_api="blas")
+        limits = [lib.num_threads for lib in controller.lib_controllers]
     return max(1, min([_n_cpus(), *limits]))
 
 
@@ -270,7 +328,7 @@ def chunk_rows(
     # The cache budget counts 8-byte values whatever the dtype: float32
     # chunks of the same rows as float64 ones (half the bytes) measured 12%
     # faster than twice the rows -- a chunk's cost is not only its bytes.
-    rows = min(_CACHE_BYTES // (8 * row_values), working_memory // row_bytes)
+    rows = min(_CACHE_BYTES // (8 * row_values), int(working_memory // row_bytes))
     rows = max(64, min(rows, 32768))
     threads = n_threads(n_jobs)
     if threads > 1 and (
@@ -479,16 +537,82 @@ def workspace(name, shape, dtype):
 _CONTROLLER = []
 
 
-def single_threaded_blas():
-    """Context manager limiting BLAS to one thread (controller created once).
+class _BlasWindow:
+    """Process-wide, reference-counted limit of BLAS to one thread.
 
-    Re-entrant: nested inside another such limit it changes nothing. Used
-    around every BLAS call of an EM iteration, the E-step's chunks and the
-    models' small per-component factorisations alike, so that OpenBLAS's
+    OpenBLAS's thread count is a process-wide setting. Setting it with a
+    context manager per call, from several threads at once, loses the
+    original value: a second thread that enters while the first holds the
+    limit records 1 as "original" and restores 1 after the first has
+    restored the real value, leaving BLAS single-threaded for good (seen in
+    about one round in ten of eight concurrent fits; scikit-learn's KMeans,
+    which every 'kmeans' initialisation runs, limits BLAS the same way).
+    Here every limit of the process is one window: the first caller to enter
+    sets the limit, the last to leave restores what the first saw, and the
+    calls in between only count. Both changes run on one dedicated thread,
+    because threadpoolctl (>= 3.8) lets only the thread that set a limit
+    restore it.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pid = None
+
+    def _reset(self):
+        # After a fork the child has none of the parent's threads.
+        self.pid = os.getpid()
+        self.depth = 0
+        self.limiter = None
+        self.original = None
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sklearn_em_blas"
+        )
+
+    def __enter__(self):
+        with self.lock:
+            if self.pid != os.getpid():
+                self._reset()
+            if self.depth == 0:
+                self.executor.submit(self._set).result()
+            self.depth += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                self.executor.submit(self._restore).result()
+
+    def _set(self):
+        controller = _controller().select(user_api="blas")
+        self.original = [lib.num_threads for lib in controller.lib_controllers]
+        self.limiter = controller.limit(limits=1)
+        self.limiter.__enter__()
+
+    def _restore(self):
+        limiter, self.limiter, self.original = self.limiter, None, None
+        limiter.__exit__(None, None, None)
+
+    def original_num_threads(self):
+        """BLAS's thread counts outside the window, or None if none is open."""
+        return self.original if self.pid == os.getpid() else None
+
+
+_BLAS_WINDOW = _BlasWindow()
+
+
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread, safely across threads.
+
+    Re-entrant and thread-safe: all of the process's limits form one
+    reference-counted window (see :class:`_BlasWindow`), so however fits
+    overlap, BLAS's thread count is restored when the last one leaves.
+    Used around every BLAS call of an EM iteration, the E-step's chunks and
+    the models' small per-component factorisations alike, so that OpenBLAS's
     worker threads are never woken: once woken they busy-wait for a while on
     the cores the chunk threads need.
     """
-    return _controller().limit(limits=1, user_api="blas")
+    return _BLAS_WINDOW
 
 
 def _controller():

@@ -568,16 +568,29 @@ def test_bad_sample_weight(sample_weight, message):
 
 
 def test_collapsed_component_says_what_to_do():
+    # A component collapsing during EM stops it (scikit-learn #18216): the
+    # parameters stay those of the iteration before, with a warning that
+    # says what to do.
     X = np.vstack([np.zeros((5, 2)), np.random.RandomState(0).randn(20, 2)])
+    precisions = np.array([np.eye(2) * 1e8, np.eye(2)])
     gm = GaussianMixtureEM(
         2,
         reg_covar=0,
         means_init=[[0, 0], [0.1, 0.1]],
         weights_init=[0.5, 0.5],
-        precisions_init=np.array([np.eye(2) * 1e8, np.eye(2)]),
+        precisions_init=precisions,
     )
-    with pytest.raises(ValueError, match="increase reg_covar, or scale the input data"):
+    with pytest.warns(
+        ConvergenceWarning, match="increase reg_covar, or scale the input data"
+    ):
         gm.fit(X)
+    assert not gm.converged_
+    assert gm.n_iter_ == 1
+    assert_allclose(gm.precisions_, precisions, rtol=1e-12)
+    assert np.isfinite(gm.lower_bound_)
+    # A collapse at initialisation has no iteration to fall back on.
+    with pytest.raises(ValueError, match="increase reg_covar, or scale the input data"):
+        GaussianMixtureEM(2, reg_covar=0, random_state=0).fit(np.repeat(X[3:7], 3, 0))
 
 
 def test_sample_needs_positive_n_samples():

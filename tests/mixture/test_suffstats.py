@@ -1,14 +1,16 @@
 """Tests of the sufficient-statistics engine and of the fused Gaussian E-step."""
 
+import threading
+
 import numpy as np
 import pytest
 import sklearn
 from joblib import cpu_count
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from sklearn_em import GaussianMixtureEM
+from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
 from sklearn_em.mixture import _suffstats
 from sklearn_em.mixture._gaussian import (
     _TILE_ROWS,
@@ -311,3 +313,94 @@ def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     )
     assert rows > 64  # above the floor, so the budget decides
     assert features.nbytes <= working_memory * 2**20
+
+
+# ----------------------------------------------------------------------
+# BLAS's process-wide thread count
+def _blas_threads():
+    return [
+        info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+    ]
+
+
+def _concurrent_rounds(fit, n_rounds, n_threads=8):
+    """Run ``fit(i)`` in ``n_threads`` threads at once, ``n_rounds`` times;
+    return BLAS's thread counts after the first round that changed them."""
+    before = _blas_threads()
+    for _ in range(n_rounds):
+        threads = [threading.Thread(target=fit, args=(i,)) for i in range(n_threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if _blas_threads() != before:
+            break
+    return before, _blas_threads()
+
+
+def test_concurrent_fits_leave_blas_threads_unchanged():
+    # Each fit limits BLAS to one thread around its chunks, factorisations
+    # and k-means initialisation; overlapping fits used to leave it at one
+    # thread for the whole process (a stale "original" restored last).
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread: nothing could leak")
+    X = _blobs(n_samples=300)
+    Xb = (X > 0).astype(np.float64)
+    failures = []
+
+    def fit(i):
+        try:
+            if i % 4 == 3:
+                BernoulliMixtureEM(3, random_state=i).fit(Xb)
+            else:
+                covariance_type = COVARIANCE_TYPES[i % 4]
+                _fitted(X, covariance_type).set_params(random_state=i).fit(X)
+        except Exception as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    before, after = _concurrent_rounds(fit, n_rounds=15)
+    assert not failures
+    assert after == before
+
+
+def test_dask_threaded_scheduler_leaves_blas_threads_unchanged():
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread: nothing could leak")
+    X = da.from_array(_blobs(n_samples=1200), chunks=100)
+
+    def fit(i):
+        _fitted(X, COVARIANCE_TYPES[i % 4]).set_params(random_state=i).fit(X)
+
+    with dask.config.set(scheduler="threads"):
+        before, after = _concurrent_rounds(fit, n_rounds=3, n_threads=4)
+    assert after == before
+
+
+def test_blas_window_is_shared_and_reports_the_original():
+    # Nested and overlapping limits form one window: BLAS is limited while
+    # any is open, restored when the last closes, and the default number of
+    # chunk threads inside it is the one outside.
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread")
+    outside = _blas_threads()
+    default = n_threads(None)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_thread():
+        with _suffstats.single_threaded_blas():
+            entered.set()
+            leave.wait()
+
+    thread = threading.Thread(target=other_thread)
+    with _suffstats.single_threaded_blas():
+        assert set(_blas_threads()) == {1}
+        assert n_threads(None) == default
+        thread.start()
+        entered.wait()
+    # The other thread still holds the window.
+    assert set(_blas_threads()) == {1}
+    leave.set()
+    thread.join()
+    assert _blas_threads() == outside

@@ -1,0 +1,473 @@
+"""Numerical robustness of the mixtures (issue 11): each test is a class of
+inputs on which the estimators used to be worse than scikit-learn's."""
+
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _blobs(n_samples=200, n_features=2, offset=0.0, seed=0):
+    rng = np.random.RandomState(seed)
+    labels = np.arange(n_samples) % 2
+    centres = np.array([[0.0] * n_features, [4.0] + [1.0] * (n_features - 1)])
+    return centres[labels] + rng.normal(size=(n_samples, n_features)) + offset
+
+
+def _quiet_fit(estimator, X, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, **fit_params)
+
+
+def _assert_same_gaussian(a, b, rtol):
+    assert_allclose(a.weights_, b.weights_, rtol=rtol)
+    assert_allclose(a.means_, b.means_, rtol=rtol, atol=rtol)
+    assert_allclose(a.covariances_, b.covariances_, rtol=rtol)
+    assert_allclose(a.lower_bound_, b.lower_bound_, rtol=rtol)
+
+
+def _precisions(covariance_type, n_components=2, n_features=2):
+    return {
+        "full": np.stack([np.eye(n_features)] * n_components),
+        "tied": np.eye(n_features),
+        "diag": np.ones((n_components, n_features)),
+        "spherical": np.ones(n_components),
+    }[covariance_type]
+
+
+# ----------------------------------------------------------------------
+# 1. The scale of sample_weight
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("scale", [1e-20, 1e-300, 3.0, 1e300, 1e307])
+def test_weights_times_a_constant_give_the_same_gaussian_model(covariance_type, scale):
+    # Frequency weights only count relative to each other. An absolute
+    # 10 eps guard on N_k pulled the means of 1e-20 weights to ~0.002
+    # (instead of ~5), and 1e307 weights overflowed the sums.
+    X = _blobs(offset=5.0)
+    weights = np.random.RandomState(1).randint(1, 4, size=len(X)).astype(float)
+    est = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    expected = _quiet_fit(est, X, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        scaled = _quiet_fit(
+            GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0),
+            X,
+            sample_weight=weights * scale,
+        )
+    _assert_same_gaussian(scaled, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_partial_fit_weights_times_a_constant(covariance_type):
+    X = _blobs(offset=5.0)
+    weights = np.random.RandomState(1).randint(1, 4, size=len(X)).astype(float)
+    models = []
+    for scale in (1.0, 1e-20, 1e300):
+        est = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+        for batch in np.array_split(np.arange(len(X)), 3):
+            est.partial_fit(X[batch], sample_weight=weights[batch] * scale)
+        models.append(est)
+    for model in models[1:]:
+        _assert_same_gaussian(model, models[0], rtol=1e-9)
+
+
+def test_tiny_float32_weights():
+    X = _blobs(offset=5.0).astype(np.float32)
+    expected = GaussianMixtureEM(2, random_state=0).fit(X)
+    tiny = GaussianMixtureEM(2, random_state=0).fit(
+        X, sample_weight=np.full(len(X), 1e-30, dtype=np.float32)
+    )
+    assert tiny.means_.dtype == np.float32
+    assert_allclose(tiny.means_, expected.means_, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-10, 1e10])
+def test_bernoulli_weights_times_c_are_pseudo_counts_divided_by_c(scale):
+    # The Beta prior's pseudo-counts are in units of the weights, so
+    # multiplying the weights by c is dividing alpha - 1 and beta - 1 by c
+    # (not the same model: frequency weights are more or fewer samples).
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(200, 6)) < np.where(np.arange(200)[:, None] % 2, 0.3, 0.6)
+    X = X.astype(float)
+    weights = rng.randint(1, 4, size=200).astype(float)
+    scaled = _quiet_fit(
+        BernoulliMixtureEM(2, random_state=0), X, sample_weight=weights * scale
+    )
+    pseudo = _quiet_fit(
+        BernoulliMixtureEM(2, alpha=1 + 1 / scale, beta=1 + 1 / scale, random_state=0),
+        X,
+        sample_weight=weights,
+    )
+    assert_allclose(scaled.means_, pseudo.means_, rtol=1e-10)
+    assert_allclose(scaled.weights_, pseudo.weights_, rtol=1e-10)
+
+
+def test_bernoulli_huge_weights_make_the_prior_negligible():
+    # 1e300 weights overflowed the sums; the model is that of a negligible
+    # prior.
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(200, 6)) < np.where(np.arange(200)[:, None] % 2, 0.3, 0.6)
+    X = X.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        huge = _quiet_fit(
+            BernoulliMixtureEM(2, random_state=0), X, sample_weight=np.full(200, 1e300)
+        )
+    flat = _quiet_fit(
+        BernoulliMixtureEM(2, alpha=1 + 1e-12, beta=1 + 1e-12, random_state=0), X
+    )
+    assert_allclose(huge.means_, flat.means_, rtol=1e-9)
+    assert np.isfinite(huge.lower_bound_)
+
+
+# ----------------------------------------------------------------------
+# 3. Cancellation in the second moments
+def _far_start(covariance_type, distance):
+    """Initial parameters on either side of _blobs(n_features=3), ``distance``
+    away: the boundary between the components stays between the clusters."""
+    return dict(
+        covariance_type=covariance_type,
+        weights_init=[0.5, 0.5],
+        means_init=[[-distance, 0.0, 0.0], [distance + 4.0, 1.0, 1.0]],
+        precisions_init=_precisions(covariance_type, n_features=3),
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_means_init_far_from_the_data(covariance_type):
+    # The first E-step accumulates the moments around means 1e8 away from
+    # the data; moving them to the new means cancelled every digit (full
+    # and tied raised "ill-defined empirical covariance").
+    X = _blobs(n_features=3)
+    kwargs = _far_start(covariance_type, 1e8)
+    ours = GaussianMixtureEM(2, **kwargs).fit(X)
+    theirs = GaussianMixture(2, **kwargs).fit(X)
+    assert ours.n_iter_ == theirs.n_iter_
+    _assert_same_gaussian(ours, theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_means_init_far_from_the_data(covariance_type):
+    # The same in float32, 1e4 away: float32 moments around the old means
+    # kept no digit of the covariances.
+    X = _blobs(n_features=3).astype(np.float32)
+    kwargs = _far_start(covariance_type, 1e4)
+    reference = GaussianMixtureEM(2, **kwargs).fit(X.astype(np.float64))
+    ours = GaussianMixtureEM(2, **kwargs).fit(X)
+    assert ours.converged_ and ours.n_iter_ == reference.n_iter_
+    assert_allclose(ours.means_, reference.means_, rtol=1e-5, atol=1e-5)
+    assert_allclose(ours.covariances_, reference.covariances_, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_identical_float32_points_far_from_the_origin(covariance_type):
+    # Three copies of a point at 1e6: the covariance is reg_covar exactly.
+    # (scikit-learn's 10 eps guard on N_k moved the mean by 0.4 in float32.)
+    X = np.full((3, 2), 1e6, dtype=np.float32)
+    gm = GaussianMixtureEM(1, covariance_type=covariance_type).fit(X)
+    assert gm.converged_ and gm.n_iter_ <= 2
+    assert_array_equal(gm.means_, X[:1])
+    expected = -math.log(2 * math.pi) - 2 * 0.5 * math.log(1e-6)
+    assert_allclose(gm.lower_bound_, expected, rtol=1e-5)
+
+
+def test_tied_two_float32_points():
+    X = np.array([[-40, -20], [-30, -10]], np.float32)
+    gm = GaussianMixtureEM(1, covariance_type="tied").fit(X)
+    assert_allclose(
+        gm.covariances_, np.full((2, 2), 25.0) + 1e-6 * np.eye(2), rtol=1e-6
+    )
+
+
+def test_float32_wide_data_converges():
+    # D = 200, N = 300: covariances regularised to 1e-6 in 50 directions.
+    # The expanded E-step lost ~20 nats there and never converged.
+    X = np.random.RandomState(0).normal(size=(300, 200))
+    kwargs = dict(n_components=2, random_state=0)
+    reference = GaussianMixtureEM(**kwargs).fit(X.astype(np.float32).astype(float))
+    ours = GaussianMixtureEM(**kwargs).fit(X.astype(np.float32))
+    theirs = GaussianMixture(**kwargs).fit(X.astype(np.float32))
+    assert ours.converged_ and ours.n_iter_ <= reference.n_iter_ + 1
+    ours_error = abs(ours.lower_bound_ - reference.lower_bound_)
+    assert ours_error <= abs(theirs.lower_bound_ - reference.lower_bound_)
+
+
+def _blob_mixture(n_samples, n_features, n_components, offset, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    X = centres[labels] + rng.normal(size=(n_samples, n_features)) * scales[labels]
+    return X + offset
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_float32_at_least_as_accurate_as_scikit_learn(covariance_type, offset):
+    # Against a float64 fit from the same start, our float32 fit errs no
+    # more than scikit-learn's float32 fit (up to a factor 2, and a few
+    # float32 epsilons for the covariances).
+    X32 = _blob_mixture(5000, 8, 6, offset).astype(np.float32)
+    kwargs = dict(
+        n_components=6, covariance_type=covariance_type, random_state=0, max_iter=8
+    )
+    reference = _quiet_fit(GaussianMixtureEM(**kwargs), X32.astype(np.float64))
+    ours = _quiet_fit(GaussianMixtureEM(**kwargs), X32)
+    theirs = _quiet_fit(GaussianMixture(**kwargs), X32)
+
+    def error(model, name):
+        got = getattr(model, name).astype(np.float64)
+        want = getattr(reference, name)
+        if name == "means_":
+            got, want = got - offset, want - offset
+        return np.abs(got - want).max() / np.abs(want).max()
+
+    eps = np.finfo(np.float32).eps
+    for name in ("means_", "covariances_"):
+        assert error(ours, name) <= 2 * error(theirs, name) + 4 * eps, name
+    ours_lb = abs(ours.lower_bound_ - reference.lower_bound_)
+    assert ours_lb <= 2 * abs(theirs.lower_bound_ - reference.lower_bound_) + 1e-6
+
+
+# ----------------------------------------------------------------------
+# 4. Divergence (scikit-learn's #18216), and what replaces the deselected
+# scikit-learn tests that call its private functions.
+def test_all_initial_parameters_are_used_as_given():
+    # With every initial parameter given, nothing is estimated from the data
+    # before the first E-step (scikit-learn gh-26015).
+    rng = np.random.RandomState(0)
+    X = _blobs()
+    precisions = np.stack([np.eye(2) * 2.0, np.eye(2) * 0.5])
+    gm = GaussianMixtureEM(
+        2,
+        weights_init=[0.3, 0.7],
+        means_init=[[0.0, 0.0], [4.0, 1.0]],
+        precisions_init=precisions,
+        max_iter=0,
+        random_state=rng,
+    ).fit(X)
+    assert_allclose(gm.weights_, [0.3, 0.7])
+    assert_allclose(gm.means_, [[0.0, 0.0], [4.0, 1.0]])
+    assert_allclose(gm.precisions_, precisions, rtol=1e-12)
+    assert_allclose(gm.covariances_, np.linalg.inv(precisions), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_precisions_init_cholesky_is_exact(covariance_type, dtype):
+    # scikit-learn #26415: precisions_cholesky_ is the upper factor U of the
+    # given precisions, U U^T = P, in the data's dtype.
+    rng = np.random.RandomState(0)
+    A = rng.normal(size=(3, 3, 3))
+    spd = A @ A.transpose(0, 2, 1) + 3 * np.eye(3)
+    precisions = {
+        "full": spd,
+        "tied": spd[0],
+        "diag": rng.uniform(0.5, 2, size=(3, 3)),
+        "spherical": rng.uniform(0.5, 2, size=3),
+    }[covariance_type]
+    X = rng.normal(size=(30, 3)).astype(dtype)
+    gm = GaussianMixtureEM(
+        3, covariance_type=covariance_type, precisions_init=precisions, max_iter=0
+    ).fit(X)
+    U = gm.precisions_cholesky_
+    assert U.dtype == dtype
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    if covariance_type in ("full", "tied"):
+        stacked = U if covariance_type == "full" else U[None]
+        assert_array_equal(np.tril(stacked, -1), 0)
+        product = stacked @ stacked.transpose(0, 2, 1)
+        assert_allclose(product, np.reshape(precisions, product.shape), rtol=rtol)
+    else:
+        assert_allclose(U**2, precisions, rtol=rtol)
+
+
+def test_divergence_keeps_the_last_good_parameters():
+    # scikit-learn #18216's start: spherical, no regularisation, a
+    # component isolated on one sample. The run stops, unconverged, with
+    # the parameters the last E-step ran with.
+    rnd = np.random.RandomState(0)
+    X = rnd.uniform(size=(30, 3))
+    means_init = rnd.uniform(size=(6, 3))
+    means_init[0] = X[0]
+    precisions_init = np.array([1e6, 10, 10, 10, 10, 10])
+    gm = GaussianMixtureEM(
+        6,
+        covariance_type="spherical",
+        reg_covar=0,
+        means_init=means_init,
+        weights_init=np.full(6, 1 / 6),
+        precisions_init=precisions_init,
+        max_iter=5,
+    )
+    with pytest.warns(ConvergenceWarning, match="diverged at iteration"):
+        gm.fit(X)
+    assert not gm.converged_
+    assert len(gm.lower_bounds_) == gm.n_iter_
+    assert np.all(np.isfinite(gm.lower_bounds_))
+    assert np.all(gm.covariances_ > 0)
+    assert_allclose(gm.predict_proba(X).sum(axis=1), 1.0)
+
+
+# ----------------------------------------------------------------------
+# 5. Extreme magnitudes
+def _exact_nearest(model, x):
+    """The component maximising log pi_k + log N(x | k), in exact arithmetic
+    of the leading terms: the squared Mahalanobis distances as fractions."""
+    precisions = model.precisions_
+    scores = []
+    for k in range(model.n_components):
+        if model.covariance_type == "full":
+            P = precisions[k]
+        elif model.covariance_type == "tied":
+            P = precisions
+        elif model.covariance_type == "diag":
+            P = np.diag(precisions[k])
+        else:
+            P = np.eye(len(x)) * precisions[k]
+        d = [
+            Fraction(float(a)) - Fraction(float(b)) for a, b in zip(x, model.means_[k])
+        ]
+        q = sum(
+            d[i] * Fraction(float(P[i, j])) * d[j]
+            for i in range(len(d))
+            for j in range(len(d))
+        )
+        scores.append(q)
+    return int(np.argmin(scores))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("magnitude", [1e10, 1e100, 1e150, 1e154, 1e200, 1e300])
+def test_far_samples_belong_to_the_nearest_component(covariance_type, magnitude):
+    # Samples far from a fitted model: rows of zeros, -inf, overflow
+    # warnings and, long before that, rounding picking the component.
+    X = _blobs()
+    gm = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0).fit(X)
+    directions = np.array([[1.0, 1.0], [-1.0, 0.0], [1.0, -1.0], [0.3, 0.7]])
+    far = directions * magnitude
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resp = gm.predict_proba(far)
+        scores = gm.score_samples(far)
+        labels = gm.predict(far)
+    assert_allclose(resp.sum(axis=1), 1.0)
+    expected = [_exact_nearest(gm, x) for x in far]
+    assert_array_equal(labels, expected)
+    assert_array_equal(resp.argmax(axis=1), expected)
+    assert np.all(scores < 0) and not np.any(np.isnan(scores))
+    if magnitude <= 1e150:
+        # Still representable: the plain log-density, to its precision.
+        direct = GaussianMixture(2, covariance_type=covariance_type)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            setattr(direct, name, getattr(gm, name))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert_allclose(scores, direct.score_samples(far), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_data_too_large_to_fit_says_so(covariance_type):
+    X = _blobs() * 1e155
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+            GaussianMixtureEM(2, covariance_type=covariance_type).fit(X)
+        # Given parameters skip k-means; the statistics overflow instead.
+        with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+            GaussianMixtureEM(
+                2,
+                covariance_type=covariance_type,
+                weights_init=[0.5, 0.5],
+                means_init=[[0, 0], [1, 1]],
+                precisions_init=_precisions(covariance_type),
+            ).fit(X)
+        # A later partial_fit batch.
+        gm = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+        gm.partial_fit(_blobs())
+        with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+            gm.partial_fit(X)
+
+
+# ----------------------------------------------------------------------
+# 6. dtype
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_model_stays_float32(covariance_type):
+    X = _blobs()
+    attributes = ("weights_", "means_", "covariances_", "precisions_")
+    attributes += ("precisions_cholesky_",)
+    first_fit = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    first_fit.fit(X.astype(np.float32)).partial_fit(X)
+    first_step = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    first_step.partial_fit(X.astype(np.float32)).partial_fit(X)
+    warm = GaussianMixtureEM(
+        2, covariance_type=covariance_type, random_state=0, warm_start=True
+    )
+    _quiet_fit(warm, X.astype(np.float32))
+    _quiet_fit(warm, X)
+    for model in (first_fit, first_step, warm):
+        for name in attributes:
+            assert getattr(model, name).dtype == np.float32, name
+        assert model.predict_proba(X).dtype == np.float32
+    # A new fit (not a warm start) is a first fit.
+    assert first_fit.fit(X).means_.dtype == np.float64
+
+
+def test_float32_bernoulli_stays_float32():
+    X = (_blobs() > 1).astype(np.float32)
+    bm = BernoulliMixtureEM(2, random_state=0).partial_fit(X)
+    bm.partial_fit(X.astype(np.float64))
+    assert bm.means_.dtype == bm.weights_.dtype == np.float32
+    assert np.all((bm.means_ > 0) & (bm.means_ < 1))
+    assert np.isfinite(bm.score(X))
+
+
+# ----------------------------------------------------------------------
+# 9. Dense and sparse Bernoulli fits
+@pytest.mark.parametrize(
+    "init_params", ["kmeans", "k-means++", "random", "random_from_data"]
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bernoulli_dense_and_sparse_give_the_same_model(init_params, seed):
+    # Four overlapping prototypes (not well separated): scikit-learn's
+    # KMeans labelled dense and CSR rows differently, and the fits ended
+    # 1e-2 apart.
+    rng = np.random.RandomState(seed)
+    prototypes = rng.uniform(size=(4, 30))
+    labels = rng.randint(4, size=600)
+    X = (rng.uniform(size=(600, 30)) < 0.5 * prototypes[labels] + 0.25).astype(float)
+    weights = rng.randint(1, 3, size=600)
+    # A CSR matrix with stored zeros and unsorted indices: the same model.
+    csr = sparse.csr_matrix(X)
+    csr.data[::7] = 0.0
+    csr.indices = csr.indices.copy()
+    dense_with_zeros = csr.toarray()
+    for row in range(0, 600, 5):
+        start, stop = csr.indptr[row], csr.indptr[row + 1]
+        csr.indices[start:stop] = csr.indices[start:stop][::-1]
+        csr.data[start:stop] = csr.data[start:stop][::-1]
+    assert not csr.has_sorted_indices
+    dense = _quiet_fit(
+        BernoulliMixtureEM(4, init_params=init_params, random_state=seed),
+        dense_with_zeros,
+        sample_weight=weights,
+    )
+    sparse_fit = _quiet_fit(
+        BernoulliMixtureEM(4, init_params=init_params, random_state=seed),
+        csr,
+        sample_weight=weights,
+    )
+    assert sparse_fit.n_iter_ == dense.n_iter_
+    assert_allclose(sparse_fit.means_, dense.means_, rtol=1e-10, atol=1e-12)
+    assert_allclose(sparse_fit.weights_, dense.weights_, rtol=1e-10)
