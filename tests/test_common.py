@@ -15,6 +15,10 @@ ESTIMATORS = [
     BernoulliMixtureEM(),
     BernoulliMixtureIC(),
     GaussianMixtureEM(),
+    # The two covariance types beyond scikit-learn's, which take their own
+    # M-step and NaN path.
+    GaussianMixtureEM(covariance_type="tied_diag"),
+    GaussianMixtureEM(covariance_type="tied_spherical"),
     GaussianMixtureIC(),
     GaussianMixtureImputer(),
     VAETransformer(),

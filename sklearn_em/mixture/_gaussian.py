@@ -140,7 +140,7 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
 
 # ----------------------------------------------------------------------
 # Sufficient statistics (the per-chunk map).
-def _accumulate_gaussian(X, resp, *, shift, covariance_type):
+def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
     """Sufficient statistics of a chunk.
 
     Parameters
@@ -156,6 +156,10 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type):
 
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
+    float64 : bool, default=False
+        Compute the products in float64 too, whatever the chunk's dtype
+        (see :meth:`GaussianMixtureEM._initialize_parameters`).
+
     Returns
     -------
     stats : dict
@@ -166,6 +170,9 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type):
         diagonal, shape (n_components, n_features), for diag and spherical.
         All float64: a float32 chunk's sums are added up in float64.
     """
+    if float64:
+        X = X.astype(np.float64, copy=False)
+        resp = resp.astype(np.float64, copy=False)
     stats = {
         "nk": resp.sum(axis=0, dtype=np.float64),
         "sx": (resp.T @ X).astype(np.float64),
@@ -1784,12 +1791,35 @@ class GaussianMixtureEM(BaseMixtureEM):
             _accumulate_gaussian,
             shift=shift,
             covariance_type=_engine_covariance_type(self.covariance_type),
+            float64=getattr(self, "_initial_statistics_in_float64", False),
         )
+
+    def _initialize_parameters(self, data, random_state):
+        # A component of a few points has a covariance whose smallest
+        # eigenvalues are reg_covar: a float32 scatter's rounding (eps |x|^2)
+        # can make it indefinite where the exact one is not. Then the same
+        # start (the same random draws) is taken again, with the initial
+        # statistics computed in float64.
+        state = random_state.get_state()
+        try:
+            super()._initialize_parameters(data, random_state)
+        except CollapseError:
+            if self._dtype() != np.float32:
+                raise
+            random_state.set_state(state)
+            self._initial_statistics_in_float64 = True
+            try:
+                super()._initialize_parameters(data, random_state)
+            finally:
+                del self._initial_statistics_in_float64
 
     # Missing values (NaN): see _missing.py. Used only for data with NaN.
     def _missing_parameters(self):
+        # Shared variances use the kernels of the type they restrict; the
+        # M-step pools their statistics.
+        engine_type, precisions_chol = self._engine_parameters()
         return gaussian_missing_parameters(
-            self.means_, self.precisions_cholesky_, self.covariance_type, self.weights_
+            self.means_, precisions_chol, engine_type, self.weights_
         )
 
     def _missing_e_step_function(self, complete):
@@ -1810,12 +1840,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         if data.has_missing:
             # Available-case moments first, then the expected statistics
             # under them (see gaussian_initial_statistics).
+            engine_type = _engine_covariance_type(self.covariance_type)
             first = data.map_reduce(
                 partial(
                     resp_chunk,
                     accumulate=partial(
                         _initial_missing_accumulate,
-                        covariance_type=self.covariance_type,
+                        covariance_type=engine_type,
                         moments=None,
                     ),
                 ),
@@ -1827,7 +1858,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                     resp_chunk,
                     accumulate=partial(
                         _initial_missing_accumulate,
-                        covariance_type=self.covariance_type,
+                        covariance_type=engine_type,
                         moments=moments,
                     ),
                 ),

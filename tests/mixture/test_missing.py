@@ -23,7 +23,7 @@ from sklearn_em.mixture._arrays import ArrayData
 from sklearn_em.mixture._data import as_data
 from sklearn_em.mixture._gaussian import _estimate_log_gaussian_prob
 
-COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"]
 INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
 
 
@@ -59,6 +59,8 @@ def _dense_covariances(gm):
         "tied": lambda: np.stack([cov] * n_components),
         "diag": lambda: np.stack([np.diag(v) for v in cov]),
         "spherical": lambda: np.stack([np.eye(n_features) * v for v in cov]),
+        "tied_diag": lambda: np.stack([np.diag(cov)] * n_components),
+        "tied_spherical": lambda: np.stack([np.eye(n_features) * cov] * n_components),
     }[gm.covariance_type]()
 
 
@@ -182,6 +184,8 @@ def test_one_em_step_is_the_expected_statistics_m_step(covariance_type):
         "tied": lambda: scatter.sum(0) / nk.sum() + reg * np.eye(3),
         "diag": lambda: np.einsum("kii->ki", scatter) / nk[:, None] + reg,
         "spherical": lambda: np.einsum("kii->k", scatter) / (3 * nk) + reg,
+        "tied_diag": lambda: np.einsum("kii->i", scatter) / nk.sum() + reg,
+        "tied_spherical": lambda: np.einsum("kii->", scatter) / (3 * nk.sum()) + reg,
     }[covariance_type]()
 
     step = GaussianMixtureEM(
@@ -210,8 +214,9 @@ def test_incomplete_kernel_without_missing_values_is_the_complete_model(
     conditionals = _missing._conditionals(
         X, np.zeros(X.shape, dtype=bool), **gm._missing_parameters()
     )
+    engine_type, precisions_chol = gm._engine_parameters()
     expected = _estimate_log_gaussian_prob(
-        X, gm.means_, gm.precisions_cholesky_, covariance_type
+        X, gm.means_, precisions_chol, engine_type
     ) + np.log(gm.weights_)
     assert_allclose(conditionals.log_prob, expected, rtol=1e-10)
     assert_allclose(conditionals.deviations, X - gm.means_[:, None, :], atol=1e-12)
@@ -346,6 +351,8 @@ def test_integer_sample_weight_equals_repeated_rows(covariance_type):
         "tied": np.eye(3),
         "diag": np.ones((2, 3)),
         "spherical": np.ones(2),
+        "tied_diag": np.ones(3),
+        "tied_spherical": 1.0,
     }[covariance_type]
     params = dict(
         n_components=2,
