@@ -1,0 +1,318 @@
+"""Property-based tests of GaussianMixtureEM (issue 11), with hypothesis.
+
+Each property holds for every input hypothesis draws: shapes, scales from
+1e-8 to 1e8, offsets up to 1e6, ties and duplicated rows, the four
+covariance types of scikit-learn, float32 and float64. Every fit starts from
+given parameters (``means_init`` and friends, or an explicit
+``random_state``), so that the comparisons with scikit-learn are from the
+same start.
+
+Profiles (see ``tests/conftest.py``): the default runs a few examples per
+property so that CI stays within its budget; ``pytest
+--hypothesis-profile=long tests/test_properties.py`` runs many more.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from sklearn_em import GaussianMixtureEM
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+@st.composite
+def mixture_data(draw, dtypes=(np.float64, np.float32)):
+    """Data from a few clusters, scaled and offset, with ties and duplicates."""
+    n_features = draw(st.integers(1, 5))
+    n_components = draw(st.integers(1, 3))
+    n_clusters = draw(st.integers(1, 3))
+    n_samples = draw(st.integers(max(3 * n_components, 8), 60))
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = 10.0 ** draw(st.integers(-8, 8))
+    offset = draw(st.sampled_from([0.0, 1.0, -1e3, 1e6]))
+    dtype = draw(st.sampled_from(dtypes))
+    covariance_type = draw(st.sampled_from(COVARIANCE_TYPES))
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=5.0, size=(n_clusters, n_features))
+    X = centres[rng.randint(n_clusters, size=n_samples)]
+    X = X + rng.normal(size=X.shape)
+    if draw(st.booleans()):
+        # Ties in one feature (rounded values) and repeated rows.
+        X[:, 0] = np.round(X[:, 0])
+        X[: n_samples // 4] = X[0]
+    X = (X * scale + offset).astype(dtype)
+    # Enough distinct rows for the components; otherwise a collapse is the
+    # right answer (and scikit-learn raises too).
+    assume(len(np.unique(X, axis=0)) >= 2 * n_components + 1)
+    return X, n_components, covariance_type, seed
+
+
+def _fit(estimator, X, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, **fit_params)
+
+
+def _fit_or_none(estimator, X, **fit_params):
+    """The fitted estimator, or None if it raised a ValueError."""
+    try:
+        return _fit(estimator, X, **fit_params)
+    except ValueError:
+        return None
+
+
+def _covariance_matrices(model):
+    """Every component's covariance as a (n_components, D, D) array."""
+    covariances = np.asarray(model.covariances_, dtype=np.float64)
+    n_components, n_features = model.means_.shape
+    if model.covariance_type == "full":
+        return covariances
+    if model.covariance_type == "tied":
+        return np.broadcast_to(covariances, (n_components, n_features, n_features))
+    if model.covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covariances])
+    return covariances[:, None, None] * np.eye(n_features)
+
+
+def _precision_diagonals(model):
+    """The diagonals of the precisions' Cholesky factors (all positive)."""
+    chol = np.asarray(model.precisions_cholesky_)
+    if model.covariance_type in ("full", "tied"):
+        return np.diagonal(chol, axis1=-2, axis2=-1)
+    return chol
+
+
+def _well_conditioned(model, X):
+    """EM did not diverge, every component holds more than D + 1 points, and
+    none has collapsed onto a subspace (variance reg_covar in a direction,
+    as for points that share a value of a feature)."""
+    n_points = model.weights_ * len(X)
+    smallest = np.linalg.eigvalsh(_covariance_matrices(model)).min()
+    return (
+        model.n_iter_ == model.max_iter
+        and n_points.min() > X.shape[1] + 1
+        and smallest > 1e4 * model.reg_covar
+    )
+
+
+def _estimator(n_components, covariance_type, seed, **params):
+    return GaussianMixtureEM(
+        n_components,
+        covariance_type=covariance_type,
+        random_state=seed,
+        reg_covar=params.pop("reg_covar", 1e-6),
+        **params,
+    )
+
+
+@given(mixture_data())
+def test_fitted_model_is_well_formed(data):
+    """Finite parameters, positive definite covariances, proba rows sum to 1,
+    the data's dtype kept, and EM's lower bound never decreasing."""
+    X, n_components, covariance_type, seed = data
+    model = _fit_or_none(_estimator(n_components, covariance_type, seed), X)
+    reference = _fit_or_none(
+        GaussianMixture(
+            n_components, covariance_type=covariance_type, random_state=seed
+        ),
+        X,
+    )
+    if model is None:
+        # Never a failure where scikit-learn, from the same start, fits.
+        assert reference is None
+        return
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        value = getattr(model, name)
+        assert value.dtype == X.dtype, name
+        assert np.all(np.isfinite(value)), name
+    # Positive definite, up to the rounding of the stored matrices (a float32
+    # covariance of condition 1e12 is positive definite only in float64,
+    # where the precisions are computed).
+    eigenvalues = np.linalg.eigvalsh(_covariance_matrices(model))
+    rounding = 10 * np.finfo(X.dtype).eps * np.abs(eigenvalues).max(axis=1)
+    assert np.all(eigenvalues > -rounding[:, np.newaxis])
+    assert np.all(_precision_diagonals(model) > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        proba = model.predict_proba(X)
+        scores = model.score_samples(X)
+    assert proba.dtype == X.dtype
+    assert_allclose(
+        proba.sum(axis=1), 1.0, rtol=1e-5 if X.dtype == np.float32 else 1e-10
+    )
+    assert np.all(np.isfinite(scores))
+    # EM with reg_covar > 0 is not exact EM (the M-step adds reg_covar to the
+    # maximiser), so the bound may fall slightly, as scikit-learn's does from
+    # the same start; never by more than it, up to rounding of the
+    # per-sample log-likelihoods the bound is the mean of.
+    tolerance = 1e3 * np.finfo(X.dtype).eps * (1.0 + np.abs(scores).mean())
+    # The data's own rounding relative to the narrowest direction of a
+    # component (a component of two points has variance reg_covar across
+    # them): the second moments are rounded to eps |x - c|^2, which the
+    # smallest eigenvalue of a covariance feels in relative terms, and so
+    # does the log-likelihood.
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+    smallest = max(eigenvalues.min(), np.finfo(X.dtype).tiny)
+    eps = np.finfo(X.dtype).eps
+    tolerance += 100 * eps * np.square(Xc).sum(axis=1).max() / smallest
+    # And the rounding of the data themselves, in units of that direction's
+    # spread, in a squared distance of about D.
+    r = eps * np.abs(X.astype(np.float64)).max() / np.sqrt(smallest)
+    tolerance += 100 * (r**2 + r * np.sqrt(X.shape[1]))
+    drop = -np.diff(np.asarray(model.lower_bounds_, dtype=np.float64), prepend=-np.inf)
+    # scikit-learn's drop, or that of its fit of the centred data in float64
+    # (the accurate one: far from the origin scikit-learn's bound jitters).
+    centred = _fit_or_none(
+        GaussianMixture(
+            n_components, covariance_type=covariance_type, random_state=seed
+        ),
+        X.astype(np.float64) - X.astype(np.float64).mean(axis=0),
+    )
+    allowed = max(
+        [0.0]
+        + [
+            np.max(-np.diff(fit.lower_bounds_), initial=0.0)
+            for fit in (reference, centred)
+            if fit is not None
+        ]
+    )
+    assert np.max(drop, initial=0.0) <= allowed + tolerance
+
+
+@given(
+    mixture_data(dtypes=(np.float64,)),
+    st.integers(-60, 60),
+    st.sampled_from([1.0, 0.3, 0.625, 1.5, 3.0]),
+)
+def test_weights_times_a_constant_give_the_same_model(data, exponent, factor):
+    """Frequency weights times c: the same model, for c of any size."""
+    X, n_components, covariance_type, seed = data
+    rng = np.random.RandomState(seed)
+    weights = rng.uniform(0.5, 2.0, size=len(X))
+    c = factor * 2.0**exponent
+    # A fixed number of iterations: a convergence test on the change of the
+    # bound could stop the two fits one iteration apart.
+    fixed = dict(tol=0, max_iter=10)
+    a = _fit_or_none(
+        _estimator(n_components, covariance_type, seed, **fixed),
+        X,
+        sample_weight=weights,
+    )
+    b = _fit_or_none(
+        _estimator(n_components, covariance_type, seed, **fixed),
+        X,
+        sample_weight=weights * c,
+    )
+    if factor == 1.0:
+        # Weights times a power of two: bit-identical (they are normalised
+        # by a power of two, which is exact).
+        assert (a is None) == (b is None)
+        if a is not None:
+            for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        return
+    # Any other constant: equal up to rounding, which EM amplifies without
+    # bound only on degenerate fits (a component of at most D + 1 points,
+    # whose covariance is reg_covar across them, or a run that diverged).
+    assume(a is not None and _well_conditioned(a, X))
+    assert b is not None
+    assert_allclose(a.lower_bound_, b.lower_bound_, rtol=1e-6, atol=1e-8)
+    assert_allclose(a.weights_, b.weights_, rtol=1e-5, atol=1e-8)
+
+
+@given(mixture_data(dtypes=(np.float64,)))
+def test_integer_weights_equal_repeated_rows(data):
+    """Integer frequency weights give the model of the repeated rows."""
+    X, n_components, covariance_type, seed = data
+    rng = np.random.RandomState(seed)
+    counts = rng.randint(1, 4, size=len(X))
+    X_repeated = np.repeat(X, counts, axis=0)
+    # The same start for both: the initial parameters are given.
+    start = _fit_or_none(
+        _estimator(n_components, covariance_type, seed, max_iter=1), X_repeated
+    )
+    assume(start is not None)
+    init = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
+    init.update(tol=0, max_iter=10)  # the same iterations for both
+    weighted = _fit_or_none(
+        _estimator(n_components, covariance_type, seed, **init),
+        X,
+        sample_weight=counts.astype(float),
+    )
+    repeated = _fit_or_none(
+        _estimator(n_components, covariance_type, seed, **init), X_repeated
+    )
+    assume(repeated is not None and _well_conditioned(repeated, X_repeated))
+    assert weighted is not None
+    assert weighted.n_iter_ == repeated.n_iter_
+    assert_allclose(weighted.lower_bound_, repeated.lower_bound_, rtol=1e-8)
+    assert_allclose(weighted.weights_, repeated.weights_, rtol=1e-6, atol=1e-10)
+    scale = np.abs(X).max() + 1.0
+    assert_allclose(weighted.means_, repeated.means_, rtol=1e-6, atol=1e-10 * scale)
+
+
+def _centred_reference(X, n_components, covariance_type, init):
+    """A float64 fit of the centred data, shifted back: the accurate answer."""
+    centre = X.astype(np.float64).mean(axis=0)
+    init = dict(init, means_init=init["means_init"] - centre)
+    model = GaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=5, tol=0, **init
+    )
+    model = _fit_or_none(model, X.astype(np.float64) - centre)
+    if model is not None:
+        model.means_ = model.means_ + centre
+    return model
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@given(mixture_data())
+def test_agrees_with_scikit_learn_where_it_is_accurate(data):
+    """From the same start, the same model as scikit-learn's wherever
+    scikit-learn itself agrees with a float64 fit of the centred data."""
+    X, n_components, covariance_type, seed = data
+    first = _fit_or_none(
+        GaussianMixture(
+            n_components,
+            covariance_type=covariance_type,
+            random_state=seed,
+            max_iter=1,
+        ),
+        X,
+    )
+    assume(first is not None)
+    init = dict(
+        weights_init=first.weights_.astype(np.float64),
+        means_init=first.means_.astype(np.float64),
+        precisions_init=first.precisions_.astype(np.float64),
+    )
+    params = dict(covariance_type=covariance_type, max_iter=5, tol=0, **init)
+    theirs = _fit_or_none(GaussianMixture(n_components, **params), X)
+    reference = _centred_reference(X, n_components, covariance_type, init)
+    ours = _fit_or_none(GaussianMixtureEM(n_components, **params), X)
+    if theirs is None:
+        return
+    # Never a failure where scikit-learn fits.
+    assert ours is not None
+    if reference is None:
+        return
+    scale = np.abs(X.astype(np.float64)).max() + 1.0
+
+    def close(model, rtol):
+        return np.allclose(
+            model.means_, reference.means_, rtol=rtol, atol=rtol * scale
+        ) and np.allclose(model.weights_, reference.weights_, rtol=rtol, atol=rtol)
+
+    if not close(theirs, 1e-6):
+        return
+    assert close(ours, 1e-6)
