@@ -404,3 +404,17 @@ def test_blas_window_is_shared_and_reports_the_original():
     leave.set()
     thread.join()
     assert _blas_threads() == outside
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_rows_flushes_subnormal_probabilities(dtype):
+    # A probability below the smallest normal number is a subnormal, on which
+    # the products of the M-step run many times slower: it is set to zero.
+    tiny = np.finfo(dtype).tiny
+    gap = np.log(tiny)  # exp(gap) relative to the row's largest: subnormal
+    a = np.array([[0.0, gap - 1.0, gap + 3.0, -np.inf]], dtype=dtype)
+    log_norm = _suffstats.logsumexp_rows(a)
+    assert a[0, 1] == 0 and a[0, 3] == 0
+    assert a[0, 2] >= tiny  # a normal number is kept
+    assert_allclose(log_norm, 0.0, atol=1e-30)
+    assert not np.any((a > 0) & (a < tiny))
