@@ -130,16 +130,20 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
     n_iter_ : int
         Number of EM iterations of ``mixture_``.
 
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Mean of the observed values of each feature (NaN for empty ones).
 
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape (`n_features_in_`,)
         Standard deviation of the observed values of each feature (1 where
         it is 0 or undefined).
 
     indicator_ : sklearn.impute.MissingIndicator
         Indicator for the missing values; None when ``add_indicator`` is
         False.
+
+    random_state_ : numpy.random.RandomState
+        The random number generator of the fit, from ``random_state``; the
+        draws of ``sample_posterior=True`` continue its stream.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.

@@ -338,18 +338,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     decoder_intercepts_ : list of ndarray
         Intercepts of the decoder's layers.
 
-    decoder_log_var_ : ndarray of shape (n_features_in_,) or None
+    decoder_log_var_ : ndarray of shape (`n_features_in_`,) or None
         Learned log-variance of every standardised feature for
         ``likelihood="gaussian"`` (the variance in X's units is
         ``exp(decoder_log_var_) * scale_**2``); None for "bernoulli".
 
-    mean_ : ndarray of shape (n_features_in_,) or None
+    mean_ : ndarray of shape (`n_features_in_`,) or None
         For ``likelihood="gaussian"``, the mean of every feature in the data
         of the first fit: the network sees ``(X - mean_) / scale_``, which
         makes the codes independent of the magnitude of X. None for
         "bernoulli".
 
-    scale_ : ndarray of shape (n_features_in_,) or None
+    scale_ : ndarray of shape (`n_features_in_`,) or None
         For ``likelihood="gaussian"``, the standard deviation of every
         feature in the data of the first fit (1 for constant features, as in
         :class:`~sklearn.preprocessing.StandardScaler`). None for
@@ -1085,7 +1085,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, `n_features_in_`)
             Decoder means: probabilities for ``likelihood="bernoulli"``,
             means for "gaussian".
         """
@@ -1144,7 +1144,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, `n_features_in_`)
             Decoder means of ``z ~ N(0, I)``.
         """
         check_is_fitted(self)
