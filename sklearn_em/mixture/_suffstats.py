@@ -384,11 +384,16 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
     """
 
     def block_function(block):
-        parts = []
-        for s in block:
-            w = None if sample_weight is None else sample_weight[s]
-            parts.append(chunk_function(X[s], w, *(e[s] for e in extra)))
-        return add_statistics(parts)
+        # A generator: each chunk's statistics are added as they come, so
+        # memory does not grow with the number of chunks (K D^2 values each).
+        return add_statistics(
+            chunk_function(
+                X[s],
+                None if sample_weight is None else sample_weight[s],
+                *(e[s] for e in extra),
+            )
+            for s in block
+        )
 
     return add_statistics(_map_chunk_blocks(block_function, X, n_jobs, rows))
 

@@ -418,3 +418,23 @@ def test_logsumexp_rows_flushes_subnormal_probabilities(dtype):
     assert a[0, 2] >= tiny  # a normal number is kept
     assert_allclose(log_norm, 0.0, atol=1e-30)
     assert not np.any((a > 0) & (a < tiny))
+
+
+def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
+    # Each chunk returns 1 MiB of statistics; 64 chunks on one thread must
+    # not hold them all before adding them up.
+    import tracemalloc
+
+    X = np.zeros((64 * 10, 2))
+
+    def chunk_function(X_chunk, w_chunk):
+        return {"s": np.full(2**17, float(len(X_chunk)))}
+
+    tracemalloc.start()
+    try:
+        total = _suffstats.map_reduce(chunk_function, X, n_jobs=1, rows=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_array_equal(total["s"], np.full(2**17, 640.0))
+    assert peak < 8 * 2**20
