@@ -59,9 +59,11 @@ class CollapseError(ValueError):
     """
 
 
-#: Per float dtype, a log-probability (relative to a row's largest) whose
-#: exponential is still a normal number: the log of twice the smallest one.
-_LOG_TINY = {t: t(np.log(2 * np.finfo(t).tiny)) for t in (np.float32, np.float64)}
+#: Per float dtype, the smallest log-probability relative to a row's largest
+#: that logsumexp_rows keeps: e^20 times the smallest normal number (1.1e-29
+#: in float32, 1.1e-299 in float64), so that neither the probabilities nor
+#: their products with a chunk's features are subnormal numbers.
+_LOG_FLOOR = {t: t(np.log(np.finfo(t).tiny) + 20.0) for t in (np.float32, np.float64)}
 
 
 def logsumexp_rows(a):
@@ -84,13 +86,18 @@ def logsumexp_rows(a):
     # that it yields -inf rather than NaN.
     a_max[~np.isfinite(a_max)] = 0
     a -= a_max[:, np.newaxis]
+    # Components of zero probability (-inf) keep exactly zero below.
+    impossible = a == -np.inf
     # exp of anything below log(tiny) is a subnormal number, on which the
     # floating-point units of many processors are tens of times slower: a
-    # float32 chunk's products over such responsibilities took 3-7x longer.
-    # Their mass (below 1e-38 of the row's largest, 1e-308 in float64) is
-    # flushed to exactly zero instead.
-    np.copyto(a, -np.inf, where=a < _LOG_TINY[a.dtype.type])
+    # float32 chunk's exp and products over such responsibilities took 3-7x
+    # longer. Relative masses below _LOG_FLOOR, far below rounding, are
+    # raised to it instead (one fast pass; masking them to zero cost as much
+    # as the exp).
+    np.maximum(a, _LOG_FLOOR[a.dtype.type], out=a)
     np.exp(a, out=a)
+    if impossible.any():
+        a[impossible] = 0
     norm = a.sum(axis=1)
     with np.errstate(divide="ignore"):
         log_norm = np.log(norm)

@@ -69,7 +69,9 @@ def test_logsumexp_rows_matches_scipy():
         probabilities[finite],
         np.exp(a[finite] - expected[finite, None]),
         rtol=1e-12,
-        atol=1e-300,
+        # below e^20 times the smallest normal number, the floor (see
+        # test_logsumexp_rows_makes_no_subnormal_probabilities)
+        atol=1e-298,
     )
     assert_allclose(probabilities[finite].sum(axis=1), 1.0, rtol=1e-12)
     assert_array_equal(probabilities[5], 0.0)
@@ -407,17 +409,25 @@ def test_blas_window_is_shared_and_reports_the_original():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_logsumexp_rows_flushes_subnormal_probabilities(dtype):
+def test_logsumexp_rows_makes_no_subnormal_probabilities(dtype):
     # A probability below the smallest normal number is a subnormal, on which
-    # the products of the M-step run many times slower: it is set to zero.
+    # the products of the M-step run many times slower: it is raised to
+    # e^20 times that number, far below rounding.
     tiny = np.finfo(dtype).tiny
     gap = np.log(tiny)  # exp(gap) relative to the row's largest: subnormal
-    a = np.array([[0.0, gap - 1.0, gap + 3.0, -np.inf]], dtype=dtype)
+    floor = np.exp(20.0) * tiny
+    a = np.array(
+        [[0.0, gap - 1.0, gap + 30.0, -np.inf], [-np.inf] * 4], dtype=dtype
+    )
     log_norm = _suffstats.logsumexp_rows(a)
-    assert a[0, 1] == 0 and a[0, 3] == 0
-    assert a[0, 2] >= tiny  # a normal number is kept
-    assert_allclose(log_norm, 0.0, atol=1e-30)
+    assert_allclose(a[0, 1], floor, rtol=1e-4)
+    assert a[0, 3] == 0  # an impossible component stays impossible
+    assert_allclose(a[0, 2], np.exp(gap + 30.0), rtol=1e-4)
+    assert_allclose(log_norm[0], 0.0, atol=1e-30)
     assert not np.any((a > 0) & (a < tiny))
+    # A row without mass keeps zero probabilities and a log-norm of -inf.
+    assert_array_equal(a[1], 0.0)
+    assert log_norm[1] == -np.inf
 
 
 def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
