@@ -292,11 +292,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Either costs one encoder pass and ``n_score_draws`` decoder passes
         per sample.
 
-    n_score_draws : int, default=50
+    n_score_draws : int, default=200
         Latent draws per sample in ``score_samples``. Every sample has its
         own draws, so that the Monte Carlo noise of ``score`` averages out
-        over the samples: with the default, ``score`` on a few hundred
-        samples changes by well under 0.1% between seeds.
+        over the samples: with the default, a default model's ``score`` on
+        300 held-out digits (a cross-validation fold) changes by under 0.1%
+        between seeds (about 0.07% at most over 30 seeds; 0.16% with 50
+        draws), at about 0.1 s per call. The noise shrinks like
+        ``1 / sqrt(n_samples * n_score_draws)``.
 
     shuffle : bool, default=True
         Whether to shuffle the training data at every epoch.
@@ -481,7 +484,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         early_stopping=False,
         validation_fraction=0.1,
         score_bound="elbo",
-        n_score_draws=50,
+        n_score_draws=200,
         shuffle=True,
         warm_start=False,
         random_state=None,
