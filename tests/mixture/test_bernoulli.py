@@ -1,5 +1,7 @@
 """Tests of BernoulliMixtureEM: the maths, sparse input, weights and bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -203,6 +205,28 @@ def test_sparse_input_is_not_densified_nor_modified():
     assert_array_equal(X.toarray(), before.toarray())
     dense = clone(est).fit((X.toarray() > 0) * 1.0)
     _assert_same_model(bm, dense)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "random"])
+def test_sparse_input_is_never_densified(init_params):
+    # 5,000 x 4,000 with 40,000 ones: densified, the matrix alone would take
+    # 160 MB (80 MB binarised to float32); fit, predict and score stay far below.
+    import tracemalloc
+
+    X = sparse.random(5000, 4000, density=0.002, format="csr", random_state=0)
+    X.data[:] = 1.0
+    bm = BernoulliMixtureEM(3, init_params=init_params, max_iter=5, random_state=0)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            bm.fit(X)
+        bm.predict_proba(X)
+        bm.score_samples(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
 
 
 class _TaggedBernoulliMixtureEM(BernoulliMixtureEM):
