@@ -964,6 +964,7 @@ def _gaussian_e_step_chunk(
     intercept,
     direct,
     shift=None,
+    per_component=False,
 ):
     """E-step and sufficient statistics of one chunk, on shared features.
 
@@ -997,6 +998,10 @@ def _gaussian_e_step_chunk(
         The points the second moments are returned around; None means
         ``means``.
 
+    per_component : bool, default=False
+        Skip the quadratic features: every component's log-density and
+        scatter in the direct form (see :func:`_prefer_per_component`).
+
     Returns
     -------
     stats : dict
@@ -1018,6 +1023,7 @@ def _gaussian_e_step_chunk(
             intercept=intercept,
             direct=direct,
             shift=shift,
+            per_component=per_component,
         )
 
 
@@ -1034,11 +1040,31 @@ def _gaussian_e_step_chunk_body(
     intercept,
     direct,
     shift,
+    per_component=False,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
     X = X.astype(coef.dtype, copy=False)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(coef.dtype, copy=False)
+    if per_component:
+        # No quadratic features: one product with the stacked factors for
+        # the log-densities, one scatter per component for the moments.
+        return e_step_chunk(
+            X,
+            sample_weight,
+            weighted_log_prob=partial(
+                _per_component_log_prob,
+                means=means,
+                precisions_chol=precisions_chol,
+                covariance_type=covariance_type,
+                log_w=log_w,
+            ),
+            accumulate=partial(
+                _accumulate_gaussian,
+                shift=means if shift is None else shift,
+                covariance_type=covariance_type,
+            ),
+        )
     features = _centred_features(X, centre, covariance_type, precisions_chol)
     return e_step_chunk(
         features,
@@ -1074,22 +1100,82 @@ def _gaussian_log_prob_chunk(X, **parameters):
     (n_samples, n_components), a view of the thread's workspace.
     """
     X = X.astype(parameters["coef"].dtype, copy=False)
+    parameters = dict(parameters)
+    per_component = parameters.pop("per_component", False)
+    exact = {
+        key: parameters[key]
+        for key in ("means", "precisions_chol", "covariance_type", "log_w")
+    }
     with np.errstate(over="ignore", invalid="ignore"):
-        features = _centred_features(
-            X,
-            parameters["centre"],
-            parameters["covariance_type"],
-            parameters["precisions_chol"],
-        )
-        log_prob = _expanded_log_prob(features, X=X, **parameters)
-    return _resolve_far_rows(
-        log_prob,
-        X,
-        **{
-            key: parameters[key]
-            for key in ("means", "precisions_chol", "covariance_type", "log_w")
-        },
+        if per_component:
+            log_prob = _per_component_log_prob(X, **exact)
+        else:
+            features = _centred_features(
+                X,
+                parameters["centre"],
+                parameters["covariance_type"],
+                parameters["precisions_chol"],
+            )
+            log_prob = _expanded_log_prob(features, X=X, **parameters)
+    return _resolve_far_rows(log_prob, X, **exact)
+
+
+def _per_component_log_prob(X, *, means, precisions_chol, covariance_type, log_w):
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` without quadratic features.
+
+    One product of the chunk with the stacked Cholesky factors (see
+    :func:`_estimate_log_gaussian_prob`): ``2 N D^2 K`` operations on
+    ``N D`` inputs, against the expanded form's ``N D^2 K`` on ``N D^2 / 2``
+    features, which it beats when ``K`` is small next to ``D``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    means, precisions_chol, covariance_type, log_w
+        As for :func:`_weighted_log_gaussian_prob`, in the dtype of ``X``.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+    """
+    log_prob = _estimate_log_gaussian_prob(X, means, precisions_chol, covariance_type)
+    log_prob += log_w
+    return log_prob
+
+
+def _prefer_per_component(covariance_type, n_features, n_components):
+    """Whether the per-component form is cheaper than the expanded features.
+
+    The expanded form builds ``D (D + 1) / 2`` quadratic features per row and
+    multiplies them by ``K`` columns of coefficients, twice: with few
+    components the products are as long as the features and run at memory
+    speed, and building the features dominates (at D = 64, K = 8: 9% of
+    the machine's dgemm rate, 1.25x scikit-learn). The per-component form
+    does twice the arithmetic, but in products of ``D`` columns that run at
+    dgemm speed. 'full' only: 'tied' whitens once for every component, and
+    'diag' and 'spherical' have no quadratic cross terms.
+
+    Parameters
+    ----------
+    covariance_type : str
+        The engine's covariance type.
+
+    n_features, n_components : int
+
+    Returns
+    -------
+    per_component : bool
+    """
+    return (
+        covariance_type == "full" and n_features > _PER_COMPONENT_RATIO * n_components
     )
+
+
+#: The per-component form is used for 'full' covariances when
+#: ``n_features > _PER_COMPONENT_RATIO * n_components`` (measured; see
+#: :func:`_prefer_per_component`).
+_PER_COMPONENT_RATIO = 2.0
 
 
 def _expanded_log_prob(
@@ -1660,6 +1746,10 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _chunk_row_values(self, n_features):
         # The fused E-step's features (see _centred_features), the
         # log-probabilities and the responsibilities.
+        if self._uses_per_component_form(n_features):
+            # The centred chunk, its product with the stacked factors, and
+            # one component's difference at a time.
+            return (self.n_components + 2) * n_features + 2 * self.n_components
         engine_type = _engine_covariance_type(self.covariance_type)
         n_quadratic = _n_quadratic_features(engine_type, n_features)
         return n_quadratic + n_features + 2 * self.n_components
@@ -1768,14 +1858,23 @@ class GaussianMixtureEM(BaseMixtureEM):
             # model: every component in the direct form, as scikit-learn.
             direct = np.arange(self.n_components)
         return dict(
-            means=self.means_,
-            precisions_chol=precisions_chol,
+            means=self.means_.astype(dtype, copy=False),
+            precisions_chol=precisions_chol.astype(dtype, copy=False),
             covariance_type=engine_type,
             log_w=log_w.astype(dtype),
             centre=centre.astype(dtype),
             coef=coef.astype(dtype),
             intercept=intercept.astype(dtype),
             direct=direct,
+            per_component=self._uses_per_component_form(self.means_.shape[1]),
+        )
+
+    def _uses_per_component_form(self, n_features):
+        """Whether the E-step skips the quadratic features (cost model)."""
+        return _prefer_per_component(
+            _engine_covariance_type(self.covariance_type),
+            n_features,
+            self.n_components,
         )
 
     def _fused_weighted_log_prob_function(self):

@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
 from sklearn_em.mixture import _suffstats
+from sklearn_em.mixture._data import as_data
 from sklearn_em.mixture._gaussian import (
     _TILE_ROWS,
     _accumulate_gaussian,
@@ -302,10 +303,13 @@ def test_workspace_is_reused_per_thread_and_grown():
 @pytest.mark.parametrize("working_memory", [1, 4])
 def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     # The quadratic features of full covariances grow as n_features ** 2:
-    # the chunk size accounts for them, so working_memory bounds them.
+    # the chunk size accounts for them, so working_memory bounds them (with
+    # enough components for 'full' to build them; see
+    # test_per_component_form_matches_the_expanded_form).
     n_features = 48
     X = np.zeros((50_000, n_features))
-    gm = GaussianMixtureEM(4, covariance_type=covariance_type, n_jobs=1)
+    gm = GaussianMixtureEM(32, covariance_type=covariance_type, n_jobs=1)
+    assert not gm._uses_per_component_form(n_features)
     with sklearn.config_context(working_memory=working_memory):
         rows = gm._rows(X)
     features = _centred_features(
@@ -449,3 +453,48 @@ def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
         tracemalloc.stop()
     assert_array_equal(total["s"], np.full(2**17, 640.0))
     assert peak < 8 * 2**20
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_components", [1, 3])
+def test_per_component_form_matches_the_expanded_form(monkeypatch, dtype, n_components):
+    # 'full' with few components next to the features skips the quadratic
+    # features (see _prefer_per_component): the same statistics and the
+    # same predictions as the expanded form, and as a float64 reference.
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    X = (rng.normal(size=(3000, 12)) + 3 * (np.arange(3000) % 3)[:, None]).astype(dtype)
+    gm = GaussianMixtureEM(n_components, random_state=0, max_iter=3, tol=0)
+    gm.fit(X)  # (ConvergenceWarning ignored module-wide)
+    assert gm._uses_per_component_form(12)
+    data = as_data(gm, X, None, reset=False, dtype=gm._dtype())
+    per_component = gm._e_step_statistics(data)
+    proba = gm.predict_proba(X)
+    monkeypatch.setattr(_gaussian, "_PER_COMPONENT_RATIO", np.inf)
+    assert not gm._uses_per_component_form(12)
+    expanded = gm._e_step_statistics(data)
+    # A float64 reference of the same E-step.
+    X64 = X.astype(np.float64)
+    log_prob = _gaussian._estimate_log_gaussian_prob(
+        X64,
+        gm.means_.astype(np.float64),
+        gm.precisions_cholesky_.astype(np.float64),
+        "full",
+    ) + np.log(gm.weights_.astype(np.float64))
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    reference = _accumulate_gaussian(
+        X64, resp, shift=gm.means_.astype(np.float64), covariance_type="full"
+    )
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    for key in ("nk", "sx", "sxx"):
+        scale = np.abs(reference[key]).max()
+        assert_allclose(
+            per_component[key], reference[key], rtol=rtol, atol=rtol * scale
+        )
+        assert_allclose(expanded[key], reference[key], rtol=rtol, atol=rtol * scale)
+    assert_allclose(
+        per_component["log_likelihood"], logsumexp(log_prob, axis=1).sum(), rtol=rtol
+    )
+    assert_allclose(gm.predict_proba(X), proba, atol=10 * rtol)
+    assert_allclose(proba, resp, atol=10 * rtol)
