@@ -45,13 +45,16 @@ from ._random import _keyed_standard_normal, _row_keys
 _CHUNK_FLOATS = 2**22
 
 # Training runs BLAS single-threaded while the largest matrix product of a
-# step has fewer multiply-adds than this (2**26, about 67 million: the
-# 784-400 layer of an MNIST VAE with minibatches of 128 has 40 million). For
-# such products waking and synchronising threads costs more than it saves,
-# and several times more when another process keeps a core busy: one epoch
-# of that MNIST VAE took 0.7-1.1 s on one thread and 7-15 s on two on a busy
-# 2-core machine (benchmarks/bench_vae_small.py measures the 8x8 digits).
-_SMALL_PRODUCT = 2**26
+# step has fewer multiply-adds than this (2**23, about 8 million): for such
+# products waking and synchronising threads costs more than it saves, and
+# much more when another process keeps a core busy (the default network on
+# the 8x8 digits, 2 million: see benchmarks/bench_vae_small.py). Larger
+# products use BLAS's threads: the 784-400 layer of an MNIST VAE with
+# minibatches of 128 (40 million) took 0.33 s per epoch on two threads
+# against 0.45 s on one on a quiet 2-core machine, as PyTorch uses both
+# (benchmarks/bench_vae_torch.py); on a machine whose other core is busy,
+# limit the threads with threadpoolctl.
+_SMALL_PRODUCT = 2**23
 
 # Largest magnitude of the data, as a fraction of the square root of the
 # dtype's largest value: the Gaussian likelihood squares residuals and
