@@ -1,0 +1,188 @@
+"""Sweep GaussianMixtureEM's EM iteration over shapes, against scikit-learn.
+
+For every covariance type and every (D, K) of the grid, both estimators fit
+the same N x D data from the same initial parameters for a fixed number of
+EM iterations (``tol=0``), alternately; the table gives seconds per
+iteration, their ratio, the formulation our cost model chose (the expanded
+quadratic features, or the per-component form), and the arithmetic rate
+of our iteration next to the machine's dgemm rate, measured in the same run
+on a square product. The arithmetic counted is that of the products the
+chosen form runs (see ``flops`` below), not the element-wise work.
+
+Usage (from the repository root; unset the OpenBLAS variables that slow
+numpy on this machine for the benchmark only)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_sweep.py \\
+        [--n-samples 100000] [--types full diag] [--features 2 8 16 32 64 128] \\
+        [--components 2 4 8 16 64] [--max-iter 3]
+
+The markdown table is written to ``benchmarks/results/sweep.md``.
+"""
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.mixture import GaussianMixture
+
+from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture._gaussian import _n_quadratic_features
+
+RESULTS = Path(__file__).parent / "results" / "sweep.md"
+
+
+def make_data(n_samples, n_features, n_components, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    noise = rng.normal(size=(n_samples, n_features))
+    return centres[labels] + noise * scales[labels]
+
+
+def initial_parameters(X, n_components, covariance_type):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = GaussianMixture(
+            n_components,
+            covariance_type=covariance_type,
+            max_iter=2,
+            random_state=0,
+            reg_covar=1e-3,
+        ).fit(X[:20_000])
+    return {
+        "weights_init": gm.weights_,
+        "means_init": gm.means_,
+        "precisions_init": gm.precisions_,
+    }
+
+
+def _make(cls, n_components, params, max_iter):
+    return cls(n_components, max_iter=max_iter, **params)
+
+
+def per_iteration(make, X, max_iter):
+    """Seconds per EM iteration: a fit of max_iter iterations minus one of 1."""
+    times = {}
+    for n_iter in (1, max_iter):
+        estimator = make(n_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            estimator.fit(X)
+            times[n_iter] = time.perf_counter() - start
+    return max(times[max_iter] - times[1], 1e-9) / (max_iter - 1)
+
+
+def flops(covariance_type, per_component, n, d, k):
+    """Products of one EM iteration (E-step and moments), in operations."""
+    if covariance_type == "full" and per_component:
+        return 2 * n * d * d * k * 2  # (X - c) U_k, and (X - mu_k)^T R (X - mu_k)
+    if covariance_type == "full":
+        return 2 * n * (_n_quadratic_features("full", d) + d) * k * 2
+    return 2 * n * 2 * d * k * 2  # [x^2, x] times 2K coefficients, twice
+
+
+def dgemm_rate(size=2048, repeats=3):
+    a = np.random.default_rng(0).normal(size=(size, size))
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=100_000)
+    parser.add_argument("--types", nargs="+", default=["full", "diag"])
+    parser.add_argument(
+        "--features", type=int, nargs="+", default=[2, 8, 16, 32, 64, 128]
+    )
+    parser.add_argument("--components", type=int, nargs="+", default=[2, 4, 8, 16, 64])
+    parser.add_argument("--max-iter", type=int, default=3)
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+
+    load = [os.getloadavg()[0]]
+    peak = dgemm_rate()
+    print(f"dgemm: {peak / 1e9:.1f} GFLOP/s", flush=True)
+    rows = []
+    for covariance_type in args.types:
+        for d in args.features:
+            for k in args.components:
+                X = make_data(args.n_samples, d, k)
+                init = initial_parameters(X, k, covariance_type)
+                params = dict(covariance_type=covariance_type, tol=0.0, **init)
+                ours = per_iteration(
+                    partial(_make, GaussianMixtureEM, k, params), X, args.max_iter
+                )
+                theirs = per_iteration(
+                    partial(_make, GaussianMixture, k, params), X, args.max_iter
+                )
+                per_component = GaussianMixtureEM(
+                    k, covariance_type=covariance_type
+                )._uses_per_component_form(d)
+                rate = (
+                    flops(covariance_type, per_component, args.n_samples, d, k) / ours
+                )
+                row = dict(
+                    covariance_type=covariance_type,
+                    d=d,
+                    k=k,
+                    form="per-component" if per_component else "expanded",
+                    ours=ours,
+                    theirs=theirs,
+                    ratio=theirs / ours,
+                    rate=rate,
+                    share=rate / peak,
+                )
+                print(row, flush=True)
+                rows.append(row)
+    load.append(os.getloadavg()[0])
+
+    below = [r for r in rows if r["ratio"] < 5]
+    lines = [
+        "<!-- Generated by benchmarks/bench_sweep.py; do not edit. -->",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; numpy "
+        f"{np.__version__}, scikit-learn {sklearn.__version__}. N = "
+        f"{args.n_samples:,}, float64, same data and initial parameters for both, "
+        f"seconds per EM iteration (a {args.max_iter}-iteration fit minus a "
+        "1-iteration fit, each once). Measured dgemm rate (2048 x 2048, "
+        f"both cores): {peak / 1e9:.1f} GFLOP/s. Load average (1 min) at the "
+        f"start and end: {load[0]:.2f}, {load[1]:.2f}.",
+        "",
+        "| type | D | K | our form | sklearn (ms/iter) | ours (ms/iter) "
+        "| speed-up | our GFLOP/s | % of dgemm |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['covariance_type']} | {r['d']} | {r['k']} | {r['form']} "
+            f"| {1e3 * r['theirs']:.1f} | {1e3 * r['ours']:.1f} "
+            f"| {r['ratio']:.1f}x | {r['rate'] / 1e9:.1f} | {100 * r['share']:.0f}% |"
+        )
+    lines += [
+        "",
+        f"Points below the 5x goal: {len(below)} of {len(rows)}"
+        + (
+            ": "
+            + ", ".join(f"{r['covariance_type']} D={r['d']} K={r['k']}" for r in below)
+            if below
+            else "."
+        ),
+    ]
+    Path(args.output).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
