@@ -1214,9 +1214,21 @@ class GaussianMixtureIC(_BaseMixtureIC):
     criterion_ : float
         The selected candidate's criterion.
 
-    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
-        The selected mixture's parameters, in the layout of
+    weights_ : ndarray of shape (`n_components_`,)
+        The selected mixture's weights.
+
+    means_ : ndarray of shape (`n_components_`, n_features)
+        The selected mixture's means.
+
+    covariances_ : ndarray
+        The selected mixture's covariances, in the layout of
         ``covariance_type_`` (see :class:`GaussianMixtureEM`).
+
+    precisions_ : ndarray
+        The selected mixture's precision matrices, in the same layout.
+
+    precisions_cholesky_ : ndarray
+        The Cholesky factors of its precisions, in the same layout.
 
     converged_ : bool
         Whether the selected mixture's EM converged.
