@@ -300,7 +300,7 @@ def test_workspace_is_reused_per_thread_and_grown():
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("working_memory", [1, 4])
+@pytest.mark.parametrize("working_memory", [2, 4])
 def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     # The quadratic features of full covariances grow as n_features ** 2:
     # the chunk size accounts for them, so working_memory bounds them (with
@@ -308,7 +308,7 @@ def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     # test_per_component_form_matches_the_expanded_form).
     n_features = 48
     X = np.zeros((50_000, n_features))
-    gm = GaussianMixtureEM(32, covariance_type=covariance_type, n_jobs=1)
+    gm = GaussianMixtureEM(49, covariance_type=covariance_type, n_jobs=1)
     assert not gm._uses_per_component_form(n_features)
     with sklearn.config_context(working_memory=working_memory):
         rows = gm._rows(X)
@@ -458,21 +458,23 @@ def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_components", [1, 3])
 def test_per_component_form_matches_the_expanded_form(monkeypatch, dtype, n_components):
-    # 'full' with few components next to the features skips the quadratic
-    # features (see _prefer_per_component): the same statistics and the
+    # 'full' with 40 features or more skips the quadratic features (see
+    # _prefer_per_component): the same statistics and the
     # same predictions as the expanded form, and as a float64 reference.
     from sklearn_em.mixture import _gaussian
 
+    n_features = 40
     rng = np.random.RandomState(0)
-    X = (rng.normal(size=(3000, 12)) + 3 * (np.arange(3000) % 3)[:, None]).astype(dtype)
+    X = rng.normal(size=(3000, n_features)) + 3 * (np.arange(3000) % 3)[:, None]
+    X = X.astype(dtype)
     gm = GaussianMixtureEM(n_components, random_state=0, max_iter=3, tol=0)
     gm.fit(X)  # (ConvergenceWarning ignored module-wide)
-    assert gm._uses_per_component_form(12)
+    assert gm._uses_per_component_form(n_features)
     data = as_data(gm, X, None, reset=False, dtype=gm._dtype())
     per_component = gm._e_step_statistics(data)
     proba = gm.predict_proba(X)
-    monkeypatch.setattr(_gaussian, "_PER_COMPONENT_RATIO", np.inf)
-    assert not gm._uses_per_component_form(12)
+    monkeypatch.setattr(_gaussian, "_PER_COMPONENT_MIN_FEATURES", np.inf)
+    assert not gm._uses_per_component_form(n_features)
     expanded = gm._e_step_statistics(data)
     # A float64 reference of the same E-step.
     X64 = X.astype(np.float64)
