@@ -410,7 +410,7 @@ def test_blas_window_is_shared_and_reports_the_original():
     assert _blas_threads() == outside
 
 
-def test_logsumexp_rows_makes_no_subnormal_float32_probabilities():
+def test_logsumexp_rows_makes_no_subnormal_probabilities():
     # A probability below the smallest normal number is a subnormal, on which
     # the products of the M-step run many times slower: in float32 it is
     # raised to e^20 times that number, far below rounding.
@@ -429,10 +429,12 @@ def test_logsumexp_rows_makes_no_subnormal_float32_probabilities():
     # A row without mass keeps zero probabilities and a log-norm of -inf.
     assert_array_equal(a[1], 0.0)
     assert log_norm[1] == -np.inf
-    # float64 keeps exact (scikit-learn's) values, zeros included.
-    b = np.array([[0.0, -800.0, -720.0]])
+    # float64 keeps scikit-learn's exact values, zeros included, but for
+    # subnormal ones, which become zero.
+    b = np.array([[0.0, -800.0, -720.0, -700.0]])
     _suffstats.logsumexp_rows(b)
-    assert b[0, 1] == 0.0 and b[0, 2] == np.exp(-720.0)
+    assert b[0, 1] == 0.0 and b[0, 2] == 0.0
+    assert_allclose(b[0, 3], np.exp(-700.0), rtol=1e-12)
 
 
 def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
