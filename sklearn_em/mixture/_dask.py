@@ -306,9 +306,7 @@ class DaskData:
 
     has_missing = None
 
-    def __init__(
-        self, X, sample_weight, *, estimator, split_every=8, weight_scale=1.0
-    ):
+    def __init__(self, X, sample_weight, *, estimator, split_every=8, weight_scale=1.0):
         self.X = X
         self.sample_weight = sample_weight
         self.weight_scale = weight_scale

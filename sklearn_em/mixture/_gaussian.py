@@ -1156,7 +1156,9 @@ def _prefer_per_component(covariance_type, n_features, n_components):
     speed. Measured per iteration on 100,000 rows (expanded / per-component,
     ms): D = 32: 128 / 153 (K = 8), 323 / 634 (K = 32); D = 40, K = 8:
     178 / 177; D = 48: 204 / 184 (K = 8), 1395 / 1536 (K = 48); D = 64:
-    953 / 538 (K = 8), 9009 / 6539 (K = 64); D = 128, K = 8: 1752 / 628.
+    953 / 538 (K = 8), 9009 / 6539 (K = 64); D = 128, K = 8: 1752 / 628;
+    and with few components: D = 16: 23 / 5 (K = 2), 21 / 30 (K = 4);
+    D = 32: 69 / 37 (K = 2), 69 / 43 (K = 4), 78 / 112 (K = 8).
     'full' only: 'tied' whitens once for every component, and 'diag' and
     'spherical' have no quadratic cross terms.
 
@@ -1171,15 +1173,17 @@ def _prefer_per_component(covariance_type, n_features, n_components):
     -------
     per_component : bool
     """
+    if covariance_type != "full":
+        return False
+    # Many features; or, from 16 on, few components next to them.
     return (
-        covariance_type == "full"
-        and n_features >= _PER_COMPONENT_MIN_FEATURES
-        and n_components <= n_features
-    )
+        n_features >= _PER_COMPONENT_MIN_FEATURES and n_components <= n_features
+    ) or (n_features >= 16 and 8 * n_components <= n_features)
 
 
 #: The per-component form is used for 'full' covariances of at least this
-#: many features (and no more components than features); see
+#: many features (and no more components than features), or of at least 16
+#: features and at most an eighth as many components; see
 #: :func:`_prefer_per_component`.
 _PER_COMPONENT_MIN_FEATURES = 40
 

@@ -475,7 +475,7 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, dtype, n_comp
     data = as_data(gm, X, None, reset=False, dtype=gm._dtype())
     per_component = gm._e_step_statistics(data)
     proba = gm.predict_proba(X)
-    monkeypatch.setattr(_gaussian, "_PER_COMPONENT_MIN_FEATURES", np.inf)
+    monkeypatch.setattr(_gaussian, "_prefer_per_component", lambda *args: False)
     assert not gm._uses_per_component_form(n_features)
     expanded = gm._e_step_statistics(data)
     # A float64 reference of the same E-step.
