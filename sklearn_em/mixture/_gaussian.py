@@ -951,21 +951,7 @@ def _direct_mahalanobis(Z, m, prec_chol, covariance_type):
     return np.einsum("ij,ij->i", y, y)
 
 
-def _gaussian_e_step_chunk(
-    X,
-    sample_weight,
-    *,
-    means,
-    precisions_chol,
-    covariance_type,
-    log_w,
-    centre,
-    coef,
-    intercept,
-    direct,
-    shift=None,
-    per_component=False,
-):
+def _gaussian_e_step_chunk(X, sample_weight, **parameters):
     """E-step and sufficient statistics of one chunk, on shared features.
 
     Parameters
@@ -974,6 +960,9 @@ def _gaussian_e_step_chunk(
         Computed in the dtype of ``coef`` (the model's), whatever its own.
 
     sample_weight : ndarray of shape (n_samples,) or None
+
+    **parameters
+        The keyword arguments of :func:`_gaussian_e_step_chunk_body`:
 
     means : ndarray of shape (n_components, n_features)
         The current means.
@@ -1011,20 +1000,7 @@ def _gaussian_e_step_chunk(
     # Values too large for the sums of squares overflow quietly here; the
     # model raises a clear error on the non-finite statistics instead.
     with np.errstate(over="ignore", invalid="ignore"):
-        return _gaussian_e_step_chunk_body(
-            X,
-            sample_weight,
-            means=means,
-            precisions_chol=precisions_chol,
-            covariance_type=covariance_type,
-            log_w=log_w,
-            centre=centre,
-            coef=coef,
-            intercept=intercept,
-            direct=direct,
-            shift=shift,
-            per_component=per_component,
-        )
+        return _gaussian_e_step_chunk_body(X, sample_weight, **parameters)
 
 
 def _gaussian_e_step_chunk_body(
@@ -1039,7 +1015,7 @@ def _gaussian_e_step_chunk_body(
     coef,
     intercept,
     direct,
-    shift,
+    shift=None,
     per_component=False,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
