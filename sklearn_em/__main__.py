@@ -233,8 +233,12 @@ def _vae(args, X, y, progress):
         likelihood="bernoulli",
         max_iter=args.vae_epochs,
         random_state=args.random_state,
+        # One line per epoch: "Iteration 1, loss = ..., time = ...s".
+        verbose=0 if progress.quiet else 1,
     )
-    with warnings.catch_warnings():
+    # Like scikit-learn's, the VAE's progress goes to stdout; it belongs with
+    # ours.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         # A fixed budget of --vae-epochs, not a run to convergence.
         warnings.simplefilter("ignore", ConvergenceWarning)
         vae.fit(Xb)

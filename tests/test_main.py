@@ -10,6 +10,7 @@ from sklearn_em.__main__ import (
     _edge_warning,
     _load_data,
     _parse_args,
+    _Progress,
     _vae,
     main,
 )
@@ -98,6 +99,9 @@ def test_progress_inside_long_stages_and_edge_warnings(tmp_path, capsys):
     assert "Fitting 3 folds for each of 2 candidates, totalling 6 fits" in progress
     fits = re.findall(r"^\[CV (\d)/3\] END .*gm__n_components=(\d)", progress, re.M)
     assert sorted(fits) == sorted((f, k) for f in "123" for k in "12")
+    # The VAE's line per epoch.
+    epochs = re.findall(r"^Iteration (\d+), loss = .*, time = ", progress, re.M)
+    assert epochs and epochs == [str(i + 1) for i in range(len(epochs))]
     report = out.getvalue()
     assert "[CV" not in report and "[sklearn_em]" not in report
     # Two components beat one on digits, by both criteria: the edge of 1..2.
@@ -121,8 +125,8 @@ def test_vae_and_bernoulli_mixture_score_the_same_pixels():
     """The two rows the notes call comparable are scores of the same data."""
     args = _parse_args(SMALL)
     X, y, _, _ = _load_data(args)
-    bernoulli = _bernoulli(args, X, y, lambda message: None)
-    vae = _vae(args, X, y, lambda message: None)
+    bernoulli = _bernoulli(args, X, y, _Progress(quiet=True))
+    vae = _vae(args, X, y, _Progress(quiet=True))
     assert_array_equal(vae["Xb"], X > 0.5)
     bm = bernoulli["model"]
     # The mixture binarises at 0.5 itself: its score is that of the same 0/1 data.
