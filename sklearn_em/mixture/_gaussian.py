@@ -957,7 +957,7 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Computed in the dtype of ``coef`` (the model's), whatever its own.
+        Computed in the dtype of ``log_w`` (the model's), whatever its own.
 
     sample_weight : ndarray of shape (n_samples,) or None
 
@@ -974,14 +974,16 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
 
     log_w : ndarray of shape (n_components,)
 
-    centre : ndarray of shape (n_features,)
-        Common centre of the features.
+    centre : ndarray of shape (n_features,), default=None
+        Common centre of the features (the expanded form only).
 
-    coef, intercept : ndarray
-        From :func:`_expanded_coefficients`, in the dtype of ``X``.
+    coef, intercept : ndarray, default=None
+        From :func:`_expanded_coefficients`, in the dtype of ``log_w`` (the
+        expanded form only).
 
-    direct : ndarray of int
-        Components computed in the direct form (large kappa_k).
+    direct : ndarray of int, default=None
+        Components computed in the direct form (large kappa_k; the expanded
+        form only).
 
     shift : ndarray of shape (n_components, n_features), default=None
         The points the second moments are returned around; None means
@@ -1011,17 +1013,17 @@ def _gaussian_e_step_chunk_body(
     precisions_chol,
     covariance_type,
     log_w,
-    centre,
-    coef,
-    intercept,
-    direct,
+    centre=None,
+    coef=None,
+    intercept=None,
+    direct=None,
     shift=None,
     per_component=False,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
-    X = X.astype(coef.dtype, copy=False)
+    X = X.astype(log_w.dtype, copy=False)
     if sample_weight is not None:
-        sample_weight = sample_weight.astype(coef.dtype, copy=False)
+        sample_weight = sample_weight.astype(log_w.dtype, copy=False)
     if per_component:
         # No quadratic features: one product with the stacked factors for
         # the log-densities, one scatter per component for the moments.
@@ -1075,7 +1077,7 @@ def _gaussian_log_prob_chunk(X, **parameters):
     arguments, without ``shift``); returns an ndarray of shape
     (n_samples, n_components), a view of the thread's workspace.
     """
-    X = X.astype(parameters["coef"].dtype, copy=False)
+    X = X.astype(parameters["log_w"].dtype, copy=False)
     parameters = dict(parameters)
     per_component = parameters.pop("per_component", False)
     exact = {
@@ -1829,12 +1831,21 @@ class GaussianMixtureEM(BaseMixtureEM):
         ``_moments_shift``, not the means (see :meth:`_e_step_statistics`).
         """
         dtype = np.result_type(dtype, self._dtype())
+        engine_type, precisions_chol = self._engine_parameters()
+        log_w = np.log(self.weights_.astype(np.float64))
+        parameters = dict(
+            means=self.means_.astype(dtype, copy=False),
+            precisions_chol=precisions_chol.astype(dtype, copy=False),
+            covariance_type=engine_type,
+            log_w=log_w.astype(dtype),
+        )
+        if self._uses_per_component_form(self.means_.shape[1]):
+            # No features, hence no coefficients: every component direct.
+            return dict(parameters, per_component=True)
         # Centred on the mixture's mean, or on the mean of the points the
         # moments go around when they are not the means.
         anchor = self._moments_shift if recentred else self.means_
         centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
-        log_w = np.log(self.weights_.astype(np.float64))
-        engine_type, precisions_chol = self._engine_parameters()
         coef, intercept, cancelled = _expanded_coefficients(
             self.means_, precisions_chol, engine_type, log_w, centre
         )
@@ -1844,15 +1855,11 @@ class GaussianMixtureEM(BaseMixtureEM):
             # model: every component in the direct form, as scikit-learn.
             direct = np.arange(self.n_components)
         return dict(
-            means=self.means_.astype(dtype, copy=False),
-            precisions_chol=precisions_chol.astype(dtype, copy=False),
-            covariance_type=engine_type,
-            log_w=log_w.astype(dtype),
+            parameters,
             centre=centre.astype(dtype),
             coef=coef.astype(dtype),
             intercept=intercept.astype(dtype),
             direct=direct,
-            per_component=self._uses_per_component_form(self.means_.shape[1]),
         )
 
     def _uses_per_component_form(self, n_features):
@@ -1862,14 +1869,6 @@ class GaussianMixtureEM(BaseMixtureEM):
             n_features,
             self.n_components,
         )
-
-    def _fused_weighted_log_prob_function(self):
-        """A picklable chunk -> ``log pi_k + log p(x_n | k)``, fused form.
-
-        Faster than :meth:`_weighted_log_prob_function` on large chunks; its
-        result is a per-thread workspace to be read before the next call.
-        """
-        return self._log_prob_chunk_function(self._dtype())
 
     def _accumulate_function(self, shift):
         return partial(

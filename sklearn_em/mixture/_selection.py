@@ -681,7 +681,7 @@ class _BaseMixtureIC(
 
     def _log_prob_function(self, estimator):
         """Picklable chunk function for the criteria of a fitted candidate."""
-        return estimator._weighted_log_prob_function()
+        return estimator._log_prob_chunk_function(estimator._dtype())
 
     def _nested_starts(self, fitted, covariance_type):
         """Starts from fitted nested structures at the same K (Gaussians)."""
@@ -1352,9 +1352,6 @@ class GaussianMixtureIC(_BaseMixtureIC):
                 "precisions_init": _embedded_precisions(estimator, covariance_type),
             }
         ]
-
-    def _log_prob_function(self, estimator):
-        return estimator._fused_weighted_log_prob_function()
 
     def _winner_attributes(self):
         return (
