@@ -276,7 +276,7 @@ class BaseMixtureEM(
             self.n_components,
             itemsize,
             n_jobs=n_jobs,
-            model_row_values=self._chunk_row_values(n_features),
+            model_row_values=self._chunk_row_values(n_features, itemsize),
         )
 
     def _rows(self, X):
@@ -285,7 +285,7 @@ class BaseMixtureEM(
         itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
         return self._chunk_rows(n_samples, n_features, itemsize, self.n_jobs)
 
-    def _chunk_row_values(self, n_features):
+    def _chunk_row_values(self, n_features, itemsize=8):
         """Values per row of the model's own chunk temporaries, if known."""
         return 0
 
