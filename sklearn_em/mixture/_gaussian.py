@@ -16,6 +16,7 @@ from ._missing import (
     gaussian_missing_e_step_chunk,
     gaussian_missing_log_prob_chunk,
     gaussian_missing_parameters,
+    pairwise_initial_covariances,
 )
 from ._suffstats import (
     CollapseError,
@@ -1956,7 +1957,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 resp,
             )
             moments = available_case_moments(first)
-            return data.map_reduce(
+            stats = data.map_reduce(
                 partial(
                     resp_chunk,
                     accumulate=partial(
@@ -1967,6 +1968,9 @@ class GaussianMixtureEM(BaseMixtureEM):
                 ),
                 resp,
             )
+            if "pair_weight" in stats:
+                stats = pairwise_initial_covariances(stats)
+            return stats
         stats = super()._statistics_from_resp(data, resp)
         if self.covariance_type == "tied" and not np.allclose(resp.sum(axis=1), 1):
             # scikit-learn's tied M-step uses the rows' total second moment
