@@ -50,8 +50,9 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
     ----------
     n_components : int or "auto", default="auto"
         The number of mixture components. "auto" fits 1, 2 and 3 components
-        (at most the number of samples) and keeps the mixture with the
-        lowest Bayesian information criterion (BIC) of the observed values.
+        in turn (at most the number of samples), stops at the first whose
+        Bayesian information criterion (BIC) of the observed values is higher
+        than the one before, and keeps the mixture with the lowest BIC.
         Each full covariance has ``n_features (n_features + 1) / 2``
         parameters, and on the benchmark's data sets more components did not
         impute better (see :ref:`missing_values`); pass an int for more.
@@ -310,9 +311,13 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
             else:
                 mixture.fit(Z)
             bic = mixture.bic(Z)
+            previous = self.bic_.get(n_components - 1)
             self.bic_[n_components] = bic
             if best is None or bic < self.bic_[best.n_components]:
                 best = mixture
+            if previous is not None and bic > previous:
+                # More components stopped paying for their parameters.
+                break
         if len(candidates) > 1 and not best.converged_:
             warnings.warn(
                 f"The selected mixture ({best.n_components} components) did not "

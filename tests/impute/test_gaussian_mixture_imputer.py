@@ -121,6 +121,17 @@ def test_auto_selects_the_lowest_bic():
     assert sorted(few.bic_) == [1, 2]
 
 
+def test_auto_stops_when_the_bic_rises():
+    # One Gaussian: two components have the higher BIC, three are not fitted.
+    rng = np.random.RandomState(0)
+    X = rng.multivariate_normal([0, 0, 0], [[1, 0.8, 0], [0.8, 1, 0], [0, 0, 1]], 500)
+    X_missing = _remove(X, 0.2)
+    imputer = GaussianMixtureImputer(random_state=0).fit(X_missing)
+    assert sorted(imputer.bic_) == [1, 2]
+    assert imputer.bic_[2] > imputer.bic_[1]
+    assert imputer.n_components_ == 1
+
+
 def test_sample_posterior_draws_from_the_conditional():
     # One Gaussian: x2 | x1 is N(rho x1, 1 - rho^2).
     rng = np.random.default_rng(0)
