@@ -301,6 +301,56 @@ def gaussian_missing_parameters(means, precisions_chol, covariance_type, weights
 
 # ----------------------------------------------------------------------
 # Gaussian mixtures: the incomplete-data E-step.
+def _lower_triangular_inverse(chol):
+    """Inverses of lower triangular matrices, by blocks.
+
+    ``[[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]``, recursively:
+    batched products instead of one LAPACK call per matrix, which dominates
+    for the small matrices of missing-value patterns.
+
+    Parameters
+    ----------
+    chol : ndarray of shape (..., q, q)
+        Lower triangular with a non-zero diagonal.
+
+    Returns
+    -------
+    inverse : ndarray of shape (..., q, q)
+        Lower triangular.
+    """
+    q = chol.shape[-1]
+    if q == 1:
+        return 1.0 / chol
+    half = q // 2
+    upper = _lower_triangular_inverse(chol[..., :half, :half])
+    lower = _lower_triangular_inverse(chol[..., half:, half:])
+    inverse = np.zeros_like(chol)
+    inverse[..., :half, :half] = upper
+    inverse[..., half:, half:] = lower
+    inverse[..., half:, :half] = -(lower @ (chol[..., half:, :half] @ upper))
+    return inverse
+
+
+def _inverse_from_cholesky(chol):
+    """``P^-1 = L^-T L^-1`` of symmetric positive definite ``P = L L^T``.
+
+    A third of the arithmetic of a general inverse (``np.linalg.inv`` solves
+    an LU factorisation against the identity).
+
+    Parameters
+    ----------
+    chol : ndarray of shape (..., q, q)
+        Lower Cholesky factors.
+
+    Returns
+    -------
+    inverse : ndarray of shape (..., q, q)
+        Symmetric.
+    """
+    inverse_chol = _lower_triangular_inverse(chol)
+    return np.swapaxes(inverse_chol, -1, -2) @ inverse_chol
+
+
 class _Conditionals:
     """The conditional moments of the missing values of a part of a chunk.
 
@@ -402,7 +452,7 @@ def _conditionals(X, missing, *, means, precisions, log_det, log_w, dense, **_):
         chol = np.linalg.cholesky(p_mm)  # (n_precisions, n_patterns, q, q)
         log_det_pattern = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
         log_det_mm[rows] = log_det_pattern[:, pattern].T
-        cov = np.linalg.inv(p_mm)
+        cov = _inverse_from_cholesky(chol)
         # One pattern per row (as values missing at random mostly give):
         # the rows are the patterns, in order, and need no gathering.
         row_cov = cov if len(rows) == len(index) else cov[:, pattern]

@@ -684,3 +684,14 @@ def test_initial_pairwise_covariance_is_made_positive_definite():
         fitted = GaussianMixtureEM(1, max_iter=20, random_state=0).fit(X)
     assert np.isfinite(fitted.lower_bound_)
     assert fitted.lower_bounds_[-1] >= fitted.lower_bounds_[0]
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 7, 16, 33])
+def test_inverse_from_cholesky(q):
+    rng = np.random.RandomState(q)
+    A = rng.normal(size=(2, 5, q, 2 * q))
+    P = A @ np.swapaxes(A, -1, -2) + 1e-3 * np.eye(q)
+    inverse = _missing._inverse_from_cholesky(np.linalg.cholesky(P))
+    assert inverse.shape == P.shape
+    assert_allclose(inverse, np.linalg.inv(P), rtol=1e-9, atol=1e-12)
+    assert_allclose(inverse, np.swapaxes(inverse, -1, -2), rtol=1e-12, atol=1e-15)
