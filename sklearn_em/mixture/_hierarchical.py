@@ -1,0 +1,406 @@
+"""Model-based agglomerative hierarchical clustering, as R's mclust ``hc()``.
+
+mclust initialises EM for every number of components K from one
+agglomeration: ``hc(X, modelName="VVV", use="SVD")`` (Fraley 1998), cut into
+K clusters by ``hclass``. Starting from singletons, every step merges the two
+clusters whose union least increases the criterion
+
+.. math::
+
+    \\sum_k n_k \\log\\Big(\\det\\big(W_k / n_k\\big)
+        + \\frac{\\operatorname{tr}(W_k) + \\alpha}{n_k}\\Big),
+
+the classification likelihood of Gaussian clusters with unconstrained
+covariances (mclust's VVV), regularised as in mclust's Fortran ``hcvvv``:
+``W_k`` is the scatter matrix of cluster k, its determinant counts only when
+``n_k`` exceeds the dimension (and is omitted otherwise), and ``alpha`` is the
+total scatter of the data divided by ``n_samples * n_dims`` (``traceW`` of
+``data / sqrt(n p)``, with mclust's ``alpha=1, beta=1``). The agglomeration
+runs on mclust's ``"SVD"`` transform of the data (``mclust.options("hcUse")``):
+the columns are standardised and rotated onto the right singular vectors,
+each scaled by the inverse square root of its singular value.
+
+The functions here are private numerical kernels: the selection module
+(:mod:`sklearn_em.mixture._selection`) draws the rows, cuts the tree at every
+K and extends the partitions to the other rows. Time and memory grow as the
+square of the number of rows: the caller bounds it.
+
+References
+----------
+C. Fraley, "Algorithms for model-based Gaussian hierarchical clustering",
+SIAM Journal on Scientific Computing 20(1), 1998.
+
+L. Scrucca, M. Fop, T. B. Murphy and A. E. Raftery, "mclust 5", The R
+Journal 8(1), 2016 (the ``hc``, ``hcVVV`` and ``hclass`` functions of the R
+package, version 6).
+"""
+
+import math
+
+import numpy as np
+
+
+def _svd_transform(X):
+    """mclust's ``"SVD"`` transform of the data before the agglomeration.
+
+    The columns are centred and scaled to unit standard deviation (R's
+    ``scale``: ``n - 1`` denominator); constant columns, which R's ``scale``
+    turns into NaN and ``hc`` drops, are dropped. With the thin SVD
+    ``X_std = U diag(s) V^T``, the result is ``X_std V diag(s)^(-1/2) =
+    U diag(s)^(1/2)``. Directions with a negligible singular value (collinear
+    columns, or fewer rows than columns), for which mclust's division yields
+    infinities, are dropped too.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Dense, finite data, at least two rows.
+
+    Returns
+    -------
+    Z : ndarray of shape (n_samples, n_dims)
+        The transformed data, float64, ``n_dims <= min(n_samples,
+        n_features)``; ``n_dims`` is 0 when every column is constant.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(
+            "The agglomeration needs a 2-D array with at least 2 rows, got "
+            f"shape {X.shape}."
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("The agglomeration needs finite data (no NaN or inf).")
+    centred = X - X.mean(axis=0)
+    scale = np.sqrt((centred**2).sum(axis=0) / (X.shape[0] - 1))
+    keep = scale > 0
+    if not keep.any():
+        return np.zeros((X.shape[0], 0))
+    standardised = centred[:, keep] / scale[keep]
+    U, s, _ = np.linalg.svd(standardised, full_matrices=False)
+    keep = s > s[0] * max(standardised.shape) * np.finfo(np.float64).eps
+    return U[:, keep] * np.sqrt(s[keep])
+
+
+def _vvv_terms(counts, traces, logdets, n_dims, alpha):
+    """Each cluster's term of the VVV agglomeration criterion.
+
+    ``n_k log(det(W_k / n_k) + (tr(W_k) + alpha) / n_k)``, the determinant
+    counting only when ``n_k > n_dims`` (mclust's ``vvvtij``).
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_clusters,)
+        The clusters' sizes ``n_k``.
+
+    traces : ndarray of shape (n_clusters,)
+        ``tr(W_k)``.
+
+    logdets : ndarray of shape (n_clusters,)
+        ``log det(W_k)``; ``-inf`` for a singular scatter matrix. Ignored
+        where ``n_k <= n_dims``.
+
+    n_dims : int
+
+    alpha : float
+        The regularisation, > 0.
+
+    Returns
+    -------
+    terms : ndarray of shape (n_clusters,)
+    """
+    counts, traces, logdets = np.broadcast_arrays(
+        np.asarray(counts, dtype=np.float64), traces, logdets
+    )
+    log_counts = np.log(counts)
+    terms = np.log(traces + alpha) - log_counts
+    big = counts > n_dims
+    if big.any():
+        determinant = logdets[big] - n_dims * log_counts[big]
+        terms[big] = np.logaddexp(terms[big], determinant)
+    terms *= counts
+    return terms
+
+
+def _logdets(matrices):
+    """``log det`` of symmetric positive semi-definite matrices.
+
+    Parameters
+    ----------
+    matrices : ndarray of shape (n_matrices, n_dims, n_dims)
+
+    Returns
+    -------
+    logdets : ndarray of shape (n_matrices,)
+        ``-inf`` where a matrix is numerically singular (a non-positive
+        determinant).
+    """
+    if matrices.shape[0] == 0:
+        return np.empty(0)
+    sign, logdet = np.linalg.slogdet(matrices)
+    return np.where(sign > 0, logdet, -np.inf)
+
+
+def _merge_costs(i, others, counts, means, traces, scatters, terms, alpha, cholesky):
+    """Increase of the criterion when cluster ``i`` merges with each other.
+
+    Parameters
+    ----------
+    i : int
+        The cluster merged with each of ``others``.
+
+    others : ndarray of int of shape (n_others,)
+        Active clusters, ``i`` excluded.
+
+    counts : ndarray of shape (n_slots,)
+        Sizes of the clusters (indexed by their name, the smallest row).
+
+    means : ndarray of shape (n_slots, n_dims)
+
+    traces : ndarray of shape (n_slots,)
+
+    scatters : ndarray of shape (n_slots, n_dims, n_dims)
+        The clusters' scatter matrices ``W_k`` (zero for singletons).
+
+    terms : ndarray of shape (n_slots,)
+        The clusters' current terms of the criterion.
+
+    alpha : float
+
+    cholesky : ndarray of shape (n_dims, n_dims) or None
+        The lower Cholesky factor of ``scatters[i]`` when it is well
+        conditioned, else None.
+
+    Returns
+    -------
+    costs : ndarray of shape (n_others,)
+        ``term(i + other) - term(i) - term(other)``.
+    """
+    n_dims = means.shape[1]
+    n_i = counts[i]
+    n_other = counts[others]
+    n_merged = n_i + n_other
+    coef = n_i * n_other / n_merged
+    diff = means[others] - means[i]
+    traces_merged = (
+        traces[i] + traces[others] + coef * np.einsum("ij,ij->i", diff, diff)
+    )
+    logdets = np.full(len(others), -np.inf)
+    dense = np.flatnonzero(n_merged > n_dims)
+    if dense.size and cholesky is not None:
+        # A singleton joining a non-singular cluster: the determinant
+        # lemma, det(W + c d d^T) = det(W) (1 + c d^T W^-1 d), O(D^2).
+        singles = dense[n_other[dense] == 1]
+        if singles.size:
+            solved = diff[singles] @ np.linalg.inv(cholesky).T
+            quadratic = np.einsum("ij,ij->i", solved, solved)
+            logdets[singles] = 2 * np.log(np.diag(cholesky)).sum() + np.log1p(
+                coef[singles] * quadratic
+            )
+            dense = dense[n_other[dense] > 1]
+    if dense.size:
+        merged = scatters[others[dense]]
+        merged += scatters[i]
+        merged += coef[dense, np.newaxis, np.newaxis] * (
+            diff[dense, :, np.newaxis] * diff[dense, np.newaxis, :]
+        )
+        logdets[dense] = _logdets(merged)
+    merged_terms = _vvv_terms(n_merged, traces_merged, logdets, n_dims, alpha)
+    return merged_terms - terms[i] - terms[others]
+
+
+def _cluster_term(count, trace, scatter, alpha):
+    """The term of one cluster, and its scatter's Cholesky factor.
+
+    Parameters
+    ----------
+    count : float
+
+    trace : float
+
+    scatter : ndarray of shape (n_dims, n_dims)
+
+    alpha : float
+
+    Returns
+    -------
+    term : float
+        As :func:`_vvv_terms`.
+
+    cholesky : ndarray of shape (n_dims, n_dims) or None
+        The lower Cholesky factor of ``scatter`` when ``count > n_dims`` and
+        it is well conditioned (its diagonal within a factor 1e7), else
+        None.
+    """
+    n_dims = scatter.shape[0]
+    regularised = math.log(trace + alpha) - math.log(count)
+    if count <= n_dims:
+        return count * regularised, None
+    cholesky = None
+    try:
+        cholesky = np.linalg.cholesky(scatter)
+    except np.linalg.LinAlgError:
+        pass
+    if cholesky is not None:
+        diagonal = np.diag(cholesky)
+        if diagonal.min() > 1e-7 * diagonal.max():
+            logdet = 2 * float(np.log(diagonal).sum())
+        else:
+            cholesky = None
+    if cholesky is None:
+        logdet = float(_logdets(scatter[np.newaxis])[0])
+    determinant = logdet - n_dims * math.log(count)
+    return count * float(np.logaddexp(regularised, determinant)), cholesky
+
+
+def _hc_vvv(Z):
+    """The merges of mclust's ``hcVVV`` agglomeration, from singletons.
+
+    Every step merges the two clusters whose union least increases the VVV
+    criterion (see the module docstring). A cluster is named by its smallest
+    row; the merged cluster keeps the smaller name, as in mclust's
+    ``hcPairs``. Exact ties are broken differently from mclust (which takes
+    the last pair in its own storage order): on data with tied distances
+    the merge order can differ, not the partitions once the ties are
+    resolved.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_dims)
+        The data to agglomerate (mclust's ``hc`` passes the SVD transform,
+        :func:`_svd_transform`), finite, at least 2 rows.
+
+    Returns
+    -------
+    merges : ndarray of int of shape (n_samples - 1, 2)
+        Merge t joins the clusters named ``merges[t, 0] < merges[t, 1]``:
+        0-based, otherwise mclust's ``t(hcPairs) - 1``.
+
+    costs : ndarray of shape (n_samples - 1,)
+        The increase of the criterion at each merge.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] < 2:
+        raise ValueError(
+            f"The agglomeration needs a 2-D array with at least 2 rows, got "
+            f"shape {Z.shape}."
+        )
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("The agglomeration needs finite data (no NaN or inf).")
+    n_samples, n_dims = Z.shape
+    if n_dims == 0:
+        # Every row is the same point: any order of merges.
+        merges = np.column_stack(
+            [np.zeros(n_samples - 1, dtype=np.intp), np.arange(1, n_samples)]
+        )
+        return merges, np.zeros(n_samples - 1)
+    centred = Z - Z.mean(axis=0)
+    # traceW(data / sqrt(n p)), mclust's alpha with alpha = beta = 1.
+    alpha = max(
+        float(np.einsum("ij,ij->", centred, centred)) / (n_samples * max(n_dims, 1)),
+        np.finfo(np.float64).eps,
+    )
+    counts = np.ones(n_samples, dtype=np.float64)
+    means = Z.copy()
+    traces = np.zeros(n_samples)
+    scatters = np.zeros((n_samples, n_dims, n_dims))
+    terms = np.full(n_samples, math.log(alpha))
+    # Every pair of singletons: W = d d^T / 2 of their difference d.
+    squared = np.einsum("ij,ij->i", centred, centred)
+    costs = centred @ centred.T
+    costs *= -2
+    costs += squared[:, np.newaxis]
+    costs += squared[np.newaxis, :]
+    np.maximum(costs, 0, out=costs)
+    costs /= 2
+    if n_dims == 1:
+        with np.errstate(divide="ignore"):
+            logdets = np.log(costs)
+        costs = _vvv_terms(2.0, costs, logdets, n_dims, alpha)
+        costs -= 2 * math.log(alpha)
+    else:
+        # 2 log((tr + alpha) / 2) - 2 log(alpha).
+        costs /= alpha
+        np.log1p(costs, out=costs)
+        costs -= math.log(2)
+        costs *= 2
+    np.fill_diagonal(costs, np.inf)
+    best = costs.min(axis=1)
+    nearest = costs.argmin(axis=1)
+    active = np.ones(n_samples, dtype=bool)
+    merges = np.empty((n_samples - 1, 2), dtype=np.intp)
+    merge_costs = np.empty(n_samples - 1)
+    for step in range(n_samples - 1):
+        a = int(np.argmin(best))
+        b = int(nearest[a])
+        i, j = min(a, b), max(a, b)
+        merges[step] = i, j
+        merge_costs[step] = best[a]
+        # j joins i.
+        n_i, n_j = counts[i], counts[j]
+        diff = means[j] - means[i]
+        coef = n_i * n_j / (n_i + n_j)
+        scatters[i] += scatters[j]
+        scatters[i] += coef * np.outer(diff, diff)
+        traces[i] += traces[j] + coef * float(diff @ diff)
+        means[i] += diff * (n_j / (n_i + n_j))
+        counts[i] = n_i + n_j
+        terms[i], cholesky = _cluster_term(counts[i], traces[i], scatters[i], alpha)
+        active[j] = False
+        costs[j, :] = np.inf
+        costs[:, j] = np.inf
+        best[j] = np.inf
+        if step == n_samples - 2:
+            break
+        others = np.flatnonzero(active)
+        others = others[others != i]
+        new = _merge_costs(
+            i, others, counts, means, traces, scatters, terms, alpha, cholesky
+        )
+        costs[i, others] = new
+        costs[others, i] = new
+        k = int(np.argmin(new))
+        best[i], nearest[i] = new[k], others[k]
+        # Clusters whose nearest was i or j: rescan their row.
+        stale = others[(nearest[others] == i) | (nearest[others] == j)]
+        if stale.size:
+            best[stale] = costs[stale].min(axis=1)
+            nearest[stale] = costs[stale].argmin(axis=1)
+        closer = new < best[others]
+        best[others[closer]] = new[closer]
+        nearest[others[closer]] = i
+    return merges, merge_costs
+
+
+def _hc_cut(merges, n_clusters):
+    """The partition into ``n_clusters`` after the first merges of a tree.
+
+    Parameters
+    ----------
+    merges : ndarray of int of shape (n_samples - 1, 2)
+        As returned by :func:`_hc_vvv`: ``merges[t, 1]`` joins
+        ``merges[t, 0]``, the smaller name.
+
+    n_clusters : int
+        Between 1 and n_samples.
+
+    Returns
+    -------
+    labels : ndarray of int of shape (n_samples,)
+        Exactly ``n_clusters`` labels, 0 to n_clusters - 1, numbered in the
+        order of their first row (mclust's ``hclass`` minus 1).
+    """
+    n_samples = merges.shape[0] + 1
+    if not 1 <= n_clusters <= n_samples:
+        raise ValueError(
+            f"n_clusters must be between 1 and {n_samples}, got {n_clusters}."
+        )
+    parent = np.arange(n_samples)
+    done = merges[: n_samples - n_clusters]
+    parent[done[:, 1]] = done[:, 0]
+    # Pointer jumping: every row points to its cluster's smallest row.
+    while True:
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            break
+        parent = jumped
+    return np.unique(parent, return_inverse=True)[1]
