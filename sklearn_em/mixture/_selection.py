@@ -8,11 +8,16 @@ criterion (BIC, AIC or ICL) and keep the best, like scikit-learn's
 candidates instead of fitting each one from scratch:
 
 - the data are validated once;
-- ``init_params="ward"``: one Ward agglomeration of a bounded random subset of
-  rows (``ward_max_samples``) is cut at every K, as R's mclust initialises
-  every K from one hierarchical agglomeration. Every row joins the cluster
-  whose subset mean is nearest, and each candidate starts from that
-  partition's M-step: no k-means per candidate;
+- shared initialisations: one agglomeration of a bounded random subset of
+  rows (``ward_max_samples``) is cut at every K, and each candidate starts
+  from that partition's M-step: no k-means per candidate.
+  ``init_params="mclust"`` is R's mclust initialisation, a model-based
+  agglomeration (``hc()`` with the VVV criterion on the SVD-transformed
+  data, in :mod:`._hierarchical`; the other rows join their most probable
+  cluster); ``"ward"`` is Ward's agglomeration (the other rows join the
+  nearest cluster mean); ``"ward+mclust"``, the default for Gaussians,
+  starts every candidate from both and keeps the better fit. Bernoulli
+  mixtures use ``"ward"``;
 - with ``n_init >= 2``, a richer covariance structure at one K also starts
   from the fitted solution of the structures nested in it (``spherical``
   from ``tied_spherical``, ``full`` from the better of ``diag`` and
@@ -50,6 +55,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._arrays import check_sample_weight
 from ._bernoulli import BernoulliMixtureEM, _check_binary
 from ._gaussian import GaussianMixtureEM
+from ._hierarchical import _hc_cut, _hc_vvv, _svd_transform
 from ._suffstats import logsumexp_rows, map_reduce, single_threaded_blas
 
 #: Every covariance structure, from the most constrained to the richest: the
@@ -182,34 +188,35 @@ def _cut_tree(children, n_clusters):
     return np.unique(parent[:n_leaves], return_inverse=True)[1]
 
 
-def _ward_partitions(X, sample_weight, grid, max_samples, random_state):
-    """Partitions of all rows into K clusters, for every K, from one Ward tree.
+def _agglomeration_subset(
+    n_samples, sample_weight, max_samples, min_size, random_state
+):
+    """The rows a shared agglomeration runs on (Ward's or mclust's).
 
-    The tree is built on at most ``max_samples`` rows: all of them, or a
-    random subset, or, when the sample weights vary, the rows repeated by
-    their integer weights (if they are integers summing to at most
-    ``max_samples``) or drawn with probability proportional to them. Cut into
-    K clusters, each row of the subset keeps its cluster; every other row
-    joins the cluster whose subset mean is nearest.
+    All rows; or a random subset of ``max_samples`` rows; or, when the
+    sample weights vary, the rows repeated by their integer weights (if
+    they are integers summing to at most ``max_samples``) or drawn with
+    probability proportional to them.
 
     Parameters
     ----------
-    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    n_samples : int
 
     sample_weight : ndarray of shape (n_samples,) or None
 
-    grid : ndarray of int of shape (n_candidates,)
-
     max_samples : int
+
+    min_size : int
+        The largest number of clusters the tree is cut into: fewer rows
+        raise a ValueError.
 
     random_state : RandomState instance
 
     Returns
     -------
-    partitions : dict of int to ndarray of int of shape (n_samples,)
-        The labels of every row, for every K of the grid.
+    subset : ndarray of int of shape (n_subset,)
+        Row indices, sorted, possibly repeated.
     """
-    n_samples = X.shape[0]
     uniform = sample_weight is None or np.all(sample_weight == sample_weight[0])
     integral = sample_weight is not None and np.all(
         sample_weight == np.round(sample_weight)
@@ -225,31 +232,192 @@ def _ward_partitions(X, sample_weight, grid, max_samples, random_state):
         size = min(n_samples, max_samples)
         p = sample_weight / sample_weight.sum()
         subset = np.sort(random_state.choice(n_samples, size, replace=True, p=p))
-    if len(subset) < grid.max():
+    if len(subset) < min_size:
         raise ValueError(
             f"ward_max_samples={max_samples} is smaller than the largest number "
-            f"of components, {grid.max()}: the Ward tree cannot be cut into "
+            f"of components, {min_size}: the agglomeration cannot be cut into "
             "that many clusters."
         )
+    return subset
+
+
+def _dense_subset(X, subset):
+    """``X[subset]`` as a dense float64 array."""
     X_subset = X[subset]
     if sparse.issparse(X_subset):
         X_subset = X_subset.toarray()
-    X_subset = np.asarray(X_subset, dtype=np.float64)
+    return np.asarray(X_subset, dtype=np.float64)
+
+
+def _ordered_by_means(X_subset, subset_labels, n_components):
+    """Number the clusters in the lexicographic order of their means.
+
+    So that the components' order does not depend on the rows' order.
+
+    Parameters
+    ----------
+    X_subset : ndarray of shape (n_subset, n_features)
+
+    subset_labels : ndarray of int of shape (n_subset,)
+
+    n_components : int
+
+    Returns
+    -------
+    subset_labels : ndarray of int of shape (n_subset,)
+        Renumbered.
+
+    centres : ndarray of shape (n_components, n_features)
+        The clusters' means, in the new order.
+    """
+    centres = _cluster_means(X_subset, subset_labels, n_components)
+    rank = np.empty(len(centres), dtype=np.intp)
+    rank[np.lexsort(centres.T[::-1])] = np.arange(len(centres))
+    return rank[subset_labels], centres[np.argsort(rank)]
+
+
+def _ward_partitions(X, sample_weight, grid, max_samples, random_state, subset=None):
+    """Partitions of all rows into K clusters, for every K, from one Ward tree.
+
+    The tree is built on at most ``max_samples`` rows (see
+    :func:`_agglomeration_subset`), or on the rows ``subset`` when given.
+    Cut into K clusters, each row of the subset keeps its cluster; every
+    other row joins the cluster whose subset mean is nearest.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    grid : ndarray of int of shape (n_candidates,)
+
+    max_samples : int
+
+    random_state : RandomState instance
+
+    subset : ndarray of int of shape (n_subset,), default=None
+        The rows of the tree, ``n_subset >= grid.max()``, instead of a draw.
+
+    Returns
+    -------
+    partitions : dict of int to ndarray of int of shape (n_samples,)
+        The labels of every row, for every K of the grid.
+    """
+    if subset is None:
+        subset = _agglomeration_subset(
+            X.shape[0], sample_weight, max_samples, grid.max(), random_state
+        )
+    X_subset = _dense_subset(X, subset)
     children = linkage(X_subset, method="ward")[:, :2].astype(np.intp)
     squared_norms = _row_squared_norms(X)
     partitions = {}
     for n_components in grid:
-        subset_labels = _cut_tree(children, int(n_components))
-        centres = _cluster_means(X_subset, subset_labels, int(n_components))
-        # Number the clusters in the lexicographic order of their means, so
-        # that the components' order does not depend on the rows' order.
-        rank = np.empty(len(centres), dtype=np.intp)
-        rank[np.lexsort(centres.T[::-1])] = np.arange(len(centres))
-        subset_labels, centres = rank[subset_labels], centres[np.argsort(rank)]
+        subset_labels, centres = _ordered_by_means(
+            X_subset, _cut_tree(children, int(n_components)), int(n_components)
+        )
         labels = _nearest_centre(X, squared_norms, centres)
         labels[subset] = subset_labels
         partitions[int(n_components)] = labels
     return partitions
+
+
+def _mclust_partitions(X, grid, subset, reg_covar):
+    """Partitions of all rows into K clusters, for every K, as R's mclust.
+
+    One model-based agglomeration (mclust's ``hc(X, "VVV", use="SVD")``, see
+    :mod:`._hierarchical`) of the rows ``subset`` (see
+    :func:`_agglomeration_subset`), cut into K clusters (mclust's
+    ``hclass``). Each row of the subset keeps its cluster; every other row
+    joins its most probable cluster under the Gaussian mixture of the
+    subset partition's M-step with full covariances (mclust E-steps all
+    rows from the subset's M-step), or the cluster whose subset mean is
+    nearest if a covariance is singular.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Dense.
+
+    grid : ndarray of int of shape (n_candidates,)
+
+    subset : ndarray of int of shape (n_subset,)
+        The rows of the agglomeration, ``n_subset >= grid.max()``.
+
+    reg_covar : float
+        Added to the diagonal of the subset clusters' covariances.
+
+    Returns
+    -------
+    partitions : dict of int to ndarray of int of shape (n_samples,)
+        The labels of every row, for every K of the grid.
+    """
+    X_subset = _dense_subset(X, subset)
+    merges, _ = _hc_vvv(_svd_transform(X_subset))
+    everything = np.array_equal(subset, np.arange(X.shape[0]))
+    partitions = {}
+    for n_components in grid:
+        n_components = int(n_components)
+        subset_labels, centres = _ordered_by_means(
+            X_subset, _hc_cut(merges, n_components), n_components
+        )
+        if everything:
+            partitions[n_components] = subset_labels
+            continue
+        try:
+            labels = _gaussian_classification(
+                X, X_subset, subset_labels, n_components, reg_covar
+            )
+        except np.linalg.LinAlgError:
+            labels = _nearest_centre(X, _row_squared_norms(X), centres)
+        labels[subset] = subset_labels
+        partitions[n_components] = labels
+    return partitions
+
+
+def _gaussian_classification(
+    X, X_subset, subset_labels, n_components, reg_covar, rows=65536
+):
+    """Most probable cluster of every row under a partition's M-step.
+
+    The Gaussian mixture with full covariances of the partition of
+    ``X_subset`` (a cluster too small for its own covariance takes the
+    pooled one, as in :func:`_gaussian_initial_parameters`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    X_subset : ndarray of shape (n_subset, n_features)
+
+    subset_labels : ndarray of int of shape (n_subset,)
+
+    n_components : int
+
+    reg_covar : float
+
+    Returns
+    -------
+    labels : ndarray of int of shape (n_samples,)
+    """
+    nk, sums, scatter = _partition_statistics(
+        X_subset, None, subset_labels, n_components, True
+    )
+    init = _gaussian_initial_parameters(nk, sums, scatter, "full", reg_covar)
+    # Raises LinAlgError when a covariance is singular (reg_covar=0).
+    cholesky = np.linalg.cholesky(init["precisions_init"])
+    log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+    offset = np.log(init["weights_init"]) + log_det
+    labels = np.empty(X.shape[0], dtype=np.intp)
+    X = np.asarray(X, dtype=np.float64)
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows]
+        log_prob = np.empty((block.shape[0], n_components))
+        for k in range(n_components):
+            y = (block - init["means_init"][k]) @ cholesky[k]
+            log_prob[:, k] = offset[k] - 0.5 * np.einsum("ij,ij->i", y, y)
+        labels[start : start + rows] = log_prob.argmax(axis=1)
+    return labels
 
 
 def _row_squared_norms(X):
@@ -738,15 +906,11 @@ class _BaseMixtureIC(
         infeasible = grid[grid > n_samples]
         grid = grid[grid <= n_samples]
         random_state = check_random_state(self.random_state)
-        partitions, self.init_time_ = None, 0.0
-        if self.init_params == "ward":
-            tic = time.perf_counter()
-            # Products of a few columns: BLAS threads cost more than they save.
-            with single_threaded_blas():
-                partitions = _ward_partitions(
-                    X, sample_weight, grid, self.ward_max_samples, random_state
-                )
-            self.init_time_ = time.perf_counter() - tic
+        tic = time.perf_counter()
+        # Products of a few columns: BLAS threads cost more than they save.
+        with single_threaded_blas():
+            partitions = self._shared_partitions(X, sample_weight, grid, random_state)
+        self.init_time_ = 0.0 if partitions is None else time.perf_counter() - tic
         # One seed per candidate, drawn up front: the results do not depend
         # on n_jobs.
         seeds = random_state.randint(
@@ -777,13 +941,43 @@ class _BaseMixtureIC(
         self._store_results(per_k, covariance_types)
         return self
 
+    def _shared_partitions(self, X, sample_weight, grid, random_state):
+        """The shared initialisations, or None for per-candidate ones.
+
+        Returns
+        -------
+        partitions : dict of int to list of ndarray of shape (n_samples,), \
+                or None
+            For every K of the grid, the labels of every row in each shared
+            partition (one per agglomeration).
+        """
+        if self.init_params != "ward":
+            return None
+        ward = _ward_partitions(
+            X, sample_weight, grid, self.ward_max_samples, random_state
+        )
+        return {k: [labels] for k, labels in ward.items()}
+
     def _starts(self, stats, fitted, covariance_type):
         """The starts of one candidate.
 
-        With 'ward': the shared partition's M-step, then (``n_init >= 2``)
-        the fitted solution of the structures nested in ``covariance_type``
-        at the same K, then k-means++ draws up to ``n_init`` starts. Other
-        ``init_params``: the candidate's own ``n_init`` initialisations.
+        With a shared initialisation: the M-step of each shared partition,
+        then (``n_init >= 2``) the fitted solution of the structures nested
+        in ``covariance_type`` at the same K, then k-means++ draws up to
+        ``n_init`` starts. Other ``init_params``: the candidate's own
+        ``n_init`` initialisations.
+
+        Parameters
+        ----------
+        stats : list of tuple or None
+            The statistics (:func:`_partition_statistics`) of each shared
+            partition at this K.
+
+        fitted : dict
+            The structures already fitted at this K: ``{covariance_type:
+            (estimator, values)}``.
+
+        covariance_type : str or None
 
         Returns
         -------
@@ -795,7 +989,9 @@ class _BaseMixtureIC(
         if stats is None:
             own = {"init_params": self.init_params, "n_init": self.n_init}
             return [lambda: own]
-        starts = [partial(self._partition_starts, stats, covariance_type)]
+        starts = [
+            partial(self._partition_starts, one, covariance_type) for one in stats
+        ]
         if self.n_init >= 2:
             starts += [
                 partial(lambda start: start, start)
@@ -814,21 +1010,25 @@ class _BaseMixtureIC(
         stats = None
         if labels is not None:
             with single_threaded_blas():
-                stats = _partition_statistics(
-                    X,
-                    sample_weight,
-                    labels,
-                    n_components,
-                    self._needs_second_moments(),
-                )
+                stats = [
+                    _partition_statistics(
+                        X,
+                        sample_weight,
+                        one,
+                        n_components,
+                        self._needs_second_moments(),
+                    )
+                    for one in labels
+                ]
         fitted, out = {}, []
         for covariance_type, seed in zip(covariance_types, seeds):
-            starts = self._starts(stats, fitted, covariance_type)
 
             def make_estimator(covariance_type=covariance_type, seed=seed, **init):
                 return self._make_estimator(
                     n_components, covariance_type, int(seed), **init
                 )
+
+            starts = self._starts(stats, fitted, covariance_type)
 
             with config_context(assume_finite=True):
                 estimator, values = _fit_one(
@@ -1118,10 +1318,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
     mclust reports BIC and ICL with the opposite sign (higher is better):
     its ``BIC`` is minus ours.
 
-    The search shares its work (see the user guide): with
-    ``init_params="ward"``, one Ward agglomeration of at most
-    ``ward_max_samples`` rows, cut at every K, initialises every candidate;
-    with ``n_init >= 2``, a structure also starts from the fitted solution of
+    The search shares its work (see the user guide): agglomerations of at
+    most ``ward_max_samples`` rows, cut at every K, initialise every
+    candidate -- by default both R's mclust model-based agglomeration and
+    Ward's, each candidate keeping the better of its two fits; with
+    ``n_init >= 2``, a structure also starts from the fitted solution of
     the structures nested in it at the same K (for instance 'full' from the
     better of 'diag' and 'tied'), so that its likelihood is at least theirs;
     and the K's can run in parallel (``n_jobs``). Every candidate is a
@@ -1153,26 +1354,45 @@ class GaussianMixtureIC(_BaseMixtureIC):
 
     n_init : int, default=1
         Number of starts of every candidate; the best log-likelihood is
-        kept. With 'ward', the first start is the shared partition, the
-        second the fitted solution of the nested structures at the same K
-        (when one was searched) and the others k-means++ draws.
+        kept. With a shared initialisation, the first starts are the shared
+        partitions (two with 'ward+mclust', unless they agree), the next the
+        fitted solution of the nested structures at the same K (when one was
+        searched and ``n_init >= 2``) and the others k-means++ draws, up to
+        ``n_init`` starts in all.
 
-    init_params : {'ward', 'kmeans', 'k-means++', 'random', \
-            'random_from_data'}, default='ward'
-        'ward' initialises every candidate from one shared Ward tree (see
-        above). The others initialise every candidate on its own, as
+    init_params : {'ward+mclust', 'mclust', 'ward', 'kmeans', 'k-means++', \
+            'random', 'random_from_data'}, default='ward+mclust'
+        The shared initialisations, each one agglomeration of at most
+        ``ward_max_samples`` rows cut at every K:
+
+        - 'mclust': R's mclust initialisation, the model-based agglomeration
+          ``hc(X, modelName="VVV", use="SVD")`` (Fraley 1998): on the
+          standardised data rotated onto their principal axes (each scaled
+          by the inverse square root of its singular value), every merge
+          least increases the classification likelihood of Gaussian clusters
+          with unconstrained covariances. Rows outside the subset join their
+          most probable cluster under the subset partition's M-step;
+        - 'ward': Ward's agglomeration; rows outside the subset join the
+          cluster whose mean is nearest;
+        - 'ward+mclust': every candidate starts from both partitions (drawn
+          on two subsets of larger data) and keeps the better fit: it costs
+          up to twice the EM time of either, and is never worse than 'ward'
+          with the same ``random_state``.
+
+        The others initialise every candidate on its own, as
         :class:`GaussianMixtureEM` does (nested structures still start the
         richer ones).
 
     ward_max_samples : int, default=2000
-        Number of rows the Ward agglomeration runs on: a random subset when
-        there are more rows (drawn with probability proportional to
-        ``sample_weight`` when the weights vary). Its time and memory grow
-        as the square of this number.
+        Number of rows each agglomeration runs on (mclust's ``subset``
+        option, also 2000): a random subset when there are more rows (drawn
+        with probability proportional to ``sample_weight`` when the weights
+        vary). Their time and memory grow as the square of this number.
 
     random_state : int, RandomState instance or None, default=None
-        Controls the subset of the Ward tree, the other initialisations and
-        :meth:`sample`. Pass an int for reproducible results.
+        Controls the subsets of the agglomerations, the other
+        initialisations and :meth:`sample`. Pass an int for reproducible
+        results.
 
     n_jobs : int, default=None
         Number of joblib workers fitting the K's in parallel. None means 1:
@@ -1240,7 +1460,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
         The selected mixture's ``lower_bound_``.
 
     init_time_ : float
-        Seconds spent building the shared initialisation.
+        Seconds spent building the shared initialisations.
 
     n_features_in_ : int
         Number of features seen during :term:`fit`.
@@ -1255,6 +1475,15 @@ class GaussianMixtureIC(_BaseMixtureIC):
     BernoulliMixtureIC : The same search for Bernoulli mixtures.
     sklearn.linear_model.LassoLarsIC : scikit-learn's selection of the
         Lasso's penalty by an information criterion.
+
+    References
+    ----------
+    C. Fraley, "Algorithms for model-based Gaussian hierarchical
+    clustering", SIAM Journal on Scientific Computing 20(1), 1998.
+
+    L. Scrucca, M. Fop, T. B. Murphy and A. E. Raftery, "mclust 5:
+    clustering, classification and density estimation using Gaussian finite
+    mixture models", The R Journal 8(1), 2016.
 
     Examples
     --------
@@ -1274,6 +1503,19 @@ class GaussianMixtureIC(_BaseMixtureIC):
 
     _parameter_constraints: dict = {
         **_BaseMixtureIC._parameter_constraints,
+        "init_params": [
+            StrOptions(
+                {
+                    "mclust",
+                    "ward",
+                    "ward+mclust",
+                    "kmeans",
+                    "k-means++",
+                    "random",
+                    "random_from_data",
+                }
+            )
+        ],
         "covariance_type": [StrOptions({"all", *COVARIANCE_TYPES}), "array-like"],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
     }
@@ -1288,7 +1530,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
-        init_params="ward",
+        init_params="ward+mclust",
         ward_max_samples=2000,
         random_state=None,
         n_jobs=None,
@@ -1332,6 +1574,28 @@ class GaussianMixtureIC(_BaseMixtureIC):
 
     def _needs_second_moments(self):
         return True
+
+    def _shared_partitions(self, X, sample_weight, grid, random_state):
+        if self.init_params not in ("mclust", "ward+mclust"):
+            return super()._shared_partitions(X, sample_weight, grid, random_state)
+        ward = None
+        if self.init_params == "ward+mclust":
+            # Drawn first: the same Ward partitions as init_params="ward".
+            ward = _ward_partitions(
+                X, sample_weight, grid, self.ward_max_samples, random_state
+            )
+        # Its own subset: two draws of a large data set's rows.
+        subset = _agglomeration_subset(
+            X.shape[0], sample_weight, self.ward_max_samples, grid.max(), random_state
+        )
+        mclust = _mclust_partitions(X, grid, subset, self.reg_covar)
+        if ward is None:
+            return {k: [labels] for k, labels in mclust.items()}
+        # Both, unless they agree.
+        return {
+            k: [ward[k]] + ([] if np.array_equal(ward[k], mclust[k]) else [mclust[k]])
+            for k in mclust
+        }
 
     def _partition_starts(self, stats, covariance_type):
         nk, sums, scatter = stats

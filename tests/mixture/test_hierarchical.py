@@ -1,0 +1,289 @@
+"""mclust's model-based agglomeration (``init_params="mclust"``).
+
+The fixture under ``data/`` is R's ``hc()`` and ``hclass()`` output on iris
+and wine; ``data/mclust_hc.R`` is the script that produced it (R is not
+needed to run these tests).
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine, make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_em import BernoulliMixtureIC, GaussianMixtureEM, GaussianMixtureIC
+from sklearn_em.mixture._hierarchical import _hc_cut, _hc_vvv, _svd_transform
+from sklearn_em.mixture._selection import (
+    _agglomeration_subset,
+    _gaussian_initial_parameters,
+    _mclust_partitions,
+    _partition_statistics,
+    _ward_partitions,
+)
+
+DATA = Path(__file__).parent / "data"
+LOADERS = {"iris": load_iris, "wine": load_wine}
+FOUR_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _fixture(name):
+    pairs = np.loadtxt(DATA / f"{name}_hc_pairs.csv", delimiter=",", dtype=int)
+    hclass = np.loadtxt(DATA / f"{name}_hclass.csv", delimiter=",", dtype=int)
+    return pairs - 1, hclass - 1
+
+
+def _same_partition(a, b):
+    """Whether two labelings define the same partition."""
+    return len(set(zip(a, b))) == len(np.unique(a)) == len(np.unique(b))
+
+
+# ----------------------------------------------------------------------
+# Against R's mclust
+
+
+def test_merges_equal_mclust_hc_on_wine():
+    """Every merge of hc(wine, "VVV", use="SVD"), in order."""
+    pairs, _ = _fixture("wine")
+    merges, costs = _hc_vvv(_svd_transform(load_wine().data))
+    assert_array_equal(merges, pairs)
+    assert np.all(np.isfinite(costs))
+
+
+@pytest.mark.parametrize("name", ["iris", "wine"])
+def test_cuts_equal_mclust_hclass(name):
+    """hclass(hc(X), K) for K = 1..15, labels numbered alike.
+
+    iris has tied distances (its values have one decimal), which mclust and
+    we take in different orders: some merges come in another order, but the
+    partitions at K <= 15 are the same.
+    """
+    pairs, hclass = _fixture(name)
+    merges, _ = _hc_vvv(_svd_transform(LOADERS[name]().data))
+    for n_clusters in range(1, 16):
+        labels = _hc_cut(merges, n_clusters)
+        assert_array_equal(labels, hclass[:, n_clusters - 1])
+        assert_array_equal(_hc_cut(pairs, n_clusters), labels)
+
+
+def test_mclust_start_reaches_mclust_on_breast_cancer():
+    """The diagnosis of issue #14: from hclass(hc(X), 3), our EM reaches
+    (and passes) mclust's VVV K=3 BIC on standardised breast cancer
+    (mclust 6.0.0: BIC -4949.541), where the Ward start ends above 6,000."""
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    search = GaussianMixtureIC(
+        [3], covariance_type="full", init_params="mclust", random_state=0
+    ).fit(X)
+    assert search.criterion_ < 4949.541
+    ward = GaussianMixtureIC(
+        [3], covariance_type="full", init_params="ward", random_state=0
+    ).fit(X)
+    assert ward.criterion_ > 6000
+
+
+def test_wine_search_is_at_least_mclust():
+    """Mclust(scale(wine), G=1:15, c("VVV","EEE","VVI","VII")) selects 7 EEE
+    with BIC -5509.684 (mclust 6.0.0); 'mclust' alone reaches it and the
+    default does at least as well."""
+    X = StandardScaler().fit_transform(load_wine().data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = GaussianMixtureIC(
+            15, covariance_type=FOUR_TYPES, init_params="mclust", random_state=0
+        ).fit(X)
+        default = GaussianMixtureIC(15, covariance_type=FOUR_TYPES, random_state=0)
+        default.fit(X)
+    assert alone.best_params_ == {"n_components": 7, "covariance_type": "tied"}
+    assert alone.criterion_ < 5509.684 + 0.05
+    assert default.criterion_ <= alone.criterion_ + 1e-6
+
+
+# ----------------------------------------------------------------------
+# The transform and the tree
+
+
+def test_svd_transform_is_mclusts():
+    """X_std V diag(s)^-1/2 (R's scale, n - 1 denominator), constant
+    columns dropped."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 4) @ rng.randn(4, 4) + 3
+    X = np.column_stack([X, np.full(50, 2.0)])
+    Z = _svd_transform(X)
+    standardised = (X[:, :4] - X[:, :4].mean(0)) / X[:, :4].std(0, ddof=1)
+    _, s, Vt = np.linalg.svd(standardised, full_matrices=False)
+    expected = standardised @ Vt.T / np.sqrt(s)
+    assert Z.shape == (50, 4)
+    # the same up to the signs of the singular vectors
+    assert_allclose(np.abs(Z), np.abs(expected), atol=1e-10)
+    assert_allclose(Z.T @ Z, np.diag(s), atol=1e-9)
+
+
+def test_svd_transform_drops_null_directions():
+    rng = np.random.RandomState(0)
+    X = rng.randn(30, 3)
+    X = np.column_stack([X, X[:, 0] + X[:, 1]])
+    assert _svd_transform(X).shape == (30, 3)
+    assert _svd_transform(np.ones((5, 2))).shape == (5, 0)
+
+
+@pytest.mark.parametrize("n_dims", [1, 2, 5])
+def test_cuts_have_exactly_k_labels(n_dims):
+    X = np.random.RandomState(n_dims).randn(80, n_dims)
+    merges, costs = _hc_vvv(X)
+    assert merges.shape == (79, 2)
+    assert np.all(merges[:, 0] < merges[:, 1])
+    # every name is merged away once, the first row never
+    assert_array_equal(np.sort(merges[:, 1]), np.arange(1, 80))
+    for n_clusters in [1, 2, 7, 40, 80]:
+        labels = _hc_cut(merges, n_clusters)
+        assert_array_equal(np.unique(labels), np.arange(n_clusters))
+        # numbered in the order of their first row (hclass)
+        _, first = np.unique(labels, return_index=True)
+        assert np.all(np.diff(first) > 0)
+    # nested partitions
+    coarse, fine = _hc_cut(merges, 3), _hc_cut(merges, 9)
+    assert all(len(np.unique(coarse[fine == k])) == 1 for k in range(9))
+
+
+def test_tree_does_not_depend_on_row_order():
+    """Without tied distances, the same clusters merge whatever the order."""
+    X = np.random.RandomState(0).randn(120, 3)
+    order = np.random.RandomState(1).permutation(120)
+    merges, costs = _hc_vvv(_svd_transform(X))
+    merges_permuted, costs_permuted = _hc_vvv(_svd_transform(X[order]))
+    assert_allclose(costs_permuted, costs, rtol=1e-8, atol=1e-10)
+    for n_clusters in [2, 5, 30]:
+        labels = _hc_cut(merges, n_clusters)
+        permuted = _hc_cut(merges_permuted, n_clusters)
+        assert _same_partition(labels[order], permuted)
+
+
+def test_tree_does_not_depend_on_column_scale_or_shift():
+    """The SVD transform standardises the columns first."""
+    X = np.random.RandomState(0).randn(60, 3)
+    merges, _ = _hc_vvv(_svd_transform(X))
+    scaled, _ = _hc_vvv(_svd_transform(X * [1.0, 100.0, 0.01] + [5, -3, 0]))
+    assert_array_equal(scaled, merges)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        _hc_vvv(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        _svd_transform(np.zeros(5))
+    with pytest.raises(ValueError, match="finite"):
+        _hc_vvv(np.array([[0.0, 1.0], [np.nan, 2.0]]))
+    with pytest.raises(ValueError, match="finite"):
+        _svd_transform(np.array([[0.0, np.inf], [1.0, 2.0]]))
+    merges, _ = _hc_vvv(np.random.RandomState(0).randn(10, 2))
+    for bad in [0, 11]:
+        with pytest.raises(ValueError, match="n_clusters must be between 1 and 10"):
+            _hc_cut(merges, bad)
+
+
+def test_identical_rows():
+    """Identical rows merge first; all-identical data still give a tree."""
+    X = np.random.RandomState(0).randn(20, 3)
+    X[7] = X[3]
+    merges, costs = _hc_vvv(_svd_transform(X))
+    assert_array_equal(merges[0], [3, 7])
+    merges, _ = _hc_vvv(_svd_transform(np.ones((6, 2))))
+    assert_array_equal(np.unique(_hc_cut(merges, 4)), np.arange(4))
+
+
+# ----------------------------------------------------------------------
+# In the search
+
+
+def test_partitions_of_a_subset():
+    """Subset rows keep their cut; the others join their most probable
+    cluster; every K has exactly K labels."""
+    X, y = make_blobs(500, n_features=3, centers=3, random_state=2)
+    grid = np.array([1, 3, 6])
+    subset = _agglomeration_subset(500, None, 100, 6, np.random.RandomState(0))
+    partitions = _mclust_partitions(X, grid, subset, 1e-6)
+    assert sorted(partitions) == [1, 3, 6]
+    for n_components, labels in partitions.items():
+        assert labels.shape == (500,)
+        assert_array_equal(np.unique(labels), np.arange(n_components))
+    merges, _ = _hc_vvv(_svd_transform(X[subset]))
+    assert _same_partition(partitions[3][subset], _hc_cut(merges, 3))
+    assert adjusted_rand_score(y, partitions[3]) > 0.95
+
+
+def test_mclust_start_is_the_partition_m_step():
+    """init_params='mclust' starts every candidate from the hclass cut."""
+    X = StandardScaler().fit_transform(load_wine().data)
+    _, hclass = _fixture("wine")
+    search = GaussianMixtureIC(
+        [4], covariance_type="diag", init_params="mclust", random_state=0
+    ).fit(X)
+    stats = _partition_statistics(X, None, hclass[:, 3], 4, True)
+    init = _gaussian_initial_parameters(*stats, "diag", 1e-6)
+    direct = GaussianMixtureEM(4, covariance_type="diag", **init).fit(X)
+    assert_allclose(search.lower_bound_, direct.lower_bound_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("init_params", ["mclust", "ward+mclust"])
+def test_integer_weights_equal_repetition(init_params):
+    """As the Ward path: the agglomeration of the repeated rows."""
+    X, _ = make_blobs(120, centers=3, cluster_std=0.8, random_state=0)
+    w = np.random.RandomState(0).randint(1, 4, size=120)
+    search = GaussianMixtureIC(4, init_params=init_params, random_state=0)
+    weighted = search.fit(X, sample_weight=w).results_
+    repeated = GaussianMixtureIC(4, init_params=init_params, random_state=0)
+    repeated = repeated.fit(np.repeat(X, w, axis=0)).results_
+    for key in ["bic", "log_likelihood"]:
+        assert_allclose(weighted[key], repeated[key], rtol=1e-8)
+
+
+def test_weighted_subset_as_ward():
+    """Varying weights on more rows than the subset: the same draw of rows
+    for both agglomerations, with probability proportional to the weights."""
+    X, _ = make_blobs(400, centers=3, random_state=0)
+    w = np.random.RandomState(0).rand(400) + 0.5
+    grid = np.array([2, 3])
+    subset = _agglomeration_subset(400, w, 100, 3, np.random.RandomState(0))
+    ward = _ward_partitions(X, w, grid, 100, np.random.RandomState(0))
+    assert_array_equal(_ward_partitions(X, None, grid, None, None, subset)[3], ward[3])
+    assert len(subset) == 100
+    search = GaussianMixtureIC(
+        3, init_params="mclust", ward_max_samples=100, random_state=0
+    ).fit(X, sample_weight=w)
+    assert search.n_components_ == 3
+
+
+def test_combined_start_is_never_worse_than_ward():
+    """'ward+mclust' keeps the better fit of every candidate, and draws the
+    Ward subset first: every log-likelihood is at least Ward's."""
+    X, _ = make_blobs(3000, n_features=4, centers=5, cluster_std=2.0, random_state=3)
+    kwargs = dict(covariance_type=FOUR_TYPES, ward_max_samples=300, random_state=0)
+    ward = GaussianMixtureIC(6, init_params="ward", **kwargs).fit(X)
+    both = GaussianMixtureIC(6, init_params="ward+mclust", **kwargs).fit(X)
+    assert np.all(
+        both.results_["log_likelihood"] >= ward.results_["log_likelihood"] - 1e-8
+    )
+    assert both.init_time_ > 0
+
+
+def test_results_do_not_depend_on_row_order():
+    X, _ = make_blobs(200, centers=3, cluster_std=1.5, random_state=5)
+    order = np.random.RandomState(1).permutation(200)
+    a = GaussianMixtureIC(4, init_params="mclust", random_state=0).fit(X)
+    b = GaussianMixtureIC(4, init_params="mclust", random_state=0).fit(X[order])
+    assert_allclose(a.results_["bic"], b.results_["bic"], rtol=1e-8)
+    assert_allclose(a.means_, b.means_, rtol=1e-8)
+
+
+def test_bad_init_params():
+    X, _ = make_blobs(50, random_state=0)
+    with pytest.raises(ValueError, match="init_params"):
+        GaussianMixtureIC(3, init_params="hc").fit(X)
+    # the VVV agglomeration is for Gaussian mixtures
+    with pytest.raises(ValueError, match="init_params"):
+        BernoulliMixtureIC(3, init_params="mclust").fit(X > 0)
+    with pytest.raises(ValueError, match="ward_max_samples=2"):
+        GaussianMixtureIC(3, init_params="mclust", ward_max_samples=2).fit(X)
