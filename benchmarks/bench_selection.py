@@ -7,9 +7,10 @@ The same search -- every K of a grid times the covariance structures
 - a loop over scikit-learn's ``GaussianMixture(K, covariance_type=...)``
   (default parameters, ``random_state=0``), keeping the lowest ``bic(X)``;
 - ``GaussianMixtureIC(K_max, covariance_type=[...], random_state=0)`` with
-  its defaults (``n_init=1``: one start per candidate, from the shared Ward
-  tree) and with ``n_init=3`` (the tree, the nested structures' solution and
-  a k-means++ draw; ``--n-init`` lists the values run);
+  its defaults (``n_init=1``, ``init_params="ward+mclust"``: every candidate
+  starts from the shared mclust and Ward partitions, the better fit kept)
+  and with ``n_init=3`` (those, then the nested structures' solution;
+  ``--n-init`` lists the values run);
 - R's ``mclust::Mclust(X, G=1:K_max, modelNames=...)`` through ``Rscript``
   (its time is measured inside R, around the ``Mclust()`` call alone). mclust
   reports BIC with the opposite sign; the tables show every BIC in our
