@@ -366,12 +366,14 @@ class _Conditionals:
     missing : ndarray of bool of shape (n_samples, n_features)
 
     groups : list of tuple
-        Dense precisions only: for every number q of missing values, the
-        tuple ``(rows, pattern, index, cov)`` -- the rows with q missing
-        values, the index of each one's pattern in the group, the missing
-        coordinates of the group's patterns (n_patterns, q), and their
-        conditional covariances ``P_mm^-1``, shape (n_precisions,
-        n_patterns, q, q).
+        Dense precisions only: for every padded size q of the missing
+        blocks (see :func:`_padded_sizes`), the tuple ``(rows, pattern,
+        index, cov)`` -- the rows whose block is padded to q, the index of
+        each one's pattern in the group, the missing coordinates of the
+        group's patterns padded with the dummy coordinate ``n_features``
+        (n_patterns, q), and their conditional covariances ``P_mm^-1``,
+        shape (n_precisions, n_patterns, q, q), with a unit diagonal at the
+        padding.
 
     variances : ndarray of shape (n_components, n_features)
         Diagonal precisions only: the conditional variances of missing
@@ -384,6 +386,61 @@ class _Conditionals:
         self.missing = missing
         self.groups = groups
         self.variances = variances
+
+
+def _padded_sizes(n_missing):
+    """The size each pattern's missing block is padded to.
+
+    Patterns are factorised in batches of one size, and with values missing
+    at random nearly every row has its own pattern, over many sizes: one
+    batch per size costs NumPy's overhead per call dozens of times per
+    E-step. Sizes within 15% of a larger one (or 2 of it) are padded to it,
+    so the batches' arithmetic grows by at most about half and there are a
+    few of them.
+
+    Parameters
+    ----------
+    n_missing : ndarray of int of shape (n_patterns,)
+
+    Returns
+    -------
+    padded : ndarray of int of shape (n_patterns,)
+        At least ``n_missing``; 0 where ``n_missing`` is 0.
+    """
+    padded = np.zeros_like(n_missing)
+    sizes = np.unique(n_missing[n_missing > 0])[::-1]
+    top = None
+    for size in sizes:
+        if top is None or top - size > max(2, 0.15 * top):
+            top = size
+        padded[n_missing == size] = top
+    return padded
+
+
+def _padded_index(patterns, q):
+    """The missing coordinates of patterns, padded with a dummy one.
+
+    Parameters
+    ----------
+    patterns : ndarray of bool of shape (n_patterns, n_features)
+        At most ``q`` missing values each.
+
+    q : int
+
+    Returns
+    -------
+    index : ndarray of int of shape (n_patterns, q)
+        Each pattern's missing coordinates in order, then ``n_features``.
+
+    padding : ndarray of float of shape (n_patterns, q)
+        1.0 where ``index`` is the dummy coordinate, else 0.0.
+    """
+    n_patterns, n_features = patterns.shape
+    n_missing = patterns.sum(axis=1)
+    padding = np.arange(q) >= n_missing[:, np.newaxis]
+    index = np.full((n_patterns, q), n_features)
+    index[~padding] = np.nonzero(patterns)[1]
+    return index, padding.astype(np.float64)
 
 
 def _conditionals(X, missing, *, means, precisions, log_det, log_w, dense, **_):
@@ -423,32 +480,39 @@ def _conditionals(X, missing, *, means, precisions, log_det, log_w, dense, **_):
         log_prob += log_det_observed
         return _Conditionals(log_prob, deviations, missing, variances=1.0 / precisions)
 
-    # Dense precisions: z = x - mu with zeros where missing, y = P z.
+    # Dense precisions: z = x - mu with zeros where missing, y = P z. The
+    # patterns are padded to a few sizes (see _padded_sizes) with a dummy
+    # coordinate, n_features: the precisions and y get a zero row and
+    # column for it, and each padded P_mm a unit diagonal there.
     shared = precisions.shape[0] == 1
-    products = np.empty((n_components, n_samples, n_features))
+    padded_precisions = np.zeros((precisions.shape[0], n_features + 1, n_features + 1))
+    padded_precisions[:, :n_features, :n_features] = precisions
+    products = np.empty((n_components, n_samples, n_features + 1))
     for k in range(n_components):
         z = np.subtract(X0, means[k] * observed, out=deviations[k])
-        y = np.matmul(z, precisions[0 if shared else k], out=products[k])
-        maha[:, k] = np.einsum("ij,ij->i", z, y)
+        p = padded_precisions[0 if shared else k, :n_features]
+        y = np.matmul(z, p, out=products[k])
+        maha[:, k] = np.einsum("ij,ij->i", z, y[:, :n_features])
     # log det Sigma_oo = log det P_mm - log det P, per row and component.
     log_det_mm = np.zeros((n_samples, 1 if shared else n_components))
     patterns, pattern_of_row = _unique_patterns(missing)
     n_missing = patterns.sum(axis=1)
+    padded_size = _padded_sizes(n_missing)
     groups = []
-    for q in np.unique(n_missing):
-        if q == 0:
-            continue
-        # The patterns with q missing values, factorised together for every
+    for q in np.unique(padded_size[n_missing > 0]):
+        # The patterns padded to q values, factorised together for every
         # component at once; their rows, ordered by pattern.
-        in_group = n_missing == q
+        in_group = (padded_size == q) & (n_missing > 0)
         group_patterns = np.flatnonzero(in_group)
         local = np.cumsum(in_group) - 1  # pattern -> index within the group
         rows = np.flatnonzero(in_group[pattern_of_row])
         pattern = local[pattern_of_row[rows]]
         order = np.argsort(pattern, kind="stable")
         rows, pattern = rows[order], pattern[order]
-        index = np.nonzero(patterns[group_patterns])[1].reshape(-1, q)
-        p_mm = precisions[:, index[:, :, np.newaxis], index[:, np.newaxis, :]]
+        index, padding = _padded_index(patterns[group_patterns], q)
+        p_mm = padded_precisions[:, index[:, :, np.newaxis], index[:, np.newaxis, :]]
+        diagonal = np.arange(q)
+        p_mm[:, :, diagonal, diagonal] += padding
         chol = np.linalg.cholesky(p_mm)  # (n_precisions, n_patterns, q, q)
         log_det_pattern = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
         log_det_mm[rows] = log_det_pattern[:, pattern].T
@@ -460,9 +524,10 @@ def _conditionals(X, missing, *, means, precisions, log_det, log_w, dense, **_):
         t = np.take_along_axis(products[:, rows], row_index[np.newaxis], axis=2)
         shift = np.matmul(row_cov, t[..., np.newaxis])[..., 0]  # (K, n_rows, q)
         maha[rows] -= np.einsum("knq,knq->nk", t, shift)
-        block = deviations[:, rows]
+        block = np.empty((n_components, len(rows), n_features + 1))
+        block[:, :, :n_features] = deviations[:, rows]
         np.put_along_axis(block, row_index[np.newaxis], -shift, axis=2)
-        deviations[:, rows] = block
+        deviations[:, rows] = block[:, :, :n_features]
         groups.append((rows, pattern, index, cov))
     # Rounding must not make a distance negative.
     np.maximum(maha, 0.0, out=maha)
@@ -522,8 +587,10 @@ def _gaussian_statistics(resp, conditionals, means, full_moments):
             sxx += extra
         return {"nk": nk, "sx": sx, "sxx": sxx}
     # sum_n r_nk Cov[x_n | x_o, k]: each pattern's conditional covariance,
-    # weighted by its rows' responsibilities, added at its coordinates.
-    size = n_features**2 if full_moments else n_features
+    # weighted by its rows' responsibilities, added at its coordinates (and
+    # the padding's at the dummy coordinate n_features, dropped).
+    width = n_features + 1
+    size = width**2 if full_moments else width
     offsets = np.arange(n_components)[:, np.newaxis, np.newaxis] * size
     extra = np.zeros(n_components * size)
     for rows, pattern, index, cov in conditionals.groups:
@@ -532,13 +599,16 @@ def _gaussian_statistics(resp, conditionals, means, full_moments):
         np.add.at(pattern_resp, pattern, resp[rows])
         weighted = pattern_resp.T[:, :, np.newaxis, np.newaxis] * cov
         if full_moments:
-            where = index[:, :, np.newaxis] * n_features + index[:, np.newaxis, :]
+            where = index[:, :, np.newaxis] * width + index[:, np.newaxis, :]
         else:
             where = index
             weighted = np.diagonal(weighted, axis1=2, axis2=3)
         where = (offsets[..., np.newaxis] + where[np.newaxis]).ravel()
         extra += np.bincount(where, weights=weighted.ravel(), minlength=extra.size)
-    sxx += extra.reshape(sxx.shape)
+    if full_moments:
+        sxx += extra.reshape(n_components, width, width)[:, :n_features, :n_features]
+    else:
+        sxx += extra.reshape(n_components, width)[:, :n_features]
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 
@@ -944,11 +1014,14 @@ def _draw_conditionals(rng, resp, completed, conditionals):
         chol = np.linalg.cholesky(cov[k, pattern])
         noise = rng.standard_normal((len(group_rows), q, 1))
         draw = (chol @ noise)[:, :, 0]
-        block = X[group_rows]
+        # The dummy coordinate of the padding (see _conditionals) is a
+        # last column, dropped.
+        block = np.zeros((len(group_rows), X.shape[1] + 1))
+        block[:, :-1] = X[group_rows]
         row_index = index[pattern]
         values = np.take_along_axis(block, row_index, axis=1) + draw
         np.put_along_axis(block, row_index, values, axis=1)
-        X[group_rows] = block
+        X[group_rows] = block[:, :-1]
     return X
 
 

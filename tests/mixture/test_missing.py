@@ -237,10 +237,43 @@ def test_rows_sharing_a_pattern_share_one_factorisation(monkeypatch):
 
     monkeypatch.setattr(_missing.np.linalg, "cholesky", counting)
     stats = gm._missing_e_step_function(gm._e_step_chunk_function())(X, None)
-    # One batched factorisation per number of missing values, for the two
-    # components at once, each of one pattern.
-    assert sorted(calls) == [(2, 1, 1, 1), (2, 1, 2, 2)]
+    # One batched factorisation for the two components at once, of the two
+    # patterns (one missing value padded to two).
+    assert sorted(calls) == [(2, 2, 2, 2)]
     assert_allclose(stats["nk"].sum(), 300)
+
+
+def test_padded_sizes_bound_the_padding_and_the_batches():
+    rng = np.random.RandomState(0)
+    n_missing = rng.binomial(64, 0.5, size=2000)
+    n_missing[:5] = 0
+    padded = _missing._padded_sizes(n_missing)
+    assert_array_equal(padded[n_missing == 0], 0)
+    some = n_missing > 0
+    assert np.all(padded[some] >= n_missing[some])
+    assert np.all(padded[some] - n_missing[some] <= np.maximum(2, 0.15 * padded[some]))
+    assert len(np.unique(padded[some])) <= 8 < len(np.unique(n_missing[some]))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_padded_e_step_equals_one_batch_per_size(covariance_type, monkeypatch):
+    # Eight correlated features: missing blocks of 1 to 8 values.
+    X, _ = _mixture_data(400)
+    rng = np.random.RandomState(0)
+    X = np.hstack([X, X @ rng.normal(size=(3, 5)) + rng.normal(size=(400, 5))])
+    gm = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    gm.fit(X)
+    X = _remove(X, 0.5)
+    e_step = gm._missing_e_step_function(gm._e_step_chunk_function())
+    padded = e_step(X, None)
+    imputed = _missing.gaussian_impute_rows(X, **gm._missing_parameters())
+    monkeypatch.setattr(_missing, "_padded_sizes", lambda n_missing: n_missing)
+    apart = e_step(X, None)
+    for key in ["nk", "sx", "sxx", "log_likelihood"]:
+        assert_allclose(padded[key], apart[key], rtol=1e-10, atol=1e-10)
+    assert_allclose(
+        imputed, _missing.gaussian_impute_rows(X, **gm._missing_parameters())
+    )
 
 
 # ----------------------------------------------------------------------
