@@ -19,6 +19,21 @@ from ..mixture._missing import gaussian_impute_rows
 #: Candidates of ``n_components="auto"``.
 _AUTO_COMPONENTS = (1, 2, 3)
 
+#: "auto" fits a candidate only if it has at most this many free parameters
+#: per observed value.
+_OBSERVED_PER_PARAMETER = 0.1
+
+
+def _n_free_parameters(n_components, n_features, covariance_type):
+    """Free parameters of a Gaussian mixture: weights, means, covariances."""
+    covariance = {
+        "full": n_components * n_features * (n_features + 1) // 2,
+        "tied": n_features * (n_features + 1) // 2,
+        "diag": n_components * n_features,
+        "spherical": n_components,
+    }[covariance_type]
+    return n_components - 1 + n_components * n_features + covariance
+
 
 def _is_nan(value):
     """Whether ``value`` is a float NaN (the default missing-value marker)."""
@@ -50,9 +65,12 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
     ----------
     n_components : int or "auto", default="auto"
         The number of mixture components. "auto" fits 1, 2 and 3 components
-        in turn (at most the number of samples), stops at the first whose
-        Bayesian information criterion (BIC) of the observed values is higher
-        than the one before, and keeps the mixture with the lowest BIC.
+        and keeps the mixture with the lowest Bayesian information criterion
+        (BIC) of the observed values. A mixture with more free parameters
+        than a tenth of the observed values is not fitted (one component
+        always is): with fewer than ten observed values per parameter its
+        covariances are mostly ``reg_covar``, BIC's penalty outweighs its
+        gain, and its EM, with many missing values, is the slowest of all.
         Each full covariance has ``n_features (n_features + 1) / 2``
         parameters, and on the benchmark's data sets more components did not
         impute better (see :ref:`missing_values`); pass an int for more.
@@ -285,7 +303,17 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
         Z = (Xv - self.mean_[self._valid]) / self.scale_[self._valid]
         n_informative = int(observed[:, self._valid].any(axis=1).sum())
         if self.n_components == "auto":
-            candidates = [k for k in _AUTO_COMPONENTS if k <= n_informative]
+            n_observed = int(observed[:, self._valid].sum())
+            candidates = [
+                k
+                for k in _AUTO_COMPONENTS
+                if k == 1
+                or (
+                    k <= n_informative
+                    and _n_free_parameters(k, Z.shape[1], self.covariance_type)
+                    <= _OBSERVED_PER_PARAMETER * n_observed
+                )
+            ]
         else:
             candidates = [self.n_components]
         seed = self.random_state_.randint(np.iinfo(np.int32).max)
@@ -311,13 +339,9 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
             else:
                 mixture.fit(Z)
             bic = mixture.bic(Z)
-            previous = self.bic_.get(n_components - 1)
             self.bic_[n_components] = bic
             if best is None or bic < self.bic_[best.n_components]:
                 best = mixture
-            if previous is not None and bic > previous:
-                # More components stopped paying for their parameters.
-                break
         if len(candidates) > 1 and not best.converged_:
             warnings.warn(
                 f"The selected mixture ({best.n_components} components) did not "

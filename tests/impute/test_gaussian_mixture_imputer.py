@@ -11,6 +11,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
 from sklearn_em import GaussianMixtureEM, GaussianMixtureImputer
+from sklearn_em.impute._gaussian_mixture import _n_free_parameters
 
 
 def _correlated(n_samples=300, seed=0):
@@ -116,20 +117,35 @@ def test_auto_selects_the_lowest_bic():
     ).fit(Z)
     assert_allclose(imputer.bic_[3], candidate.bic(Z), rtol=1e-10)
     assert sorted(imputer.bic_) == [1, 2, 3]
-    # At most as many components as samples.
+    # At most as many components as samples, and a tenth of a free parameter
+    # per observed value.
     few = GaussianMixtureImputer(random_state=0).fit(X_missing[:2])
-    assert sorted(few.bic_) == [1, 2]
+    assert sorted(few.bic_) == [1]
 
 
-def test_auto_stops_when_the_bic_rises():
-    # One Gaussian: two components have the higher BIC, three are not fitted.
+def test_auto_fits_no_candidate_with_too_few_observed_values_per_parameter():
+    # 8 features, full covariances: 44, 89 and 134 free parameters.
     rng = np.random.RandomState(0)
-    X = rng.multivariate_normal([0, 0, 0], [[1, 0.8, 0], [0.8, 1, 0], [0, 0, 1]], 500)
-    X_missing = _remove(X, 0.2)
+    X = rng.normal(size=(240, 8)) @ rng.normal(size=(8, 8))
+    X_missing = _remove(X, 0.5)
+    n_observed = int((~np.isnan(X_missing)).sum())
+    assert 890 <= n_observed < 1340
     imputer = GaussianMixtureImputer(random_state=0).fit(X_missing)
     assert sorted(imputer.bic_) == [1, 2]
-    assert imputer.bic_[2] > imputer.bic_[1]
-    assert imputer.n_components_ == 1
+    assert _n_free_parameters(2, 8, "full") == 89
+    assert _n_free_parameters(3, 8, "full") == 134
+    # Diagonal covariances have few parameters: all three are fitted.
+    diag = GaussianMixtureImputer(covariance_type="diag", random_state=0)
+    assert sorted(diag.fit(X_missing).bic_) == [1, 2, 3]
+    # One component always is, and an int is never capped.
+    few = GaussianMixtureImputer(random_state=0).fit(X_missing[:12])
+    assert sorted(few.bic_) == [1]
+    forced = GaussianMixtureImputer(n_components=3, random_state=0)
+    assert sorted(forced.fit(X_missing[:40]).bic_) == [3]
+    # The count of free parameters is the mixture's own.
+    for covariance_type in ["full", "tied", "diag", "spherical"]:
+        gm = GaussianMixtureEM(3, covariance_type=covariance_type).fit(X)
+        assert _n_free_parameters(3, 8, covariance_type) == gm._n_parameters()
 
 
 def test_sample_posterior_draws_from_the_conditional():
