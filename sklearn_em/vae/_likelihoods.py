@@ -114,15 +114,26 @@ def _bernoulli_log_likelihood(X, logits, grad=None, scale=1.0):
     e = np.abs(a)
     np.negative(e, out=e)
     np.exp(e, out=e)
-    e += 1
-    np.log(e, out=e)
+    e += 1  # 1 + exp(-|a|)
     ll = np.multiply(a, X)
-    ll -= np.maximum(a, 0)
-    ll -= e
-    log_likelihood = ll.sum(axis=-1)
     if grad is not None:
-        _bernoulli_grad(X, logits, grad, scale, work=e)
-    return log_likelihood
+        # sigmoid(a) = 1 / (1 + exp(-|a|)) for a >= 0 and 1 minus that for
+        # a < 0: from the same exponential. ``grad`` may be ``logits``: the
+        # terms that read ``a`` come first.
+        negative = a < 0
+        ll -= np.maximum(a, 0)
+        g = _as_draws(grad, n_samples)
+        np.divide(1, e, out=g)
+        np.subtract(1, g, out=g, where=negative)
+        g -= X
+        scale = _row_scale(scale, n_samples)
+        if np.ndim(scale) or scale != 1.0:
+            g *= scale
+    else:
+        ll -= np.maximum(a, 0)
+    np.log(e, out=e)
+    ll -= e
+    return ll.sum(axis=-1)
 
 
 def _bernoulli_grad(X, logits, grad, scale=1.0, work=None):

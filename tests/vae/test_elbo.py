@@ -20,6 +20,7 @@ from sklearn_em.vae._elbo import (
     _standard_normal_log_pdf,
 )
 from sklearn_em.vae._likelihoods import (
+    _bernoulli_grad,
     _bernoulli_log_likelihood,
     _gaussian_log_likelihood,
     _log_sigmoid,
@@ -212,6 +213,30 @@ def test_stable_softplus_and_log_likelihoods():
     var = np.exp(log_var)
     expected = np.sum(-0.5 * ((X - mean) ** 2 / var + np.log(2 * np.pi * var)))
     assert_allclose(ll[0, 0], expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("per_row_scale", [False, True])
+def test_bernoulli_gradient_with_the_likelihood_is_the_gradient_alone(
+    dtype, per_row_scale
+):
+    # The likelihood's gradient reuses its exponential; in place over the
+    # logits too. Two draws of three samples.
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(3, 5)).astype(dtype)
+    logits = (rng.normal(scale=30.0, size=(6, 5))).astype(dtype)
+    logits[0, :2] = [0.0, -0.0]
+    scale = rng.uniform(size=(2, 3)).astype(dtype) if per_row_scale else 0.25
+    expected = np.empty_like(logits)
+    _bernoulli_grad(X, logits, expected, scale=scale)
+    grad = np.empty_like(logits)
+    ll = _bernoulli_log_likelihood(X, logits, grad=grad, scale=scale)
+    assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
+    assert_allclose(ll, _bernoulli_log_likelihood(X, logits), rtol=1e-6)
+    in_place = logits.copy()
+    ll_in_place = _bernoulli_log_likelihood(X, in_place, grad=in_place, scale=scale)
+    assert_allclose(in_place, expected, rtol=1e-6, atol=1e-7)
+    assert_allclose(ll_in_place, ll, rtol=1e-6)
 
 
 def test_importance_weighted_bound(fitted_vae):
