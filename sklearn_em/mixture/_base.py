@@ -49,6 +49,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import as_data
+from ._kmeans import kmeans_labels
 from ._missing import check_missing
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
@@ -340,11 +341,18 @@ class BaseMixtureEM(
         dtype = X.dtype
         if self.init_params == "kmeans":
             resp = np.zeros((n_samples, n_components), dtype=dtype)
-            label = (
-                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-                .fit(X, sample_weight=sample_weight)
-                .labels_
-            )
+            if isinstance(X, np.ndarray):
+                # KMeans(n_clusters=K, n_init=1, random_state).fit(X)'s labels,
+                # bit for bit, without its validation and spinning threads.
+                label = kmeans_labels(
+                    X, n_components, sample_weight, random_state, self.n_jobs
+                )
+            else:
+                label = (
+                    KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+                    .fit(X, sample_weight=sample_weight)
+                    .labels_
+                )
             resp[np.arange(n_samples), label] = 1
         elif self.init_params == "random":
             resp = np.asarray(

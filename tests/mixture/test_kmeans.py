@@ -1,0 +1,277 @@
+"""The k-means initialisation is scikit-learn's KMeans, to the last bit.
+
+``init_params="kmeans"`` runs :mod:`sklearn_em.mixture._kmeans` instead of
+``KMeans.fit``; these tests compare its labels, centres, iteration count
+and the state it leaves the ``RandomState`` in with ``KMeans``'s, and the
+fitted mixtures with scikit-learn's ``GaussianMixture``, so that they fail
+as soon as the two diverge.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.cluster import KMeans
+from sklearn.cluster._kmeans import _kmeans_plusplus, _kmeans_single_lloyd
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils.extmath import row_norms
+
+import sklearn_em.mixture._base as base_module
+from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture import _kmeans
+from sklearn_em.mixture._suffstats import single_threaded_blas
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(kind, seed):
+    """(X, n_clusters, sample_weight) of one kind of data set."""
+    rng = np.random.RandomState(seed)
+    if kind == "blobs":
+        X, _ = make_blobs(600, n_features=3, centers=5, random_state=seed)
+        return X, 5, None
+    if kind == "uniform":
+        return rng.uniform(size=(500, 4)), 7, None
+    if kind == "anisotropic":
+        X, _ = make_blobs(800, n_features=2, centers=4, random_state=seed)
+        return X @ np.array([[0.6, -0.6], [-0.4, 0.8]]) * 50 + 1e3, 4, None
+    if kind == "float32":
+        X, _ = make_blobs(700, n_features=5, centers=6, random_state=seed)
+        return X.astype(np.float32), 6, None
+    if kind == "float32_weighted":
+        X, _ = make_blobs(700, n_features=5, centers=6, random_state=seed)
+        return X.astype(np.float32), 6, rng.uniform(0.1, 3, size=700)
+    if kind == "weighted":
+        X, _ = make_blobs(500, n_features=3, centers=4, random_state=seed)
+        return X, 4, rng.uniform(0.01, 5, size=500)
+    if kind == "integer_weights":
+        X, _ = make_blobs(400, n_features=2, centers=3, random_state=seed)
+        return X, 3, rng.randint(0, 4, size=400).astype(float)
+    if kind == "duplicated":
+        # Fewer distinct rows than clusters: zero distances, ties and
+        # clusters that stay empty.
+        X = np.repeat(rng.normal(size=(4, 3)), 30, axis=0)
+        return X[rng.permutation(len(X))], 6, None
+    if kind == "integer_grid":
+        # Exact ties between centres are common on a small integer grid.
+        return rng.randint(0, 3, size=(300, 2)).astype(float), 5, None
+    if kind == "one_cluster":
+        return rng.normal(size=(200, 3)), 1, None
+    if kind == "k_close_to_n":
+        return rng.normal(size=(40, 2)), 37, None
+    if kind == "k_equals_n":
+        return rng.normal(size=(12, 3)), 12, None
+    if kind == "large":
+        # Over 256 rows per OpenMP block and several blocks: KMeans's
+        # chunking and its threads' sums.
+        X, _ = make_blobs(20_000, n_features=6, centers=10, random_state=seed)
+        return X, 10, None
+    raise ValueError(kind)
+
+
+KINDS = [
+    "blobs",
+    "uniform",
+    "anisotropic",
+    "float32",
+    "float32_weighted",
+    "weighted",
+    "integer_weights",
+    "duplicated",
+    "integer_grid",
+    "one_cluster",
+    "k_close_to_n",
+    "k_equals_n",
+    "large",
+]
+
+
+def _sklearn_kmeans(X, n_clusters, sample_weight, seed):
+    random_state = np.random.RandomState(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_clusters, n_init=1, random_state=random_state).fit(
+            X, sample_weight=sample_weight
+        )
+    return km, random_state
+
+
+def _ours(X, n_clusters, sample_weight, seed, n_jobs=None):
+    random_state = np.random.RandomState(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels, centers, n_iter = _kmeans.kmeans_lloyd(
+            X, n_clusters, sample_weight, random_state, n_jobs
+        )
+    return labels, centers, n_iter, random_state
+
+
+def _assert_same_state(rs1, rs2):
+    s1, s2 = rs1.get_state(), rs2.get_state()
+    assert s1[0] == s2[0]
+    assert_array_equal(s1[1], s2[1])
+    assert s1[2:] == s2[2:]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(6))
+def test_same_as_sklearn_kmeans(kind, seed):
+    X, n_clusters, sample_weight = _data(kind, seed)
+    km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, seed)
+    labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, seed)
+    assert labels.dtype == km.labels_.dtype
+    assert_array_equal(labels, km.labels_)
+    assert n_iter == km.n_iter_
+    assert centers.dtype == km.cluster_centers_.dtype
+    if _openmp_effective_n_threads() <= 2:
+        # KMeans's threads' sums are added in a fixed order for up to two
+        # threads, and ours are the same sums.
+        assert_array_equal(centers, km.cluster_centers_)
+    else:
+        assert_allclose(centers, km.cluster_centers_, rtol=1e-5, atol=1e-6)
+    # The same draws: the generator is left where KMeans leaves it.
+    _assert_same_state(rs_sk, rs_ours)
+
+
+@pytest.mark.parametrize("kind", ["large", "float32", "weighted", "duplicated"])
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+def test_threads_change_nothing(kind, n_jobs):
+    X, n_clusters, sample_weight = _data(kind, 0)
+    reference = _ours(X, n_clusters, sample_weight, 0, n_jobs=1)
+    labels, centers, n_iter, _ = _ours(X, n_clusters, sample_weight, 0, n_jobs)
+    assert_array_equal(labels, reference[0])
+    assert_array_equal(centers, reference[1])
+    assert n_iter == reference[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_seeding_same_as_sklearn(dtype, n_jobs):
+    X, _ = make_blobs(5000, n_features=4, centers=8, random_state=1)
+    X = (X - X.mean(axis=0)).astype(dtype)
+    w = np.random.RandomState(0).uniform(0.5, 2, size=len(X)).astype(dtype)
+    norms = row_norms(X, squared=True)
+    for seed in range(5):
+        rs1, rs2 = np.random.RandomState(seed), np.random.RandomState(seed)
+        centers, indices = _kmeans_plusplus(X, 9, norms, w, rs1)
+        ours, our_indices = _kmeans._kmeans_plusplus_blocks(X, 9, norms, w, rs2, n_jobs)
+        assert_array_equal(our_indices, indices)
+        assert_array_equal(ours, centers)
+        _assert_same_state(rs1, rs2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_empty_cluster_relocated_as_sklearn(dtype, monkeypatch):
+    # Initial centres of which two are far from every row: both clusters are
+    # empty after the first assignment and are relocated to the rows
+    # farthest from their centres.
+    X, _ = make_blobs(3000, n_features=3, centers=4, random_state=0)
+    X = (X - X.mean(axis=0)).astype(dtype)
+    w = np.random.RandomState(1).uniform(0.5, 2, size=len(X)).astype(dtype)
+    centers_init = np.vstack([X[:4], np.full((2, 3), 1e3)]).astype(dtype)
+    calls = []
+    relocate = _kmeans._relocate_empty_clusters
+
+    def spy(X, sample_weight, centers_old, sums, weights, labels):
+        calls.append(int(np.sum(weights == 0)))
+        return relocate(X, sample_weight, centers_old, sums, weights, labels)
+
+    monkeypatch.setattr(_kmeans, "_relocate_empty_clusters", spy)
+    tol = np.mean(np.var(X, axis=0)) * 1e-4
+    labels, centers, n_iter = _kmeans._lloyd(X, w, centers_init, tol)
+    assert calls[0] == 2
+    ref_labels, _, ref_centers, ref_n_iter = _kmeans_single_lloyd(
+        X, w, centers_init.copy(), tol=tol, n_threads=_openmp_effective_n_threads()
+    )
+    assert_array_equal(labels, ref_labels)
+    assert_array_equal(centers, ref_centers)
+    assert n_iter == ref_n_iter
+
+
+def test_distinct_clusters_warning():
+    X, n_clusters, _ = _data("duplicated", 0)
+    with pytest.warns(ConvergenceWarning, match="Number of distinct clusters"):
+        _kmeans.kmeans_labels(X, n_clusters, None, np.random.RandomState(0))
+
+
+def test_too_few_samples():
+    with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=4"):
+        _kmeans.kmeans_labels(np.eye(3), 4, None, np.random.RandomState(0))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(
+    "kind", ["blobs", "uniform", "anisotropic", "float32", "large", "k_close_to_n"]
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_default_fit_same_as_sklearn(covariance_type, kind, seed):
+    X, n_clusters, _ = _data(kind, seed)
+    if kind == "k_close_to_n":
+        n_clusters = 8
+    kwargs = dict(
+        n_components=n_clusters,
+        covariance_type=covariance_type,
+        random_state=seed,
+        reg_covar=1e-4,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = GaussianMixture(**kwargs).fit(X)
+        ours = GaussianMixtureEM(**kwargs).fit(X)
+    assert ours.n_iter_ == sk.n_iter_
+    rtol = 1e-3 if X.dtype == np.float32 else 1e-7
+    assert_allclose(ours.lower_bound_, sk.lower_bound_, rtol=rtol)
+    assert_allclose(ours.weights_, sk.weights_, rtol=rtol, atol=1e-7)
+    assert_allclose(ours.means_, sk.means_, rtol=rtol, atol=rtol)
+
+
+def _reference_labels(X, n_clusters, sample_weight, random_state, n_jobs=None):
+    """The labels through scikit-learn's KMeans, as before this module."""
+    return (
+        KMeans(n_clusters, n_init=1, random_state=random_state)
+        .fit(X, sample_weight=sample_weight)
+        .labels_
+    )
+
+
+@pytest.mark.parametrize("kind", ["weighted", "integer_weights", "float32_weighted"])
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_weighted_fit_same_as_through_kmeans(kind, n_init, monkeypatch):
+    # GaussianMixture takes no weights: compare with the same model whose
+    # initialisation calls KMeans.fit with the weights. n_init=3 also checks
+    # that the later initialisations draw the same numbers.
+    X, n_clusters, sample_weight = _data(kind, 0)
+    kwargs = dict(n_components=n_clusters, random_state=0, n_init=n_init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixtureEM(**kwargs).fit(X, sample_weight=sample_weight)
+        monkeypatch.setattr(base_module, "kmeans_labels", _reference_labels)
+        reference = GaussianMixtureEM(**kwargs).fit(X, sample_weight=sample_weight)
+    assert ours.n_iter_ == reference.n_iter_
+    assert_array_equal(ours.means_, reference.means_)
+    assert_array_equal(ours.weights_, reference.weights_)
+    assert ours.lower_bound_ == reference.lower_bound_
+
+
+def test_default_fit_does_not_call_kmeans(monkeypatch):
+    class NoKMeans:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("KMeans.fit called")
+
+    monkeypatch.setattr(base_module, "KMeans", NoKMeans)
+    X, _ = make_blobs(300, n_features=2, centers=3, random_state=0)
+    GaussianMixtureEM(3, random_state=0).fit(X)
+
+
+def test_single_threaded_blas_window_unchanged():
+    # Inside the engine's BLAS window (as the initialisation runs) and
+    # outside it, the same labels.
+    X, n_clusters, _ = _data("large", 0)
+    outside = _ours(X, n_clusters, None, 0)[0]
+    with single_threaded_blas():
+        inside = _ours(X, n_clusters, None, 0)[0]
+    assert_array_equal(inside, outside)
