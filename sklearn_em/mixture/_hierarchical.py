@@ -140,8 +140,48 @@ def _logdets(matrices):
     return np.where(sign > 0, logdet, -np.inf)
 
 
-def _merge_costs(i, others, counts, means, traces, scatters, terms, alpha, cholesky):
+def _pair_costs(a, b, counts, means, traces, scatters, terms, alpha):
+    """Exact increase of the criterion when clusters ``a[t]`` and ``b[t]`` merge.
+
+    Parameters
+    ----------
+    a, b : ndarray of int of shape (n_pairs,)
+        Active clusters, ``a[t] != b[t]``.
+
+    counts, means, traces, scatters, terms : ndarray
+        The clusters' statistics, as in :func:`_merge_costs`.
+
+    alpha : float
+
+    Returns
+    -------
+    costs : ndarray of shape (n_pairs,)
+    """
+    n_dims = means.shape[1]
+    n_merged = counts[a] + counts[b]
+    coef = counts[a] * counts[b] / n_merged
+    diff = means[b] - means[a]
+    traces_merged = traces[a] + traces[b] + coef * np.einsum("ij,ij->i", diff, diff)
+    merged = scatters[a] + scatters[b]
+    merged += coef[:, np.newaxis, np.newaxis] * (
+        diff[:, :, np.newaxis] * diff[:, np.newaxis, :]
+    )
+    logdets = np.where(n_merged > n_dims, _logdets(merged), -np.inf)
+    merged_terms = _vvv_terms(n_merged, traces_merged, logdets, n_dims, alpha)
+    return merged_terms - terms[a] - terms[b]
+
+
+def _merge_costs(
+    i, others, counts, means, traces, scatters, terms, alpha, cholesky, bounds
+):
     """Increase of the criterion when cluster ``i`` merges with each other.
+
+    Exact where it can matter, a lower bound elsewhere: the criterion's term
+    is at least ``n log((tr(W) + alpha) / n)`` (the determinant omitted), so
+    a pair whose bound is at least ``bounds`` (the other cluster's best
+    cost so far) and at least the smallest exact cost of ``i`` cannot be
+    the next merge of either cluster: its determinant is only computed if a
+    later step needs it.
 
     Parameters
     ----------
@@ -170,10 +210,16 @@ def _merge_costs(i, others, counts, means, traces, scatters, terms, alpha, chole
         The lower Cholesky factor of ``scatters[i]`` when it is well
         conditioned, else None.
 
+    bounds : ndarray of shape (n_others,)
+        The others' current best costs (``-inf`` to force exact costs).
+
     Returns
     -------
     costs : ndarray of shape (n_others,)
-        ``term(i + other) - term(i) - term(other)``.
+        ``term(i + other) - term(i) - term(other)``, or a lower bound of it
+        where ``exact`` is False.
+
+    exact : ndarray of bool of shape (n_others,)
     """
     n_dims = means.shape[1]
     n_i = counts[i]
@@ -184,28 +230,49 @@ def _merge_costs(i, others, counts, means, traces, scatters, terms, alpha, chole
     traces_merged = (
         traces[i] + traces[others] + coef * np.einsum("ij,ij->i", diff, diff)
     )
-    logdets = np.full(len(others), -np.inf)
-    dense = np.flatnonzero(n_merged > n_dims)
-    if dense.size and cholesky is not None:
-        # A singleton joining a non-singular cluster: the determinant
-        # lemma, det(W + c d d^T) = det(W) (1 + c d^T W^-1 d), O(D^2).
-        singles = dense[n_other[dense] == 1]
-        if singles.size:
-            solved = diff[singles] @ np.linalg.inv(cholesky).T
-            quadratic = np.einsum("ij,ij->i", solved, solved)
-            logdets[singles] = 2 * np.log(np.diag(cholesky)).sum() + np.log1p(
-                coef[singles] * quadratic
+    # The terms without their determinant.
+    costs = np.log(traces_merged + alpha)
+    costs -= np.log(n_merged)
+    costs *= n_merged
+    costs -= terms[i]
+    costs -= terms[others]
+    exact = n_merged <= n_dims
+    todo = np.flatnonzero(~exact & (costs < bounds))
+    inverse = None
+    while todo.size:
+        logdets = np.empty(todo.size)
+        dense = np.ones(todo.size, dtype=bool)
+        if cholesky is not None:
+            # A singleton joining a non-singular cluster: the determinant
+            # lemma, det(W + c d d^T) = det(W) (1 + c d^T W^-1 d), O(D^2).
+            dense = n_other[todo] > 1
+            singles = todo[~dense]
+            if singles.size:
+                if inverse is None:
+                    inverse = np.linalg.inv(cholesky).T
+                    logdet_i = 2 * np.log(np.diag(cholesky)).sum()
+                solved = diff[singles] @ inverse
+                quadratic = np.einsum("ij,ij->i", solved, solved)
+                logdets[~dense] = logdet_i + np.log1p(coef[singles] * quadratic)
+        if dense.any():
+            pairs = todo[dense]
+            merged = scatters[others[pairs]]
+            merged += scatters[i]
+            merged += coef[pairs, np.newaxis, np.newaxis] * (
+                diff[pairs, :, np.newaxis] * diff[pairs, np.newaxis, :]
             )
-            dense = dense[n_other[dense] > 1]
-    if dense.size:
-        merged = scatters[others[dense]]
-        merged += scatters[i]
-        merged += coef[dense, np.newaxis, np.newaxis] * (
-            diff[dense, :, np.newaxis] * diff[dense, np.newaxis, :]
+            logdets[dense] = _logdets(merged)
+        costs[todo] = (
+            _vvv_terms(n_merged[todo], traces_merged[todo], logdets, n_dims, alpha)
+            - terms[i]
+            - terms[others[todo]]
         )
-        logdets[dense] = _logdets(merged)
-    merged_terms = _vvv_terms(n_merged, traces_merged, logdets, n_dims, alpha)
-    return merged_terms - terms[i] - terms[others]
+        exact[todo] = True
+        # The bounds below the smallest exact cost: one of them may be the
+        # best merge of i.
+        smallest = costs[exact].min() if exact.any() else np.inf
+        todo = np.flatnonzero(~exact & (costs < smallest))
+    return costs, exact
 
 
 def _cluster_term(count, trace, scatter, alpha):
@@ -324,11 +391,14 @@ def _hc_vvv(Z):
         costs -= math.log(2)
         costs *= 2
     np.fill_diagonal(costs, np.inf)
+    # Whether each entry of costs is exact, or a lower bound.
+    exact = np.ones((n_samples, n_samples), dtype=bool)
     best = costs.min(axis=1)
     nearest = costs.argmin(axis=1)
     active = np.ones(n_samples, dtype=bool)
     merges = np.empty((n_samples - 1, 2), dtype=np.intp)
     merge_costs = np.empty(n_samples - 1)
+    statistics = (counts, means, traces, scatters, terms, alpha)
     for step in range(n_samples - 1):
         a = int(np.argmin(best))
         b = int(nearest[a])
@@ -353,18 +423,40 @@ def _hc_vvv(Z):
             break
         others = np.flatnonzero(active)
         others = others[others != i]
-        new = _merge_costs(
-            i, others, counts, means, traces, scatters, terms, alpha, cholesky
+        # Clusters whose nearest was i or j: their row is rescanned.
+        stale_mask = (nearest[others] == i) | (nearest[others] == j)
+        new, new_exact = _merge_costs(
+            i,
+            others,
+            counts,
+            means,
+            traces,
+            scatters,
+            terms,
+            alpha,
+            cholesky,
+            np.where(stale_mask, np.inf, best[others]),
         )
         costs[i, others] = new
         costs[others, i] = new
+        exact[i, others] = new_exact
+        exact[others, i] = new_exact
         k = int(np.argmin(new))
         best[i], nearest[i] = new[k], others[k]
-        # Clusters whose nearest was i or j: rescan their row.
-        stale = others[(nearest[others] == i) | (nearest[others] == j)]
-        if stale.size:
-            best[stale] = costs[stale].min(axis=1)
-            nearest[stale] = costs[stale].argmin(axis=1)
+        stale = others[stale_mask]
+        while stale.size:
+            rows = costs[stale]
+            columns = rows.argmin(axis=1)
+            best[stale] = rows[np.arange(stale.size), columns]
+            nearest[stale] = columns
+            bound = ~exact[stale, columns]
+            stale, columns = stale[bound], columns[bound]
+            if stale.size:
+                values = _pair_costs(stale, columns, *statistics)
+                costs[stale, columns] = values
+                costs[columns, stale] = values
+                exact[stale, columns] = True
+                exact[columns, stale] = True
         closer = new < best[others]
         best[others[closer]] = new[closer]
         nearest[others[closer]] = i
