@@ -103,9 +103,12 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     n_iter : int
         ``KMeans.n_iter_``.
     """
+    # KMeans validates to a C-ordered float32 or float64 array: its column
+    # sums (the mean, the variances) are added row by row, not pairwise.
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
     n_samples = X.shape[0]
     if n_samples < n_clusters:
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
@@ -113,12 +116,17 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
         sample_weight = np.ones(n_samples, dtype=X.dtype)
     else:
         sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
-    # KMeans._check_params_vs_input: the tolerance from the uncentred data.
-    tol = np.mean(np.var(X, axis=0)) * _TOL
-    # KMeans.fit: centre a C-ordered copy, then the rows' squared norms.
+    # KMeans.fit: centre a C-ordered copy, then the rows' squared norms
+    # (which k-means++ recomputes in float64 for float32 data).
     X_mean = X.mean(axis=0)
-    Xc = np.ascontiguousarray(X - X_mean)
-    x_squared_norms = row_norms(Xc, squared=True)
+    Xc = X - X_mean
+    x_squared_norms = row_norms(Xc, squared=True) if X.dtype == np.float64 else None
+    # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
+    # times tol: np.var's mean and deviations are X.mean(axis=0) and Xc, so
+    # only the squares are left to add up.
+    variances = np.add.reduce(Xc * Xc, axis=0)
+    variances /= n_samples
+    tol = np.mean(variances) * _TOL
     centers = _kmeans_plusplus_blocks(
         Xc, n_clusters, x_squared_norms, sample_weight, random_state, n_jobs
     )[0]

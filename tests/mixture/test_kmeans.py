@@ -275,3 +275,22 @@ def test_single_threaded_blas_window_unchanged():
     with single_threaded_blas():
         inside = _ours(X, n_clusters, None, 0)[0]
     assert_array_equal(inside, outside)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided", "int"])
+def test_layouts_same_as_sklearn(layout):
+    # KMeans copies to a C-ordered float array first: its column sums (the
+    # mean and the tolerance's variances) are added row by row.
+    X, n_clusters, _ = _data("large", 3)
+    if layout == "fortran":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        X = np.hstack([X, X])[:, ::2]
+    else:
+        X = np.round(X * 10).astype(np.int64)
+    km, rs_sk = _sklearn_kmeans(X, n_clusters, None, 3)
+    labels, centers, n_iter, rs_ours = _ours(X, n_clusters, None, 3)
+    assert_array_equal(labels, km.labels_)
+    assert n_iter == km.n_iter_
+    assert_allclose(centers, km.cluster_centers_, rtol=1e-12)
+    _assert_same_state(rs_sk, rs_ours)
