@@ -1354,11 +1354,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
 
     n_init : int, default=1
         Number of starts of every candidate; the best log-likelihood is
-        kept. With a shared initialisation, the first starts are the shared
-        partitions (two with 'ward+mclust', unless they agree), the next the
-        fitted solution of the nested structures at the same K (when one was
-        searched and ``n_init >= 2``) and the others k-means++ draws, up to
-        ``n_init`` starts in all.
+        kept. With a shared initialisation, the starts are the shared
+        partitions (two with 'ward+mclust', unless they agree, even when
+        ``n_init=1``), then, when ``n_init >= 2``, the fitted solution of the
+        nested structures at the same K (when one was searched), then
+        k-means++ draws while there are fewer than ``n_init`` starts.
 
     init_params : {'ward+mclust', 'mclust', 'ward', 'kmeans', 'k-means++', \
             'random', 'random_from_data'}, default='ward+mclust'
