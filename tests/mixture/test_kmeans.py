@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import KMeans
-from sklearn.cluster._kmeans import _kmeans_plusplus, _kmeans_single_lloyd
+from sklearn.cluster._kmeans import _kmeans_single_lloyd
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-from sklearn.utils.extmath import row_norms
 
 import sklearn_em.mixture._base as base_module
 from sklearn_em import GaussianMixtureEM
@@ -146,22 +145,6 @@ def test_threads_change_nothing(kind, n_jobs):
     assert_array_equal(labels, reference[0])
     assert_array_equal(centers, reference[1])
     assert n_iter == reference[2]
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_jobs", [1, 2])
-def test_seeding_same_as_sklearn(dtype, n_jobs):
-    X, _ = make_blobs(5000, n_features=4, centers=8, random_state=1)
-    X = (X - X.mean(axis=0)).astype(dtype)
-    w = np.random.RandomState(0).uniform(0.5, 2, size=len(X)).astype(dtype)
-    norms = row_norms(X, squared=True)
-    for seed in range(5):
-        rs1, rs2 = np.random.RandomState(seed), np.random.RandomState(seed)
-        centers, indices = _kmeans_plusplus(X, 9, norms, w, rs1)
-        ours, our_indices = _kmeans._kmeans_plusplus_blocks(X, 9, norms, w, rs2, n_jobs)
-        assert_array_equal(our_indices, indices)
-        assert_array_equal(ours, centers)
-        _assert_same_state(rs1, rs2)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
