@@ -49,6 +49,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import as_data
+from ._kmeans import AVAILABLE as _EXACT_KMEANS
 from ._kmeans import kmeans_labels
 from ._missing import check_missing
 from ._online import blend_statistics, recentre_statistics, step_size
@@ -341,7 +342,7 @@ class BaseMixtureEM(
         dtype = X.dtype
         if self.init_params == "kmeans":
             resp = np.zeros((n_samples, n_components), dtype=dtype)
-            if isinstance(X, np.ndarray):
+            if _EXACT_KMEANS and isinstance(X, np.ndarray):
                 # KMeans(n_clusters=K, n_init=1, random_state).fit(X)'s labels,
                 # bit for bit, without its validation and spinning threads.
                 label = kmeans_labels(

@@ -38,12 +38,19 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.cluster._k_means_common import CHUNK_SIZE
-from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
-from sklearn.cluster._kmeans import _kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils.extmath import row_norms
+
+try:  # scikit-learn's private k-means internals (checked with 1.9)
+    from sklearn.cluster._k_means_common import CHUNK_SIZE
+    from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
+    from sklearn.cluster._kmeans import _kmeans_plusplus
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+except ImportError:  # pragma: no cover - another scikit-learn layout
+    #: False: the mixtures call ``KMeans`` itself.
+    AVAILABLE = False
+else:
+    AVAILABLE = True
 
 from ._suffstats import _MIN_THREADED_BYTES, n_threads, thread_pool
 
