@@ -570,15 +570,17 @@ def _gaussian_statistics(resp, conditionals, means, full_moments):
         sxx = np.empty((n_components, n_features))
     for k in range(n_components):
         r = resp[:, k]
-        sx[k] = r @ deviations[k]
+        sx[k] = np.dot(r, deviations[k])
         if full_moments:
-            sxx[k] = (deviations[k].T * r) @ deviations[k]
+            sxx[k] = np.dot(deviations[k].T * r, deviations[k])
         else:
-            sxx[k] = r @ (deviations[k] * deviations[k])
+            sxx[k] = np.dot(r, deviations[k] * deviations[k])
     sx += nk[:, np.newaxis] * means
     # The conditional covariances of the missing values.
     if conditionals.variances is not None:
-        missing_weight = resp.T @ conditionals.missing  # (n_components, n_features)
+        # (n_components, n_features); np.dot releases the GIL (see
+        # _gaussian._inner_product).
+        missing_weight = np.dot(resp.T, conditionals.missing)
         extra = missing_weight * conditionals.variances
         if full_moments:
             idx = np.arange(n_features)
