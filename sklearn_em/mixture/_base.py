@@ -57,6 +57,7 @@ from ._suffstats import (
     CollapseError,
     chunk_rows,
     e_step_chunk,
+    held_blas_limit,
     label_rows,
     log_likelihood_rows,
     proba_rows,
@@ -580,20 +581,23 @@ class BaseMixtureEM(
                 continue
 
             converged = diverged = False
-            for n_iter in range(1, self.max_iter + 1):
-                prev_lower_bound = lower_bound
-                stats = self._e_step_statistics(data)
-                lower_bound = self._lower_bound(stats)
-                current_lower_bounds.append(lower_bound)
-                diverged = not self._m_step_or_stop(stats)
-                if diverged:
-                    break
+            # BLAS's one-thread limit, set once for all the iterations'
+            # windows rather than twice an iteration.
+            with held_blas_limit():
+                for n_iter in range(1, self.max_iter + 1):
+                    prev_lower_bound = lower_bound
+                    stats = self._e_step_statistics(data)
+                    lower_bound = self._lower_bound(stats)
+                    current_lower_bounds.append(lower_bound)
+                    diverged = not self._m_step_or_stop(stats)
+                    if diverged:
+                        break
 
-                change = lower_bound - prev_lower_bound
-                self._print_verbose_msg_iter_end(n_iter, change)
-                if abs(change) < self.tol:
-                    converged = True
-                    break
+                    change = lower_bound - prev_lower_bound
+                    self._print_verbose_msg_iter_end(n_iter, change)
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
 
             self._print_verbose_msg_init_end(lower_bound, converged)
             if lower_bound > max_lower_bound or max_lower_bound == -np.inf:

@@ -410,6 +410,50 @@ def test_blas_window_is_shared_and_reports_the_original():
     assert _blas_threads() == outside
 
 
+def test_held_blas_limit_spans_windows_and_is_restored():
+    # Within a hold, the limit set by the first window stays between windows
+    # (no second hop to set it), release() lifts it, and BLAS is back to its
+    # own count when the hold ends.
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread")
+    outside = _blas_threads()
+    with _suffstats.held_blas_limit():
+        assert _blas_threads() == outside
+        with _suffstats.single_threaded_blas():
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+        assert n_threads(None) == min(_suffstats._n_cpus(), *outside)
+        _suffstats.release_blas_limit()
+        assert _blas_threads() == outside
+        with _suffstats.single_threaded_blas():
+            assert set(_blas_threads()) == {1}
+    assert _blas_threads() == outside
+
+
+def test_fit_sets_the_blas_limit_once_not_per_iteration(monkeypatch):
+    # Setting the limit costs a hop to the window's thread (~0.1 ms each
+    # way): an EM loop sets it once for all its iterations.
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread")
+    window = _suffstats._BLAS_WINDOW
+    calls = []
+    original = type(window)._set
+
+    def counting_set(self):
+        calls.append(1)
+        original(self)
+
+    monkeypatch.setattr(type(window), "_set", counting_set)
+    outside = _blas_threads()
+    X = _blobs(n_samples=2000)
+    gm = GaussianMixtureEM(3, max_iter=30, tol=0, random_state=0).fit(X)
+    assert gm.n_iter_ == 30
+    # The initialisation's windows and the loop's one: far fewer than one
+    # per iteration.
+    assert len(calls) <= 5
+    assert _blas_threads() == outside
+
+
 def test_logsumexp_rows_makes_no_subnormal_probabilities():
     # A probability below the smallest normal number is a subnormal, on which
     # the products of the M-step run many times slower: in float32 it is
