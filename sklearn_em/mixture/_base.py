@@ -672,12 +672,14 @@ class BaseMixtureEM(
     def _map_rows(self, X, rows_function, *, n_outputs=None, dtype=None):
         check_is_fitted(self)
         data = as_data(self, X, reset=False)
-        weighted_log_prob = self._log_prob_chunk_function(data.dtype)
-        if data.has_missing is not False:
-            weighted_log_prob = self._missing_log_prob_function(weighted_log_prob)
-        function = partial(rows_function, weighted_log_prob=weighted_log_prob)
         dtype = self._dtype() if dtype is None else dtype
-        return data.map_rows(function, n_outputs=n_outputs, dtype=dtype)
+        # One set and one restore of BLAS's limit for the whole call.
+        with held_blas_limit():
+            weighted_log_prob = self._log_prob_chunk_function(data.dtype)
+            if data.has_missing is not False:
+                weighted_log_prob = self._missing_log_prob_function(weighted_log_prob)
+            function = partial(rows_function, weighted_log_prob=weighted_log_prob)
+            return data.map_rows(function, n_outputs=n_outputs, dtype=dtype)
 
     def _dtype(self):
         return self.means_.dtype
