@@ -1,6 +1,7 @@
 """Gaussian mixture fitted by EM on sufficient statistics."""
 
 import math
+import weakref
 from functools import lru_cache, partial
 from numbers import Real
 
@@ -1842,7 +1843,25 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _log_prob_chunk_function(self, dtype):
         # Prediction on the E-step's fused features, in the chunks' dtype.
-        return partial(_gaussian_log_prob_chunk, **self._fused_parameters(dtype))
+        # The coefficients depend on the fitted parameters only: on small
+        # data computing them was a third of a prediction (0.5 of 1.4 ms on
+        # 2,000 x 4), so they are kept for as long as the parameters are
+        # equal (compared by value: attributes may be set by hand).
+        key = (
+            np.dtype(dtype),
+            self.covariance_type,
+            self.weights_,
+            self.means_,
+            self.precisions_cholesky_,
+        )
+        # (Kept outside the estimator: predicting must not change its
+        # __dict__.)
+        cached = _PREDICTION_CACHE.get(self)
+        if cached is None or not _same_key(cached[0], key):
+            key = key[:2] + tuple(np.array(value, copy=True) for value in key[2:])
+            cached = (key, self._fused_parameters(dtype))
+            _PREDICTION_CACHE[self] = cached
+        return partial(_gaussian_log_prob_chunk, **cached[1])
 
     def _fused_parameters(self, dtype, recentred=False):
         """Keyword arguments of the fused kernels, for chunks of ``dtype``.
@@ -2098,6 +2117,19 @@ class GaussianMixtureEM(BaseMixtureEM):
                 for mean, covariance, n in zip(means, covariances, n_samples_comp)
             ]
         return np.vstack(parts)
+
+
+#: Each fitted mixture's prediction coefficients, with the parameters they
+#: were computed from (see GaussianMixtureEM._log_prob_chunk_function).
+_PREDICTION_CACHE = weakref.WeakKeyDictionary()
+
+
+def _same_key(cached, key):
+    """Whether a cached key of dtype, type and parameter arrays equals ``key``."""
+    return cached[:2] == key[:2] and all(
+        a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+        for a, b in zip(cached[2:], key[2:])
+    )
 
 
 def _initial_missing_accumulate(X, resp, *, covariance_type, moments):

@@ -630,3 +630,32 @@ def test_sample_float32_model():
     X_new, y_new = gm.sample(20)
     assert X_new.shape == (20, X.shape[1])
     assert np.bincount(y_new, minlength=3).sum() == 20
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_prediction_follows_parameters_changed_by_hand(covariance_type):
+    # Prediction keeps its coefficients while the fitted parameters are
+    # unchanged; parameters replaced or modified in place are seen at once.
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 4])
+    gm = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    gm.fit(X)
+    before = gm.score_samples(X)
+    assert_allclose(gm.score_samples(X), before)
+
+    def reference(model):
+        fresh = GaussianMixtureEM(2, covariance_type=covariance_type)
+        for name in ("weights_", "means_", "covariances_"):
+            setattr(fresh, name, np.array(getattr(model, name), copy=True))
+        fresh.precisions_cholesky_ = np.array(model.precisions_cholesky_, copy=True)
+        fresh.n_features_in_ = model.n_features_in_
+        return fresh.score_samples(X)
+
+    gm.means_ = gm.means_ + 1.0  # replaced
+    shifted = gm.score_samples(X)
+    assert not np.allclose(shifted, before)
+    assert_allclose(shifted, reference(gm))
+    gm.means_[0] -= 2.0  # modified in place
+    assert_allclose(gm.score_samples(X), reference(gm))
+    gm.weights_[:] = [0.9, 0.1]
+    assert_allclose(gm.score_samples(X), reference(gm))
