@@ -23,12 +23,20 @@ test log-likelihoods of -86.76 nats (dynamically binarised MNIST) and
 units and 50 latent dimensions, trained for 3,280 epochs on 60,000 images;
 these models train on 8,000 images.
 
+``--baseline TREE`` also times the NumPy VAE of another checkout of this
+project in the same run, for example the version an issue was filed against
+(``git worktree add /tmp/baseline 09e2a81``): its epochs and this
+checkout's are both timed as ``(T(n) - T(1)) / (n - 1)`` from whole fits of
+``n`` and of one epoch in fresh interpreters (an older version may not report
+its epochs' times), and their ratios to PyTorch's epoch are printed side by
+side, which shows whether this checkout's ratio has fallen.
+
 PyTorch is an optional, benchmark-only dependency::
 
     pip install torch
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/bench_vae_torch.py [MNIST_DIR] [--seeds 0 1 2] \\
-        [--epochs 10] [--iwae-draws 5000] [--output FILE]
+        [--epochs 10] [--iwae-draws 5000] [--baseline TREE] [--output FILE]
 """
 
 import argparse
@@ -39,6 +47,8 @@ import multiprocessing
 import os
 import platform
 import re
+import subprocess
+import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -171,6 +181,60 @@ def in_fresh_process(job, mnist, seed, n_epochs, torch_threads=None):
         return executor.submit(_run, job, mnist, seed, n_epochs, torch_threads).result()
 
 
+# Run by ``python -c`` with PYTHONPATH naming a checkout: the seconds of whole
+# fits of 1 and of ``n_epochs`` epochs of that checkout's VAETransformer.
+_TREE_TIMING = """
+import sys, time, warnings
+import numpy as np
+sys.path.insert(1, {benchmarks!r})
+from _mnist import load_binarized_mnist
+import sklearn_em
+from sklearn_em import VAETransformer
+X_train, _, _, _ = load_binarized_mnist({mnist!r}, np.float32)
+warnings.simplefilter("ignore")
+seconds = []
+for n_epochs in (1, {n_epochs}):
+    vae = VAETransformer(n_components={n_components}, hidden_layer_sizes=({hidden},),
+        likelihood="bernoulli", batch_size={batch_size},
+        learning_rate={learning_rate}, max_iter=n_epochs,
+        n_iter_no_change=n_epochs, random_state={seed})
+    start = time.perf_counter()
+    vae.fit(X_train)
+    seconds.append(time.perf_counter() - start)
+    assert vae.n_iter_ == n_epochs
+print(sklearn_em.__file__)
+print(seconds[0], seconds[1])
+"""
+
+
+def tree_epoch_seconds(tree, mnist, seed, n_epochs):
+    """Seconds per epoch of the VAETransformer of the checkout ``tree``.
+
+    ``(T(n) - T(1)) / (n - 1)`` from whole fits in a fresh interpreter that
+    imports ``sklearn_em`` from ``tree``.
+    """
+    tree = Path(tree).resolve()
+    code = _TREE_TIMING.format(
+        benchmarks=str(REPO_ROOT / "benchmarks"),
+        mnist=str(mnist),
+        n_epochs=n_epochs,
+        seed=seed,
+        **{k: CONFIG[k] for k in ("n_components", "hidden", "batch_size")},
+        learning_rate=CONFIG["learning_rate"],
+    )
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, text=True
+    )
+    if result.returncode:
+        raise RuntimeError(f"timing the VAE of {tree} failed:\n{result.stderr}")
+    module, times = result.stdout.strip().splitlines()[-2:]
+    if not Path(module).resolve().is_relative_to(tree):
+        raise RuntimeError(f"{tree} did not provide sklearn_em (got {module})")
+    one, many = map(float, times.split())
+    return (many - one) / (n_epochs - 1)
+
+
 def torch_elbo(model, X, n_draws, seed):
     """PyTorch's own held-out ELBO estimate (cross-check of the evaluator)."""
     import torch
@@ -211,6 +275,42 @@ def torch_version():
     return version("torch")
 
 
+def _commit(tree):
+    """The short commit hash of a git checkout, or its path."""
+    result = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip() or str(tree)
+
+
+def baseline_table(baseline_rows, baseline):
+    """Markdown lines comparing this checkout's epoch with the baseline's."""
+    this, base = _commit(REPO_ROOT), _commit(baseline)
+    lines = [
+        f"Against an earlier version, in the same run: the NumPy epoch of this "
+        f"checkout ({this}) and of {base}, both as (T(n) - T(1)) / (n - 1) from "
+        "whole fits in fresh interpreters, each divided by the PyTorch epoch "
+        "above.",
+        "",
+        f"| seed | {this} s/epoch | {base} s/epoch | PyTorch s/epoch | "
+        f"{this} / PyTorch | {base} / PyTorch |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for seed, this_s, base_s, torch_s in baseline_rows:
+        lines.append(
+            f"| {seed} | {this_s:.3f} | {base_s:.3f} | {torch_s:.3f} | "
+            f"{this_s / torch_s:.2f} | {base_s / torch_s:.2f} |"
+        )
+    this_s, base_s, torch_s = np.mean([row[1:] for row in baseline_rows], axis=0)
+    lines.append(
+        f"| mean | {this_s:.3f} | {base_s:.3f} | {torch_s:.3f} | "
+        f"{this_s / torch_s:.2f} | {base_s / torch_s:.2f} |"
+    )
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mnist", nargs="?", default=str(DEFAULT_MNIST_DIR))
@@ -224,6 +324,11 @@ def main():
         help="threads of PyTorch's training (its default if not given)",
     )
     parser.add_argument(
+        "--baseline",
+        default=None,
+        help="another checkout of this project whose VAE epoch is timed too",
+    )
+    parser.add_argument(
         "--output", default=str(REPO_ROOT / "benchmarks/results/vae_torch.md")
     )
     args = parser.parse_args()
@@ -233,7 +338,7 @@ def main():
     import threadpoolctl
 
     _, X_test, _, _ = load_binarized_mnist(args.mnist, np.float32)
-    rows = []
+    rows, baseline_rows = [], []
     for i, seed in enumerate(args.seeds):
         # Alternate the order so that neither always runs on a warmer machine.
         results = {}
@@ -243,6 +348,25 @@ def main():
             )
         vae, numpy_time = results["numpy"]
         (torch_weights, torch_elbo_own), torch_time = results["torch"]
+        if args.baseline:
+            trees = [REPO_ROOT, args.baseline][:: 1 if i % 2 == 0 else -1]
+            tree_seconds = {
+                str(tree): tree_epoch_seconds(tree, args.mnist, seed, args.epochs)
+                for tree in trees
+            }
+            baseline_rows.append(
+                (
+                    seed,
+                    tree_seconds[str(REPO_ROOT)],
+                    tree_seconds[str(args.baseline)],
+                    torch_time,
+                )
+            )
+            print(
+                f"seed {seed}: s/epoch by whole fits: this checkout "
+                f"{baseline_rows[-1][1]:.3f}, baseline {baseline_rows[-1][2]:.3f}",
+                flush=True,
+            )
         # Evaluation on one BLAS thread: on a shared machine threads waiting
         # for each other can make it many times slower.
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
@@ -351,6 +475,9 @@ def main():
         "on 60,000 images (IWAE-trained with k=50: -84.78 and -87.10).",
         "",
     ]
+    if baseline_rows:
+        lines += ["", *baseline_table(baseline_rows, args.baseline)]
+        print("\n".join(lines[-len(baseline_rows) - 4 :]))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(header + lines) + "\n")
