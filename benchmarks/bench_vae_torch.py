@@ -36,7 +36,8 @@ PyTorch is an optional, benchmark-only dependency::
     pip install torch
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/bench_vae_torch.py [MNIST_DIR] [--seeds 0 1 2] \\
-        [--epochs 10] [--iwae-draws 5000] [--baseline TREE] [--output FILE]
+        [--epochs 10] [--iwae-draws 5000] [--baseline TREE] \\
+        [--baseline-label TEXT] [--output FILE]
 """
 
 import argparse
@@ -285,12 +286,13 @@ def _commit(tree):
     return result.stdout.strip() or str(tree)
 
 
-def baseline_table(baseline_rows, baseline):
+def baseline_table(baseline_rows, baseline, label=None):
     """Markdown lines comparing this checkout's epoch with the baseline's."""
     this, base = _commit(REPO_ROOT), _commit(baseline)
+    described = f"{base} ({label})" if label else base
     lines = [
         f"Against an earlier version, in the same run: the NumPy epoch of this "
-        f"checkout ({this}) and of {base}, both as (T(n) - T(1)) / (n - 1) from "
+        f"checkout ({this}) and of {described}, both as (T(n) - T(1)) / (n - 1) from "
         "whole fits in fresh interpreters, each divided by the PyTorch epoch "
         "above.",
         "",
@@ -327,6 +329,11 @@ def main():
         "--baseline",
         default=None,
         help="another checkout of this project whose VAE epoch is timed too",
+    )
+    parser.add_argument(
+        "--baseline-label",
+        default=None,
+        help="words after the baseline's commit in the table's caption",
     )
     parser.add_argument(
         "--output", default=str(REPO_ROOT / "benchmarks/results/vae_torch.md")
@@ -476,7 +483,10 @@ def main():
         "",
     ]
     if baseline_rows:
-        lines += ["", *baseline_table(baseline_rows, args.baseline)]
+        lines += [
+            "",
+            *baseline_table(baseline_rows, args.baseline, args.baseline_label),
+        ]
         print("\n".join(lines[-len(baseline_rows) - 4 :]))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
