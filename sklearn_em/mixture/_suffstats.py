@@ -483,7 +483,8 @@ def _map_chunk_blocks(block_function, X, n_jobs, rows):
     slices = list(gen_chunks(X.shape[0], rows))
     if not slices:
         return []
-    n_jobs = min(n_threads(n_jobs), len(slices))
+    # (One chunk needs no thread count: reading BLAS's costs ~20 us.)
+    n_jobs = 1 if len(slices) == 1 else min(n_threads(n_jobs), len(slices))
     if n_jobs == 1 and rows * X.shape[1] >= _LARGE_CHUNK:
         # Chunks this large (wide data) have products big enough for BLAS's
         # own threads to pay off (a limit held between windows is lifted).
@@ -611,6 +612,11 @@ class _BlasWindow:
     def __init__(self):
         self.lock = threading.Lock()
         self.pid = None
+        self.local = threading.local()
+
+    def _skipping(self):
+        """Whether this thread is inside :meth:`skipped`."""
+        return getattr(self.local, "skips", 0) > 0
 
     def _reset(self):
         # After a fork the child has none of the parent's threads.
@@ -628,6 +634,8 @@ class _BlasWindow:
             self._reset()
 
     def __enter__(self):
+        if self._skipping():
+            return self
         with self.lock:
             self._check_process()
             if self.limiter is None:
@@ -636,6 +644,8 @@ class _BlasWindow:
         return self
 
     def __exit__(self, *exc_info):
+        if self._skipping():
+            return
         with self.lock:
             self.depth -= 1
             if self.depth == 0 and self.holds == 0:
@@ -649,6 +659,9 @@ class _BlasWindow:
         stays limited between them (call :meth:`release` before code that
         wants its threads). Re-entrant and thread-safe like the windows.
         """
+        if self._skipping():
+            yield
+            return
         with self.lock:
             self._check_process()
             self.holds += 1
@@ -660,8 +673,40 @@ class _BlasWindow:
                 if self.holds == 0 and self.depth == 0 and self.limiter is not None:
                     self.executor.submit(self._restore).result()
 
+    @contextmanager
+    def unskipped(self):
+        """This thread's windows are real again until this block ends.
+
+        For code that limits BLAS with its own threadpoolctl context (as
+        scikit-learn's ``KMeans.fit`` does): only inside a real window can
+        concurrent such limits not restore a stale thread count.
+        """
+        skips, self.local.skips = getattr(self.local, "skips", 0), 0
+        try:
+            yield
+        finally:
+            self.local.skips = skips
+
+    @contextmanager
+    def skipped(self):
+        """No window in this thread until this block ends: its windows,
+        holds and releases do nothing.
+
+        For work whose every BLAS product is too small for BLAS to run on
+        several threads (see :func:`blas_limit_for`): there the limit saves
+        nothing, and setting and restoring it costs ~0.2 ms, more than a
+        prediction on a few hundred rows.
+        """
+        self.local.skips = getattr(self.local, "skips", 0) + 1
+        try:
+            yield
+        finally:
+            self.local.skips -= 1
+
     def release(self):
         """Restore BLAS's threads now if no window is open (a held limit)."""
+        if self._skipping():
+            return
         with self.lock:
             self._check_process()
             if self.depth == 0 and self.limiter is not None:
@@ -693,6 +738,51 @@ def held_blas_limit():
     an iteration.
     """
     return _BLAS_WINDOW.held()
+
+
+#: OpenBLAS runs a matrix product on one thread when m * n * k is below
+#: SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD = 65536 * 4 (its
+#: interface/gemm.c); other BLAS libraries thread later, not earlier.
+_BLAS_ONE_THREAD_WORK = 65536 * 4
+
+
+def blas_limit_for(work):
+    """The BLAS window policy of a fit or prediction.
+
+    Parameters
+    ----------
+    work : int or None
+        Multiply-adds of the largest BLAS product the call makes at once
+        (its E-step's over all the rows); None if unknown.
+
+    Returns
+    -------
+    context : context manager
+        :func:`held_blas_limit`, or, when ``work`` is below the size at
+        which BLAS starts threads, a block in which this thread opens no
+        window at all (:meth:`_BlasWindow.skipped`).
+    """
+    if work is not None and work < _BLAS_ONE_THREAD_WORK:
+        return _BLAS_WINDOW.skipped()
+    return _BLAS_WINDOW.held()
+
+
+def foreign_blas_limits():
+    """Context manager for code that limits BLAS's threads itself.
+
+    A real window (see :func:`single_threaded_blas`), even inside a small
+    fit's :meth:`_BlasWindow.skipped` block: scikit-learn's ``KMeans``
+    sets and restores its own limit, which concurrent fits would otherwise
+    leave at one thread for good.
+    """
+    window = _BLAS_WINDOW
+
+    @contextmanager
+    def context():
+        with window.unskipped(), window:
+            yield
+
+    return context()
 
 
 def release_blas_limit():

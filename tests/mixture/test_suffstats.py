@@ -445,12 +445,59 @@ def test_fit_sets_the_blas_limit_once_not_per_iteration(monkeypatch):
 
     monkeypatch.setattr(type(window), "_set", counting_set)
     outside = _blas_threads()
-    X = _blobs(n_samples=2000)
+    X = _blobs(n_samples=20000)
     gm = GaussianMixtureEM(3, max_iter=30, tol=0, random_state=0).fit(X)
     assert gm.n_iter_ == 30
-    # The initialisation's windows and the loop's one: far fewer than one
-    # per iteration.
-    assert len(calls) <= 5
+    # One hold spans the initialisation's windows and the loop's.
+    assert len(calls) == 1
+    assert _blas_threads() == outside
+    gm.predict_proba(X)
+    assert len(calls) == 2
+    assert _blas_threads() == outside
+
+
+def test_small_fits_and_predictions_leave_blas_alone(monkeypatch):
+    # Where every product is below the size at which BLAS starts threads,
+    # setting and restoring its limit (~0.2 ms) is all the limit would do:
+    # a fit and predictions on a few hundred rows never set it.
+    window = _suffstats._BLAS_WINDOW
+    calls = []
+    original = type(window)._set
+
+    def counting_set(self):
+        calls.append(1)
+        original(self)
+
+    monkeypatch.setattr(type(window), "_set", counting_set)
+    outside = _blas_threads()
+    X = _blobs(n_samples=300)
+    for covariance_type in ("full", "tied", "diag", "spherical"):
+        gm = GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0)
+        gm.fit(X).predict_proba(X)
+        gm.score_samples(X)
+    assert calls == []
+    assert _blas_threads() == outside
+    # scikit-learn's KMeans (the Bernoulli mixture's initialisation) limits
+    # BLAS itself: it runs inside a real window, the fit's only one.
+    BernoulliMixtureEM(3, random_state=0).fit(X > 0).predict(X > 0)
+    assert len(calls) == 1
+    assert _blas_threads() == outside
+    # Another thread's window is a real one meanwhile: skipping is per thread.
+    seen = []
+
+    def other_thread():
+        with _suffstats.single_threaded_blas():
+            seen.append(_blas_threads())
+
+    with _suffstats.blas_limit_for(0):
+        with _suffstats.single_threaded_blas():
+            assert len(calls) == 1
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert len(calls) == 2
+    if max(outside) > 1:
+        assert set(seen[0]) == {1}
     assert _blas_threads() == outside
 
 
