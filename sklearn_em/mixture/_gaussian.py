@@ -1793,7 +1793,11 @@ class GaussianMixtureEM(BaseMixtureEM):
         # means: data with NaN takes one pass.)
         self._moments_shift = self.means_
         stats = super()._e_step_statistics(data)
-        if not all(np.all(np.isfinite(value)) for value in stats.values()):
+        # One check of all the sums (six array checks cost ~25 us, a tenth
+        # of an iteration on small data).
+        if not np.isfinite(
+            np.concatenate([np.ravel(value) for value in stats.values()])
+        ).all():
             # Only sums of squares beyond the float range get here (X and
             # the weights are finite, the weights normalised).
             raise ValueError(

@@ -279,16 +279,21 @@ def add_statistics(stats_list):
         None entries (empty chunks or blocks) are skipped; None when every
         entry is None.
     """
-    total = None
+    total, copied = None, False
     for stats in stats_list:
         if stats is None:
             # An empty chunk or block contributes nothing.
             continue
         if total is None:
-            total = {key: np.array(value, copy=True) for key, value in stats.items()}
-        else:
-            for key, value in stats.items():
-                total[key] += value
+            # Copied only when a second entry is added to it: the entries
+            # are never modified, and one chunk's are returned as they are.
+            total = stats
+            continue
+        if not copied:
+            total = {key: np.array(value, copy=True) for key, value in total.items()}
+            copied = True
+        for key, value in stats.items():
+            total[key] += value
     return total
 
 
