@@ -772,6 +772,7 @@ def blas_limit_for(work):
     return _BLAS_WINDOW.held()
 
 
+@contextmanager
 def foreign_blas_limits():
     """Context manager for code that limits BLAS's threads itself.
 
@@ -780,14 +781,8 @@ def foreign_blas_limits():
     sets and restores its own limit, which concurrent fits would otherwise
     leave at one thread for good.
     """
-    window = _BLAS_WINDOW
-
-    @contextmanager
-    def context():
-        with window.unskipped(), window:
-            yield
-
-    return context()
+    with _BLAS_WINDOW.unskipped(), _BLAS_WINDOW:
+        yield
 
 
 def release_blas_limit():
