@@ -350,9 +350,12 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
     n_samples = X.shape[0]
     n_clusters = centers_init.shape[0]
     blocks = _omp_blocks(n_samples, _openmp_effective_n_threads())
-    threads = min(n_threads(n_jobs), len(blocks))
-    if n_jobs is None and n_samples * n_clusters * X.itemsize < _MIN_THREADED_BYTES:
+    if len(blocks) == 1 or (
+        n_jobs is None and n_samples * n_clusters * X.itemsize < _MIN_THREADED_BYTES
+    ):
         threads = 1
+    else:
+        threads = min(n_threads(n_jobs), len(blocks))
     pool = thread_pool(threads) if threads > 1 else None
 
     def run(centers, with_sums):

@@ -369,11 +369,11 @@ def chunk_rows(
     # faster than twice the rows -- a chunk's cost is not only its bytes.
     rows = min(_CACHE_BYTES // (8 * row_values), int(working_memory // row_bytes))
     rows = max(64, min(rows, 32768))
-    threads = n_threads(n_jobs)
-    if threads > 1 and (
-        n_jobs is not None or n_samples * row_bytes >= _MIN_THREADED_BYTES
-    ):
-        rows = min(rows, math.ceil(n_samples / threads))
+    # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
+    if n_jobs is not None or n_samples * row_bytes >= _MIN_THREADED_BYTES:
+        threads = n_threads(n_jobs)
+        if threads > 1:
+            rows = min(rows, math.ceil(n_samples / threads))
     return max(1, min(rows, n_samples))
 
 
