@@ -403,7 +403,7 @@ def _compute_precision_cholesky(covariances, covariance_type, dtype=None):
             " The numerical accuracy can also be improved by passing float64"
             " data instead of float32."
         )
-    if not np.all(np.isfinite(covariances)):
+    if not np.isfinite(covariances).all():
         raise CollapseError(message)
     if covariance_type in ("full", "tied"):
         stacked = covariances if covariance_type == "full" else covariances[None]
@@ -420,7 +420,7 @@ def _compute_precision_cholesky(covariances, covariance_type, dtype=None):
                     raise CollapseError(message) from None
                 prec_chol[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
         return prec_chol if covariance_type == "full" else prec_chol[0]
-    if np.any(covariances <= 0.0):
+    if (covariances <= 0.0).any():
         raise CollapseError(message)
     return 1.0 / np.sqrt(covariances)
 
@@ -817,7 +817,8 @@ def _subtract_centre(X, centre, out):
     out : ndarray of shape (n_samples, n_features), C-ordered
     """
     n_samples, n_features = X.shape
-    if not X.flags.c_contiguous:
+    if not X.flags.c_contiguous or n_samples < 4 * _TILE_ROWS:
+        # (On a few rows tiling the centre costs more than it saves.)
         np.subtract(X, centre, out=out)
         return
     head = n_samples - n_samples % _TILE_ROWS
@@ -1472,7 +1473,7 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     limit = _RECENTRE_ERROR.get(dtype, 1e-12) / np.finfo(dtype).eps
     with np.errstate(divide="ignore", invalid="ignore"):
         lossy = (moved > 0) & ~(moved <= limit * kept)
-    return means if np.any(lossy) else None
+    return means if lossy.any() else None
 
 
 class GaussianMixtureEM(BaseMixtureEM):
