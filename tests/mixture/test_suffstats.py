@@ -430,20 +430,27 @@ def test_held_blas_limit_spans_windows_and_is_restored():
     assert _blas_threads() == outside
 
 
-def test_fit_sets_the_blas_limit_once_not_per_iteration(monkeypatch):
-    # Setting the limit costs a hop to the window's thread (~0.1 ms each
-    # way): an EM loop sets it once for all its iterations.
-    if max(_blas_threads()) == 1:
-        pytest.skip("BLAS already runs one thread")
-    window = _suffstats._BLAS_WINDOW
+@pytest.fixture
+def blas_limit_sets(monkeypatch):
+    """The list to which every setting of the BLAS window's limit appends."""
+    window_type = type(_suffstats._BLAS_WINDOW)
     calls = []
-    original = type(window)._set
+    original = window_type._set
 
     def counting_set(self):
         calls.append(1)
         original(self)
 
-    monkeypatch.setattr(type(window), "_set", counting_set)
+    monkeypatch.setattr(window_type, "_set", counting_set)
+    return calls
+
+
+def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
+    # Setting the limit costs a hop to the window's thread (~0.1 ms each
+    # way): an EM loop sets it once for all its iterations.
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread")
+    calls = blas_limit_sets
     outside = _blas_threads()
     X = _blobs(n_samples=20000)
     gm = GaussianMixtureEM(3, max_iter=30, tol=0, random_state=0).fit(X)
@@ -456,19 +463,11 @@ def test_fit_sets_the_blas_limit_once_not_per_iteration(monkeypatch):
     assert _blas_threads() == outside
 
 
-def test_small_fits_and_predictions_leave_blas_alone(monkeypatch):
+def test_small_fits_and_predictions_leave_blas_alone(blas_limit_sets):
     # Where every product is below the size at which BLAS starts threads,
     # setting and restoring its limit (~0.2 ms) is all the limit would do:
     # a fit and predictions on a few hundred rows never set it.
-    window = _suffstats._BLAS_WINDOW
-    calls = []
-    original = type(window)._set
-
-    def counting_set(self):
-        calls.append(1)
-        original(self)
-
-    monkeypatch.setattr(type(window), "_set", counting_set)
+    calls = blas_limit_sets
     outside = _blas_threads()
     X = _blobs(n_samples=300)
     for covariance_type in ("full", "tied", "diag", "spherical"):
