@@ -82,7 +82,14 @@ def per_iteration(make, X, max_iter):
 def flops(covariance_type, per_component, n, d, k):
     """Products of one EM iteration (E-step and moments), in operations."""
     if covariance_type == "full" and per_component:
-        return 2 * n * d * d * k * 2  # (X - c) U_k, and (X - mu_k)^T R (X - mu_k)
+        # (x - mu_k) U_k on the non-zero blocks of the triangular U_k (32-column
+        # blocks), and the symmetric update W^T W (syrk: D (D + 1) per row).
+        width = 32 if d < 192 else 64
+        blocks = range(0, d, width) if d >= 64 else [0]
+        triangular = sum(2 * min(s + width, d) * min(width, d - s) for s in blocks)
+        if d < 64:
+            triangular = 2 * d * d
+        return n * k * (triangular + d * (d + 1))
     if covariance_type == "full":
         return 2 * n * (_n_quadratic_features("full", d) + d) * k * 2
     return 2 * n * 2 * d * k * 2  # [x^2, x] times 2K coefficients, twice

@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
-from sklearn_em.mixture import _suffstats
+from sklearn_em.mixture import _gaussian, _suffstats
 from sklearn_em.mixture._data import as_data
 from sklearn_em.mixture._gaussian import (
     _TILE_ROWS,
@@ -578,9 +578,7 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
         "full",
     ) + np.log(gm.weights_.astype(np.float64))
     resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
-    reference = _accumulate_gaussian(
-        X64, resp, shift=gm.means_.astype(np.float64), covariance_type="full"
-    )
+    reference = _brute_force_statistics(X64, resp, gm.means_)
     rtol = 1e-9
     for key in ("nk", "sx", "sxx"):
         scale = np.abs(reference[key]).max()
@@ -593,3 +591,65 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
     )
     assert_allclose(gm.predict_proba(X), proba, atol=10 * rtol)
     assert_allclose(proba, resp, atol=10 * rtol)
+
+
+def _brute_force_statistics(X, resp, shift):
+    """N_k, sum_n r_nk x_n and sum_n r_nk (x_n - c_k)(x_n - c_k)^T by einsum."""
+    diff = X[:, None, :] - shift[None, :, :]
+    return {
+        "nk": resp.sum(axis=0),
+        "sx": resp.T @ X,
+        "sxx": np.einsum("nk,nkd,nke->kde", resp, diff, diff),
+    }
+
+
+@pytest.mark.parametrize("n_features", [5, 64, 70, 200])
+def test_triangular_factors_skip_their_zero_blocks(n_features):
+    # The per-component E-step multiplies column blocks of a triangular
+    # factor by the rows it is non-zero in: the same norms as the whole
+    # product, for upper (fitted) and lower (from given precisions) factors.
+    rng = np.random.RandomState(0)
+    diff = rng.normal(size=(300, n_features))
+    A = rng.normal(size=(n_features, n_features))
+    upper = np.triu(A) + n_features * np.eye(n_features)
+    general = A + n_features * np.eye(n_features)
+    out = np.empty_like(diff)
+    for factor, triangle in [(upper, "upper"), (upper.T, "lower"), (general, None)]:
+        assert _gaussian._triangle(factor) == triangle
+        expected = np.einsum("ij,ij->i", diff @ factor, diff @ factor)
+        norms = _gaussian._whitened_norms(diff, factor, triangle, out)
+        assert_allclose(norms, expected, rtol=1e-12)
+    # Every block skipped where it is zero: a wrong triangle gives other norms.
+    wrong = _gaussian._whitened_norms(diff, upper, "lower", out)
+    if n_features >= 2 * _gaussian._TRIANGLE_BLOCK:
+        assert not np.allclose(wrong, np.einsum("ij,ij->i", diff @ upper, diff @ upper))
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_per_component_statistics_match_a_brute_force_reference(given):
+    # The per-component form at 70 features (blocked triangular products,
+    # symmetric rank-k scatters) against einsum, with fitted (upper) factors
+    # and with lower ones set by hand.
+    n_features, n_components = 70, 3
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(2500, n_features)) + 4 * (np.arange(2500) % 3)[:, None]
+    gm = GaussianMixtureEM(n_components, random_state=0, max_iter=2, tol=0).fit(X)
+    if given:
+        # Factors set by hand, as NumPy's Cholesky gives them: P = L L^T.
+        gm.precisions_cholesky_ = np.linalg.cholesky(gm.precisions_)
+    parameters = gm._fused_parameters(np.float64)
+    assert parameters["per_component"]
+    assert parameters["triangle"] == ("lower" if given else "upper")
+    data = as_data(gm, X, None, reset=False, dtype=np.float64)
+    stats = gm._e_step_statistics(data)
+    log_prob = _estimate_log_gaussian_prob(
+        X, gm.means_, gm.precisions_cholesky_, "full"
+    ) + np.log(gm.weights_)
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    reference = _brute_force_statistics(X, resp, gm.means_)
+    for key in ("nk", "sx", "sxx"):
+        scale = np.abs(reference[key]).max()
+        assert_allclose(stats[key], reference[key], rtol=1e-9, atol=1e-9 * scale)
+    assert_allclose(stats["log_likelihood"], logsumexp(log_prob, axis=1).sum())
+    # The scatters are exactly symmetric.
+    assert_array_equal(stats["sxx"], stats["sxx"].transpose(0, 2, 1))
