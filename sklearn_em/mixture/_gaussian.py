@@ -21,6 +21,7 @@ from ._missing import (
 )
 from ._suffstats import (
     CollapseError,
+    chunk_rows,
     e_step_chunk,
     resp_chunk,
     single_threaded_blas,
@@ -984,23 +985,23 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
     log_w : ndarray of shape (n_components,)
 
     centre : ndarray of shape (n_features,), default=None
-        Common centre of the features (the expanded form only).
+        Common centre of the features.
 
     coef, intercept : ndarray, default=None
         From :func:`_expanded_coefficients`, in the dtype of ``log_w`` (the
-        expanded form only).
+        expanded form); for the per-component form ``coef`` holds the
+        augmented factors of :func:`_per_component_factors`.
 
     direct : ndarray of int, default=None
-        Components computed in the direct form (large kappa_k; the expanded
-        form only).
+        Components computed in the direct form (large kappa_k).
 
     shift : ndarray of shape (n_components, n_features), default=None
         The points the second moments are returned around; None means
         ``means``.
 
     per_component : bool, default=False
-        Skip the quadratic features: every component's log-density and
-        scatter in the direct form (see :func:`_prefer_per_component`).
+        Skip the quadratic features: one product and one scatter per
+        component (see :func:`_prefer_per_component`).
 
     triangle : {'upper', 'lower'}, default=None
         The triangle ``precisions_chol`` is zero outside of, if any (the
@@ -1039,10 +1040,10 @@ def _gaussian_e_step_chunk_body(
     if sample_weight is not None:
         sample_weight = sample_weight.astype(log_w.dtype, copy=False)
     if per_component:
-        # No quadratic features: one product with the stacked factors for
+        # No quadratic features: one product with each augmented factor for
         # the log-densities, one scatter per component for the moments.
         return e_step_chunk(
-            X,
+            _augmented_centred(X, centre, triangle),
             sample_weight,
             weighted_log_prob=partial(
                 _per_component_log_prob,
@@ -1050,12 +1051,18 @@ def _gaussian_e_step_chunk_body(
                 precisions_chol=precisions_chol,
                 covariance_type=covariance_type,
                 log_w=log_w,
+                factors=coef,
                 triangle=triangle,
+                direct=direct,
+                X=X,
             ),
             accumulate=partial(
-                _accumulate_gaussian,
+                _accumulate_per_component,
                 shift=means if shift is None else shift,
-                covariance_type=covariance_type,
+                centre=centre,
+                direct=direct,
+                X=X,
+                triangle=triangle,
             ),
         )
     features = _centred_features(X, centre, covariance_type, precisions_chol)
@@ -1102,7 +1109,14 @@ def _gaussian_log_prob_chunk(X, **parameters):
     }
     with np.errstate(over="ignore", invalid="ignore"):
         if per_component:
-            log_prob = _per_component_log_prob(X, triangle=triangle, **exact)
+            log_prob = _per_component_log_prob(
+                _augmented_centred(X, parameters["centre"], triangle),
+                factors=parameters["coef"],
+                triangle=triangle,
+                direct=parameters["direct"],
+                X=X,
+                **exact,
+            )
         else:
             features = _centred_features(
                 X,
@@ -1115,28 +1129,52 @@ def _gaussian_log_prob_chunk(X, **parameters):
 
 
 def _per_component_log_prob(
-    X, *, means, precisions_chol, covariance_type, log_w, triangle=None
+    features,
+    *,
+    means,
+    precisions_chol,
+    covariance_type,
+    log_w,
+    factors,
+    triangle,
+    direct,
+    X,
 ):
     """``log pi_k + log N(x_n | mu_k, Sigma_k)`` without quadratic features.
 
-    One product ``(x - mu_k) U_k`` per component: ``2 N D^2 K`` operations on
-    ``N D`` inputs, against the expanded form's ``N D^2 K`` on ``N D^2 / 2``
-    features, which it beats when ``K`` is small next to ``D``. The
-    difference is taken before the product (scikit-learn's ``x U_k - mu_k
-    U_k`` cancels the digits of the directions where the covariance is
-    small: float32 fits of 300 samples in 200 dimensions then jittered for
-    tens of iterations).
+    One product per component, ``[z, 1] A_k`` with ``z = x - centre`` and
+    the augmented factor ``A_k = [U_k; -(mu_k - centre) U_k]`` (see
+    :func:`_per_component_factors`): the whitened difference ``(x - mu_k)
+    U_k`` with the mean's term added inside the product, not by a pass over
+    the chunk per component. That sum cancels digits in proportion to
+    ``sqrt(kappa_k)``, ``kappa_k = |(mu_k - centre) U_k|^2`` (scikit-learn's
+    uncentred ``x U_k - mu_k U_k`` made float32 fits of 300 samples in 200
+    dimensions jitter for tens of iterations): components with a large
+    ``kappa_k`` (``direct``) subtract their mean first. ``2 N D^2 K``
+    operations on ``N D`` inputs, against the expanded form's ``N D^2 K`` on
+    ``N D^2 / 2`` features, less the zero blocks of triangular factors.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    features : ndarray of shape (n_samples, n_features + 1)
+        The chunk's :func:`_augmented_centred` rows.
 
     means, precisions_chol, covariance_type, log_w
-        As for :func:`_weighted_log_gaussian_prob`, in the dtype of ``X``.
+        As for :func:`_weighted_log_gaussian_prob`, in the dtype of ``X``
+        ('full' only).
 
-    triangle : {'upper', 'lower'}, default=None
-        The triangle the factors of 'full' or 'tied' are zero outside of (see
+    factors : ndarray of shape (n_components, n_features + 1, n_features)
+        From :func:`_per_component_factors`.
+
+    triangle : {'upper', 'lower'} or None
+        The triangle the factors are zero outside of (see
         :func:`_triangle`), whose zero blocks the products then skip.
+
+    direct : ndarray of int
+        Components computed from ``x - mu_k``.
+
+    X : ndarray of shape (n_samples, n_features)
+        The chunk.
 
     Returns
     -------
@@ -1145,25 +1183,160 @@ def _per_component_log_prob(
     n_samples, n_features = X.shape
     log_det = _compute_log_det_cholesky(precisions_chol, covariance_type, n_features)
     log_prob = np.empty((n_samples, len(means)), dtype=X.dtype)
-    # The differences and their products go to this thread's reused
-    # buffers: two fresh N x D arrays per component made the E-step 1.5x
-    # slower at 1,190 x 128 (page faults on every allocation).
-    diff = workspace("difference", X.shape, X.dtype)
+    # Products go to this thread's reused buffers: fresh N x D arrays per
+    # component made the E-step 1.5x slower at 1,190 x 128 (page faults on
+    # every allocation).
     whitened = workspace("whitened", X.shape, X.dtype)
-    for k, mean in enumerate(means):
-        chol = precisions_chol if covariance_type == "tied" else precisions_chol[k]
-        chol = np.asarray(chol, dtype=X.dtype)
-        np.subtract(X, mean, out=diff)
-        if covariance_type not in ("full", "tied"):
-            np.multiply(diff, chol, out=whitened)
-            maha = np.einsum("ij,ij->i", whitened, whitened)
+    leading = _bias_first(triangle)
+    direct = set(direct.tolist())
+    for k in range(len(means)):
+        if k in direct:
+            diff = workspace("difference", X.shape, X.dtype)
+            np.subtract(X, means[k], out=diff)
+            maha = _whitened_norms(diff, precisions_chol[k], triangle, whitened)
         else:
-            maha = _whitened_norms(diff, chol, triangle, whitened)
-        log_det_k = log_det if covariance_type == "tied" else log_det[k]
+            maha = _whitened_norms(features, factors[k], triangle, whitened, leading)
         log_prob[:, k] = (
-            -0.5 * (n_features * math.log(2 * math.pi) + maha) + log_det_k + log_w[k]
+            -0.5 * (n_features * math.log(2 * math.pi) + maha) + log_det[k] + log_w[k]
         )
     return log_prob
+
+
+def _bias_first(triangle):
+    """Whether the column of ones leads the augmented rows (1) or ends them (0).
+
+    Where it sits next to the rows of an upper (lower) triangular factor's
+    leading (trailing) blocks, each block's product is on contiguous rows.
+    """
+    return 1 if triangle == "upper" else 0
+
+
+def _augmented_centred(X, centre, triangle):
+    """The chunk's rows ``[z, 1]`` (or ``[1, z]``), ``z = x - centre``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    triangle : {'upper', 'lower'} or None
+        The ones lead for 'upper' (see :func:`_bias_first`).
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, n_features + 1)
+        A view of this thread's workspace.
+    """
+    n_samples, n_features = X.shape
+    features = workspace("augmented", (n_samples, n_features + 1), X.dtype)
+    leading = _bias_first(triangle)
+    np.subtract(X, centre, out=features[:, leading : leading + n_features])
+    features[:, n_features if leading == 0 else 0] = 1.0
+    return features
+
+
+def _per_component_factors(means, precisions_chol, centre, triangle):
+    """Augmented factors of the per-component form, and their cancellation.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray of shape (n_components, n_features, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    triangle : {'upper', 'lower'} or None
+
+    Returns
+    -------
+    factors : ndarray of shape (n_components, n_features + 1, n_features)
+        ``[U_k; -(mu_k - centre) U_k]``, the row of the mean's term first
+        instead where :func:`_bias_first` says so, so that ``[z, 1] A_k =
+        (x - mu_k) U_k``.
+
+    kappa : ndarray of shape (n_components,)
+        ``|(mu_k - centre) U_k|^2``, float64.
+    """
+    with single_threaded_blas():
+        prec_chol = np.asarray(precisions_chol, dtype=np.float64)
+        m = means.astype(np.float64) - centre
+        bias = -np.einsum("kd,kde->ke", m, prec_chol)
+        n_components, n_features = means.shape
+        factors = np.empty((n_components, n_features + 1, n_features))
+        if _bias_first(triangle):
+            factors[:, 0] = bias
+            factors[:, 1:] = prec_chol
+        else:
+            factors[:, :n_features] = prec_chol
+            factors[:, n_features] = bias
+        return factors, np.einsum("kd,kd->k", bias, bias)
+
+
+def _accumulate_per_component(features, resp, *, shift, centre, direct, X, triangle):
+    """Sufficient statistics of the per-component form, around ``shift``.
+
+    ``sum_n r_nk z z^T`` as ``W^T W`` with the rows of ``W`` ``sqrt(r_nk) z``:
+    NumPy runs the product of a matrix with its own transpose as a
+    symmetric rank-k update (BLAS ``syrk``), half a general product's
+    arithmetic (at 1,190 x 128: 0.55 against 1.3 ms). Taken around the
+    centre, then moved to ``shift`` in float64 as the expanded form's
+    (:func:`_accumulate_expanded`); the components of ``direct`` (far from
+    the centre) are accumulated from ``x - shift_k`` instead.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features + 1)
+        The chunk's :func:`_augmented_centred` rows.
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities multiplied by the sample weights (non-negative).
+
+    shift : ndarray of shape (n_components, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    direct : ndarray of int
+
+    X : ndarray of shape (n_samples, n_features)
+
+    triangle : {'upper', 'lower'} or None
+        Where the ones are in ``features`` (see :func:`_bias_first`).
+
+    Returns
+    -------
+    stats : dict
+        The keys of :func:`_accumulate_gaussian`, float64.
+    """
+    n_samples, n_features = X.shape
+    leading = _bias_first(triangle)
+    Z = features[:, leading : leading + n_features]
+    nk = resp.sum(axis=0, dtype=np.float64)
+    sz = np.dot(resp.T, features)[:, leading : leading + n_features]
+    d = shift.astype(np.float64) - centre
+    root = np.sqrt(resp)
+    weighted = workspace("weighted_difference", X.shape, X.dtype)
+    sxx = np.empty((len(nk), n_features, n_features))
+    centred = np.ones(len(nk), dtype=bool)
+    centred[direct] = False
+    for k in range(len(nk)):
+        if centred[k]:
+            np.multiply(Z, root[:, k, np.newaxis], out=weighted)
+        else:
+            np.subtract(X, shift[k], out=weighted)
+            weighted *= root[:, k, np.newaxis]
+        sxx[k] = np.dot(weighted.T, weighted)
+    # Around shift_k: S - sz d^T - d sz^T + N_k d d^T, for all the centred
+    # components at once (each term symmetric, so the result is too).
+    d, sz_c = d[centred], sz[centred]
+    cross = sz_c[:, :, np.newaxis] * d[:, np.newaxis, :]
+    cross += cross.transpose(0, 2, 1)
+    cross -= nk[centred, np.newaxis, np.newaxis] * (
+        d[:, :, np.newaxis] * d[:, np.newaxis, :]
+    )
+    sxx[centred] -= cross
+    return {"nk": nk, "sx": sz + np.outer(nk, centre), "sxx": sxx}
 
 
 def _triangle(factors):
@@ -1191,7 +1364,7 @@ def _triangle(factors):
 _TRIANGLE_BLOCK = 32
 
 
-def _whitened_norms(diff, chol, triangle, out):
+def _whitened_norms(diff, chol, triangle, out, leading=0):
     """Squared row norms of ``diff @ chol``, skipping the zero blocks of ``chol``.
 
     With ``chol`` triangular, column block ``j`` of the product needs only
@@ -1201,20 +1374,25 @@ def _whitened_norms(diff, chol, triangle, out):
 
     Parameters
     ----------
-    diff : ndarray of shape (n_samples, n_features)
+    diff : ndarray of shape (n_samples, n_rows)
 
-    chol : ndarray of shape (n_features, n_features)
+    chol : ndarray of shape (n_rows, n_features)
+        Triangular in its rows ``leading`` to ``leading + n_features``; the
+        others (a mean's term) are in every block's product.
 
     triangle : {'upper', 'lower'} or None
 
     out : ndarray of shape (n_samples, n_features)
         Workspace for the product.
 
+    leading : int, default=0
+        Rows of ``chol`` before its triangle.
+
     Returns
     -------
     norms : ndarray of shape (n_samples,)
     """
-    n_samples, n_features = diff.shape
+    n_samples, n_features = out.shape
     if triangle is None or n_features < 2 * _TRIANGLE_BLOCK:
         np.dot(diff, chol, out=out)
         return np.einsum("ij,ij->i", out, out)
@@ -1222,7 +1400,10 @@ def _whitened_norms(diff, chol, triangle, out):
     norms = np.zeros(n_samples, dtype=diff.dtype)
     for start in range(0, n_features, width):
         stop = min(start + width, n_features)
-        rows = slice(None, stop) if triangle == "upper" else slice(start, None)
+        if triangle == "upper":
+            rows = slice(None, leading + stop)
+        else:
+            rows = slice(leading + start, None)
         # np.matmul into a contiguous block: np.dot would copy the strided
         # operand; the result here is large, so matmul releases the GIL.
         block = out.reshape(-1)[: n_samples * (stop - start)]
@@ -1272,6 +1453,11 @@ def _prefer_per_component(covariance_type, n_features, n_components):
     if covariance_type != "full" or n_features < 16:
         return False
     return 8 * n_components <= n_features or 20_000 * n_components <= n_features**3
+
+
+#: Cache budget of the per-component form's chunks (see
+#: :meth:`GaussianMixtureEM._chunk_rows`).
+_PER_COMPONENT_CACHE_BYTES = 2**22
 
 
 def _expanded_log_prob(
@@ -1846,14 +2032,35 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.precisions_cholesky_, self.covariance_type
         )
 
+    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs):
+        dtype = np.float64 if itemsize == 8 else np.float32
+        per_component = self._uses_per_component_form(n_features, dtype)
+        return chunk_rows(
+            n_samples,
+            n_features,
+            self.n_components,
+            itemsize,
+            n_jobs=n_jobs,
+            model_row_values=self._chunk_row_values(n_features, itemsize),
+            # The per-component form has no n_features x n_components
+            # temporaries: its chunks are sized by its own, for a 4 MiB
+            # budget (its passes over them then stay in cache). Per
+            # iteration on 100,000 rows: D = 128, K = 64: 5.5 s with the
+            # generic 250-row chunks, 4.0 s with 1,000 rows; D = 32, K = 4:
+            # 59, 55, 50 and 53 ms for 16, 8, 4 and 2 MiB.
+            exact=per_component,
+            cache_bytes=_PER_COMPONENT_CACHE_BYTES if per_component else None,
+        )
+
     def _chunk_row_values(self, n_features, itemsize=8):
         # The fused E-step's features (see _centred_features), the
         # log-probabilities and the responsibilities.
         dtype = np.float64 if itemsize == 8 else np.float32
         if self._uses_per_component_form(n_features, dtype):
             # One component's difference, its product with the factor and
-            # its weighted difference at a time (reused buffers).
-            return 3 * n_features + 2 * self.n_components
+            # its weighted difference at a time (reused buffers), and the
+            # log-probabilities, responsibilities and their square roots.
+            return 3 * n_features + 3 * self.n_components
         engine_type = _engine_covariance_type(self.covariance_type)
         n_quadratic = _n_quadratic_features(engine_type, n_features)
         return n_quadratic + n_features + 2 * self.n_components
@@ -1977,17 +2184,29 @@ class GaussianMixtureEM(BaseMixtureEM):
             covariance_type=engine_type,
             log_w=log_w.astype(dtype),
         )
-        if self._uses_per_component_form(self.means_.shape[1], dtype):
-            # No features, hence no coefficients: every component direct.
-            return dict(
-                parameters,
-                per_component=True,
-                triangle=_triangle(parameters["precisions_chol"]),
-            )
         # Centred on the mixture's mean, or on the mean of the points the
         # moments go around when they are not the means.
         anchor = self._moments_shift if recentred else self.means_
         centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
+        if self._uses_per_component_form(self.means_.shape[1], dtype):
+            # No quadratic features: an augmented factor per component, and
+            # the mean's difference first where the centred sums would lose
+            # more than the expanded form is allowed to.
+            triangle = _triangle(parameters["precisions_chol"])
+            factors, kappa = _per_component_factors(
+                self.means_, precisions_chol, centre, triangle
+            )
+            direct = np.flatnonzero(kappa > _expansion_limit(dtype))
+            if recentred:
+                direct = np.arange(self.n_components)
+            return dict(
+                parameters,
+                per_component=True,
+                triangle=triangle,
+                centre=centre.astype(dtype),
+                coef=factors.astype(dtype),
+                direct=direct,
+            )
         coef, intercept, cancelled = _expanded_coefficients(
             self.means_, precisions_chol, engine_type, log_w, centre
         )

@@ -625,14 +625,23 @@ def test_triangular_factors_skip_their_zero_blocks(n_features):
         assert not np.allclose(wrong, np.einsum("ij,ij->i", diff @ upper, diff @ upper))
 
 
+@pytest.mark.parametrize("far", [False, True])
 @pytest.mark.parametrize("given", [False, True])
-def test_per_component_statistics_match_a_brute_force_reference(given):
-    # The per-component form at 70 features (blocked triangular products,
-    # symmetric rank-k scatters) against einsum, with fitted (upper) factors
-    # and with lower ones set by hand.
+def test_per_component_statistics_match_a_brute_force_reference(given, far):
+    # The per-component form at 70 features (blocked triangular products
+    # with the mean's term inside, symmetric rank-k scatters around the
+    # centre) against einsum, with fitted (upper) factors and with lower
+    # ones set by hand; with a tight component far from the others, whose
+    # centred sums would cancel, computed from x - mu_k instead.
     n_features, n_components = 70, 3
     rng = np.random.RandomState(1)
-    X = rng.normal(size=(2500, n_features)) + 4 * (np.arange(2500) % 3)[:, None]
+    labels = np.arange(5000) % 2
+    X = rng.normal(size=(5000, n_features)) + 4 * labels[:, None]
+    labels[:100] = 2
+    X[:100] = 10 * rng.normal(size=(100, n_features)) - 10
+    if far:
+        # 2% of the rows: the centre stays near the others.
+        X[:100] = 300 + 1e-2 * X[:100]
     gm = GaussianMixtureEM(n_components, random_state=0, max_iter=2, tol=0).fit(X)
     if given:
         # Factors set by hand, as NumPy's Cholesky gives them: P = L L^T.
@@ -640,6 +649,7 @@ def test_per_component_statistics_match_a_brute_force_reference(given):
     parameters = gm._fused_parameters(np.float64)
     assert parameters["per_component"]
     assert parameters["triangle"] == ("lower" if given else "upper")
+    assert len(parameters["direct"]) == (1 if far else 0)
     data = as_data(gm, X, None, reset=False, dtype=np.float64)
     stats = gm._e_step_statistics(data)
     log_prob = _estimate_log_gaussian_prob(
@@ -648,8 +658,35 @@ def test_per_component_statistics_match_a_brute_force_reference(given):
     resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
     reference = _brute_force_statistics(X, resp, gm.means_)
     for key in ("nk", "sx", "sxx"):
-        scale = np.abs(reference[key]).max()
-        assert_allclose(stats[key], reference[key], rtol=1e-9, atol=1e-9 * scale)
+        for k in range(n_components):
+            # Each component to its own scale: the far one's scatter is 1e-6
+            # of the others'.
+            scale = np.abs(reference[key][k]).max()
+            assert_allclose(
+                stats[key][k], reference[key][k], rtol=1e-9, atol=1e-9 * scale
+            )
+    # The log-densities of the predictions, from the same kernels.
+    assert_allclose(gm.predict_proba(X), resp, atol=1e-9)
     assert_allclose(stats["log_likelihood"], logsumexp(log_prob, axis=1).sum())
     # The scatters are exactly symmetric.
     assert_array_equal(stats["sxx"], stats["sxx"].transpose(0, 2, 1))
+
+
+def test_per_component_chunks_are_sized_by_their_own_temporaries():
+    # The per-component form holds three n_features-wide buffers per row,
+    # not the generic estimate's n_features * n_components values: its
+    # chunks are longer (cache budget 4 MiB), and working_memory still
+    # caps them.
+    n_features, n_components = 128, 64
+    X = np.zeros((100_000, n_features))
+    gm = GaussianMixtureEM(n_components, n_jobs=1)
+    assert gm._uses_per_component_form(n_features, np.float64)
+    row_values = 3 * n_features + 3 * n_components + 1
+    assert gm._rows(X) == 2**22 // (8 * row_values)
+    generic = chunk_rows(100_000, n_features, n_components, 8, n_jobs=1)
+    assert gm._rows(X) > 3 * generic
+    with sklearn.config_context(working_memory=1):
+        assert gm._rows(X) == 2**20 // (8 * row_values)
+    # float32 keeps the expanded form and the generic sizing.
+    assert not gm._uses_per_component_form(n_features, np.float32)
+    assert gm._rows(X.astype(np.float32)) < gm._rows(X)
