@@ -313,8 +313,11 @@ def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     with sklearn.config_context(working_memory=working_memory):
         rows = gm._rows(X)
     features = _centred_features(
-        X[:rows], np.zeros(n_features), covariance_type, np.eye(n_features)
+        X[:rows], np.ones(n_features), covariance_type, np.eye(n_features)
     )
+    if covariance_type == "diag":
+        # (z ** 2, z): two blocks of the chunk's shape.
+        features = np.stack(features)
     assert rows > 64  # above the floor, so the budget decides
     assert features.nbytes <= working_memory * 2**20
 
@@ -690,3 +693,32 @@ def test_per_component_chunks_are_sized_by_their_own_temporaries():
     # float32 keeps the expanded form and the generic sizing.
     assert not gm._uses_per_component_form(n_features, np.float32)
     assert gm._rows(X.astype(np.float32)) < gm._rows(X)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_diag_features_around_zero_near_the_origin(offset):
+    # Diagonal covariances skip the centring pass where the expansion around
+    # zero is within the precision budget (data near the origin), and keep
+    # it where it is not (data far from it): the same statistics either way.
+    X = _blobs(n_samples=3000, n_features=6, n_components=3)
+    X = X + offset
+    gm = GaussianMixtureEM(3, covariance_type="diag", random_state=0, max_iter=2)
+    gm.fit(X)
+    parameters = gm._fused_parameters(np.float64)
+    assert (not parameters["centre"].any()) == (offset == 0)
+    squares, Z = _centred_features(X, parameters["centre"], "diag")
+    assert np.shares_memory(Z, X) == (offset == 0)
+    assert_allclose(squares, (X - parameters["centre"]) ** 2)
+    data = as_data(gm, X, None, reset=False, dtype=np.float64)
+    stats = gm._e_step_statistics(data)
+    precisions_chol = gm.precisions_cholesky_
+    log_prob = _estimate_log_gaussian_prob(
+        X, gm.means_, precisions_chol, "diag"
+    ) + np.log(gm.weights_)
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    reference = _brute_force_statistics(X, resp, gm.means_)
+    reference["sxx"] = np.einsum("kdd->kd", reference["sxx"])
+    for key in ("nk", "sx", "sxx"):
+        scale = np.abs(reference[key]).max()
+        assert_allclose(stats[key], reference[key], rtol=1e-9, atol=1e-9 * scale)
+    assert_allclose(stats["log_likelihood"], logsumexp(log_prob, axis=1).sum())
