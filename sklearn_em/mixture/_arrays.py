@@ -230,7 +230,11 @@ class ArrayData:
         # power-of-two rescaling keeps the sums in range.
         sample_weight, weight_scale = normalise_weights(sample_weight, weight_scale)
         rows = estimator._chunk_rows(
-            X.shape[0], X.shape[1], X.dtype.itemsize, estimator.n_jobs
+            X.shape[0],
+            X.shape[1],
+            X.dtype.itemsize,
+            estimator.n_jobs,
+            missing=has_missing,
         )
         return cls(
             X,

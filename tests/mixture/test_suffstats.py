@@ -676,23 +676,41 @@ def test_per_component_statistics_match_a_brute_force_reference(given, far):
 
 
 def test_per_component_chunks_are_sized_by_their_own_temporaries():
-    # The per-component form holds three n_features-wide buffers per row,
-    # not the generic estimate's n_features * n_components values: its
-    # chunks are longer (cache budget 4 MiB), and working_memory still
-    # caps them.
+    # On complete data the per-component form holds three n_features-wide
+    # buffers per row, not the generic estimate's n_features * n_components
+    # values: its chunks are longer (cache budget 4 MiB), and working_memory
+    # still caps them. Data with missing values keeps the generic estimate.
     n_features, n_components = 128, 64
     X = np.zeros((100_000, n_features))
     gm = GaussianMixtureEM(n_components, n_jobs=1)
     assert gm._uses_per_component_form(n_features, np.float64)
     row_values = 3 * n_features + 3 * n_components + 1
-    assert gm._rows(X) == 2**22 // (8 * row_values)
+
+    def rows(X):
+        return as_data(gm, X, None, reset=True).rows
+
+    assert rows(X) == 2**22 // (8 * row_values)
     generic = chunk_rows(100_000, n_features, n_components, 8, n_jobs=1)
-    assert gm._rows(X) > 3 * generic
+    assert rows(X) > 3 * generic
     with sklearn.config_context(working_memory=1):
-        assert gm._rows(X) == 2**20 // (8 * row_values)
-    # float32 keeps the expanded form and the generic sizing.
+        assert rows(X) == 2**20 // (8 * row_values)
+    X_missing = X.copy()
+    X_missing[0, 0] = np.nan
+    assert rows(X_missing) == generic
+    # float32 keeps the expanded form.
     assert not gm._uses_per_component_form(n_features, np.float32)
-    assert gm._rows(X.astype(np.float32)) < gm._rows(X)
+    assert rows(X.astype(np.float32)) < rows(X)
+
+
+@pytest.mark.parametrize("n_jobs", [2, 3])
+def test_chunks_are_split_evenly_over_the_threads(n_jobs):
+    # As many chunks as a multiple of the threads, of equal sizes: the
+    # 32,768-row cap used to leave 100,000 rows in three long chunks and a
+    # short one.
+    rows = chunk_rows(100_000, 16, 2, 8, n_jobs=n_jobs, model_row_values=36)
+    n_chunks = -(-100_000 // rows)
+    assert n_chunks % n_jobs == 0
+    assert 100_000 - (n_chunks - 1) * rows >= rows - n_chunks
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])
