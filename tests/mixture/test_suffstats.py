@@ -528,6 +528,11 @@ def test_logsumexp_rows_makes_no_subnormal_probabilities():
     _suffstats.logsumexp_rows(b)
     assert b[0, 1] == 0.0 and b[0, 2] == 0.0
     assert_allclose(b[0, 3], np.exp(-700.0), rtol=1e-12)
+    # Impossible components and massless rows, in float64 too.
+    c = np.array([[0.0, -np.inf], [-np.inf, -np.inf]])
+    log_norm = _suffstats.logsumexp_rows(c)
+    assert_array_equal(c, [[1.0, 0.0], [0.0, 0.0]])
+    assert_array_equal(log_norm, [0.0, -np.inf])
 
 
 def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
