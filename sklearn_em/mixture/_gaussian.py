@@ -199,10 +199,11 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
             sxx[k] = np.dot(weighted.T, weighted)
     else:
         sxx = np.empty((n_components, n_features))
+        squares = workspace("weighted_difference", X.shape, X.dtype)
         for k in range(n_components):
-            diff = X - shift[k]
-            diff *= diff
-            sxx[k] = np.dot(resp[:, k], diff)
+            np.subtract(X, shift[k], out=squares)
+            squares *= squares
+            sxx[k] = np.dot(resp[:, k], squares)
     stats["sxx"] = sxx
     return stats
 
@@ -1300,7 +1301,8 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     leading = _bias_first(triangle)
     Z = features[:, leading : leading + n_features]
     nk = resp.sum(axis=0, dtype=np.float64)
-    sz = np.dot(resp.T, features)[:, leading : leading + n_features]
+    sz = _inner_product(resp.T, features)[:, leading : leading + n_features]
+    sz = sz.astype(np.float64, copy=False)
     d = shift.astype(np.float64) - centre
     root = np.sqrt(resp)
     weighted = workspace("weighted_difference", X.shape, X.dtype)
@@ -1313,7 +1315,7 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
         else:
             np.subtract(X, shift[k], out=weighted)
             weighted *= root[:, k, np.newaxis]
-        sxx[k] = np.dot(weighted.T, weighted)
+        sxx[k] = _gram(weighted)
     # Around shift_k: S - sz d^T - d sz^T + N_k d d^T, for all the centred
     # components at once (each term symmetric, so the result is too).
     d, sz_c = d[centred], sz[centred]
@@ -1550,6 +1552,28 @@ def _inner_product(A, B):
         stop = start + _FLOAT32_BLOCK
         product += np.dot(A[:, start:stop], B[start:stop])
     return product
+
+
+def _gram(W):
+    """``W^T W`` as a symmetric rank-k update; for float32, float64 sums of
+    row blocks' products (see :func:`_inner_product`).
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_samples, n_features), C-ordered
+
+    Returns
+    -------
+    gram : ndarray of shape (n_features, n_features)
+    """
+    n_samples = len(W)
+    if W.dtype != np.float32 or n_samples <= _FLOAT32_BLOCK:
+        return np.dot(W.T, W)
+    gram = np.zeros((W.shape[1], W.shape[1]))
+    for start in range(0, n_samples, _FLOAT32_BLOCK):
+        block = W[start : start + _FLOAT32_BLOCK]
+        gram += np.dot(block.T, block)
+    return gram
 
 
 def _accumulate_expanded(features, resp, *, means, covariance_type, centre, direct, X):
@@ -2251,13 +2275,14 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _uses_per_component_form(self, n_features, dtype):
         """Whether the E-step skips the quadratic features (cost model).
 
-        float64 only: float32 keeps the expanded form, whose precision
-        guard and float64 block sums hold its accuracy (a float32
-        per-component E-step lost nats of the lower bound on data far from
-        the origin, and jittered without converging on 300 samples in 200
-        dimensions).
+        float32 too: its products are on the centred rows (the difference of
+        a mean from the centre in float64 inside them), its sums added up in
+        float64 from blocks of rows, and components far from the centre
+        computed directly, as in the expanded form. (An earlier, uncentred
+        float32 per-component E-step lost nats of the lower bound on data
+        far from the origin.)
         """
-        return np.dtype(dtype) == np.float64 and _prefer_per_component(
+        return _prefer_per_component(
             _engine_covariance_type(self.covariance_type),
             n_features,
             self.n_components,

@@ -242,16 +242,17 @@ def test_float32_at_least_as_accurate_as_scikit_learn(covariance_type, offset):
 
 @pytest.mark.parametrize("n_features, n_components", [(48, 2), (16, 2)])
 def test_float32_many_features_far_from_the_origin(n_features, n_components):
-    # Shapes where float64 takes the per-component form: float32 keeps the
-    # expanded form and its precision guard (a float32 per-component E-step
-    # lost 3 to 5 nats of the lower bound on data at 1e6, where the expanded
-    # form and scikit-learn's float32 lose hundredths).
+    # Shapes that take the per-component form, in float32 too: on the
+    # centred rows, with float64 block sums and a precision guard, it keeps
+    # the lower bound as the expanded form does (an earlier, uncentred
+    # float32 per-component E-step lost 3 to 5 nats on data at 1e6, where
+    # the expanded form and scikit-learn's float32 lose hundredths).
     X32 = _blob_mixture(4000, n_features, n_components, 1e6).astype(np.float32)
     X = X32.astype(np.float64)
     kwargs = dict(n_components=n_components, random_state=0, max_iter=10, tol=0)
     estimator = GaussianMixtureEM(**kwargs)
     assert estimator._uses_per_component_form(n_features, np.float64)
-    assert not estimator._uses_per_component_form(n_features, np.float32)
+    assert estimator._uses_per_component_form(n_features, np.float32)
     centre = X.mean(axis=0)
     # The accurate answer: a float64 fit of the same (rounded) data, centred.
     reference = _quiet_fit(GaussianMixtureEM(**kwargs), X - centre)

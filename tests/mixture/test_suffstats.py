@@ -570,7 +570,7 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
     gm = GaussianMixtureEM(n_components, random_state=0, max_iter=3, tol=0)
     gm.fit(X)  # (ConvergenceWarning ignored module-wide)
     assert gm._uses_per_component_form(n_features, dtype)
-    assert not gm._uses_per_component_form(n_features, np.float32)
+    assert gm._uses_per_component_form(n_features, np.float32)
     data = as_data(gm, X, None, reset=False, dtype=gm._dtype())
     per_component = gm._e_step_statistics(data)
     proba = gm.predict_proba(X)
@@ -702,9 +702,10 @@ def test_per_component_chunks_are_sized_by_their_own_temporaries():
     X_missing = X.copy()
     X_missing[0, 0] = np.nan
     assert rows(X_missing) == generic
-    # float32 keeps the expanded form.
-    assert not gm._uses_per_component_form(n_features, np.float32)
-    assert rows(X.astype(np.float32)) < rows(X)
+    # float32 takes the same form, with the same rows (the cache budget
+    # counts 8-byte values).
+    assert gm._uses_per_component_form(n_features, np.float32)
+    assert rows(X.astype(np.float32)) == rows(X)
 
 
 @pytest.mark.parametrize("n_jobs", [2, 3])
@@ -745,3 +746,35 @@ def test_diag_features_around_zero_near_the_origin(offset):
         scale = np.abs(reference[key]).max()
         assert_allclose(stats[key], reference[key], rtol=1e-9, atol=1e-9 * scale)
     assert_allclose(stats["log_likelihood"], logsumexp(log_prob, axis=1).sum())
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_float32_per_component_statistics_match_a_float64_reference(given):
+    # float32 takes the per-component form too: its block sums in float64
+    # keep the statistics within float32's rounding of the float64 ones.
+    n_features, n_components = 70, 3
+    rng = np.random.RandomState(2)
+    labels = np.arange(6000) % n_components
+    X = (rng.normal(size=(6000, n_features)) + 4 * labels[:, None]).astype(np.float32)
+    gm = GaussianMixtureEM(n_components, random_state=0, max_iter=2, tol=0).fit(X)
+    assert gm.means_.dtype == np.float32
+    if given:
+        gm.precisions_cholesky_ = np.linalg.cholesky(gm.precisions_)
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["per_component"]
+    data = as_data(gm, X, None, reset=False, dtype=np.float32)
+    stats = gm._e_step_statistics(data)
+    X64 = X.astype(np.float64)
+    means = gm.means_.astype(np.float64)
+    log_prob = _estimate_log_gaussian_prob(
+        X64, means, gm.precisions_cholesky_.astype(np.float64), "full"
+    ) + np.log(gm.weights_.astype(np.float64))
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    reference = _brute_force_statistics(X64, resp, means)
+    for key in ("nk", "sx", "sxx"):
+        assert stats[key].dtype == np.float64
+        scale = np.abs(reference[key]).max()
+        assert_allclose(stats[key], reference[key], rtol=1e-5, atol=1e-5 * scale)
+    assert_allclose(
+        stats["log_likelihood"], logsumexp(log_prob, axis=1).sum(), rtol=1e-6
+    )
