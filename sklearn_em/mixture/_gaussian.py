@@ -1304,27 +1304,31 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     sz = _inner_product(resp.T, features)[:, leading : leading + n_features]
     sz = sz.astype(np.float64, copy=False)
     d = shift.astype(np.float64) - centre
-    root = np.sqrt(resp)
+    # One contiguous row of square roots per component.
+    root = np.sqrt(resp.T)
     weighted = workspace("weighted_difference", X.shape, X.dtype)
     sxx = np.empty((len(nk), n_features, n_features))
     centred = np.ones(len(nk), dtype=bool)
     centred[direct] = False
     for k in range(len(nk)):
         if centred[k]:
-            np.multiply(Z, root[:, k, np.newaxis], out=weighted)
+            np.multiply(Z, root[k, :, np.newaxis], out=weighted)
         else:
             np.subtract(X, shift[k], out=weighted)
-            weighted *= root[:, k, np.newaxis]
+            weighted *= root[k, :, np.newaxis]
         sxx[k] = _gram(weighted)
-    # Around shift_k: S - sz d^T - d sz^T + N_k d d^T, for all the centred
-    # components at once (each term symmetric, so the result is too).
-    d, sz_c = d[centred], sz[centred]
-    cross = sz_c[:, :, np.newaxis] * d[:, np.newaxis, :]
-    cross += cross.transpose(0, 2, 1)
-    cross -= nk[centred, np.newaxis, np.newaxis] * (
-        d[:, :, np.newaxis] * d[:, np.newaxis, :]
-    )
-    sxx[centred] -= cross
+    # Around shift_k: S - sz d^T - d sz^T + N_k d d^T = S - (e d^T + d e^T)
+    # with e = sz - N_k d / 2, for all the centred components at once: three
+    # passes over the K D^2 values (at D = 128, K = 16 the nine of the
+    # direct expression were a sixth of the moments' time). The correction
+    # is symmetric by construction, so the result is too.
+    e = sz - 0.5 * nk[:, np.newaxis] * d
+    correction = e[:, :, np.newaxis] * d[:, np.newaxis, :]
+    correction += correction.transpose(0, 2, 1).copy()
+    if centred.all():
+        sxx -= correction
+    else:
+        sxx[centred] -= correction[centred]
     return {"nk": nk, "sx": sz + np.outer(nk, centre), "sxx": sxx}
 
 
