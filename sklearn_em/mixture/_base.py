@@ -286,7 +286,13 @@ class BaseMixtureEM(
             itemsize,
             n_jobs=n_jobs,
             model_row_values=self._chunk_row_values(n_features, itemsize),
+            **self._chunk_sizing(n_features, itemsize, missing),
         )
+
+    def _chunk_sizing(self, n_features, itemsize, missing):
+        """Further keyword arguments of :func:`._suffstats.chunk_rows`
+        (``exact``, ``cache_bytes``), if the model knows better."""
+        return {}
 
     def _rows(self, X):
         """Rows per chunk for the in-memory ``X``."""

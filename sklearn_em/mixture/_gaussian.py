@@ -21,7 +21,6 @@ from ._missing import (
 )
 from ._suffstats import (
     CollapseError,
-    chunk_rows,
     e_step_chunk,
     resp_chunk,
     single_threaded_blas,
@@ -2060,7 +2059,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.precisions_cholesky_, self.covariance_type
         )
 
-    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs, missing=None):
+    def _chunk_sizing(self, n_features, itemsize, missing):
         # On complete data the chunk's temporaries are the kernels' own
         # (_chunk_row_values), which do not grow with n_features *
         # n_components: chunks are sized by them alone. Per iteration on
@@ -2073,19 +2072,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         # rows; at D = 32, K = 4: 59, 55, 50 and 53 ms for 16, 8, 4 and
         # 2 MiB. Data with missing values (or unknown: Dask) keeps the
         # generic estimate for its kernels.
+        if missing is not False:
+            return {}
         dtype = np.float64 if itemsize == 8 else np.float32
-        exact = missing is False
-        per_component = exact and self._uses_per_component_form(n_features, dtype)
-        return chunk_rows(
-            n_samples,
-            n_features,
-            self.n_components,
-            itemsize,
-            n_jobs=n_jobs,
-            model_row_values=self._chunk_row_values(n_features, itemsize),
-            exact=exact,
-            cache_bytes=_PER_COMPONENT_CACHE_BYTES if per_component else None,
-        )
+        per_component = self._uses_per_component_form(n_features, dtype)
+        return {
+            "exact": True,
+            "cache_bytes": _PER_COMPONENT_CACHE_BYTES if per_component else None,
+        }
 
     def _chunk_row_values(self, n_features, itemsize=8):
         dtype = np.float64 if itemsize == 8 else np.float32
