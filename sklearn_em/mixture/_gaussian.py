@@ -185,8 +185,17 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
     shift = shift.astype(X.dtype, copy=False)
     full = covariance_type in ("full", "tied")
     sxx = np.empty((n_components, n_features, n_features) if full else shift.shape)
+    n_samples = X.shape[0]
     for k in range(n_components):
-        sxx[k] = _direct_scatter(X, shift[k], resp[:, k], full)[0]
+        resp_k = resp[:, k]
+        # Hard responsibilities (k-means labels at initialisation): a
+        # component's scatter over its own rows only, not K passes over all
+        # of them (rows of zero weight add exact zeros).
+        rows = np.flatnonzero(resp_k) if n_components > 1 else None
+        if rows is not None and 2 * rows.size <= n_samples:
+            sxx[k] = _direct_scatter(X[rows], shift[k], resp_k[rows], full)[0]
+        else:
+            sxx[k] = _direct_scatter(X, shift[k], resp_k, full)[0]
     stats["sxx"] = sxx
     return stats
 
