@@ -20,7 +20,13 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
 - every Lloyd iteration labels the rows with scikit-learn's own Cython
   kernel (``lloyd_iter_chunked_dense`` without its centre update), on
   blocks of whole 256-row chunks, so that its matrix products have the
-  shapes, hence the rounding, of ``KMeans``'s;
+  shapes, hence the rounding, of ``KMeans``'s; or, where distances cost
+  more than their bookkeeping (``n_features x n_clusters >= 256``), from
+  the second iteration on, only the rows that Hamerly's distance bounds do
+  not keep in their cluster are compared with the centres, with a margin
+  for the kernel's rounding, and near-ties go to the kernel (see
+  :class:`_BoundedLabeller`): 200,000 x 16 rows in 16 clusters take 1.4x
+  less time, 100,000 x 64 in 64 clusters 2.3x;
 - the new centres are the weighted sums of each block's rows in row order
   (a sparse one-hot product), added block after block: the blocks are
   those OpenMP's static schedule gives ``KMeans``'s threads, so the sums
@@ -53,6 +59,12 @@ else:
     AVAILABLE = True
 
 from ._suffstats import _MIN_THREADED_BYTES, n_threads, thread_pool
+
+#: Rows compared with every centre at a time (see _BoundedLabeller).
+_COMPARE_ROWS = 8192
+
+#: Bounds are kept where n_features x n_clusters is at least this.
+_BOUNDED_MIN_SIZE = 256
 
 #: scikit-learn's KMeans defaults, which GaussianMixture uses.
 _TOL = 1e-4
@@ -133,7 +145,7 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
     # times tol: np.var's mean and deviations are X.mean(axis=0) and Xc, so
     # only the squares are left to add up.
-    variances = np.add.reduce(Xc * Xc, axis=0)
+    variances = _column_sums_of_squares(Xc)
     variances /= n_samples
     tol = np.mean(variances) * _TOL
     centers = _kmeans_plusplus(
@@ -154,6 +166,46 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
             stacklevel=3,
         )
     return labels, centers, n_iter
+
+
+def _column_sums_of_squares(X, block=4096):
+    """``np.add.reduce(X * X, axis=0)`` to the last bit, without ``X * X``.
+
+    NumPy adds a C-ordered array's rows one after the other along axis 0,
+    so carrying the running sum as the first row of each block's squares
+    adds them in the same order (a single column is summed pairwise, as a
+    contiguous vector: it is left to NumPy). The product of the whole array would be a
+    fresh array the size of the data (at 200,000 x 16, 35 ms of page faults
+    against 3 ms for this).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        C-ordered.
+
+    block : int, default=4096
+        Rows squared at a time.
+
+    Returns
+    -------
+    sums : ndarray of shape (n_features,)
+    """
+    n_samples, n_features = X.shape
+    if n_samples <= block or n_features == 1:
+        return np.add.reduce(X * X, axis=0)
+    buffer = np.empty((block + 1, n_features), dtype=X.dtype)
+    sums = None
+    for start in range(0, n_samples, block):
+        rows = X[start : start + block]
+        m = rows.shape[0]
+        if sums is None:
+            np.multiply(rows, rows, out=buffer[:m])
+            sums = np.add.reduce(buffer[:m], axis=0)
+        else:
+            buffer[0] = sums
+            np.multiply(rows, rows, out=buffer[1 : m + 1])
+            sums = np.add.reduce(buffer[: m + 1], axis=0)
+    return sums
 
 
 def _omp_blocks(n_samples, n_omp_threads):
@@ -185,8 +237,243 @@ def _omp_blocks(n_samples, n_omp_threads):
     return blocks
 
 
-def _label_block(X, sample_weight, centers, labels, block, with_sums):
-    """Label one block's rows; optionally their per-cluster weighted sums.
+class _BoundedLabeller:
+    """KMeans's labels of every row, most of them without a distance.
+
+    Hamerly's bounds (Hamerly, 2010, "Making k-means even faster") carried
+    from iteration to iteration: ``u_i`` above the distance from row ``i``
+    to its centre, ``l_i`` below its distance to every other centre. When
+    the centres move by ``delta_j``, ``u_i`` grows by its centre's shift
+    and ``l_i`` shrinks by the largest; a row whose bounds stay apart (or
+    whose ``u_i`` is under half the distance ``s_j`` from its centre to the
+    next) keeps its centre, and only the others are compared with every
+    centre. After the first iterations few rows are near a boundary, so an
+    iteration computes a few distances, not ``n_samples x n_clusters``
+    (at 200,000 x 16 and 16 clusters, 2-5% of the rows).
+
+    The first iteration, from the k-means++ seeds, moves the centres too
+    far for bounds to help: its rows are labelled by scikit-learn's kernel.
+    The second compares every row with every centre and sets the bounds.
+
+    The labels are ``KMeans``'s to the last bit, not only those of exact
+    arithmetic: its kernel compares ``|c_j|^2 - 2 x . c_j``, each computed
+    with an error under ``(3 D + 6) eps R^2`` (``R`` the largest row norm,
+    which bounds every centre's, the centres being weighted means of rows).
+    A row keeps its label only where the bounds put the squared distances
+    of the other centres more than ``tau``, twice the error of the kernel's
+    comparison and of ours, above its own; where ours are closer than
+    ``tau`` (ties, near-ties), the row's 256-row chunk is labelled by
+    scikit-learn's own kernel, with the products ``KMeans`` computes for it.
+
+    The bounds are stored with the cumulated shifts taken out (``u_i -
+    U_{a_i}``, ``u_i - U_{a_i} - l_i - L``), so an iteration updates two
+    cumulated shifts, not two arrays of ``n_samples`` values.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Centred, C-ordered data.
+
+    sample_weight : ndarray of shape (n_samples,)
+    """
+
+    def __init__(self, X, sample_weight, bounded=True):
+        self.X, self.sample_weight, self.bounded = X, sample_weight, bounded
+        self.iteration = 0
+        if not bounded:
+            return
+        n_samples, n_features = X.shape
+        self.row_norms = row_norms(X.astype(np.float64, copy=False), squared=True)
+        eps = np.finfo(X.dtype).eps
+        self.tau = 2 * (8 * n_features + 16) * eps * float(np.max(self.row_norms))
+        self.margin = np.sqrt(self.tau)
+        # Stored bounds: upper[i] = u_i - U[labels[i]]; gap[i] = upper[i] -
+        # (l_i + L).
+        self.upper = np.empty(n_samples)
+        self.gap = np.empty(n_samples)
+
+    def move(self, centers):
+        """Take the next centres: their cumulated shifts and separations.
+
+        Parameters
+        ----------
+        centers : ndarray of shape (n_clusters, n_features)
+        """
+        self.iteration += 1
+        if self.by_kernel:
+            return
+        centers64 = centers.astype(np.float64)
+        n_clusters = centers.shape[0]
+        if self.iteration <= 2:
+            self.shift_sum = np.zeros(n_clusters)
+            self.shift_max_sum = 0.0
+            self.last_max_shift = 0.0
+            self.watched = None
+        else:
+            shift = np.sqrt(((centers64 - self.centers) ** 2).sum(axis=1))
+            self.shift_sum += shift
+            self.last_max_shift = float(shift.max())
+            self.shift_max_sum += self.last_max_shift
+        if n_clusters > 1:
+            between = centers64[:, np.newaxis] - centers64[np.newaxis]
+            between = (between**2).sum(axis=2)
+            np.fill_diagonal(between, np.inf)
+            self.half_separation = 0.5 * np.sqrt(between.min(axis=1))
+        else:
+            self.half_separation = np.full(1, np.inf)
+        self.centers = centers64
+        self.scaled_centers = -2 * centers64
+        self.center_norms = (centers64**2).sum(axis=1)
+
+    @property
+    def by_kernel(self):
+        """Whether this iteration labels every row with the kernel."""
+        return self.iteration == 1 or not self.bounded
+
+    def label(self, centers, labels, block):
+        """Label the rows of ``block`` against the centres; changed count.
+
+        Parameters
+        ----------
+        centers : ndarray of shape (n_clusters, n_features)
+            The centres of the last :meth:`move`, in the data's dtype, as
+            ``KMeans``'s kernel takes them.
+
+        labels : ndarray of shape (n_samples,), dtype int32
+            Written for the rows of ``block`` that change.
+
+        block : slice
+            Whole 256-row chunks.
+
+        Returns
+        -------
+        n_changed : int
+        """
+        if self.by_kernel:
+            old = labels[block].copy()
+            self._kernel(centers, labels, block)
+            return int(np.count_nonzero(labels[block] != old))
+        if self.iteration == 2:
+            return self._compare(centers, labels, block)
+        # A row keeps its centre if u_i < l_i - margin, that is (see
+        # _compare) gap_i + U_a + L < -margin; U_a <= L, so every row with
+        # gap_i < -margin - 2 L does. Only the rows that may not are
+        # watched, listed once for all iterations until L exceeds a budget.
+        if self.watched is None or self.shift_max_sum > self.watch_budget:
+            self.watch_budget = self.shift_max_sum + 4 * self.last_max_shift
+            self.watched = np.flatnonzero(
+                self.gap[block] >= -(self.margin + 2 * self.watch_budget)
+            )
+            self.watched += block.start
+        rows = self.watched
+        own = labels[rows]
+        near = np.take(self.shift_sum, own)
+        near += self.gap[rows]
+        near = near >= -(self.shift_max_sum + self.margin)
+        # Or u_i < s_a - margin / 2: (u_i - U_a) + (U_a - s_a) < -margin / 2.
+        inside = np.take(self.shift_sum - self.half_separation, own)
+        inside += self.upper[rows]
+        near &= inside >= -0.5 * self.margin
+        rows = rows[near]
+        if rows.size == 0:
+            return 0
+        return self._compare(centers, labels, rows)
+
+    def _compare(self, centers, labels, rows):
+        """Compare ``rows`` with every centre; set their labels and bounds.
+
+        ``rows`` is a slice or sorted indices, taken ``_COMPARE_ROWS`` at a
+        time so that the distances stay in cache (one array of them for
+        200,000 rows and 16 clusters took 8 ms of page faults alone).
+        """
+        if isinstance(rows, slice):
+            pieces = [
+                slice(start, min(start + _COMPARE_ROWS, rows.stop))
+                for start in range(rows.start, rows.stop, _COMPARE_ROWS)
+            ]
+        else:
+            pieces = [
+                rows[start : start + _COMPARE_ROWS]
+                for start in range(0, rows.size, _COMPARE_ROWS)
+            ]
+        return sum(self._compare_piece(centers, labels, piece) for piece in pieces)
+
+    def _compare_piece(self, centers, labels, rows):
+        """:meth:`_compare` of at most ``_COMPARE_ROWS`` rows."""
+        X = self.X[rows]
+        if X.dtype != np.float64:
+            X = X.astype(np.float64)
+        n_clusters, m = self.centers.shape[0], X.shape[0]
+        # |c_j|^2 - 2 c_j . x, clusters along the first axis: NumPy's
+        # minima over rows of a few values are slower than over columns.
+        distances = np.dot(self.scaled_centers, X.T)
+        distances += self.center_norms[:, np.newaxis]
+        nearest = distances.min(axis=0)
+        # The first centre at the minimum (np.argmin along the first axis is
+        # twice as slow).
+        new = np.equal(distances, nearest).argmax(axis=0).astype(np.int32)
+        if n_clusters > 1:
+            distances[new, np.arange(m)] = np.inf
+            second = distances.min(axis=0)
+        else:
+            second = np.full(m, np.inf)
+        close = np.flatnonzero(second - nearest <= self.tau)
+        if close.size:
+            if isinstance(rows, slice):
+                self._kernel_rows(centers, close + rows.start, new, close)
+            else:
+                self._kernel_rows(centers, rows[close], new, close)
+        n_changed = int(np.count_nonzero(labels[rows] != new))
+        labels[rows] = new
+        norms = self.row_norms[rows]
+        upper = norms + nearest
+        upper += self.tau
+        np.maximum(upper, 0, out=upper)
+        np.sqrt(upper, out=upper)
+        # A row labelled by the kernel is compared again next time.
+        upper[close] = np.inf
+        lower = norms + second
+        lower -= self.tau
+        np.maximum(lower, 0, out=lower)
+        np.sqrt(lower, out=lower)
+        upper -= self.shift_sum[new]
+        self.upper[rows] = upper
+        upper -= lower
+        upper -= self.shift_max_sum
+        self.gap[rows] = upper
+        return n_changed
+
+    def _kernel(self, centers, labels, block):
+        """scikit-learn's labels of the rows of ``block`` (whole chunks)."""
+        dummy = np.empty(centers.shape[0], dtype=self.X.dtype)
+        lloyd_iter_chunked_dense(
+            self.X[block],
+            self.sample_weight[block],
+            centers,
+            centers,
+            dummy,
+            labels[block],
+            dummy,
+            1,
+            update_centers=False,
+        )
+
+    def _kernel_rows(self, centers, rows, new, where):
+        """``new[where]``: the kernel's labels of ``rows`` (sorted)."""
+        n_samples = self.X.shape[0]
+        chunk = min(CHUNK_SIZE, n_samples)
+        chunk_labels = np.empty(n_samples, dtype=np.int32)
+        chunk_ids = rows // chunk
+        for c in np.unique(chunk_ids):
+            # The last chunk takes the remainder, as in the kernel.
+            block = slice(c * chunk, min((c + 1) * chunk, n_samples))
+            self._kernel(centers, chunk_labels, block)
+            in_chunk = chunk_ids == c
+            new[where[in_chunk]] = chunk_labels[rows[in_chunk]]
+
+
+class _BlockSums:
+    """Per-cluster weighted sums of one block's rows, added in row order.
 
     Parameters
     ----------
@@ -194,59 +481,57 @@ def _label_block(X, sample_weight, centers, labels, block, with_sums):
 
     sample_weight : ndarray of shape (n_samples,)
 
-    centers : ndarray of shape (n_clusters, n_features)
-
-    labels : ndarray of shape (n_samples,), dtype int32
-        Written for the rows of ``block``.
-
     block : slice
 
-    with_sums : bool
-
-    Returns
-    -------
-    sums : ndarray of shape (n_clusters, n_features) or None
-        ``sum_i w_i x_i`` over the block's rows of each cluster, added in
-        row order.
-
-    weights : ndarray of shape (n_clusters,) or None
-        ``sum_i w_i`` likewise.
+    n_clusters : int
     """
-    Xb, wb, lb = X[block], sample_weight[block], labels[block]
-    n_clusters = centers.shape[0]
-    dummy = np.empty(n_clusters, dtype=X.dtype)
-    # One OpenMP thread: the centre update of the kernel is not used, only
-    # its labels (the GEMM on 256-row chunks and the first minimum).
-    lloyd_iter_chunked_dense(
-        Xb, wb, centers, centers, dummy, lb, dummy, 1, update_centers=False
-    )
-    if not with_sums:
-        return None
-    m = Xb.shape[0]
-    # The block's one-hot matrix in CSC form, column i holding w_i at row
-    # labels[i]: its product with the rows adds w_i x_i row after row, as
-    # KMeans's thread does.
-    onehot = sp.csc_array(
-        (wb, lb, np.arange(m + 1, dtype=np.int32)), shape=(n_clusters, m)
-    )
-    sums = onehot @ Xb
-    # In X's dtype, row after row (bincount would add float32 weights in
-    # float64).
-    weights = onehot @ np.ones(m, dtype=X.dtype)
-    return sums, weights
+
+    def __init__(self, X, sample_weight, block, n_clusters):
+        self.X, self.block = X[block], block
+        m = self.X.shape[0]
+        # The block's one-hot matrix in CSC form, column i holding w_i at
+        # row labels[i]: its product with the rows adds w_i x_i row after
+        # row, as KMeans's thread does. Built once; its row indices are
+        # the labels, updated in place.
+        self.onehot = sp.csc_array(
+            (
+                sample_weight[block],
+                np.zeros(m, dtype=np.int32),
+                np.arange(m + 1, dtype=np.int32),
+            ),
+            shape=(n_clusters, m),
+        )
+        # In X's dtype, row after row (bincount would add float32 weights
+        # in float64).
+        self.ones = np.ones(m, dtype=X.dtype)
+
+    def __call__(self, labels):
+        """The block's ``(sums, weights)``.
+
+        Parameters
+        ----------
+        labels : ndarray of shape (n_samples,), dtype int32
+
+        Returns
+        -------
+        sums : ndarray of shape (n_clusters, n_features)
+            ``sum_i w_i x_i`` over the block's rows of each cluster.
+
+        weights : ndarray of shape (n_clusters,)
+            ``sum_i w_i`` likewise.
+        """
+        self.onehot.indices[:] = labels[self.block]
+        return self.onehot @ self.X, self.onehot @ self.ones
 
 
-def _serial_labeller(X, sample_weight, blocks, n_clusters):
-    """Every block's labels and sums at once, in this thread.
+def _serial_sums(X, sample_weight, blocks, n_clusters):
+    """Every block's sums at once, in this thread.
 
-    The same arithmetic as :func:`_label_block` on each block in turn,
-    without its per-block calls (two thirds of a Lloyd iteration on a few
-    hundred rows): one kernel call labels all the rows (on the same 256-row
-    chunks, hence with the same products), and one sparse product adds
-    every block's rows, block ``b``'s into rows ``b K`` to ``b K + K - 1``
-    of the result, each row in order from zero, as a block's own product
-    does. The one-hot matrix is built once and its row indices updated in
-    place.
+    The same arithmetic as :class:`_BlockSums` on each block in turn,
+    without its per-block calls: one sparse product adds every block's
+    rows, block ``b``'s into rows ``b K`` to ``b K + K - 1`` of the result,
+    each row in order from zero, as a block's own product does. The one-hot
+    matrix is built once and its row indices updated in place.
 
     Parameters
     ----------
@@ -261,10 +546,9 @@ def _serial_labeller(X, sample_weight, blocks, n_clusters):
 
     Returns
     -------
-    run : callable
-        ``run(centers, labels, with_sums)`` writes the labels and returns,
-        if ``with_sums``, one ``(sums, weights)`` per block (None otherwise),
-        as the threaded path's list of :func:`_label_block` results.
+    sums : callable
+        ``sums(labels)`` returns one ``(sums, weights)`` per block, as
+        :class:`_BlockSums`.
     """
     n_samples = X.shape[0]
     n_blocks = len(blocks)
@@ -277,35 +561,21 @@ def _serial_labeller(X, sample_weight, blocks, n_clusters):
         shape=(n_blocks * n_clusters, n_samples),
     )
     ones = np.ones(n_samples, dtype=X.dtype)
-    dummy = np.empty(n_clusters, dtype=X.dtype)
 
-    def run(centers, labels, with_sums):
-        lloyd_iter_chunked_dense(
-            X,
-            sample_weight,
-            centers,
-            centers,
-            dummy,
-            labels,
-            dummy,
-            1,
-            update_centers=False,
-        )
-        if not with_sums:
-            return None
+    def sums(labels):
         # One entry per column: the indices stay sorted and canonical.
         np.add(labels, offsets, out=onehot.indices)
-        sums = onehot @ X
+        totals = onehot @ X
         weights = onehot @ ones
         return [
             (
-                sums[b * n_clusters : (b + 1) * n_clusters],
+                totals[b * n_clusters : (b + 1) * n_clusters],
                 weights[b * n_clusters : (b + 1) * n_clusters],
             )
             for b in range(n_blocks)
         ]
 
-    return run
+    return sums
 
 
 def _relocate_empty_clusters(X, sample_weight, centers_old, sums, weights, labels):
@@ -428,23 +698,47 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
         threads = 1
     else:
         threads = min(n_threads(n_jobs), len(blocks))
+    # Bounds pay where a distance costs more than their bookkeeping (at
+    # 100,000 x 16 and 8 clusters, they take 5% longer; at 16 clusters, 25%
+    # less time, at 64 x 64, 45% less).
+    bounded = X.shape[1] * n_clusters >= _BOUNDED_MIN_SIZE
+    labeller = _BoundedLabeller(X, sample_weight, bounded=bounded)
+    everything = slice(0, n_samples)
     if threads == 1:
-        run = _serial_labeller(X, sample_weight, blocks, n_clusters)
-    else:
-        pool = thread_pool(threads)
+        serial_sums = _serial_sums(X, sample_weight, blocks, n_clusters)
 
         def run(centers, labels, with_sums):
-            def task(block):
-                return _label_block(X, sample_weight, centers, labels, block, with_sums)
+            n_changed = labeller.label(centers, labels, everything)
+            return n_changed, serial_sums(labels) if with_sums else None
 
-            return list(pool.map(task, blocks))
+    else:
+        pool = thread_pool(threads)
+        summers = [_BlockSums(X, sample_weight, block, n_clusters) for block in blocks]
+
+        def run(centers, labels, with_sums):
+            if labeller.by_kernel:
+                # The kernel on each block's thread, then its sums.
+                def task(summer):
+                    n_changed = labeller.label(centers, labels, summer.block)
+                    return n_changed, summer(labels) if with_sums else None
+
+                results = list(pool.map(task, summers))
+                n_changed = sum(result[0] for result in results)
+                return n_changed, [result[1] for result in results]
+            # The bounds' arithmetic is a few passes over the rows, which
+            # one thread runs faster than two; the sums' sparse products
+            # run without the GIL.
+            n_changed = labeller.label(centers, labels, everything)
+            if not with_sums:
+                return n_changed, None
+            return n_changed, list(pool.map(lambda summer: summer(labels), summers))
 
     centers = np.array(centers_init, dtype=X.dtype, order="C", copy=True)
     labels = np.full(n_samples, -1, dtype=np.int32)
-    labels_old = labels.copy()
     strict_convergence = False
     for n_iter in range(1, _MAX_ITER + 1):  # noqa: B007
-        results = run(centers, labels, True)
+        labeller.move(centers)
+        n_changed, results = run(centers, labels, True)
         sums, weights = results[0][0].copy(), results[0][1].copy()
         for block_sums, block_weights in results[1:]:
             sums += block_sums
@@ -453,13 +747,13 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
         _average_centers(sums, weights)
         center_shift = _center_shift(centers, sums)
         centers = sums
-        if np.array_equal(labels, labels_old):
+        if n_changed == 0:
             strict_convergence = True
             break
         if (center_shift**2).sum() <= tol:
             break
-        labels_old[:] = labels
     if not strict_convergence:
         # Labels that match the final centres.
+        labeller.move(centers)
         run(centers, labels, False)
     return labels, centers, n_iter

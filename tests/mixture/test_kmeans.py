@@ -69,6 +69,18 @@ def _data(kind, seed):
         # chunking and its threads' sums.
         X, _ = make_blobs(20_000, n_features=6, centers=10, random_state=seed)
         return X, 10, None
+    if kind == "wide":
+        # n_features x n_clusters over _BOUNDED_MIN_SIZE, overlapping
+        # clusters: Hamerly's bounds by default, over many iterations.
+        X, _ = make_blobs(
+            3000, n_features=16, centers=20, cluster_std=4.0, random_state=seed
+        )
+        return X, 20, None
+    if kind == "wide_float32_weighted":
+        X, _ = make_blobs(
+            3000, n_features=20, centers=16, cluster_std=5.0, random_state=seed
+        )
+        return X.astype(np.float32), 16, rng.uniform(0.1, 3, size=3000)
     raise ValueError(kind)
 
 
@@ -86,6 +98,8 @@ KINDS = [
     "k_close_to_n",
     "k_equals_n",
     "large",
+    "wide",
+    "wide_float32_weighted",
 ]
 
 
@@ -118,7 +132,12 @@ def _assert_same_state(rs1, rs2):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", range(6))
-def test_same_as_sklearn_kmeans(kind, seed):
+@pytest.mark.parametrize("bounded", ["default", "always"])
+def test_same_as_sklearn_kmeans(kind, seed, bounded, monkeypatch):
+    if bounded == "always":
+        # Hamerly's bounds on every shape, not only where they pay: their
+        # labels must still be KMeans's, ties and near-ties included.
+        monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
     X, n_clusters, sample_weight = _data(kind, seed)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, seed)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, seed)
@@ -277,3 +296,49 @@ def test_layouts_same_as_sklearn(layout):
     assert n_iter == km.n_iter_
     assert_allclose(centers, km.cluster_centers_, rtol=1e-12)
     _assert_same_state(rs_sk, rs_ours)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(3))
+def test_bounded_labels_defer_near_ties_to_the_kernel(dtype, seed):
+    # Rows on the bisector of two centres, up to their rounding: which of
+    # the two the kernel picks depends on its rounding, not on the exact
+    # distances. The bounded labeller's comparison must give the kernel's
+    # label to every one of them (without the margin, 10-40% differ).
+    rng = np.random.RandomState(seed)
+    n_features, n_clusters = 8, 4
+    centers = rng.normal(scale=3, size=(n_clusters, n_features))
+    middle = (centers[0] + centers[1]) / 2
+    normal = centers[1] - centers[0]
+    normal /= np.linalg.norm(normal)
+    along = rng.normal(size=(3000, n_features))
+    along -= np.outer(along @ normal, normal)
+    X = np.ascontiguousarray(middle + along, dtype=dtype)
+    centers = centers.astype(dtype)
+    weights = np.ones(len(X), dtype=dtype)
+    everything = slice(0, len(X))
+
+    expected = np.empty(len(X), dtype=np.int32)
+    kernel = _kmeans._BoundedLabeller(X, weights, bounded=False)
+    kernel.move(centers)
+    kernel.label(centers, expected, everything)
+
+    bounded = _kmeans._BoundedLabeller(X, weights, bounded=True)
+    bounded.move(centers)  # first iteration: the kernel
+    bounded.move(centers)  # second: every row compared, bounds set
+    labels = np.full(len(X), -1, dtype=np.int32)
+    bounded.label(centers, labels, everything)
+    assert_array_equal(labels, expected)
+    # Both centres are chosen: the rows are near-ties indeed.
+    assert set(np.unique(expected)) >= {0, 1}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 2, 5, 16])
+@pytest.mark.parametrize("n_samples", [100, 4096, 4097, 30_001])
+def test_column_sums_of_squares_are_numpys(dtype, n_features, n_samples):
+    # KMeans's tolerance is np.mean(np.var(X, axis=0)) * tol: the squares'
+    # column sums must be NumPy's to the last bit.
+    rng = np.random.RandomState(n_samples + n_features)
+    X = (rng.normal(size=(n_samples, n_features)) * 1e3 + 5).astype(dtype)
+    assert_array_equal(_kmeans._column_sums_of_squares(X), np.add.reduce(X * X, axis=0))
