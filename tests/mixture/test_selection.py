@@ -21,6 +21,7 @@ from sklearn_em import (
     GaussianMixtureEM,
     GaussianMixtureIC,
 )
+from sklearn_em.mixture import _selection
 from sklearn_em.mixture._selection import (
     COVARIANCE_TYPES,
     _cut_tree,
@@ -343,6 +344,76 @@ def test_n_init_keeps_the_best_start():
     assert np.all(
         three.results_["log_likelihood"] >= one.results_["log_likelihood"] - 1e-8
     )
+
+
+def _two_starts(X, n_components):
+    """Two different starts of a full-covariance mixture: means drawn from X."""
+    rng = np.random.RandomState(3)
+    return [
+        {"means_init": X[rng.choice(len(X), n_components, replace=False)]}
+        for _ in range(2)
+    ]
+
+
+def test_raced_start_finishes_as_an_uninterrupted_fit():
+    X, _ = _blobs(n_samples=500, centers=4, random_state=2)
+    start = _two_starts(X, 4)[0]
+    kwargs = dict(
+        covariance_type="full", tol=1e-6, max_iter=200, random_state=0, **start
+    )
+    whole = GaussianMixtureEM(4, **kwargs).fit(X)
+    assert whole.n_iter_ > 5
+    raced = GaussianMixtureEM(4, **{**kwargs, "max_iter": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        raced.fit(X)
+    _selection._finish(raced, X, None, 200)
+    assert raced.n_iter_ == whole.n_iter_
+    assert raced.converged_ and raced.max_iter == 200 and not raced.warm_start
+    assert_allclose(raced.lower_bounds_, whole.lower_bounds_, rtol=1e-12)
+    assert_allclose(raced.means_, whole.means_, rtol=1e-12)
+    assert_allclose(raced.covariances_, whole.covariances_, rtol=1e-12)
+
+
+def test_race_fits_only_the_leader_to_convergence(monkeypatch):
+    X, _ = _blobs(n_samples=500, centers=4, random_state=2)
+    starts = _two_starts(X, 4)
+
+    def make_estimator(**start):
+        return GaussianMixtureEM(
+            4, covariance_type="full", tol=1e-6, random_state=0, **start
+        )
+
+    # Which start leads after 3 iterations, and what each ends at.
+    after_race, final = [], []
+    for start in starts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            after_race.append(make_estimator(max_iter=3, **start).fit(X).lower_bound_)
+        final.append(make_estimator(**start).fit(X))
+    assert after_race[0] != after_race[1]
+    leader = int(np.argmax(after_race))
+
+    finished = []
+    finish = _selection._finish
+    monkeypatch.setattr(
+        _selection,
+        "_finish",
+        lambda estimator, *args: finished.append(estimator) or finish(estimator, *args),
+    )
+    estimator, values = _selection._fit_one(
+        make_estimator,
+        [lambda start=start: start for start in starts],
+        X,
+        None,
+        lambda estimator: estimator._log_prob_chunk_function(np.float64),
+        race=3,
+    )
+    assert finished == [estimator]
+    assert_allclose(estimator.means_, final[leader].means_, rtol=1e-10)
+    assert values["n_iter"] == final[leader].n_iter_
+    # Never below any start's log-likelihood after the race.
+    assert values["log_likelihood"] >= max(after_race) * len(X)
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
