@@ -112,6 +112,30 @@ def _check_weights(weights, n_components):
     return weights
 
 
+def _dense_resp(resp, n_components, dtype):
+    """Responsibilities, shape (n_samples, n_components), from labels too.
+
+    Parameters
+    ----------
+    resp : ndarray of shape (n_samples, n_components) or (n_samples,)
+        Responsibilities, or the labels of a hard partition.
+
+    n_components : int
+
+    dtype : numpy dtype
+        Of the one-hot responsibilities made from labels.
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+    """
+    if resp.ndim == 2:
+        return resp
+    dense = np.zeros((resp.shape[0], n_components), dtype=dtype)
+    dense[np.arange(resp.shape[0]), resp] = 1
+    return dense
+
+
 class BaseMixtureEM(
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
@@ -349,8 +373,11 @@ class BaseMixtureEM(
         """Sufficient statistics of given responsibilities, in two passes.
 
         The first pass gives the means; the second accumulates second moments
-        around them, so no precision is lost to cancellation.
+        around them, so no precision is lost to cancellation. ``resp`` may
+        also be labels, shape (n_samples,): models with a faster way to the
+        statistics of a hard partition override this method.
         """
+        resp = _dense_resp(resp, self.n_components, data.dtype)
         first = data.map_reduce(
             partial(resp_chunk, accumulate=self._accumulate_function(None)), resp
         )
@@ -364,12 +391,15 @@ class BaseMixtureEM(
     # ------------------------------------------------------------------
     # Initialisation.
     def _initial_resp(self, X, sample_weight, random_state):
-        """Initial responsibilities from ``init_params``, shape (n, K)."""
+        """Initial responsibilities from ``init_params``, shape (n, K).
+
+        For ``'kmeans'``, the labels instead, shape (n,): hard
+        responsibilities (see :meth:`_statistics_from_resp`).
+        """
         n_samples = X.shape[0]
         n_components = self.n_components
         dtype = X.dtype
         if self.init_params == "kmeans":
-            resp = np.zeros((n_samples, n_components), dtype=dtype)
             if _EXACT_KMEANS and isinstance(X, np.ndarray):
                 # KMeans(n_clusters=K, n_init=1, random_state).fit(X)'s labels,
                 # bit for bit, without its validation and spinning threads.
@@ -385,7 +415,7 @@ class BaseMixtureEM(
                         .fit(X, sample_weight=sample_weight)
                         .labels_
                     )
-            resp[np.arange(n_samples), label] = 1
+            resp = np.asarray(label, dtype=np.intp)
         elif self.init_params == "random":
             resp = np.asarray(
                 random_state.uniform(size=(n_samples, n_components)), dtype=dtype

@@ -11,7 +11,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseMixtureEM, _check_shape
+from ._base import BaseMixtureEM, _check_shape, _dense_resp
 from ._missing import (
     bernoulli_initial_statistics,
     bernoulli_missing_e_step_chunk,
@@ -584,6 +584,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     def _statistics_from_resp(self, data, resp):
         if data.has_missing:
+            resp = _dense_resp(resp, self.n_components, data.dtype)
             return data.map_reduce(
                 partial(resp_chunk, accumulate=bernoulli_initial_statistics), resp
             )

@@ -10,7 +10,7 @@ from scipy import linalg
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseMixtureEM, _check_shape
+from ._base import BaseMixtureEM, _check_shape, _dense_resp
 from ._missing import (
     available_case_moments,
     gaussian_initial_statistics,
@@ -198,6 +198,63 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
             sxx[k] = _direct_scatter(X, shift[k], resp_k, full)[0]
     stats["sxx"] = sxx
     return stats
+
+
+def _partition_statistics(
+    X, sample_weight, labels, n_components, *, covariance_type, float64=False
+):
+    """Sufficient statistics of a hard partition, cluster by cluster.
+
+    The statistics :func:`_accumulate_gaussian` gives for one-hot
+    responsibilities (each cluster's second moments around its own mean),
+    from each cluster's rows only: no ``n_samples x n_components``
+    responsibilities, and one pass instead of two.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    labels : ndarray of int of shape (n_samples,)
+
+    n_components : int
+
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    float64 : bool, default=False
+        As in :func:`_accumulate_gaussian`.
+
+    Returns
+    -------
+    stats : dict
+        As :func:`_accumulate_gaussian`'s, around the clusters' means
+        ``sx / max(nk, 10 eps)`` (the shift of the initial M-step).
+    """
+    if float64:
+        X = X.astype(np.float64, copy=False)
+    n_features = X.shape[1]
+    full = covariance_type in ("full", "tied")
+    nk = np.bincount(labels, weights=sample_weight, minlength=n_components)
+    nk = nk.astype(np.float64)
+    guard = np.maximum(nk, 10 * np.finfo(X.dtype).eps)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels, np.arange(n_components + 1), sorter=order)
+    sx = np.empty((n_components, n_features))
+    sxx = np.empty(
+        (n_components, n_features, n_features) if full else (n_components, n_features)
+    )
+    for k in range(n_components):
+        rows = order[bounds[k] : bounds[k + 1]]
+        block = X[rows]
+        if sample_weight is None:
+            weights = np.ones(rows.size, dtype=X.dtype)
+        else:
+            weights = sample_weight[rows].astype(X.dtype)
+        sx[k] = _inner_product(weights[np.newaxis], block)[0]
+        shift = (sx[k] / guard[k]).astype(X.dtype)
+        sxx[k] = _direct_scatter(block, shift, weights, full)[0]
+    return {"nk": nk, "sx": sx, "sxx": sxx}
 
 
 def _direct_scatter(X, shift, resp, full):
@@ -2406,6 +2463,17 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
 
     def _statistics_from_resp(self, data, resp):
+        if resp.ndim == 1 and not data.has_missing and isinstance(data.X, np.ndarray):
+            # k-means labels: one pass over each cluster's own rows.
+            return _partition_statistics(
+                data.X,
+                data.sample_weight,
+                resp,
+                self.n_components,
+                covariance_type=_engine_covariance_type(self.covariance_type),
+                float64=getattr(self, "_initial_statistics_in_float64", False),
+            )
+        resp = _dense_resp(resp, self.n_components, data.dtype)
         if data.has_missing:
             # Available-case moments first, then the expected statistics
             # under them (see gaussian_initial_statistics).

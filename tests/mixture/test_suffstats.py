@@ -778,3 +778,79 @@ def test_float32_per_component_statistics_match_a_float64_reference(given):
     assert_allclose(
         stats["log_likelihood"], logsumexp(log_prob, axis=1).sum(), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_partition_statistics_equal_one_hot_responsibilities(
+    covariance_type, dtype, weighted
+):
+    # k-means labels go to the statistics cluster by cluster; they must be
+    # those of the one-hot responsibilities, each cluster's second moments
+    # around its own mean, an empty cluster included.
+    rng = np.random.RandomState(0)
+    n_samples, n_features, n_components = 3000, 5, 6
+    X = (rng.normal(size=(n_samples, n_features)) * 3 + 100).astype(dtype)
+    labels = rng.randint(n_components - 1, size=n_samples)  # the last is empty
+    weights = rng.uniform(0.2, 3, size=n_samples).astype(dtype) if weighted else None
+    stats = _gaussian._partition_statistics(
+        X, weights, labels, n_components, covariance_type=covariance_type
+    )
+    resp = np.zeros((n_samples, n_components), dtype=dtype)
+    resp[np.arange(n_samples), labels] = 1
+    if weighted:
+        resp *= weights[:, np.newaxis]
+    shift = stats["sx"] / np.maximum(stats["nk"], 10 * np.finfo(dtype).eps)[:, None]
+    reference = _gaussian._accumulate_gaussian(
+        X, resp, shift=shift, covariance_type=covariance_type
+    )
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert stats["nk"][-1] == 0
+    for key in ("nk", "sx", "sxx"):
+        assert stats[key].dtype == np.float64
+        assert_allclose(stats[key], reference[key], rtol=rtol, atol=1e-9)
+    # And directly: the scatter of each cluster around its weighted mean.
+    for k in range(n_components - 1):
+        rows = X[labels == k].astype(np.float64)
+        w = np.ones(len(rows)) if weights is None else weights[labels == k]
+        mean = w @ rows / w.sum()
+        scatter = (rows - mean).T * w @ (rows - mean)
+        expected = scatter if covariance_type == "full" else np.diag(scatter)
+        assert_allclose(stats["sxx"][k], expected, rtol=100 * rtol)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_default_fit_starts_from_partition_statistics(covariance_type, monkeypatch):
+    # A default fit's k-means labels go to _partition_statistics, and the
+    # fit is the one the one-hot responsibilities give.
+    from sklearn.datasets import make_blobs
+
+    from sklearn_em.mixture._base import _dense_resp
+
+    X, _ = make_blobs(2000, n_features=4, centers=5, random_state=1)
+    w = np.random.RandomState(0).uniform(0.5, 2, size=len(X))
+    calls = []
+    partition = _gaussian._partition_statistics
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return partition(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_partition_statistics", spy)
+    kwargs = dict(covariance_type=covariance_type, random_state=0)
+    by_labels = GaussianMixtureEM(5, **kwargs).fit(X, sample_weight=w)
+    assert calls == [1]
+
+    original = GaussianMixtureEM._statistics_from_resp
+
+    def one_hot(self, data, resp):
+        return original(self, data, _dense_resp(resp, self.n_components, data.dtype))
+
+    monkeypatch.setattr(GaussianMixtureEM, "_statistics_from_resp", one_hot)
+    by_resp = GaussianMixtureEM(5, **kwargs).fit(X, sample_weight=w)
+    assert calls == [1]
+    assert by_labels.n_iter_ == by_resp.n_iter_
+    assert_allclose(by_labels.means_, by_resp.means_, rtol=1e-10)
+    assert_allclose(by_labels.covariances_, by_resp.covariances_, rtol=1e-10)
+    assert_allclose(by_labels.lower_bound_, by_resp.lower_bound_, rtol=1e-12)
