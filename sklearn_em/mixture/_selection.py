@@ -377,9 +377,7 @@ def _mclust_partitions(X, grid, subset, reg_covar):
     return partitions
 
 
-def _gaussian_classification(
-    X, X_subset, subset_labels, n_components, reg_covar, rows=65536
-):
+def _gaussian_classification(X, X_subset, subset_labels, n_components, reg_covar):
     """Most probable cluster of every row under a partition's M-step.
 
     The Gaussian mixture with full covariances of the partition of
@@ -406,20 +404,13 @@ def _gaussian_classification(
         X_subset, None, subset_labels, n_components, True
     )
     init = _gaussian_initial_parameters(nk, sums, scatter, "full", reg_covar)
-    # Raises LinAlgError when a covariance is singular (reg_covar=0).
-    cholesky = np.linalg.cholesky(init["precisions_init"])
-    log_det = np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
-    offset = np.log(init["weights_init"]) + log_det
-    labels = np.empty(X.shape[0], dtype=np.intp)
-    X = np.asarray(X, dtype=np.float64)
-    for start in range(0, X.shape[0], rows):
-        block = X[start : start + rows]
-        log_prob = np.empty((block.shape[0], n_components))
-        for k in range(n_components):
-            y = (block - init["means_init"][k]) @ cholesky[k]
-            log_prob[:, k] = offset[k] - 0.5 * np.einsum("ij,ij->i", y, y)
-        labels[start : start + rows] = log_prob.argmax(axis=1)
-    return labels
+    # The engine's prediction under these parameters (max_iter=0: no EM),
+    # on its threads and in its fastest form; raises LinAlgError when a
+    # covariance is singular (reg_covar=0).
+    mixture = GaussianMixtureEM(
+        n_components, covariance_type="full", reg_covar=reg_covar, max_iter=0, **init
+    )
+    return mixture.fit(X).predict(X)
 
 
 def _row_squared_norms(X):
