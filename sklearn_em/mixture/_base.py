@@ -456,9 +456,13 @@ class BaseMixtureEM(
             X_init = _mean_imputed(X_init, sample_weight)
         # One window for the initialisation's products (none for small data,
         # see _blas_limit; scikit-learn's KMeans, which limits BLAS itself,
-        # gets a real one in _initial_resp).
-        with single_threaded_blas():
+        # gets a real one in _initial_resp). k-means opens its own: its
+        # k-means++ seeding runs with BLAS's threads, as in KMeans.
+        if self.init_params == "kmeans":
             resp = self._initial_resp(X_init, init_weight, random_state)
+        else:
+            with single_threaded_blas():
+                resp = self._initial_resp(X_init, init_weight, random_state)
         stats = self._statistics_from_resp(sample, resp)
         self._m_step(stats, initial=True)
 

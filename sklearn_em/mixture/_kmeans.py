@@ -58,7 +58,13 @@ except ImportError:  # pragma: no cover - another scikit-learn layout
 else:
     AVAILABLE = True
 
-from ._suffstats import _MIN_THREADED_BYTES, n_threads, thread_pool
+from ._suffstats import (
+    _MIN_THREADED_BYTES,
+    n_threads,
+    release_blas_limit,
+    single_threaded_blas,
+    thread_pool,
+)
 
 #: Rows compared with every centre at a time (see _BoundedLabeller).
 _COMPARE_ROWS = 8192
@@ -148,6 +154,10 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     variances = _column_sums_of_squares(Xc)
     variances /= n_samples
     tol = np.mean(variances) * _TOL
+    # k-means++'s products of a few candidates with every row use BLAS's
+    # threads, as in KMeans (0.29 against 0.45 s at 100,000 x 64, K = 64);
+    # the Lloyd iterations run in a one-thread window.
+    release_blas_limit()
     centers = _kmeans_plusplus(
         Xc,
         n_clusters,
@@ -155,7 +165,8 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
         sample_weight=sample_weight,
         random_state=random_state,
     )[0]
-    labels, centers, n_iter = _lloyd(Xc, sample_weight, centers, tol, n_jobs)
+    with single_threaded_blas():
+        labels, centers, n_iter = _lloyd(Xc, sample_weight, centers, tol, n_jobs)
     centers += X_mean
     if len(np.unique(labels)) < n_clusters:
         warnings.warn(
