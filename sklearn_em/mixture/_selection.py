@@ -791,24 +791,12 @@ def _fit_one(
         race = None
     if race is None:
         race_rows = None
-    X_race, weight_race = X, sample_weight
-    if race_rows is not None:
-        X_race = X[race_rows]
-        weight_race = None if sample_weight is None else sample_weight[race_rows]
-    runs, error = [], None
-    for start in starts:
-        try:
-            estimator = make_estimator(**start())
-            max_iter = estimator.max_iter
-            if race is not None:
-                estimator.set_params(max_iter=min(race, max_iter))
-            _quiet_fit(estimator, X_race, weight_race)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            # A collapsed component (or a singular initial covariance): the
-            # candidate has no finite likelihood.
-            error = f"{type(exc).__name__}: {exc}"
-            continue
-        runs.append((estimator, max_iter, start))
+    runs, error = _race(make_estimator, starts, X, sample_weight, race, race_rows)
+    if not runs and race_rows is not None:
+        # Every start failed on the subsample (a component left with too
+        # few of its rows): the race on every row, as for smaller data.
+        race_rows = None
+        runs, error = _race(make_estimator, starts, X, sample_weight, race, None)
     # The leader first: lower_bound_ is the mean log-likelihood of the
     # last E-step.
     runs.sort(key=lambda run: run[0].lower_bound_, reverse=True)
@@ -846,6 +834,38 @@ def _fit_one(
         error="",
     )
     return best, best_values
+
+
+def _race(make_estimator, starts, X, sample_weight, race, race_rows):
+    """Fit every start, for ``race`` iterations if not None, on ``race_rows``.
+
+    Returns
+    -------
+    runs : list of tuple
+        ``(estimator, max_iter, start)`` of every start that did not fail,
+        ``max_iter`` the estimator's own.
+
+    error : str or None
+        The last failure's message.
+    """
+    if race_rows is not None:
+        X = X[race_rows]
+        sample_weight = None if sample_weight is None else sample_weight[race_rows]
+    runs, error = [], None
+    for start in starts:
+        try:
+            estimator = make_estimator(**start())
+            max_iter = estimator.max_iter
+            if race is not None:
+                estimator.set_params(max_iter=min(race, max_iter))
+            _quiet_fit(estimator, X, sample_weight)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            # A collapsed component (or a singular initial covariance): the
+            # candidate has no finite likelihood.
+            error = f"{type(exc).__name__}: {exc}"
+            continue
+        runs.append((estimator, max_iter, start))
+    return runs, error
 
 
 def _quiet_fit(estimator, X, sample_weight):

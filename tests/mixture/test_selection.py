@@ -454,6 +454,32 @@ def test_race_on_a_subsample_of_larger_data(monkeypatch):
     assert_allclose(parallel.results_["bic"], search.results_["bic"], rtol=1e-10)
 
 
+class _FailsOnFewRows(GaussianMixtureEM):
+    """A mixture whose fit fails on fewer than 100 rows, as a component left
+    with too few rows of a subsample can."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        if X.shape[0] < 100:
+            raise ValueError("a component collapsed")
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+def test_race_falls_back_to_every_row_when_the_subsample_fails():
+    X, _ = _blobs(n_samples=500, centers=4, random_state=2)
+    estimator, values = _selection._fit_one(
+        lambda **start: _FailsOnFewRows(4, random_state=0, **start),
+        [lambda start=start: start for start in _two_starts(X, 4)],
+        X,
+        None,
+        lambda estimator: estimator._log_prob_chunk_function(np.float64),
+        race=3,
+        race_rows=np.arange(0, 500, 10),
+        resume=lambda estimator: None,
+    )
+    assert estimator is not None and values["error"] == ""
+    assert values["converged"]
+
+
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
 def test_other_initialisations(init_params):
     """Every candidate initialised on its own finds what the shared tree finds."""
