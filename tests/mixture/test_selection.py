@@ -346,6 +346,18 @@ def test_n_init_keeps_the_best_start():
     )
 
 
+def _refit_from(best, X, tol):
+    """EM again from a fitted mixture's own parameters."""
+    return GaussianMixtureEM(
+        best.n_components,
+        covariance_type=best.covariance_type,
+        weights_init=best.weights_,
+        means_init=best.means_,
+        precisions_init=best.precisions_,
+        tol=tol,
+    ).fit(X)
+
+
 def _two_starts(X, n_components):
     """Two different starts of a full-covariance mixture: means drawn from X."""
     rng = np.random.RandomState(3)
@@ -438,16 +450,7 @@ def test_race_on_a_subsample_of_larger_data(monkeypatch):
     assert len(raced) > 8 and set(raced) == {200}
     assert on_all == [1500] * 8
     assert search.results_["converged"].all()
-    best = search.best_estimator_
-    again = GaussianMixtureEM(
-        best.n_components,
-        covariance_type=best.covariance_type,
-        weights_init=best.weights_,
-        means_init=best.means_,
-        precisions_init=best.precisions_,
-        tol=1e-5,
-    ).fit(X)
-    assert again.n_iter_ <= 2
+    assert _refit_from(search.best_estimator_, X, tol=1e-5).n_iter_ <= 2
     # The subsample is drawn up front: joblib's workers race on it too.
     monkeypatch.setattr(GaussianMixtureEM, "fit", fit)
     parallel = GaussianMixtureIC(4, n_jobs=2, **kwargs).fit(X)
@@ -516,17 +519,9 @@ def test_every_candidate_is_fitted_to_convergence():
     search = GaussianMixtureIC(4, tol=1e-6, max_iter=500, random_state=0).fit(X)
     assert search.results_["converged"].all()
     # starting EM again from the selected solution barely moves it
-    best = search.best_estimator_
-    again = GaussianMixtureEM(
-        best.n_components,
-        covariance_type=best.covariance_type,
-        weights_init=best.weights_,
-        means_init=best.means_,
-        precisions_init=best.precisions_,
-        tol=1e-6,
-    ).fit(X)
+    again = _refit_from(search.best_estimator_, X, tol=1e-6)
     assert again.n_iter_ <= 2
-    assert_allclose(again.means_, best.means_, atol=1e-3)
+    assert_allclose(again.means_, search.best_estimator_.means_, atol=1e-3)
 
 
 # ----------------------------------------------------------------------
