@@ -316,3 +316,57 @@ def test_agrees_with_scikit_learn_where_it_is_accurate(data):
     if not close(theirs, 1e-6):
         return
     assert close(ours, 1e-6)
+
+
+@st.composite
+def kmeans_data(draw):
+    """Data for k-means with ties, duplicates, weights and far offsets."""
+    n_features = draw(st.integers(1, 6))
+    n_clusters = draw(st.integers(1, 8))
+    n_samples = draw(st.integers(max(n_clusters, 10), 400))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.RandomState(seed)
+    if draw(st.booleans()):
+        # A small integer grid: exact ties between centres are common.
+        X = rng.randint(0, 3, size=(n_samples, n_features)).astype(np.float64)
+    else:
+        centres = rng.normal(scale=4.0, size=(draw(st.integers(1, 6)), n_features))
+        X = centres[rng.randint(len(centres), size=n_samples)]
+        X = X + rng.normal(size=X.shape)
+    X = X * 10.0 ** draw(st.integers(-3, 3)) + draw(st.sampled_from([0.0, 1e3]))
+    X = X.astype(draw(st.sampled_from([np.float64, np.float32])))
+    weights = None
+    if draw(st.booleans()):
+        weights = rng.uniform(0.1, 3, size=n_samples)
+    return X, n_clusters, weights, seed
+
+
+@given(kmeans_data())
+def test_bounded_kmeans_is_sklearn_kmeans(data):
+    # Hamerly's bounds on every shape (not only where they pay): the labels,
+    # centres and iteration count are still KMeans's, bit for bit.
+    from sklearn.cluster import KMeans
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    from sklearn_em.mixture import _kmeans
+
+    X, n_clusters, weights, seed = data
+    bounded = _kmeans._BOUNDED_MIN_SIZE
+    _kmeans._BOUNDED_MIN_SIZE = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reference = KMeans(n_clusters, n_init=1, random_state=seed).fit(
+                X, sample_weight=weights
+            )
+            labels, centers, n_iter = _kmeans.kmeans_lloyd(
+                X, n_clusters, weights, np.random.RandomState(seed)
+            )
+    finally:
+        _kmeans._BOUNDED_MIN_SIZE = bounded
+    np.testing.assert_array_equal(labels, reference.labels_)
+    assert n_iter == reference.n_iter_
+    if _openmp_effective_n_threads() <= 2:
+        # Beyond two threads KMeans adds its threads' sums in the order
+        # they finish (see tests/mixture/test_kmeans.py).
+        np.testing.assert_array_equal(centers, reference.cluster_centers_)
