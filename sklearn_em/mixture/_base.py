@@ -104,7 +104,9 @@ def _check_weights(weights, n_components):
             f"max value {weights.max():.5f}, min value {weights.min():.5f}"
         )
     atol = 1e-6 if weights.dtype == np.float32 else 1e-8
-    if not np.allclose(np.abs(1.0 - weights.sum()), 0.0, atol=atol):
+    # np.allclose(|1 - sum|, 0, atol), without its overhead (a fifth of a
+    # small fit's validation).
+    if not abs(1.0 - float(weights.sum())) <= atol:
         raise ValueError(
             "The parameter 'weights' should be normalized, but got "
             f"sum(weights) = {weights.sum():.5f}"
