@@ -405,12 +405,17 @@ def _gaussian_classification(X, X_subset, subset_labels, n_components, reg_covar
     )
     init = _gaussian_initial_parameters(nk, sums, scatter, "full", reg_covar)
     # The engine's prediction under these parameters (max_iter=0: no EM),
-    # on its threads and in its fastest form; raises LinAlgError when a
-    # covariance is singular (reg_covar=0).
+    # on its threads and in its fastest form. A singular covariance
+    # (reg_covar=0) raises LinAlgError, here or when the mixture checks its
+    # precisions: the caller then falls back to the nearest mean.
     mixture = GaussianMixtureEM(
         n_components, covariance_type="full", reg_covar=reg_covar, max_iter=0, **init
     )
-    return mixture.fit(X).predict(X)
+    try:
+        mixture.fit(X)
+    except ValueError as exc:
+        raise np.linalg.LinAlgError(str(exc)) from exc
+    return mixture.predict(X)
 
 
 def _row_squared_norms(X):

@@ -289,3 +289,30 @@ def test_bad_init_params():
         BernoulliMixtureIC(3, init_params="mclust").fit(X > 0)
     with pytest.raises(ValueError, match="ward_max_samples=2"):
         GaussianMixtureIC(3, init_params="mclust", ward_max_samples=2).fit(X)
+
+
+def test_mclust_partitions_survive_singular_subset_covariances():
+    # reg_covar=0 and a cluster exactly on a plane: the subset's M-step has
+    # a singular covariance, whose precision fails the mixture's checks (a
+    # ValueError, in half of such draws) or its inversion. The rows outside
+    # the subset then join the nearest cluster mean, and the search goes on.
+    rng = np.random.RandomState(0)
+    plane = rng.normal(size=(200, 2))
+    X = np.vstack(
+        [
+            np.column_stack([plane, plane @ rng.normal(size=2)]),
+            rng.normal(size=(200, 3)) + 5,
+        ]
+    )
+    search = GaussianMixtureIC(
+        3,
+        covariance_type=["full"],
+        init_params="mclust",
+        ward_max_samples=100,
+        reg_covar=0.0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X)
+    assert len(search.results_["bic"]) == 3
