@@ -1093,8 +1093,9 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
         component (see :func:`_prefer_per_component`).
 
     triangle : {'upper', 'lower'}, default=None
-        The triangle ``precisions_chol`` is zero outside of, if any (the
-        per-component form only; see :func:`_triangle`).
+        The triangle ``precisions_chol`` is zero outside of, if any (for the
+        per-component form's products and the direct components'; see
+        :func:`_triangle`).
 
     Returns
     -------
@@ -1169,6 +1170,7 @@ def _gaussian_e_step_chunk_body(
             intercept=intercept,
             direct=direct,
             X=X,
+            triangle=triangle,
         ),
         accumulate=partial(
             _accumulate_expanded,
@@ -1213,7 +1215,9 @@ def _gaussian_log_prob_chunk(X, **parameters):
                 parameters["covariance_type"],
                 parameters["precisions_chol"],
             )
-            log_prob = _expanded_log_prob(features, X=X, **parameters)
+            log_prob = _expanded_log_prob(
+                features, X=X, triangle=triangle, **parameters
+            )
     return _resolve_far_rows(log_prob, X, **exact)
 
 
@@ -1602,6 +1606,7 @@ def _expanded_log_prob(
     intercept,
     direct,
     X,
+    triangle=None,
 ):
     """``log pi_k + log N(x | mu_k, Sigma_k)`` from the chunk's features.
 
@@ -1632,11 +1637,6 @@ def _expanded_log_prob(
         n_features = means.shape[1]
         log_det = _compute_log_det_cholesky(
             precisions_chol, covariance_type, n_features
-        )
-        triangle = (
-            _triangle(precisions_chol)
-            if covariance_type in ("full", "tied") and n_features >= 2 * _TRIANGLE_BLOCK
-            else None
         )
         for k in direct:
             chol = precisions_chol if covariance_type == "tied" else precisions_chol[k]
@@ -2396,12 +2396,17 @@ class GaussianMixtureEM(BaseMixtureEM):
             # A second pass (see _e_step_statistics), for data far from the
             # model: every component in the direct form, as scikit-learn.
             direct = np.arange(self.n_components)
+        # The direct components' products skip the factors' zero blocks.
+        triangle = None
+        if len(direct) and engine_type in ("full", "tied"):
+            triangle = _triangle(parameters["precisions_chol"])
         return dict(
             parameters,
             centre=centre.astype(dtype),
             coef=coef.astype(dtype),
             intercept=intercept.astype(dtype),
             direct=direct,
+            triangle=triangle,
         )
 
     def _uses_per_component_form(self, n_features, dtype):
