@@ -57,6 +57,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._arrays import check_sample_weight
 from ._bernoulli import BernoulliMixtureEM, _check_binary
 from ._gaussian import GaussianMixtureEM
+from ._gaussian import _partition_statistics as _gaussian_partition_statistics
 from ._hierarchical import _hc_cut, _hc_vvv, _svd_transform
 from ._suffstats import logsumexp_rows, map_reduce, single_threaded_blas
 
@@ -489,10 +490,11 @@ def _partition_statistics(X, sample_weight, labels, n_components, second_moments
         sum_n w_n (x_n - mu_k)(x_n - mu_k)^T over each cluster, mu_k its
         weighted mean.
     """
-    n_samples = X.shape[0]
-    w = None if sample_weight is None else sample_weight.astype(np.float64)
-    nk = np.bincount(labels, weights=w, minlength=n_components).astype(np.float64)
     if not second_moments:
+        n_samples = X.shape[0]
+        w = None if sample_weight is None else sample_weight.astype(np.float64)
+        nk = np.bincount(labels, weights=w, minlength=n_components)
+        nk = nk.astype(np.float64)
         # One sparse product: no copy of X, sparse or dense.
         indicator = sparse.csr_matrix(
             (
@@ -505,26 +507,12 @@ def _partition_statistics(X, sample_weight, labels, n_components, second_moments
         if sparse.issparse(sums):
             sums = sums.toarray()
         return nk, np.asarray(sums, dtype=np.float64), None
-    # Rows sorted by cluster: every cluster is one contiguous block.
-    order = np.argsort(labels, kind="stable")
-    X_sorted = np.asarray(X[order], dtype=np.float64)
-    w_sorted = None if w is None else w[order]
-    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
-    n_features = X.shape[1]
-    sums = np.empty((n_components, n_features))
-    scatter = np.empty((n_components, n_features, n_features))
-    for k in range(n_components):
-        block = X_sorted[bounds[k] : bounds[k + 1]]
-        if w_sorted is None:
-            sums[k] = block.sum(axis=0)
-            diff = block - sums[k] / nk[k]
-            scatter[k] = diff.T @ diff
-        else:
-            weights = w_sorted[bounds[k] : bounds[k + 1]]
-            sums[k] = weights @ block
-            diff = block - sums[k] / nk[k]
-            scatter[k] = (diff.T * weights) @ diff
-    return nk, sums, scatter
+    # Each cluster's rows once, in float64 (the first M-step of a k-means
+    # start computes the same statistics).
+    stats = _gaussian_partition_statistics(
+        X, sample_weight, labels, n_components, covariance_type="full", float64=True
+    )
+    return stats["nk"], stats["sx"], stats["sxx"]
 
 
 def _gaussian_initial_parameters(nk, sums, scatter, covariance_type, reg_covar):
