@@ -188,9 +188,10 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
     n_samples = X.shape[0]
     for k in range(n_components):
         resp_k = resp[:, k]
-        # Hard responsibilities (k-means labels at initialisation): a
-        # component's scatter over its own rows only, not K passes over all
-        # of them (rows of zero weight add exact zeros).
+        # Sparse responsibilities (the one row per component of the
+        # 'k-means++' and 'random_from_data' starts; k-means labels go to
+        # _partition_statistics): a component's scatter over its own rows
+        # only, not K passes over all of them (zero weights add exact zeros).
         rows = np.flatnonzero(resp_k) if n_components > 1 else None
         if rows is not None and 2 * rows.size <= n_samples:
             sxx[k] = _direct_scatter(X[rows], shift[k], resp_k[rows], full)[0]
