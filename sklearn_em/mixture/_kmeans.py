@@ -155,9 +155,12 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     variances /= n_samples
     tol = np.mean(variances) * _TOL
     # k-means++'s products of a few candidates with every row use BLAS's
-    # threads, as in KMeans (0.29 against 0.45 s at 100,000 x 64, K = 64);
-    # the Lloyd iterations run in a one-thread window.
-    release_blas_limit()
+    # threads, as in KMeans (0.29 against 0.45 s at 100,000 x 64, K = 64),
+    # where the data is large enough for threads to pay (releasing and
+    # setting the limit again cost ~0.2 ms); the Lloyd iterations run in a
+    # one-thread window.
+    if Xc.nbytes >= _MIN_THREADED_BYTES:
+        release_blas_limit()
     centers = _kmeans_plusplus(
         Xc,
         n_clusters,
