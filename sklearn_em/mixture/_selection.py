@@ -1757,13 +1757,9 @@ class GaussianMixtureIC(_BaseMixtureIC):
             return []
         # The nested solution with the best likelihood.
         estimator, _ = max(nested, key=lambda fit: fit[1]["log_likelihood"])
-        return [
-            {
-                "weights_init": estimator.weights_,
-                "means_init": estimator.means_,
-                "precisions_init": _embedded_precisions(estimator, covariance_type),
-            }
-        ]
+        start = self._resume_start(estimator)
+        start["precisions_init"] = _embedded_precisions(estimator, covariance_type)
+        return [start]
 
     def _winner_attributes(self):
         return (
