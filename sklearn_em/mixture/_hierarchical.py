@@ -172,7 +172,7 @@ def _pair_costs(a, b, counts, means, traces, scatters, terms, alpha):
 
 
 def _merge_costs(
-    i, others, counts, means, traces, scatters, terms, alpha, cholesky, bounds
+    i, n_active, counts, means, traces, scatters, terms, alpha, cholesky, bounds
 ):
     """Increase of the criterion when cluster ``i`` merges with each other.
 
@@ -183,16 +183,20 @@ def _merge_costs(
     the next merge of either cluster: its determinant is only computed if a
     later step needs it.
 
+    The active clusters are the first ``n_active`` slots of the statistics
+    (see :func:`_hc_vvv`): each array below is read as one contiguous
+    slice, without gathering the other clusters' rows.
+
     Parameters
     ----------
     i : int
-        The cluster merged with each of ``others``.
+        The slot of the cluster merged with each other active cluster.
 
-    others : ndarray of int of shape (n_others,)
-        Active clusters, ``i`` excluded.
+    n_active : int
+        The number of active clusters, ``i < n_active``.
 
     counts : ndarray of shape (n_slots,)
-        Sizes of the clusters (indexed by their name, the smallest row).
+        Sizes of the clusters.
 
     means : ndarray of shape (n_slots, n_dims)
 
@@ -210,33 +214,39 @@ def _merge_costs(
         The lower Cholesky factor of ``scatters[i]`` when it is well
         conditioned, else None.
 
-    bounds : ndarray of shape (n_others,)
-        The others' current best costs (``-inf`` to force exact costs).
+    bounds : ndarray of shape (n_active,)
+        The other clusters' current best costs (``-inf`` to force exact
+        costs).
 
     Returns
     -------
-    costs : ndarray of shape (n_others,)
+    costs : ndarray of shape (n_active,)
         ``term(i + other) - term(i) - term(other)``, or a lower bound of it
-        where ``exact`` is False.
+        where ``exact`` is False; ``inf`` at ``i`` itself.
 
-    exact : ndarray of bool of shape (n_others,)
+    exact : ndarray of bool of shape (n_active,)
     """
     n_dims = means.shape[1]
     n_i = counts[i]
-    n_other = counts[others]
-    n_merged = n_i + n_other
-    coef = n_i * n_other / n_merged
-    diff = means[others] - means[i]
-    traces_merged = (
-        traces[i] + traces[others] + coef * np.einsum("ij,ij->i", diff, diff)
-    )
+    n_other = counts[:n_active]
+    n_merged = n_other + n_i
+    coef = n_other * n_i
+    coef /= n_merged
+    diff = means[:n_active] - means[i]
+    traces_merged = traces[:n_active] + traces[i]
+    spread = np.einsum("ij,ij->i", diff, diff)
+    spread *= coef
+    traces_merged += spread
     # The terms without their determinant.
-    costs = np.log(traces_merged + alpha)
+    costs = traces_merged + alpha
+    np.log(costs, out=costs)
     costs -= np.log(n_merged)
     costs *= n_merged
     costs -= terms[i]
-    costs -= terms[others]
+    costs -= terms[:n_active]
+    costs[i] = np.inf
     exact = n_merged <= n_dims
+    exact[i] = True
     todo = np.flatnonzero(~exact & (costs < bounds))
     inverse = None
     while todo.size:
@@ -256,21 +266,30 @@ def _merge_costs(
                 logdets[~dense] = logdet_i + np.log1p(coef[singles] * quadratic)
         if dense.any():
             pairs = todo[dense]
-            merged = scatters[others[pairs]]
+            merged = scatters[pairs]
             merged += scatters[i]
             merged += coef[pairs, np.newaxis, np.newaxis] * (
                 diff[pairs, :, np.newaxis] * diff[pairs, np.newaxis, :]
             )
             logdets[dense] = _logdets(merged)
-        costs[todo] = (
-            _vvv_terms(n_merged[todo], traces_merged[todo], logdets, n_dims, alpha)
-            - terms[i]
-            - terms[others[todo]]
-        )
+        # _vvv_terms, where every count exceeds n_dims (the same operations).
+        n_todo = n_merged[todo]
+        log_counts = np.log(n_todo)
+        merged_terms = traces_merged[todo]
+        merged_terms += alpha
+        np.log(merged_terms, out=merged_terms)
+        merged_terms -= log_counts
+        log_counts *= n_dims
+        logdets -= log_counts
+        np.logaddexp(merged_terms, logdets, out=merged_terms)
+        merged_terms *= n_todo
+        merged_terms -= terms[i]
+        merged_terms -= terms[todo]
+        costs[todo] = merged_terms
         exact[todo] = True
         # The bounds below the smallest exact cost: one of them may be the
         # best merge of i.
-        smallest = costs[exact].min() if exact.any() else np.inf
+        smallest = costs[exact].min()
         todo = np.flatnonzero(~exact & (costs < smallest))
     return costs, exact
 
@@ -395,16 +414,24 @@ def _hc_vvv(Z):
     exact = np.ones((n_samples, n_samples), dtype=bool)
     best = costs.min(axis=1)
     nearest = costs.argmin(axis=1)
-    active = np.ones(n_samples, dtype=bool)
+    # The active clusters fill the first n_active slots: a merge frees a
+    # slot, and the last active cluster moves into it. Every pass over the
+    # other clusters then reads contiguous slices rather than gathering
+    # their rows (about a third of each step on 2,000 rows). names[slot]
+    # is the cluster's name, its smallest row.
+    names = np.arange(n_samples)
     merges = np.empty((n_samples - 1, 2), dtype=np.intp)
     merge_costs = np.empty(n_samples - 1)
     statistics = (counts, means, traces, scatters, terms, alpha)
     for step in range(n_samples - 1):
-        a = int(np.argmin(best))
+        n_active = n_samples - step
+        a = int(np.argmin(best[:n_active]))
         b = int(nearest[a])
-        i, j = min(a, b), max(a, b)
-        merges[step] = i, j
+        i, j = (a, b) if names[a] < names[b] else (b, a)
+        merges[step] = names[i], names[j]
         merge_costs[step] = best[a]
+        if step == n_samples - 2:
+            break
         # j joins i.
         n_i, n_j = counts[i], counts[j]
         diff = means[j] - means[i]
@@ -415,37 +442,36 @@ def _hc_vvv(Z):
         means[i] += diff * (n_j / (n_i + n_j))
         counts[i] = n_i + n_j
         terms[i], cholesky = _cluster_term(counts[i], traces[i], scatters[i], alpha)
-        active[j] = False
-        costs[j, :] = np.inf
-        costs[:, j] = np.inf
-        best[j] = np.inf
-        if step == n_samples - 2:
-            break
-        others = np.flatnonzero(active)
-        others = others[others != i]
         # Clusters whose nearest was i or j: their row is rescanned.
-        stale_mask = (nearest[others] == i) | (nearest[others] == j)
+        stale_mask = nearest[:n_active] == i
+        stale_mask |= nearest[:n_active] == j
+        last = n_active - 1
+        if j != last:
+            _move_slot(last, j, n_active, names, statistics, costs, exact, best)
+            nearest[j] = nearest[last]
+            stale_mask[j] = stale_mask[last]
+            nearest[:last][nearest[:last] == last] = j
+            if i == last:
+                i = j
+        n_active = last
+        stale_mask = stale_mask[:n_active]
+        stale_mask[i] = False
         new, new_exact = _merge_costs(
             i,
-            others,
-            counts,
-            means,
-            traces,
-            scatters,
-            terms,
-            alpha,
+            n_active,
+            *statistics,
             cholesky,
-            np.where(stale_mask, np.inf, best[others]),
+            np.where(stale_mask, np.inf, best[:n_active]),
         )
-        costs[i, others] = new
-        costs[others, i] = new
-        exact[i, others] = new_exact
-        exact[others, i] = new_exact
+        costs[i, :n_active] = new
+        costs[:n_active, i] = new
+        exact[i, :n_active] = new_exact
+        exact[:n_active, i] = new_exact
         k = int(np.argmin(new))
-        best[i], nearest[i] = new[k], others[k]
-        stale = others[stale_mask]
+        best[i], nearest[i] = new[k], k
+        stale = np.flatnonzero(stale_mask)
         while stale.size:
-            rows = costs[stale]
+            rows = costs[stale, :n_active]
             columns = rows.argmin(axis=1)
             best[stale] = rows[np.arange(stale.size), columns]
             nearest[stale] = columns
@@ -457,10 +483,41 @@ def _hc_vvv(Z):
                 costs[columns, stale] = values
                 exact[stale, columns] = True
                 exact[columns, stale] = True
-        closer = new < best[others]
-        best[others[closer]] = new[closer]
-        nearest[others[closer]] = i
+        closer = np.flatnonzero(new < best[:n_active])
+        best[closer] = new[closer]
+        nearest[closer] = i
     return merges, merge_costs
+
+
+def _move_slot(source, target, n_active, names, statistics, costs, exact, best):
+    """Move the cluster in slot ``source`` to the free slot ``target``.
+
+    Parameters
+    ----------
+    source, target : int
+        ``target < source < n_active``; the cluster in ``target`` is gone.
+
+    n_active : int
+        The number of slots in use, ``source`` included.
+
+    names : ndarray of int of shape (n_slots,)
+
+    statistics : tuple
+        ``(counts, means, traces, scatters, terms, alpha)``, as in
+        :func:`_merge_costs`.
+
+    costs, exact : ndarray of shape (n_slots, n_slots)
+        The pair costs and whether each is exact, symmetric.
+
+    best : ndarray of shape (n_slots,)
+    """
+    for array in (names, best, *statistics[:-1]):
+        array[target] = array[source]
+    costs[target, :n_active] = costs[source, :n_active]
+    costs[:n_active, target] = costs[:n_active, source]
+    costs[target, target] = np.inf
+    exact[target, :n_active] = exact[source, :n_active]
+    exact[:n_active, target] = exact[:n_active, source]
 
 
 def _hc_cut(merges, n_clusters):
