@@ -226,6 +226,45 @@ class ArrayData:
             check_enough_samples(
                 X.shape[0], estimator.n_components, sample_weight is not None
             )
+        return cls.from_validated(
+            estimator,
+            X,
+            sample_weight,
+            has_missing=has_missing,
+            weight_scale=weight_scale,
+        )
+
+    @classmethod
+    def from_validated(
+        cls, estimator, X, sample_weight=None, *, has_missing, weight_scale=None
+    ):
+        """Wrap data already validated for ``estimator``.
+
+        The second half of :meth:`from_user`, for a caller that validated
+        ``X`` and ``sample_weight`` once for many fits (the model-selection
+        search): no pass over the data.
+
+        Parameters
+        ----------
+        estimator : BaseMixtureEM
+            Its ``_chunk_rows`` sizes the chunks.
+
+        X : ndarray or CSR matrix of shape (n_samples, n_features)
+            As ``estimator._validate_rows`` returns it.
+
+        sample_weight : ndarray of shape (n_samples,) or None
+            As :func:`~._suffstats.check_sample_weight` returns it.
+
+        has_missing : bool
+            Whether ``X`` holds a NaN.
+
+        weight_scale : float, default=None
+            As in :meth:`from_user`.
+
+        Returns
+        -------
+        data : ArrayData
+        """
         # Only the weights' relative sizes matter to the model: an exact
         # power-of-two rescaling keeps the sums in range.
         sample_weight, weight_scale = normalise_weights(sample_weight, weight_scale)

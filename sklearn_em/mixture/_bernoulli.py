@@ -7,11 +7,10 @@ import numpy as np
 from scipy import sparse
 from scipy.special import betaln
 from sklearn.preprocessing import binarize as _binarize
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseMixtureEM, _check_shape, _dense_resp
+from ._base import BaseMixtureEM, _check_parameter_array, _dense_resp
 from ._missing import (
     bernoulli_initial_statistics,
     bernoulli_missing_e_step_chunk,
@@ -79,10 +78,7 @@ def _binarize_keeping_nan(X, threshold):
 
 def _check_bernoulli_means(means, n_components, n_features):
     """Validate user-provided probabilities, shape (n_components, n_features)."""
-    means = check_array(
-        means, dtype=[np.float64, np.float32], ensure_2d=False, input_name="means"
-    )
-    _check_shape(means, (n_components, n_features), "means")
+    means = _check_parameter_array(means, (n_components, n_features), "means")
     if np.any(means < 0.0) or np.any(means > 1.0):
         raise ValueError(
             "The parameter 'means' holds Bernoulli probabilities and should be "

@@ -7,10 +7,9 @@ from numbers import Real
 
 import numpy as np
 from scipy import linalg
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseMixtureEM, _check_shape, _dense_resp
+from ._base import BaseMixtureEM, _check_parameter_array, _dense_resp
 from ._missing import (
     available_case_moments,
     gaussian_initial_statistics,
@@ -74,17 +73,25 @@ def _check_magnitude(X):
 # Validation of user-provided initial parameters.
 def _check_means(means, n_components, n_features):
     """Validate user-provided means, shape (n_components, n_features)."""
-    means = check_array(
-        means, dtype=[np.float64, np.float32], ensure_2d=False, input_name="means"
-    )
-    _check_shape(means, (n_components, n_features), "means")
+    means = _check_parameter_array(means, (n_components, n_features), "means")
     return means
 
 
 def _check_precision_matrix(precision, covariance_type):
-    """Check that a precision matrix is symmetric and positive-definite."""
+    """Check that precision matrices are symmetric and positive-definite.
+
+    Parameters
+    ----------
+    precision : ndarray of shape (..., n_features, n_features)
+        One matrix, or a stack of them (checked together: one call for the
+        K matrices of 'full', not K).
+
+    covariance_type : str
+        For the message.
+    """
     if not (
-        np.allclose(precision, precision.T) and np.all(linalg.eigvalsh(precision) > 0.0)
+        np.allclose(precision, np.swapaxes(precision, -1, -2))
+        and np.all(np.linalg.eigvalsh(precision) > 0.0)
     ):
         raise ValueError(
             f"'{covariance_type} precision' should be symmetric, positive-definite"
@@ -113,14 +120,6 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
     -------
     precisions : ndarray
     """
-    precisions = check_array(
-        precisions,
-        dtype=[np.float64, np.float32],
-        ensure_2d=False,
-        allow_nd=covariance_type == "full",
-        ensure_min_samples=0 if covariance_type == "tied_spherical" else 1,
-        input_name="precisions",
-    )
     shape = {
         "full": (n_components, n_features, n_features),
         "tied": (n_features, n_features),
@@ -129,11 +128,15 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
         "tied_diag": (n_features,),
         "tied_spherical": (),
     }[covariance_type]
-    _check_shape(precisions, shape, f"{covariance_type} precision")
-    if covariance_type == "full":
-        for precision in precisions:
-            _check_precision_matrix(precision, covariance_type)
-    elif covariance_type == "tied":
+    precisions = _check_parameter_array(
+        precisions,
+        shape,
+        f"{covariance_type} precision",
+        input_name="precisions",
+        allow_nd=covariance_type == "full",
+        ensure_min_samples=0 if covariance_type == "tied_spherical" else 1,
+    )
+    if covariance_type in ("full", "tied"):
         _check_precision_matrix(precisions, covariance_type)
     elif np.any(precisions <= 0.0):
         raise ValueError(f"'{covariance_type} precision' should be positive")

@@ -850,7 +850,7 @@ def _race(make_estimator, starts, X, sample_weight, race, race_rows):
             estimator = make_estimator(**start())
             max_iter = estimator.max_iter
             if race is not None:
-                estimator.set_params(max_iter=min(race, max_iter))
+                estimator.max_iter = min(race, max_iter)
             _quiet_fit(estimator, X, sample_weight)
         except (ValueError, np.linalg.LinAlgError) as exc:
             # A collapsed component (or a singular initial covariance): the
@@ -862,10 +862,11 @@ def _race(make_estimator, starts, X, sample_weight, race, race_rows):
 
 
 def _quiet_fit(estimator, X, sample_weight):
-    """``estimator.fit`` without its convergence warnings (they are in the table)."""
+    """``estimator.fit`` on the search's validated data, without validating it
+    again, nor its convergence warnings (they are in the table)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        estimator.fit(X, sample_weight=sample_weight)
+        estimator._fit_validated(X, sample_weight)
 
 
 def _finish(estimator, X, sample_weight, max_iter):
@@ -880,11 +881,12 @@ def _finish(estimator, X, sample_weight, max_iter):
     if estimator.converged_ or n_iter >= max_iter:
         return
     lower_bounds = list(estimator.lower_bounds_)
-    estimator.set_params(max_iter=max_iter - n_iter, warm_start=True)
+    # (Set directly: set_params inspects the signature, ~0.1 ms a call.)
+    estimator.max_iter, estimator.warm_start = max_iter - n_iter, True
     try:
         _quiet_fit(estimator, X, sample_weight)
     finally:
-        estimator.set_params(max_iter=max_iter, warm_start=False)
+        estimator.max_iter, estimator.warm_start = max_iter, False
     estimator.n_iter_ += n_iter
     estimator.lower_bounds_ = lower_bounds + list(estimator.lower_bounds_)
 

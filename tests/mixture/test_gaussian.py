@@ -531,7 +531,25 @@ def test_not_fitted():
             },
             "symmetric, positive-definite",
         ),
+        (
+            # float64: the second of the stacked matrices is not definite
+            {
+                "covariance_type": "full",
+                "precisions_init": np.array([[[1.0, 0], [0, 1]], [[1, 2], [2, 1]]]),
+            },
+            "symmetric, positive-definite",
+        ),
+        (
+            {
+                "covariance_type": "tied",
+                "precisions_init": np.array([[2.0, 1.0], [0.0, 2.0]]),
+            },
+            "symmetric, positive-definite",
+        ),
         ({"covariance_type": "full", "precisions_init": np.ones((2, 3))}, "shape"),
+        ({"precisions_init": np.array([1.0, np.nan])}, "precisions contains NaN"),
+        ({"means_init": np.array([[0.0, np.inf], [1, 1]])}, "means contains inf"),
+        ({"weights_init": np.array([0.5, np.nan])}, "weights contains NaN"),
         ({"weights_init": [0.2, 0.2]}, "normalized"),
         ({"weights_init": [1.2, -0.2]}, "range"),
         ({"weights_init": [0.5, 0.25, 0.25]}, "shape"),

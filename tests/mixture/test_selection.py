@@ -435,13 +435,14 @@ def test_race_on_a_subsample_of_larger_data(monkeypatch):
     monkeypatch.setattr(_selection, "_RACE_SAMPLES", 200)
     X, _ = make_blobs(1500, n_features=3, centers=4, cluster_std=1.5, random_state=0)
     fits = []
-    fit = GaussianMixtureEM.fit
+    fit = GaussianMixtureEM._fit_validated
 
-    def spy(self, X, y=None, sample_weight=None):
+    def spy(self, X, sample_weight):
         fits.append((X.shape[0], self.max_iter))
-        return fit(self, X, y, sample_weight=sample_weight)
+        return fit(self, X, sample_weight)
 
-    monkeypatch.setattr(GaussianMixtureEM, "fit", spy)
+    # (The candidates are fitted on the search's validated data.)
+    monkeypatch.setattr(GaussianMixtureEM, "_fit_validated", spy)
     kwargs = dict(covariance_type=["diag", "full"], tol=1e-5, random_state=0)
     search = GaussianMixtureIC(4, **kwargs).fit(X)
     raced = [rows for rows, max_iter in fits if max_iter == _selection._RACE_ITER]
@@ -452,7 +453,7 @@ def test_race_on_a_subsample_of_larger_data(monkeypatch):
     assert search.results_["converged"].all()
     assert _refit_from(search.best_estimator_, X, tol=1e-5).n_iter_ <= 2
     # The subsample is drawn up front: joblib's workers race on it too.
-    monkeypatch.setattr(GaussianMixtureEM, "fit", fit)
+    monkeypatch.setattr(GaussianMixtureEM, "_fit_validated", fit)
     parallel = GaussianMixtureIC(4, n_jobs=2, **kwargs).fit(X)
     assert_allclose(parallel.results_["bic"], search.results_["bic"], rtol=1e-10)
 
@@ -461,10 +462,10 @@ class _FailsOnFewRows(GaussianMixtureEM):
     """A mixture whose fit fails on fewer than 100 rows, as a component left
     with too few rows of a subsample can."""
 
-    def fit(self, X, y=None, sample_weight=None):
+    def _fit_validated(self, X, sample_weight):
         if X.shape[0] < 100:
             raise ValueError("a component collapsed")
-        return super().fit(X, y, sample_weight=sample_weight)
+        return super()._fit_validated(X, sample_weight)
 
 
 def test_race_falls_back_to_every_row_when_the_subsample_fails():
@@ -683,3 +684,26 @@ def test_bernoulli_sklearn_sparse_container_check():
     check_estimator_sparse_array(
         "BernoulliMixtureIC", _Tagged(**estimator.get_params())
     )
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_candidates_fit_validated_data_as_fit_does(binary, weighted):
+    # The search fits its candidates on its own validated data, without
+    # validating it again: the same model as a fit.
+    X, _ = _blobs(n_samples=300, centers=3, random_state=4)
+    if binary:
+        X = (X > X.mean(axis=0)).astype(np.float64)
+        estimator = BernoulliMixtureEM(3, random_state=0)
+    else:
+        estimator = GaussianMixtureEM(3, covariance_type="full", random_state=0)
+    sample_weight = np.random.RandomState(0).uniform(0.5, 3, 300) if weighted else None
+    fitted = clone(estimator).fit(X, sample_weight=sample_weight)
+    direct = clone(estimator)._fit_validated(X, sample_weight)
+    assert direct.n_features_in_ == fitted.n_features_in_ == 2
+    assert direct.n_iter_ == fitted.n_iter_
+    assert_allclose(direct.lower_bound_, fitted.lower_bound_, rtol=1e-12)
+    assert_allclose(direct.means_, fitted.means_, rtol=1e-12)
+    assert_allclose(direct.predict_proba(X), fitted.predict_proba(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        clone(estimator).set_params(n_components=4)._fit_validated(X[:3], None)
