@@ -144,6 +144,10 @@ def test_guard_falls_back_on_tight_far_clusters(dtype):
     gm = _model(X, centres, labels, "full")
     chunk_function = gm._e_step_chunk_function()
     assert len(chunk_function.keywords["direct"]) == 3
+    # (float32 chunks whose components would mostly be direct are computed
+    # in float64, where these still are.)
+    computed = chunk_function.keywords["log_w"].dtype
+    assert computed == np.float64
     # ... and the expanded form alone would indeed be wrong there: forcing
     # it (no component direct) loses the covariances.
     log_w = np.log(gm.weights_.astype(np.float64))
@@ -151,14 +155,14 @@ def test_guard_falls_back_on_tight_far_clusters(dtype):
     _, _, kappa = _expanded_coefficients(
         gm.means_, gm.precisions_cholesky_, "full", log_w, centre
     )
-    assert np.all(kappa > _expansion_limit(dtype))
+    assert np.all(kappa > _expansion_limit(computed))
     forced = chunk_function.func(
         X, None, **{**chunk_function.keywords, "direct": np.array([], dtype=int)}
     )
     _, _, sxx = _reference(X, gm)
     size = np.abs(sxx.astype(np.float64)).max()
     # Errors far above the tolerances of the test above.
-    worse = 1e-7 if dtype == np.float64 else 1e-2
+    worse = 1e-7
     assert np.abs(forced["sxx"] - sxx.astype(np.float64)).max() / size > worse
 
 
@@ -194,3 +198,48 @@ def test_float32_fit_close_to_float64():
     assert fit32.means_.dtype == np.float32
     assert_allclose(fit32.lower_bound_, fit64.lower_bound_, rtol=1e-4)
     assert_allclose(fit32.means_, fit64.means_, rtol=1e-5)
+
+
+def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
+    # float32's expansion cancels too many digits for these three components
+    # 10 standard deviations apart in 20 dimensions: rather than computing
+    # them directly on top of the expanded products (up to 3x slower than a
+    # float64 fit), the chunks are computed in float64, to float64's
+    # accuracy.
+    X, centres, labels = _data(0.0, 10.0, 1.0, np.float32, n_features=20)
+    gm = _model(X, centres, labels, "full")
+    assert not gm._uses_per_component_form(20, np.float32)
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["log_w"].dtype == parameters["coef"].dtype == np.float64
+    assert len(parameters["direct"]) == 0
+    log_w = np.log(gm.weights_.astype(np.float64))
+    centre = gm.weights_.astype(np.float64) @ gm.means_.astype(np.float64)
+    _, _, cancelled = _expanded_coefficients(
+        gm.means_, gm.precisions_cholesky_, "full", log_w, centre
+    )
+    assert np.all(cancelled > _expansion_limit(np.float32))
+    stats = gm._e_step_chunk_function()(X, None)
+    log_norm, nk, sxx = _reference(X, gm)
+    assert_allclose(
+        float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-9
+    )
+    assert_allclose(stats["sxx"], sxx.astype(np.float64), rtol=1e-8, atol=1e-8)
+
+
+def test_float32_per_component_form_from_32_features():
+    # float32's per-component form stays in float32 where its expanded form
+    # would be computed in float64: it is chosen for K <= D^2 / 85 there.
+    from sklearn_em.mixture._gaussian import _prefer_per_component
+
+    for n_features, n_components, float32, float64 in [
+        (16, 4, False, False),
+        (32, 8, True, False),
+        (32, 16, False, False),
+        (64, 16, True, False),
+        (64, 48, True, False),
+        (64, 64, False, False),
+        (128, 64, True, True),
+    ]:
+        for dtype, expected in [(np.float32, float32), (np.float64, float64)]:
+            got = _prefer_per_component("full", n_features, n_components, dtype)
+            assert got == expected, (n_features, n_components, dtype)
