@@ -243,3 +243,27 @@ def test_float32_per_component_form_from_32_features():
         for dtype, expected in [(np.float32, float32), (np.float64, float64)]:
             got = _prefer_per_component("full", n_features, n_components, dtype)
             assert got == expected, (n_features, n_components, dtype)
+
+
+def test_float32_diagonal_expansion_with_a_direct_component_runs_in_float64():
+    # One far component is enough: a diagonal expansion costs less than the
+    # direct pass over the chunk that component would need in float32.
+    X, centres, labels = _data(0.0, 3.0, 1.0, np.float32, n_features=12)
+    gm = _model(X, centres, labels, "diag")
+    assert gm._fused_parameters(np.float32)["log_w"].dtype == np.float32
+    gm.weights_ = np.array([0.02, 0.49, 0.49], dtype=np.float32)
+    gm.means_[0] += 12
+    log_w = np.log(gm.weights_.astype(np.float64))
+    centre = gm.weights_.astype(np.float64) @ gm.means_.astype(np.float64)
+    _, _, cancelled = _expanded_coefficients(
+        gm.means_, gm.precisions_cholesky_, "diag", log_w, centre
+    )
+    assert np.sum(cancelled > _expansion_limit(np.float32)) == 1
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["log_w"].dtype == np.float64
+    stats = gm._e_step_chunk_function()(X, None)
+    log_norm, nk, sxx = _reference(X, gm)
+    assert_allclose(
+        float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-9
+    )
+    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-9)
