@@ -659,11 +659,13 @@ class BaseMixtureEM(
         """``fit`` on data its caller validated for this model, once for many
         fits (the model-selection search's candidates).
 
-        The parameters and the data are not validated again: ``X`` is as
-        ``_validate_rows`` returns it, without missing values, and
-        ``sample_weight`` (None or positive) as ``check_sample_weight``
-        does. On small data the validation was a third of a candidate's fit
-        (``iris``: 0.4 ms of ``validate_data`` and parameter checks per fit).
+        Neither the constructor's parameters (``_parameter_constraints``)
+        nor the data are validated again: ``X`` is as ``_validate_rows``
+        returns it, without missing values, and ``sample_weight`` (None or
+        positive) as ``check_sample_weight`` does; initial parameters are
+        still checked. On small data the validation was a third of a
+        candidate's fit (``iris``: 0.4 ms of ``validate_data`` and
+        parameter checks per fit).
         The model is fitted as :meth:`fit` fits it; it raises on failure
         without restoring a previous fit.
 

@@ -1054,6 +1054,31 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
         return coef, intercept, cancelled
 
 
+def _in_dtype(X, dtype):
+    """The chunk ``X`` in ``dtype``, cast into this thread's workspace.
+
+    float32 chunks computed in float64 (see
+    :meth:`GaussianMixtureEM._fused_parameters`) reuse one buffer rather
+    than a fresh array per chunk, whose pages are faulted in every time.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    dtype : numpy dtype
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        ``X`` itself if already of ``dtype``.
+    """
+    if X.dtype == dtype:
+        return X
+    out = workspace("chunk_in_dtype", X.shape, dtype)
+    np.copyto(out, X)
+    return out
+
+
 def _gaussian_e_step_chunk(X, sample_weight, **parameters):
     """E-step and sufficient statistics of one chunk, on shared features.
 
@@ -1130,7 +1155,7 @@ def _gaussian_e_step_chunk_body(
     triangle=None,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
-    X = X.astype(log_w.dtype, copy=False)
+    X = _in_dtype(X, log_w.dtype)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(log_w.dtype, copy=False)
     if per_component:
@@ -1194,7 +1219,7 @@ def _gaussian_log_prob_chunk(X, **parameters):
     arguments, without ``shift``); returns an ndarray of shape
     (n_samples, n_components), a view of the thread's workspace.
     """
-    X = X.astype(parameters["log_w"].dtype, copy=False)
+    X = _in_dtype(X, parameters["log_w"].dtype)
     parameters = dict(parameters)
     per_component = parameters.pop("per_component", False)
     triangle = parameters.pop("triangle", None)
@@ -2414,16 +2439,17 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.means_, precisions_chol, engine_type, log_w, centre
         )
         direct = np.flatnonzero(cancelled > _expansion_limit(dtype))
-        # Where float32's expansion would cancel too many digits for many
-        # components (most of them from about 32 features with full
-        # covariances), computing them directly on top of the expanded
+        # Where float32's expansion would cancel too many digits for more
+        # than a few components (most of them from about 32 features with
+        # full covariances), computing them directly on top of the expanded
         # products made float32 fits up to 3x slower than float64 ones
-        # (100,000 x 32, K = 64): the chunks are computed in float64 instead.
+        # (100,000 x 32, K = 64; 100,000 x 16, K = 64, with 9 of them:
+        # 0.74x): the chunks are computed in float64 instead.
         # A diagonal expansion is so cheap that one direct component costs
         # more than float32 saves (100,000 x 16, K = 16: 18.7 ms per
         # iteration, 15.8 in float64).
         if dtype == np.float32 and len(direct) > (
-            self.n_components / 4 if engine_type in ("full", "tied") else 0
+            self.n_components / 16 if engine_type in ("full", "tied") else 0
         ):
             return self._fused_parameters(np.float64, recentred)
         if recentred:

@@ -248,6 +248,8 @@ def _merge_costs(
     exact = n_merged <= n_dims
     exact[i] = True
     todo = np.flatnonzero(~exact & (costs < bounds))
+    if not todo.size:
+        todo = _below_smallest_exact(costs, exact)
     inverse = None
     while todo.size:
         logdets = np.empty(todo.size)
@@ -287,11 +289,39 @@ def _merge_costs(
         merged_terms -= terms[todo]
         costs[todo] = merged_terms
         exact[todo] = True
-        # The bounds below the smallest exact cost: one of them may be the
-        # best merge of i.
-        smallest = costs[exact].min()
-        todo = np.flatnonzero(~exact & (costs < smallest))
+        todo = _below_smallest_exact(costs, exact)
     return costs, exact
+
+
+def _below_smallest_exact(costs, exact):
+    """The bounds that may hide a cost below the smallest exact one.
+
+    The smallest of a new cluster's costs becomes its best merge, which may
+    be the next merge of all: it must be exact. The bounds below the
+    smallest exact cost are computed, or, while no cost is exact, the
+    smallest bound. (Returning only the bounds below the other clusters'
+    best costs let a bound become the cluster's best, and the next merge:
+    40 rows in 3-D merged a pair whose exact cost, 19.5, was above
+    another's, 17.2.)
+
+    Parameters
+    ----------
+    costs : ndarray of shape (n_active,)
+
+    exact : ndarray of bool of shape (n_active,)
+        At least one True (the cluster's own, infinite, cost).
+
+    Returns
+    -------
+    todo : ndarray of int
+        Positions of ``costs`` to compute exactly; empty when the smallest
+        cost is exact.
+    """
+    smallest = costs[exact].min()
+    todo = np.flatnonzero(~exact & (costs < smallest))
+    if todo.size and smallest == np.inf:
+        todo = todo[[np.argmin(costs[todo])]]
+    return todo
 
 
 def _cluster_term(count, trace, scatter, alpha):
