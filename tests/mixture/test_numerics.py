@@ -528,3 +528,33 @@ def test_float32_tight_clusters_far_apart_keep_their_spread(monkeypatch, per_com
     error = np.abs(ours.covariances_ - reference.covariances_).max()
     assert error <= 1e-5 * np.abs(reference.covariances_).max()
     assert abs(ours.lower_bound_ - reference.lower_bound_) < 1e-3
+
+
+@pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
+    # A float32 chunk's products over its rows are summed in float64 from
+    # blocks of _FLOAT32_BLOCK rows: the float32 rounding of one block, not
+    # of the whole chunk.
+    from sklearn_em.mixture._gaussian import _FLOAT32_BLOCK, _inner_product
+
+    rng = np.random.RandomState(0)
+    A = (
+        rng.uniform(1, 2, (n_samples, 7))
+        if transposed
+        else rng.uniform(1, 2, (7, n_samples))
+    ).astype(np.float32)
+    A = A.T if transposed else A
+    B = rng.uniform(1, 2, (n_samples, 3)).astype(np.float32)
+    product = _inner_product(A, B)
+    exact = A.astype(np.float64) @ B.astype(np.float64)
+    expected = np.zeros((7, 3))
+    for start in range(0, n_samples, _FLOAT32_BLOCK):
+        expected += np.dot(
+            A[:, start : start + _FLOAT32_BLOCK], B[start : start + _FLOAT32_BLOCK]
+        )
+    assert product.dtype == (np.float64 if n_samples > _FLOAT32_BLOCK else np.float32)
+    assert_allclose(product, expected, rtol=1e-6)
+    # Sums of positive terms: within the rounding of one block.
+    tolerance = 2 * min(n_samples, _FLOAT32_BLOCK) * np.finfo(np.float32).eps
+    assert np.all(np.abs(product - exact) <= tolerance * exact)
