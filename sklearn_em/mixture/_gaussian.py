@@ -855,7 +855,7 @@ def _n_quadratic_features(covariance_type, n_features):
     )
 
 
-def _centred_features(X, centre, covariance_type, precisions_chol=None):
+def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=None):
     """Quadratic and linear features of the centred chunk, one per row.
 
     The features are stored transposed, one contiguous row per feature, so
@@ -871,6 +871,12 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
 
     precisions_chol : ndarray of shape (n_features, n_features), default=None
         The shared factor U of 'tied' (unused otherwise).
+
+    dtype : numpy dtype, default=None
+        The features' dtype; None means ``X``'s. A float32 chunk computed in
+        float64 is cast by the centring itself (exactly: every float32 is a
+        float64), not by a pass of its own; a zero centre needs ``X`` in
+        ``dtype``.
 
     Returns
     -------
@@ -889,8 +895,9 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
         ``X`` itself, without a pass.
     """
     n_samples, n_features = X.shape
+    dtype = X.dtype if dtype is None else np.dtype(dtype)
     if covariance_type == "diag":
-        features = workspace("features", (2, n_samples, n_features), X.dtype)
+        features = workspace("features", (2, n_samples, n_features), dtype)
         if centre.any():
             _subtract_centre(X, centre, out=features[1])
             Z = features[1]
@@ -900,7 +907,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None):
         return features[0], Z
     full = covariance_type == "full"
     n_quad = _n_quadratic_features(covariance_type, n_features)
-    features = workspace("features", (n_quad + n_features, n_samples), X.dtype)
+    features = workspace("features", (n_quad + n_features, n_samples), dtype)
     Z = features[n_quad:]
     np.subtract(X.T, centre[:, np.newaxis], out=Z)
     if covariance_type == "tied":
@@ -1155,7 +1162,11 @@ def _gaussian_e_step_chunk_body(
     triangle=None,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
-    X = _in_dtype(X, log_w.dtype)
+    dtype = log_w.dtype
+    if per_component or len(direct) or centre is None or not centre.any():
+        # The chunk itself is read in the model's dtype; otherwise only the
+        # centring reads it (see _centred_features).
+        X = _in_dtype(X, dtype)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(log_w.dtype, copy=False)
     if per_component:
@@ -1184,7 +1195,7 @@ def _gaussian_e_step_chunk_body(
                 triangle=triangle,
             ),
         )
-    features = _centred_features(X, centre, covariance_type, precisions_chol)
+    features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
     return e_step_chunk(
         features,
         sample_weight,

@@ -267,3 +267,19 @@ def test_float32_diagonal_expansion_with_a_direct_component_runs_in_float64():
         float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-9
     )
     assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_chunk_computed_in_float64_is_cast_by_the_centring(covariance_type):
+    # A float32 chunk computed in float64 is cast by the centring pass, not
+    # by a pass of its own: the same statistics as the chunk cast first.
+    X, centres, labels = _data(1e3, 10.0, 1.0, np.float32, n_features=20)
+    gm = _model(X, centres, labels, covariance_type)
+    gm.means_[0] += 30
+    chunk_function = gm._e_step_chunk_function()
+    assert chunk_function.keywords["log_w"].dtype == np.float64
+    assert chunk_function.keywords["centre"].any()
+    stats = chunk_function(X, None)
+    cast_first = chunk_function(X.astype(np.float64), None)
+    for key in stats:
+        np.testing.assert_array_equal(stats[key], cast_first[key])
