@@ -517,21 +517,24 @@ def _compute_precision_cholesky(covariances, covariance_type, dtype=None):
         n_features = stacked.shape[-1]
         eye = np.eye(n_features, dtype=stacked.dtype)
         prec_chol = np.empty_like(stacked)
+        # LAPACK's own routines, as scipy.linalg.cholesky(lower=True) and
+        # solve_triangular(lower=True) call them on these arrays (the same
+        # factors bit for bit, tested against scikit-learn's): their
+        # wrappers' checks cost ~40 us a component, a fifth of an iteration
+        # at 569 x 30 with 8 components. The covariances are finite
+        # (checked above).
+        potrf, trtrs = linalg.get_lapack_funcs(("potrf", "trtrs"), (stacked,))
         # Small factorisations: multi-threaded BLAS would only wake threads
         # that then spin on the cores the E-step's chunk threads need.
         with single_threaded_blas():
             for k, covariance in enumerate(stacked):
-                try:
-                    # Finite, checked above: SciPy's own check of every
-                    # matrix was a tenth of an iteration on small data.
-                    cov_chol = linalg.cholesky(
-                        covariance, lower=True, check_finite=False
-                    )
-                except linalg.LinAlgError:
-                    raise CollapseError(message) from None
-                prec_chol[k] = linalg.solve_triangular(
-                    cov_chol, eye, lower=True, check_finite=False
-                ).T
+                cov_chol, info = potrf(covariance, lower=1, clean=1)
+                if info != 0:
+                    raise CollapseError(message)
+                solved, info = trtrs(cov_chol, eye, lower=1)
+                if info != 0:
+                    raise CollapseError(message)
+                prec_chol[k] = solved.T
         return prec_chol if covariance_type == "full" else prec_chol[0]
     if (covariances <= 0.0).any():
         raise CollapseError(message)

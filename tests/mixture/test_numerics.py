@@ -558,3 +558,34 @@ def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
     # Sums of positive terms: within the rounding of one block.
     tolerance = 2 * min(n_samples, _FLOAT32_BLOCK) * np.finfo(np.float32).eps
     assert np.all(np.abs(product - exact) <= tolerance * exact)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_precision_factors_are_scipys(dtype, covariance_type):
+    # The M-step calls LAPACK's potrf and trtrs itself: the factors SciPy's
+    # cholesky and solve_triangular (scikit-learn's calls) give, bit for bit.
+    from scipy import linalg
+
+    from sklearn_em.mixture._gaussian import _compute_precision_cholesky
+    from sklearn_em.mixture._suffstats import CollapseError
+
+    rng = np.random.RandomState(0)
+    A = rng.randn(4, 50, 6)
+    covariances = (np.einsum("knd,kne->kde", A, A) / 50).astype(dtype)
+    if covariance_type == "tied":
+        covariances = covariances[0]
+    expected = [
+        linalg.solve_triangular(
+            linalg.cholesky(c, lower=True), np.eye(6, dtype=dtype), lower=True
+        ).T
+        for c in np.reshape(covariances, (-1, 6, 6))
+    ]
+    got = _compute_precision_cholesky(covariances, covariance_type)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(np.reshape(got, (-1, 6, 6)), expected)
+    singular = covariances.copy()
+    singular[..., 0, :] = 0
+    singular[..., :, 0] = 0
+    with pytest.raises(CollapseError, match="ill-defined empirical covariance"):
+        _compute_precision_cholesky(singular, covariance_type)
