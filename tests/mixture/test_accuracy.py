@@ -283,3 +283,33 @@ def test_float32_chunk_computed_in_float64_is_cast_by_the_centring(covariance_ty
     cast_first = chunk_function(X.astype(np.float64), None)
     for key in stats:
         np.testing.assert_array_equal(stats[key], cast_first[key])
+
+
+def test_many_direct_components_take_the_per_component_form():
+    # With 16 features or more, an expansion that would compute more than a
+    # quarter of the components directly gives way to the per-component
+    # form, to the same accuracy.
+    X, centres, labels = _data(0.0, 1.0, 1e-4, np.float64, n_features=16)
+    gm = _model(X, centres, labels, "full")
+    assert not gm._uses_per_component_form(16, np.float64)
+    log_w = np.log(gm.weights_)
+    centre = gm.weights_ @ gm.means_
+    _, _, cancelled = _expanded_coefficients(
+        gm.means_, gm.precisions_cholesky_, "full", log_w, centre
+    )
+    assert np.sum(cancelled > _expansion_limit(np.float64)) == 3
+    parameters = gm._fused_parameters(np.float64)
+    assert parameters["per_component"]
+    stats = gm._e_step_chunk_function()(X, None)
+    log_norm, nk, sxx = _reference(X, gm)
+    assert_allclose(
+        float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-8
+    )
+    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-8)
+    size = np.abs(sxx.astype(np.float64)).reshape(3, -1).max(1)
+    err = np.abs(stats["sxx"] - sxx.astype(np.float64)).reshape(3, -1).max(1)
+    assert np.all(err / size < 1e-8), err / size
+    # Below 16 features the expanded form keeps them.
+    X, centres, labels = _data(0.0, 1.0, 1e-4, np.float64, n_features=8)
+    gm = _model(X, centres, labels, "full")
+    assert not gm._fused_parameters(np.float64).get("per_component", False)
