@@ -2464,15 +2464,17 @@ class GaussianMixtureEM(BaseMixtureEM):
         if (
             engine_type == "full"
             and n_features >= 16
-            and 4 * len(direct) > self.n_components
+            and len(direct)
+            and 4 * len(direct) >= self.n_components
             and not recentred
         ):
-            # Many components computed directly on top of the expanded
-            # products (ill-conditioned covariances: standardised breast
-            # cancer, 569 x 30, has 3 of 8): the per-component form, whose
-            # centred factors lose only kappa_k's digits, computes fewer of
-            # them directly and builds no quadratic features (there 1.5-2x
-            # faster an iteration for every K from 2 to 15).
+            # A quarter of the components or more computed directly on top
+            # of the expanded products (ill-conditioned covariances:
+            # standardised breast cancer, 569 x 30, has 1 of 4 and 3 of 8):
+            # the per-component form, whose centred factors lose only
+            # kappa_k's digits, computes fewer of them directly and builds
+            # no quadratic features (there 1.5-2x faster an iteration for
+            # every K from 2 to 15).
             return self._per_component_parameters(
                 parameters, precisions_chol, centre, dtype, recentred
             )

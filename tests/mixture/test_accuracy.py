@@ -286,9 +286,9 @@ def test_float32_chunk_computed_in_float64_is_cast_by_the_centring(covariance_ty
 
 
 def test_many_direct_components_take_the_per_component_form():
-    # With 16 features or more, an expansion that would compute more than a
-    # quarter of the components directly gives way to the per-component
-    # form, to the same accuracy.
+    # With 16 features or more, an expansion that would compute a quarter of
+    # the components or more directly gives way to the per-component form,
+    # to the same accuracy.
     X, centres, labels = _data(0.0, 1.0, 1e-4, np.float64, n_features=16)
     gm = _model(X, centres, labels, "full")
     assert not gm._uses_per_component_form(16, np.float64)
