@@ -413,7 +413,8 @@ def _gaussian_classification(X, X_subset, subset_labels, n_components, reg_covar
         n_components, covariance_type="full", reg_covar=reg_covar, max_iter=0, **init
     )
     try:
-        mixture.fit(X)
+        # X is the search's, validated once (see _quiet_fit).
+        mixture._fit_validated(X, None)
     except ValueError as exc:
         raise np.linalg.LinAlgError(str(exc)) from exc
     return mixture.predict(X)
