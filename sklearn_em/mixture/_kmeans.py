@@ -274,8 +274,9 @@ class _BoundedLabeller:
     with an error under ``(3 D + 6) eps R^2`` (``R`` the largest row norm,
     which bounds every centre's, the centres being weighted means of rows).
     A row keeps its label only where the bounds put the squared distances
-    of the other centres more than ``tau``, twice the error of the kernel's
-    comparison and of ours, above its own; where ours are closer than
+    of the other centres more than ``tau = 2 (8 D + 16) eps R^2`` above its
+    own: more than the errors of the kernel's comparison of two such values
+    and of ours added up (``4 (3 D + 6) eps R^2``); where ours are closer than
     ``tau`` (ties, near-ties), the row's 256-row chunk is labelled by
     scikit-learn's own kernel, with the products ``KMeans`` computes for it.
 
