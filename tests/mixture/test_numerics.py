@@ -589,3 +589,21 @@ def test_precision_factors_are_scipys(dtype, covariance_type):
     singular[..., :, 0] = 0
     with pytest.raises(CollapseError, match="ill-defined empirical covariance"):
         _compute_precision_cholesky(singular, covariance_type)
+
+
+def test_factor_inverses_of_triangular_and_general_factors():
+    # The precision guard's scale inverts the factors: LAPACK's triangular
+    # inverse for upper (fitted) and lower (given) factors, NumPy's general
+    # one otherwise.
+    from sklearn_em.mixture._gaussian import _factor_inverses
+
+    rng = np.random.RandomState(0)
+    general = rng.randn(3, 5, 5) + 5 * np.eye(5)
+    for factors in (np.triu(general), np.tril(general), general):
+        assert_allclose(
+            _factor_inverses(factors), np.linalg.inv(factors), rtol=1e-12, atol=1e-14
+        )
+    singular = np.triu(general)
+    singular[1, 2, 2] = 0
+    with pytest.raises(np.linalg.LinAlgError):
+        _factor_inverses(singular)
