@@ -369,13 +369,20 @@ class BaseMixtureEM(
         work = None
         if isinstance(data, ArrayData):
             n_samples, n_features = data.shape
-            # The E-step's product over all the rows at once: (n_samples x
-            # its features per row) times (features per row x n_components).
-            row_values = max(
-                n_features, self._chunk_row_values(n_features, data.dtype.itemsize)
-            )
-            work = n_samples * row_values * self.n_components
+            work = self._largest_product(n_samples, n_features, data.dtype.itemsize)
         return blas_limit_for(work)
+
+    def _largest_product(self, n_samples, n_features, itemsize=8):
+        """Multiply-adds of the largest BLAS product of an EM iteration.
+
+        By default the E-step's product over all the rows at once: (n_samples
+        x its features per row) times (features per row x n_components).
+        Models whose products have another shape (a per-component factor,
+        say) override this: a product under-counted here runs on BLAS's
+        threads in a fit that was meant to need none of them.
+        """
+        row_values = max(n_features, self._chunk_row_values(n_features, itemsize))
+        return n_samples * row_values * self.n_components
 
     def _e_step_statistics(self, data):
         """One E-step over all of ``data``, reduced to sufficient statistics."""

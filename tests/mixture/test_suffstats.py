@@ -503,6 +503,42 @@ def test_small_fits_and_predictions_leave_blas_alone(blas_limit_sets):
     assert _blas_threads() == outside
 
 
+@pytest.mark.parametrize(
+    "covariance_type, n_components", [("full", 1), ("full", 3), ("tied", 1)]
+)
+def test_fits_with_large_factor_products_hold_the_blas_limit(
+    blas_limit_sets, monkeypatch, covariance_type, n_components
+):
+    # 569 x 30 with few components: the E-step's product over the components
+    # is small, but the per-component form's (and 'tied''s) products with
+    # each 30 x 30 factor are above the size at which OpenBLAS starts its
+    # threads. Counted as the former alone, such fits ran with BLAS's own
+    # threads, 10-15x slower than with one (8-14 ms an iteration, not 1).
+    if max(_blas_threads()) == 1:
+        pytest.skip("BLAS already runs one thread")
+    outside = _blas_threads()
+    X = _blobs(n_samples=569, n_features=30, n_components=3)
+    gm = GaussianMixtureEM(
+        n_components, covariance_type=covariance_type, max_iter=3, random_state=0
+    )
+    n_samples, n_features = X.shape
+    assert gm._largest_product(n_samples, n_features) >= n_samples * n_features**2
+    assert n_samples * n_features**2 >= _suffstats._BLAS_ONE_THREAD_WORK
+    seen = []
+    original = _gaussian._estimate_gaussian_parameters
+
+    def recording(*args, **kwargs):
+        seen.append(_blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_estimate_gaussian_parameters", recording)
+    gm.fit(X)
+    assert len(blas_limit_sets) == 1
+    # Every M-step (between the chunks' windows) ran under the held limit.
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert _blas_threads() == outside
+
+
 def test_logsumexp_rows_makes_no_subnormal_probabilities():
     # A probability below the smallest normal number is a subnormal, on which
     # the products of the M-step run many times slower: in float32 it is
