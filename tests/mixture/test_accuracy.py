@@ -100,13 +100,16 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_e_step_statistics_match_long_double(case, covariance_type, dtype):
+@pytest.mark.parametrize("n_features", [4, 20])
+def test_e_step_statistics_match_long_double(case, covariance_type, dtype, n_features):
+    # (From 16 features 'spherical' builds its features in two blocks, as
+    # 'diag' does.)
     offset, spread, scale = CASES[case]
     if dtype == np.float32 and case == "far_from_origin":
         offset = 1e4  # float32 resolves 1e6 + x only to 0.06
     if dtype == np.float32 and case == "tight_clusters":
         scale = 1e-2
-    X, centres, labels = _data(offset, spread, scale, dtype)
+    X, centres, labels = _data(offset, spread, scale, dtype, n_features=n_features)
     gm = _model(X, centres, labels, covariance_type)
     stats = gm._e_step_chunk_function()(X, None)
     log_norm, nk, sxx = _reference(X, gm)

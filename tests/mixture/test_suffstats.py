@@ -315,11 +315,17 @@ def test_chunk_features_fit_the_working_memory(covariance_type, working_memory):
     features = _centred_features(
         X[:rows], np.ones(n_features), covariance_type, np.eye(n_features)
     )
-    if covariance_type == "diag":
-        # (z ** 2, z): two blocks of the chunk's shape.
-        features = np.stack(features)
+    if isinstance(features, tuple):
+        # 'diag': (z ** 2, z), two blocks of the chunk's shape; 'spherical'
+        # (wide data): (|z|^2, z), with |z|^2 summed from the squares.
+        assert len(features) == 2
+        nbytes = sum(block.nbytes for block in features)
+        if covariance_type == "spherical":
+            nbytes += features[1].nbytes
+    else:
+        nbytes = features.nbytes
     assert rows > 64  # above the floor, so the budget decides
-    assert features.nbytes <= working_memory * 2**20
+    assert nbytes <= working_memory * 2**20
 
 
 # ----------------------------------------------------------------------
@@ -755,29 +761,47 @@ def test_chunks_are_split_evenly_over_the_threads(n_jobs):
     assert 100_000 - (n_chunks - 1) * rows >= rows - n_chunks
 
 
+@pytest.mark.parametrize(
+    "covariance_type, n_features", [("diag", 6), ("spherical", 20)]
+)
 @pytest.mark.parametrize("offset", [0.0, 1e4])
-def test_diag_features_around_zero_near_the_origin(offset):
-    # Diagonal covariances skip the centring pass where the expansion around
-    # zero is within the precision budget (data near the origin), and keep
-    # it where it is not (data far from it): the same statistics either way.
-    X = _blobs(n_samples=3000, n_features=6, n_components=3)
+def test_block_features_around_zero_near_the_origin(
+    covariance_type, n_features, offset
+):
+    # Diagonal covariances (and spherical ones from 16 features) build their
+    # features as two C-ordered blocks, and skip the centring pass where the
+    # expansion around zero is within the precision budget (data near the
+    # origin), and keep it where it is not (data far from it): the same
+    # statistics either way.
+    X = _blobs(n_samples=3000, n_features=n_features, n_components=3)
     X = X + offset
-    gm = GaussianMixtureEM(3, covariance_type="diag", random_state=0, max_iter=2)
+    gm = GaussianMixtureEM(
+        3, covariance_type=covariance_type, random_state=0, max_iter=2
+    )
     gm.fit(X)
     parameters = gm._fused_parameters(np.float64)
     assert (not parameters["centre"].any()) == (offset == 0)
-    squares, Z = _centred_features(X, parameters["centre"], "diag")
+    quadratic, Z = _centred_features(X, parameters["centre"], covariance_type)
     assert np.shares_memory(Z, X) == (offset == 0)
-    assert_allclose(squares, (X - parameters["centre"]) ** 2)
+    squares = (X - parameters["centre"]) ** 2
+    if covariance_type == "spherical":
+        squares = squares.sum(axis=1, keepdims=True)
+    assert_allclose(quadratic, squares)
     data = as_data(gm, X, None, reset=False, dtype=np.float64)
     stats = gm._e_step_statistics(data)
     precisions_chol = gm.precisions_cholesky_
     log_prob = _estimate_log_gaussian_prob(
-        X, gm.means_, precisions_chol, "diag"
+        X, gm.means_, precisions_chol, covariance_type
     ) + np.log(gm.weights_)
+    # Prediction runs on the same features.
+    assert_allclose(gm.score_samples(X), logsumexp(log_prob, axis=1), rtol=1e-10)
     resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
     reference = _brute_force_statistics(X, resp, gm.means_)
     reference["sxx"] = np.einsum("kdd->kd", reference["sxx"])
+    if covariance_type == "spherical":
+        # Only the sum over the features is known (all the M-step reads).
+        stats = dict(stats, sxx=stats["sxx"].sum(axis=1))
+        reference["sxx"] = reference["sxx"].sum(axis=1)
     for key in ("nk", "sx", "sxx"):
         scale = np.abs(reference[key]).max()
         assert_allclose(stats[key], reference[key], rtol=1e-9, atol=1e-9 * scale)
