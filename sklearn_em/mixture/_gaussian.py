@@ -9,6 +9,7 @@ import numpy as np
 from scipy import linalg
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._arrays import ArrayData
 from ._base import BaseMixtureEM, _check_parameter_array, _dense_resp
 from ._missing import (
     available_case_moments,
@@ -1295,6 +1296,106 @@ def _gaussian_e_step_chunk_body(
     )
 
 
+#: Diagonal and spherical fits whose every E-step holds at most this many
+#: differences ``x_n - mu_k`` (n_samples x n_components x n_features) take
+#: :func:`_direct_e_step_chunk`: on data this small an iteration is a few
+#: dozen NumPy calls of microseconds each, and the expansion's coefficients,
+#: computed twice when the expansion around zero is refused, and its
+#: precision guard's direct components cost more than the differences (iris,
+#: K = 15: 0.45 against scikit-learn's 0.30 ms an iteration before, 0.25
+#: after; wine, K = 15: 0.46 against 0.30, 0.29 after). Around 30,000
+#: differences the two forms take about the same time (0.9-1.3x); at
+#: 60,000 the fused form is ahead with many components.
+_DIRECT_VALUES = 2**15
+
+
+def _direct_e_step_chunk(
+    X, sample_weight, *, means, precisions_chol, covariance_type, log_w
+):
+    """E-step and statistics of a small chunk, from every difference at once.
+
+    For diagonal and spherical covariances on little data (see
+    ``_DIRECT_VALUES``): the differences of every row from every mean, in
+    one array, give the log-densities without an expansion (exact, so no
+    precision guard) and the moments around the means.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray of shape (n_components, n_features) or \
+            (n_components,)
+        Square roots of the precisions, in the layout of ``covariance_type``.
+
+    covariance_type : {'diag', 'spherical'}
+
+    log_w : ndarray of shape (n_components,)
+
+    Returns
+    -------
+    stats : dict
+        As :func:`~._suffstats.e_step_chunk`, with the keys of
+        :func:`_accumulate_gaussian` around ``means``; for 'spherical',
+        ``"sxx"`` holds per-feature moments, whose mean over the features is
+        what its M-step reads.
+    """
+    n_features = X.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = X[np.newaxis] - means[:, np.newaxis]
+        squares = diff * diff
+        if covariance_type == "diag":
+            precisions = precisions_chol**2
+            maha = np.matmul(squares, precisions[:, :, np.newaxis])[:, :, 0]
+        else:
+            maha = np.matmul(squares, np.ones(n_features))
+            maha *= (precisions_chol**2)[:, np.newaxis]
+        log_det = _compute_log_det_cholesky(
+            precisions_chol, covariance_type, n_features
+        )
+        constant = -0.5 * n_features * math.log(2 * math.pi) + log_det + log_w
+        maha *= -0.5
+        maha += constant[:, np.newaxis]
+        # (n_samples, n_components), column-major as the other forms'.
+        log_prob = maha.T
+        return e_step_chunk(
+            (diff, squares),
+            sample_weight,
+            weighted_log_prob=lambda features: log_prob,
+            accumulate=partial(_accumulate_direct, means=means),
+        )
+
+
+def _accumulate_direct(features, resp, *, means):
+    """Statistics around the means from :func:`_direct_e_step_chunk`'s arrays.
+
+    Parameters
+    ----------
+    features : tuple of ndarray of shape (n_components, n_samples, n_features)
+        The differences ``x_n - mu_k`` and their squares.
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities multiplied by the sample weights.
+
+    means : ndarray of shape (n_components, n_features)
+
+    Returns
+    -------
+    stats : dict
+        The keys of :func:`_accumulate_gaussian` around ``means``, float64.
+    """
+    diff, squares = features
+    nk = resp.sum(axis=0, dtype=np.float64)
+    # One row of weights per component: (K, 1, n) @ (K, n, D).
+    weights = resp.T[:, np.newaxis, :]
+    sz = np.matmul(weights, diff)[:, 0]
+    sxx = np.matmul(weights, squares)[:, 0]
+    return {"nk": nk, "sx": sz + nk[:, np.newaxis] * means, "sxx": sxx}
+
+
 def _gaussian_log_prob_chunk(X, **parameters):
     """``log pi_k + log N(x | mu_k, Sigma_k)`` of a chunk, on the fused features.
 
@@ -2425,7 +2526,19 @@ class GaussianMixtureEM(BaseMixtureEM):
         # _recentred_shift. (The missing-value kernels accumulate around the
         # means: data with NaN takes one pass.)
         self._moments_shift = self.means_
-        stats = super()._e_step_statistics(data)
+        if self._uses_direct_form(data):
+            engine_type, precisions_chol = self._engine_parameters()
+            stats = data.map_reduce(
+                partial(
+                    _direct_e_step_chunk,
+                    means=self.means_,
+                    precisions_chol=precisions_chol,
+                    covariance_type=engine_type,
+                    log_w=np.log(self.weights_),
+                )
+            )
+        else:
+            stats = super()._e_step_statistics(data)
         # One check of all the sums (six array checks cost ~25 us, a tenth
         # of an iteration on small data).
         if not np.isfinite(
@@ -2451,6 +2564,22 @@ class GaussianMixtureEM(BaseMixtureEM):
             self._moments_shift = shift
             stats = super()._e_step_statistics(data)
         return stats
+
+    def _uses_direct_form(self, data):
+        """Whether the E-step on ``data`` takes :func:`_direct_e_step_chunk`.
+
+        Complete float64 data in memory, diagonal or spherical covariances
+        (shared or not), and at most ``_DIRECT_VALUES`` differences.
+        """
+        if not isinstance(data, ArrayData) or data.has_missing is not False:
+            return False
+        n_samples, n_features = data.shape
+        return (
+            _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
+            and data.dtype == np.float64
+            and self._dtype() == np.float64
+            and n_samples * n_features * self.n_components <= _DIRECT_VALUES
+        )
 
     def _initial_resp(self, X, sample_weight, random_state):
         # Before k-means squares the data (in memory: X or Dask's sample).

@@ -140,6 +140,41 @@ def test_e_step_statistics_match_long_double(case, covariance_type, dtype, n_fea
     assert np.all(err < (1e-8 if dtype == np.float64 else 1e-3)), err
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_direct_small_e_step_matches_long_double(case, covariance_type):
+    # Small diagonal and spherical fits compute every x - mu_k at once
+    # (_direct_e_step_chunk): no expansion, so far and tight clusters keep
+    # float64's precision without a guard.
+    from sklearn_em.mixture._gaussian import _direct_e_step_chunk
+
+    X, centres, labels = _data(*CASES[case], np.float64)
+    gm = _model(X, centres, labels, covariance_type)
+    stats = _direct_e_step_chunk(
+        X,
+        None,
+        means=gm.means_,
+        precisions_chol=gm.precisions_cholesky_,
+        covariance_type=covariance_type,
+        log_w=np.log(gm.weights_),
+    )
+    log_norm, nk, sxx = _reference(X, gm)
+    assert_allclose(
+        float(stats["log_likelihood"]) / X.shape[0],
+        float(log_norm.mean()),
+        rtol=0,
+        atol=1e-8,
+    )
+    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-10)
+    expected = np.diagonal(sxx.astype(np.float64), axis1=1, axis2=2)
+    got = stats["sxx"]
+    if covariance_type == "spherical":
+        expected, got = expected.mean(1), got.mean(1)
+    size = np.abs(expected).reshape(len(expected), -1).max(1)
+    err = np.abs(got - expected).reshape(len(expected), -1).max(1) / size
+    assert np.all(err < 1e-10), err
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_guard_falls_back_on_tight_far_clusters(dtype):
     # The guard must switch these components to the direct form ...

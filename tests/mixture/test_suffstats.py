@@ -643,6 +643,98 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
     assert_allclose(proba, resp, atol=10 * rtol)
 
 
+@pytest.mark.parametrize(
+    "covariance_type", ["diag", "spherical", "tied_diag", "tied_spherical"]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_direct_small_e_step_matches_the_fused_form(
+    covariance_type, weighted, monkeypatch
+):
+    # Small diagonal and spherical fits take _direct_e_step_chunk (every
+    # x - mu_k at once), larger ones the fused form: the same statistics,
+    # and fits that agree but for rounding.
+    X = _blobs(n_samples=400, n_features=4, n_components=3)
+    sample_weight = np.random.RandomState(1).uniform(0.5, 2, size=len(X))
+    sample_weight = sample_weight if weighted else None
+    gm = GaussianMixtureEM(
+        3, covariance_type=covariance_type, random_state=0, max_iter=2
+    ).fit(X, sample_weight=sample_weight)
+    data = as_data(gm, X, sample_weight, reset=False, dtype=np.float64)
+    assert gm._uses_direct_form(data)
+    calls = []
+    original = _gaussian._direct_e_step_chunk
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_direct_e_step_chunk", counting)
+    direct = gm._e_step_statistics(data)
+    assert calls
+    with monkeypatch.context() as patch:
+        patch.setattr(_gaussian, "_DIRECT_VALUES", 0)
+        assert not gm._uses_direct_form(data)
+        fused = gm._e_step_statistics(data)
+    assert len(calls) == 1
+    for key in ("nk", "sx", "log_likelihood", "sum_weight"):
+        assert_allclose(direct[key], fused[key], rtol=1e-11)
+    sxx_direct, sxx_fused = direct["sxx"], fused["sxx"]
+    if covariance_type.endswith("spherical"):
+        # Only the mean over the features is defined.
+        sxx_direct, sxx_fused = sxx_direct.mean(axis=1), sxx_fused.mean(axis=1)
+    assert_allclose(sxx_direct, sxx_fused, rtol=1e-11)
+    # Against the definition, around the means.
+    engine = "diag" if covariance_type.endswith("diag") else "spherical"
+    log_prob = _estimate_log_gaussian_prob(
+        X,
+        gm.means_,
+        _gaussian._per_component(gm.precisions_cholesky_, covariance_type, 3),
+        engine,
+    ) + np.log(gm.weights_)
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    if weighted:
+        resp *= data.sample_weight[:, None]
+    reference = _brute_force_statistics(X, resp, gm.means_)
+    assert_allclose(direct["nk"], reference["nk"], rtol=1e-11)
+    assert_allclose(direct["sx"], reference["sx"], rtol=1e-11, atol=1e-9)
+    diagonal = np.einsum("kdd->kd", reference["sxx"])
+    if engine == "spherical":
+        diagonal = diagonal.mean(axis=1)
+    assert_allclose(sxx_direct, diagonal, rtol=1e-11)
+    # Whole fits agree.
+    params = dict(covariance_type=covariance_type, random_state=0, tol=1e-8)
+    small = GaussianMixtureEM(3, **params).fit(X, sample_weight=sample_weight)
+    with monkeypatch.context() as patch:
+        patch.setattr(_gaussian, "_DIRECT_VALUES", 0)
+        large = GaussianMixtureEM(3, **params).fit(X, sample_weight=sample_weight)
+    assert small.n_iter_ == large.n_iter_
+    for name in ("weights_", "means_", "covariances_"):
+        assert_allclose(getattr(small, name), getattr(large, name), rtol=1e-8)
+    assert_allclose(small.lower_bound_, large.lower_bound_, rtol=1e-12)
+
+
+def test_direct_small_e_step_only_where_it_is_small_complete_float64():
+    X = _blobs(n_samples=400, n_features=4, n_components=3)
+    gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=1).fit(X)
+    assert gm._uses_direct_form(as_data(gm, X, reset=False))
+    # More differences than _DIRECT_VALUES: the fused form.
+    big = np.tile(X, (50, 1))
+    assert not gm._uses_direct_form(as_data(gm, big, reset=False))
+    # Missing values: their own kernels.
+    holed = X.copy()
+    holed[0, 0] = np.nan
+    assert not gm._uses_direct_form(as_data(gm, holed, reset=False))
+    # float32 data (the model's dtype is the first fit's): the fused form.
+    gm32 = GaussianMixtureEM(3, covariance_type="diag", max_iter=1).fit(
+        X.astype(np.float32)
+    )
+    assert not gm32._uses_direct_form(as_data(gm32, X.astype(np.float32), reset=False))
+    for covariance_type in ("full", "tied"):
+        other = GaussianMixtureEM(3, covariance_type=covariance_type, max_iter=1)
+        other.fit(X)
+        assert not other._uses_direct_form(as_data(other, X, reset=False))
+
+
 def _brute_force_statistics(X, resp, shift):
     """N_k, sum_n r_nk x_n and sum_n r_nk (x_n - c_k)(x_n - c_k)^T by einsum."""
     diff = X[:, None, :] - shift[None, :, :]
