@@ -1296,16 +1296,17 @@ def _gaussian_e_step_chunk_body(
     )
 
 
-#: Diagonal and spherical fits whose every E-step holds at most this many
-#: differences ``x_n - mu_k`` (n_samples x n_components x n_features) take
+#: Fits whose every E-step holds at most this many differences
+#: ``x_n - mu_k`` (n_samples x n_components x n_features) take
 #: :func:`_direct_e_step_chunk`: on data this small an iteration is a few
-#: dozen NumPy calls of microseconds each, and the expansion's coefficients,
-#: computed twice when the expansion around zero is refused, and its
-#: precision guard's direct components cost more than the differences (iris,
-#: K = 15: 0.45 against scikit-learn's 0.30 ms an iteration before, 0.25
-#: after; wine, K = 15: 0.46 against 0.30, 0.29 after). Around 30,000
-#: differences the two forms take about the same time (0.9-1.3x); at
-#: 60,000 the fused form is ahead with many components.
+#: dozen NumPy calls of microseconds each, and the fused forms' coefficients
+#: (computed twice for 'diag' when the expansion around zero is refused),
+#: precision guard, direct components and quadratic features cost more than
+#: the differences. Per iteration, with 15 components: iris 'diag' 0.45 ->
+#: 0.25 ms (scikit-learn: 0.30), 'full' 0.75 -> 0.45 (2.1); with one, iris
+#: 'full' 0.45 -> 0.23 (0.37). Up to here the direct form was the faster
+#: for every type measured; by 2^16 the fused forms are ahead with many
+#: components ('tied' first).
 _DIRECT_VALUES = 2**15
 
 
@@ -1314,10 +1315,10 @@ def _direct_e_step_chunk(
 ):
     """E-step and statistics of a small chunk, from every difference at once.
 
-    For diagonal and spherical covariances on little data (see
-    ``_DIRECT_VALUES``): the differences of every row from every mean, in
-    one array, give the log-densities without an expansion (exact, so no
-    precision guard) and the moments around the means.
+    On little data (see ``_DIRECT_VALUES``): the differences of every row
+    from every mean, in one array, give the log-densities without an
+    expansion (exact, so no precision guard) and the moments around the
+    means.
 
     Parameters
     ----------
@@ -1327,11 +1328,10 @@ def _direct_e_step_chunk(
 
     means : ndarray of shape (n_components, n_features)
 
-    precisions_chol : ndarray of shape (n_components, n_features) or \
-            (n_components,)
-        Square roots of the precisions, in the layout of ``covariance_type``.
+    precisions_chol : ndarray
+        The precisions' factors, in the layout of ``covariance_type``.
 
-    covariance_type : {'diag', 'spherical'}
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
     log_w : ndarray of shape (n_components,)
 
@@ -1346,13 +1346,20 @@ def _direct_e_step_chunk(
     n_features = X.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         diff = X[np.newaxis] - means[:, np.newaxis]
-        squares = diff * diff
-        if covariance_type == "diag":
-            precisions = precisions_chol**2
-            maha = np.matmul(squares, precisions[:, :, np.newaxis])[:, :, 0]
+        if covariance_type in ("full", "tied"):
+            # (x - mu_k) U_k, batched over the components (U broadcast for
+            # 'tied'); the moments need the differences themselves.
+            whitened = np.matmul(diff, precisions_chol)
+            maha = np.matmul(whitened * whitened, np.ones(n_features))
+            squares = None
         else:
-            maha = np.matmul(squares, np.ones(n_features))
-            maha *= (precisions_chol**2)[:, np.newaxis]
+            squares = diff * diff
+            if covariance_type == "diag":
+                precisions = precisions_chol**2
+                maha = np.matmul(squares, precisions[:, :, np.newaxis])[:, :, 0]
+            else:
+                maha = np.matmul(squares, np.ones(n_features))
+                maha *= (precisions_chol**2)[:, np.newaxis]
         log_det = _compute_log_det_cholesky(
             precisions_chol, covariance_type, n_features
         )
@@ -1375,7 +1382,8 @@ def _accumulate_direct(features, resp, *, means):
     Parameters
     ----------
     features : tuple of ndarray of shape (n_components, n_samples, n_features)
-        The differences ``x_n - mu_k`` and their squares.
+        The differences ``x_n - mu_k`` and their squares (None for 'full' and
+        'tied', whose scatters are whole matrices).
 
     resp : ndarray of shape (n_samples, n_components)
         Responsibilities multiplied by the sample weights.
@@ -1392,7 +1400,11 @@ def _accumulate_direct(features, resp, *, means):
     # One row of weights per component: (K, 1, n) @ (K, n, D).
     weights = resp.T[:, np.newaxis, :]
     sz = np.matmul(weights, diff)[:, 0]
-    sxx = np.matmul(weights, squares)[:, 0]
+    if squares is None:
+        # 'full', 'tied': the scatters (K, D, n) @ (K, n, D).
+        sxx = np.matmul(diff.transpose(0, 2, 1) * weights, diff)
+    else:
+        sxx = np.matmul(weights, squares)[:, 0]
     return {"nk": nk, "sx": sz + nk[:, np.newaxis] * means, "sxx": sxx}
 
 
@@ -2568,15 +2580,14 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _uses_direct_form(self, data):
         """Whether the E-step on ``data`` takes :func:`_direct_e_step_chunk`.
 
-        Complete float64 data in memory, diagonal or spherical covariances
-        (shared or not), and at most ``_DIRECT_VALUES`` differences.
+        Complete float64 data in memory and at most ``_DIRECT_VALUES``
+        differences.
         """
         if not isinstance(data, ArrayData) or data.has_missing is not False:
             return False
         n_samples, n_features = data.shape
         return (
-            _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
-            and data.dtype == np.float64
+            data.dtype == np.float64
             and self._dtype() == np.float64
             and n_samples * n_features * self.n_components <= _DIRECT_VALUES
         )

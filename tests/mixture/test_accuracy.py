@@ -141,11 +141,11 @@ def test_e_step_statistics_match_long_double(case, covariance_type, dtype, n_fea
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_direct_small_e_step_matches_long_double(case, covariance_type):
-    # Small diagonal and spherical fits compute every x - mu_k at once
-    # (_direct_e_step_chunk): no expansion, so far and tight clusters keep
-    # float64's precision without a guard.
+    # Small fits compute every x - mu_k at once (_direct_e_step_chunk): no
+    # expansion, so far and tight clusters keep float64's precision without
+    # a guard.
     from sklearn_em.mixture._gaussian import _direct_e_step_chunk
 
     X, centres, labels = _data(*CASES[case], np.float64)
@@ -166,8 +166,11 @@ def test_direct_small_e_step_matches_long_double(case, covariance_type):
         atol=1e-8,
     )
     assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-10)
-    expected = np.diagonal(sxx.astype(np.float64), axis1=1, axis2=2)
-    got = stats["sxx"]
+    expected, got = sxx.astype(np.float64), stats["sxx"]
+    if covariance_type in ("diag", "spherical"):
+        expected = np.diagonal(expected, axis1=1, axis2=2)
+    if covariance_type == "tied":
+        expected, got = expected.sum(0, keepdims=True), got.sum(0, keepdims=True)
     if covariance_type == "spherical":
         expected, got = expected.mean(1), got.mean(1)
     size = np.abs(expected).reshape(len(expected), -1).max(1)

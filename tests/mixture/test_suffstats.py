@@ -644,15 +644,16 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
 
 
 @pytest.mark.parametrize(
-    "covariance_type", ["diag", "spherical", "tied_diag", "tied_spherical"]
+    "covariance_type",
+    ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
 )
 @pytest.mark.parametrize("weighted", [False, True])
 def test_direct_small_e_step_matches_the_fused_form(
     covariance_type, weighted, monkeypatch
 ):
-    # Small diagonal and spherical fits take _direct_e_step_chunk (every
-    # x - mu_k at once), larger ones the fused form: the same statistics,
-    # and fits that agree but for rounding.
+    # Small fits take _direct_e_step_chunk (every x - mu_k at once), larger
+    # ones the fused form: the same statistics, and fits that agree but for
+    # rounding.
     X = _blobs(n_samples=400, n_features=4, n_components=3)
     sample_weight = np.random.RandomState(1).uniform(0.5, 2, size=len(X))
     sample_weight = sample_weight if weighted else None
@@ -682,9 +683,12 @@ def test_direct_small_e_step_matches_the_fused_form(
     if covariance_type.endswith("spherical"):
         # Only the mean over the features is defined.
         sxx_direct, sxx_fused = sxx_direct.mean(axis=1), sxx_fused.mean(axis=1)
-    assert_allclose(sxx_direct, sxx_fused, rtol=1e-11)
+    if covariance_type == "tied":
+        # Only the sum over the components (the fused form splits it).
+        sxx_direct, sxx_fused = sxx_direct.sum(axis=0), sxx_fused.sum(axis=0)
+    assert_allclose(sxx_direct, sxx_fused, rtol=1e-11, atol=1e-9)
     # Against the definition, around the means.
-    engine = "diag" if covariance_type.endswith("diag") else "spherical"
+    engine = _gaussian._engine_covariance_type(covariance_type)
     log_prob = _estimate_log_gaussian_prob(
         X,
         gm.means_,
@@ -697,10 +701,14 @@ def test_direct_small_e_step_matches_the_fused_form(
     reference = _brute_force_statistics(X, resp, gm.means_)
     assert_allclose(direct["nk"], reference["nk"], rtol=1e-11)
     assert_allclose(direct["sx"], reference["sx"], rtol=1e-11, atol=1e-9)
-    diagonal = np.einsum("kdd->kd", reference["sxx"])
+    expected = reference["sxx"]
+    if engine == "tied":
+        expected = expected.sum(axis=0)
+    if engine in ("diag", "spherical"):
+        expected = np.einsum("kdd->kd", expected)
     if engine == "spherical":
-        diagonal = diagonal.mean(axis=1)
-    assert_allclose(sxx_direct, diagonal, rtol=1e-11)
+        expected = expected.mean(axis=1)
+    assert_allclose(sxx_direct, expected, rtol=1e-11, atol=1e-9)
     # Whole fits agree.
     params = dict(covariance_type=covariance_type, random_state=0, tol=1e-8)
     small = GaussianMixtureEM(3, **params).fit(X, sample_weight=sample_weight)
@@ -732,7 +740,8 @@ def test_direct_small_e_step_only_where_it_is_small_complete_float64():
     for covariance_type in ("full", "tied"):
         other = GaussianMixtureEM(3, covariance_type=covariance_type, max_iter=1)
         other.fit(X)
-        assert not other._uses_direct_form(as_data(other, X, reset=False))
+        assert other._uses_direct_form(as_data(other, X, reset=False))
+        assert not other._uses_direct_form(as_data(other, big, reset=False))
 
 
 def _brute_force_statistics(X, resp, shift):
