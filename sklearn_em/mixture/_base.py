@@ -362,24 +362,27 @@ class BaseMixtureEM(
         """Values per row of the model's own chunk temporaries, if known."""
         return 0
 
-    def _blas_limit(self, data):
-        """BLAS's one-thread limit held for a fit or prediction on ``data``,
-        or no limit at all where its products are too small for BLAS's
-        threads (see :func:`._suffstats.blas_limit_for`)."""
+    def _blas_limit(self, data, fitting=True):
+        """BLAS's one-thread limit held for a fit (or, ``fitting=False``, a
+        prediction) on ``data``, or no limit at all where its products are
+        too small for BLAS's threads (see :func:`._suffstats.blas_limit_for`)."""
         work = None
         if isinstance(data, ArrayData):
             n_samples, n_features = data.shape
-            work = self._largest_product(n_samples, n_features, data.dtype.itemsize)
+            work = self._largest_product(
+                n_samples, n_features, data.dtype.itemsize, fitting=fitting
+            )
         return blas_limit_for(work)
 
-    def _largest_product(self, n_samples, n_features, itemsize=8):
+    def _largest_product(self, n_samples, n_features, itemsize=8, fitting=True):
         """Multiply-adds of the largest BLAS product of an EM iteration.
 
         By default the E-step's product over all the rows at once: (n_samples
         x its features per row) times (features per row x n_components).
         Models whose products have another shape (a per-component factor,
         say) override this: a product under-counted here runs on BLAS's
-        threads in a fit that was meant to need none of them.
+        threads in a fit that was meant to need none of them. ``fitting``
+        False: a prediction's products only.
         """
         row_values = max(n_features, self._chunk_row_values(n_features, itemsize))
         return n_samples * row_values * self.n_components
@@ -814,7 +817,7 @@ class BaseMixtureEM(
         data = as_data(self, X, reset=False)
         dtype = self._dtype() if dtype is None else dtype
         # One set and one restore of BLAS's limit for the whole call.
-        with self._blas_limit(data):
+        with self._blas_limit(data, fitting=False):
             weighted_log_prob = self._log_prob_chunk_function(data.dtype)
             if data.has_missing is not False:
                 weighted_log_prob = self._missing_log_prob_function(weighted_log_prob)

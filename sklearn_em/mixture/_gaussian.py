@@ -2492,14 +2492,21 @@ class GaussianMixtureEM(BaseMixtureEM):
             n_quadratic += n_features
         return n_quadratic + n_features + 8 * self.n_components
 
-    def _largest_product(self, n_samples, n_features, itemsize=8):
+    def _largest_product(self, n_samples, n_features, itemsize=8, fitting=True):
         # Beside the E-step's product over the components: the per-component
         # form's products with each (n_features + 1)-square factor and its
         # Gram matrices, and 'tied''s whitening and shared scatter, each
-        # n_samples x n_features x n_features. (Counted as the E-step's alone,
-        # a fit of 569 x 30 with 1 to 3 full components ran them on BLAS's
-        # two threads: 8-14 ms an iteration instead of 0.5-0.9.)
+        # n_samples x n_features x n_features. In a fit these alternate with
+        # the M-step's factorisations, which SciPy's own OpenBLAS runs: with
+        # both libraries' threads awake, each one's spinning workers took the
+        # cores the other needed (counted as the E-step's product alone, a
+        # fit of 569 x 30 with 1 to 3 full components ran at 8-14 ms an
+        # iteration instead of 0.7-1.1). A prediction calls NumPy's BLAS
+        # alone, where setting the limit (~0.2 ms) costs more than BLAS's
+        # threads do (569 x 30, K = 3, 'full': 0.8-1.4 against 0.8-0.9 ms).
         work = super()._largest_product(n_samples, n_features, itemsize)
+        if not fitting:
+            return work
         dtype = np.float64 if itemsize == 8 else np.float32
         if self._uses_per_component_form(n_features, dtype):
             work = max(work, n_samples * (n_features + 1) ** 2)

@@ -543,6 +543,10 @@ def test_fits_with_large_factor_products_hold_the_blas_limit(
     # Every M-step (between the chunks' windows) ran under the held limit.
     assert seen and all(set(threads) == {1} for threads in seen)
     assert _blas_threads() == outside
+    # A prediction calls NumPy's BLAS alone (no factorisations in SciPy's):
+    # there setting the limit would cost more than BLAS's threads do.
+    gm.predict_proba(X)
+    assert len(blas_limit_sets) == 1
 
 
 def test_logsumexp_rows_makes_no_subnormal_probabilities():
