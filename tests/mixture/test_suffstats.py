@@ -732,6 +732,15 @@ def test_direct_small_e_step_only_where_it_is_small_complete_float64():
     # More differences than _DIRECT_VALUES: the fused form.
     big = np.tile(X, (50, 1))
     assert not gm._uses_direct_form(as_data(gm, big, reset=False))
+    # Diagonal covariances from 16 features: up to twice as many.
+    wide = np.tile(X, (1, 4))
+    wide_gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=1).fit(wide)
+    limit = _gaussian._DIRECT_VALUES
+    for n_samples, expected in [(2 * limit // 48, True), (2 * limit // 48 + 1, False)]:
+        rows = np.resize(wide, (n_samples, 16))
+        assert (
+            wide_gm._uses_direct_form(as_data(wide_gm, rows, reset=False)) is expected
+        )
     # Missing values: their own kernels.
     holed = X.copy()
     holed[0, 0] = np.nan
