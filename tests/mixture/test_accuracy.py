@@ -112,20 +112,27 @@ def test_e_step_statistics_match_long_double(case, covariance_type, dtype, n_fea
     X, centres, labels = _data(offset, spread, scale, dtype, n_features=n_features)
     gm = _model(X, centres, labels, covariance_type)
     stats = gm._e_step_chunk_function()(X, None)
-    log_norm, nk, sxx = _reference(X, gm)
-
     # Log-likelihood: float64 to ~1e-10 per sample, float32 to ~1e-3.
-    atol = 1e-8 if dtype == np.float64 else 5e-2
+    if dtype == np.float64:
+        _assert_match_reference(stats, X, gm, atol=1e-8, rtol=1e-8)
+    else:
+        _assert_match_reference(stats, X, gm, atol=5e-2, rtol=1e-3)
+
+
+def _assert_match_reference(stats, X, gm, *, atol, rtol):
+    """E-step statistics against :func:`_reference`: the mean log-likelihood
+    to ``atol``, N_k and the second moments to ``rtol``."""
+    log_norm, nk, sxx = _reference(X, gm)
     assert_allclose(
         float(stats["log_likelihood"]) / X.shape[0],
         float(log_norm.mean()),
         rtol=0,
         atol=atol,
     )
-    rtol = 1e-8 if dtype == np.float64 else 1e-3
     assert_allclose(stats["nk"], nk.astype(np.float64), rtol=rtol, atol=rtol)
     # Second moments around the means: relative to their own size, per
     # component (tight clusters make them tiny next to the data's scale).
+    covariance_type = gm.covariance_type
     expected, got = sxx.astype(np.float64), stats["sxx"]
     if covariance_type in ("diag", "spherical"):
         expected = np.diagonal(expected, axis1=1, axis2=2)
@@ -137,7 +144,7 @@ def test_e_step_statistics_match_long_double(case, covariance_type, dtype, n_fea
         expected, got = expected.mean(1), got.mean(1)
     size = np.abs(expected).reshape(len(expected), -1).max(1)
     err = np.abs(got - expected).reshape(len(expected), -1).max(1) / size
-    assert np.all(err < (1e-8 if dtype == np.float64 else 1e-3)), err
+    assert np.all(err < rtol), err
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -158,24 +165,7 @@ def test_direct_small_e_step_matches_long_double(case, covariance_type):
         covariance_type=covariance_type,
         log_w=np.log(gm.weights_),
     )
-    log_norm, nk, sxx = _reference(X, gm)
-    assert_allclose(
-        float(stats["log_likelihood"]) / X.shape[0],
-        float(log_norm.mean()),
-        rtol=0,
-        atol=1e-8,
-    )
-    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-10)
-    expected, got = sxx.astype(np.float64), stats["sxx"]
-    if covariance_type in ("diag", "spherical"):
-        expected = np.diagonal(expected, axis1=1, axis2=2)
-    if covariance_type == "tied":
-        expected, got = expected.sum(0, keepdims=True), got.sum(0, keepdims=True)
-    if covariance_type == "spherical":
-        expected, got = expected.mean(1), got.mean(1)
-    size = np.abs(expected).reshape(len(expected), -1).max(1)
-    err = np.abs(got - expected).reshape(len(expected), -1).max(1) / size
-    assert np.all(err < 1e-10), err
+    _assert_match_reference(stats, X, gm, atol=1e-8, rtol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -709,23 +709,15 @@ def test_candidates_fit_validated_data_as_fit_does(binary, weighted):
         clone(estimator).set_params(n_components=4)._fit_validated(X[:3], None)
 
 
-def test_small_search_sets_no_blas_limit_and_large_one_sets_it_once(monkeypatch):
+def test_small_search_sets_no_blas_limit_and_large_one_sets_it_once(
+    blas_limit_sets,
+):
     # The search takes one BLAS window policy, its largest candidate's: on
     # small data no window at all (each set and restore hops to another
     # thread, ~0.1 ms each way, and every candidate's initial factors and
     # criteria outside its fit used to open one); on larger data one
     # setting held over every candidate.
-    from sklearn_em.mixture import _suffstats
-
-    window_type = type(_suffstats._BLAS_WINDOW)
-    calls = []
-    original = window_type._set
-
-    def counting_set(self):
-        calls.append(1)
-        original(self)
-
-    monkeypatch.setattr(window_type, "_set", counting_set)
+    calls = blas_limit_sets
     X, _ = make_blobs(150, n_features=4, centers=3, random_state=0)
     GaussianMixtureIC(4, random_state=0).fit(X)
     assert calls == []

@@ -439,21 +439,6 @@ def test_held_blas_limit_spans_windows_and_is_restored():
     assert _blas_threads() == outside
 
 
-@pytest.fixture
-def blas_limit_sets(monkeypatch):
-    """The list to which every setting of the BLAS window's limit appends."""
-    window_type = type(_suffstats._BLAS_WINDOW)
-    calls = []
-    original = window_type._set
-
-    def counting_set(self):
-        calls.append(1)
-        original(self)
-
-    monkeypatch.setattr(window_type, "_set", counting_set)
-    return calls
-
-
 def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
     # Setting the limit costs a hop to the window's thread (~0.1 ms each
     # way): an EM loop sets it once for all its iterations.
