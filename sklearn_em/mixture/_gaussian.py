@@ -1322,18 +1322,20 @@ def _direct_e_step_chunk(
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float64
+    X : ndarray of shape (n_samples, n_features)
+        Computed in float64 whatever its dtype (a float32 chunk this small
+        costs nothing to convert, and its statistics are float64 anyway).
 
     sample_weight : ndarray of shape (n_samples,) or None
 
-    means : ndarray of shape (n_components, n_features)
+    means : ndarray of shape (n_components, n_features), float64
 
-    precisions_chol : ndarray
+    precisions_chol : ndarray, float64
         The precisions' factors, in the layout of ``covariance_type``.
 
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
-    log_w : ndarray of shape (n_components,)
+    log_w : ndarray of shape (n_components,), float64
 
     Returns
     -------
@@ -1343,6 +1345,9 @@ def _direct_e_step_chunk(
         ``"sxx"`` holds per-feature moments, whose mean over the features is
         what its M-step reads.
     """
+    X = X.astype(np.float64, copy=False)
+    if sample_weight is not None:
+        sample_weight = sample_weight.astype(np.float64, copy=False)
     n_features = X.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         diff = X[np.newaxis] - means[:, np.newaxis]
@@ -2550,10 +2555,10 @@ class GaussianMixtureEM(BaseMixtureEM):
             stats = data.map_reduce(
                 partial(
                     _direct_e_step_chunk,
-                    means=self.means_,
-                    precisions_chol=precisions_chol,
+                    means=self.means_.astype(np.float64),
+                    precisions_chol=precisions_chol.astype(np.float64),
                     covariance_type=engine_type,
-                    log_w=np.log(self.weights_),
+                    log_w=np.log(self.weights_.astype(np.float64)),
                 )
             )
         else:
@@ -2587,8 +2592,8 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _uses_direct_form(self, data):
         """Whether the E-step on ``data`` takes :func:`_direct_e_step_chunk`.
 
-        Complete float64 data in memory and at most ``_DIRECT_VALUES``
-        differences.
+        Complete data in memory (float32 computed in float64) and at most
+        ``_DIRECT_VALUES`` differences.
         """
         if not isinstance(data, ArrayData) or data.has_missing is not False:
             return False
@@ -2604,11 +2609,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             # with few features and many components the fused form is
             # (500 x 8, K = 15: 0.42 against 0.37).
             limit *= 2
-        return (
-            data.dtype == np.float64
-            and self._dtype() == np.float64
-            and n_samples * n_features * self.n_components <= limit
-        )
+        return n_samples * n_features * self.n_components <= limit
 
     def _initial_resp(self, X, sample_weight, random_state):
         # Before k-means squares the data (in memory: X or Dask's sample).

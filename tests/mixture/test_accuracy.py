@@ -12,6 +12,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from sklearn_em import GaussianMixtureEM
+from sklearn_em.mixture._data import as_data
 from sklearn_em.mixture._gaussian import (
     _compute_precision_cholesky,
     _expanded_coefficients,
@@ -149,21 +150,26 @@ def _assert_match_reference(stats, X, gm, *, atol, rtol):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_direct_small_e_step_matches_long_double(case, covariance_type):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direct_small_e_step_matches_long_double(case, covariance_type, dtype):
     # Small fits compute every x - mu_k at once (_direct_e_step_chunk): no
     # expansion, so far and tight clusters keep float64's precision without
-    # a guard.
+    # a guard, float32 data included (computed in float64).
     from sklearn_em.mixture._gaussian import _direct_e_step_chunk
 
-    X, centres, labels = _data(*CASES[case], np.float64)
+    offset, spread, scale = CASES[case]
+    if dtype == np.float32 and case == "far_from_origin":
+        offset = 1e4  # float32 resolves 1e6 + x only to 0.06
+    X, centres, labels = _data(offset, spread, scale, dtype)
     gm = _model(X, centres, labels, covariance_type)
+    assert gm._uses_direct_form(as_data(gm, X, reset=False))
     stats = _direct_e_step_chunk(
         X,
         None,
-        means=gm.means_,
-        precisions_chol=gm.precisions_cholesky_,
+        means=gm.means_.astype(np.float64),
+        precisions_chol=gm.precisions_cholesky_.astype(np.float64),
         covariance_type=covariance_type,
-        log_w=np.log(gm.weights_),
+        log_w=np.log(gm.weights_.astype(np.float64)),
     )
     _assert_match_reference(stats, X, gm, atol=1e-8, rtol=1e-10)
 
