@@ -1309,6 +1309,11 @@ def _gaussian_e_step_chunk_body(
 #: components ('tied' first).
 _DIRECT_VALUES = 2**15
 
+#: From this many features, diagonal and spherical covariances take the
+#: direct form up to twice ``_DIRECT_VALUES`` (see
+#: :meth:`GaussianMixtureEM._uses_direct_form`).
+_DIRECT_WIDE_FEATURES = 16
+
 
 def _direct_e_step_chunk(
     X, sample_weight, *, means, precisions_chol, covariance_type, log_w
@@ -2555,10 +2560,10 @@ class GaussianMixtureEM(BaseMixtureEM):
             stats = data.map_reduce(
                 partial(
                     _direct_e_step_chunk,
-                    means=self.means_.astype(np.float64),
-                    precisions_chol=precisions_chol.astype(np.float64),
+                    means=self.means_.astype(np.float64, copy=False),
+                    precisions_chol=precisions_chol.astype(np.float64, copy=False),
                     covariance_type=engine_type,
-                    log_w=np.log(self.weights_.astype(np.float64)),
+                    log_w=np.log(self.weights_.astype(np.float64, copy=False)),
                 )
             )
         else:
@@ -2601,7 +2606,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         limit = _DIRECT_VALUES
         if (
             _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
-            and n_features >= 16
+            and n_features >= _DIRECT_WIDE_FEATURES
         ):
             # Their products with the precisions are long enough there: still
             # ahead at twice the differences (569 x 30, K = 3: 0.26 against
