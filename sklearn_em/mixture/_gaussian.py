@@ -1876,7 +1876,7 @@ def _expanded_log_prob(
     out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
     if covariance_type == "tied":
         Y = features[:, : means.shape[1]]
-        log_prob = np.matmul(coef.T, Y.T, out=out).T
+        log_prob = _component_product(coef.T, Y.T, out=out).T
         log_prob += intercept
         log_prob -= 0.5 * np.einsum("ij,ij->i", Y, Y)[:, np.newaxis]
     elif blocks:
@@ -1885,15 +1885,15 @@ def _expanded_log_prob(
         if n_quad == 1:
             # ('spherical') An outer product: broadcast, not a rank-1 BLAS
             # product (20% slower at 25,000 x 16).
-            np.matmul(coef[1:].T, Z.T, out=out)
+            _component_product(coef[1:].T, Z.T, out=out)
             out += coef[0][:, np.newaxis] * quadratic[:, 0]
         else:
-            np.matmul(coef[:n_quad].T, quadratic.T, out=out)
-            out += coef[n_quad:].T @ Z.T
+            _component_product(coef[:n_quad].T, quadratic.T, out=out)
+            out += _component_product(coef[n_quad:].T, Z.T)
         log_prob = out.T
         log_prob += intercept
     else:
-        log_prob = np.matmul(coef.T, features.T, out=out).T
+        log_prob = _component_product(coef.T, features.T, out=out).T
         log_prob += intercept
     if len(direct):
         n_features = means.shape[1]
@@ -1921,6 +1921,85 @@ def _expanded_log_prob(
 _FLOAT32_BLOCK = 1024
 
 
+#: Products over a chunk's rows with 2 or 3 components on one side (the
+#: log-densities' coefficients, the responsibilities) are computed one
+#: matrix-vector product per component: OpenBLAS's general product is slow
+#: for so few columns. Measured on one thread, on chunks of cache size
+#: (up to 25,000 rows), as the single product's time over the matrix-vector
+#: products': the moments (responsibilities times a chunk of 16 to 528
+#: columns) 1.4-2.6x (1.3x at 8 columns, where two threads' fits showed no
+#: gain); the log-densities (coefficients times the features) 1.1-2.9x from
+#: 16 features in float64 and from 32 in float32, 0.5-0.9x below. With one
+#: and with four components or more the single product is kept, and so are
+#: float32's row blocks (see :func:`_inner_product`).
+_VECTOR_PRODUCTS = 3
+
+#: The fewest columns a chunk needs for its moments' matrix-vector products.
+_VECTOR_MOMENTS = 16
+
+#: The fewest features a chunk needs for its log-densities' matrix-vector
+#: products, by dtype.
+_VECTOR_FEATURES = {np.dtype(np.float64): 16, np.dtype(np.float32): 32}
+
+
+def _short_side(A, B):
+    """Which side of a moments product ``A @ B`` goes a vector at a time.
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, n_samples)
+
+    B : ndarray of shape (n_samples, k)
+
+    Returns
+    -------
+    side : {'rows', 'columns'} or None
+        'rows' when ``A`` has 2 to ``_VECTOR_PRODUCTS`` rows and ``B`` at
+        least ``_VECTOR_MOMENTS`` columns, 'columns' the other way round,
+        None otherwise.
+    """
+    m, k = A.shape[0], B.shape[1]
+    if 2 <= m <= _VECTOR_PRODUCTS and k >= _VECTOR_MOMENTS:
+        return "rows"
+    if 2 <= k <= _VECTOR_PRODUCTS and m >= _VECTOR_MOMENTS:
+        return "columns"
+    return None
+
+
+def _component_product(A, B, out=None):
+    """``A @ B``, one matrix-vector product per row of a short ``A``.
+
+    For the E-step's products of the coefficients with a chunk's features
+    (see ``_VECTOR_PRODUCTS`` and ``_VECTOR_FEATURES``).
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_components, m)
+
+    B : ndarray of shape (m, n_samples)
+
+    out : ndarray of shape (n_components, n_samples), C-ordered, default=None
+
+    Returns
+    -------
+    product : ndarray of shape (n_components, n_samples)
+        ``out`` when given.
+    """
+    n_components, n_features = A.shape
+    if not (
+        2 <= n_components <= _VECTOR_PRODUCTS
+        and n_features >= _VECTOR_FEATURES.get(A.dtype, 16)
+    ):
+        if out is None:
+            return np.matmul(A, B)
+        return np.matmul(A, B, out=out)
+    if out is None:
+        out = np.empty((A.shape[0], B.shape[1]), dtype=np.result_type(A, B))
+    for i in range(len(A)):
+        np.dot(A[i], B, out=out[i])
+    return out
+
+
 def _inner_product(A, B):
     """``A @ B``; for float32, float64 sums of products over row blocks.
 
@@ -1929,7 +2008,9 @@ def _inner_product(A, B):
     the result is small (the K x D moments), so the E-step's threads ran
     their products one at a time (on 100,000 x 16 data with two diagonal
     components, two threads' chunks took 1.8x one chunk's time with
-    ``@``, 1.1x with ``np.dot``).
+    ``@``, 1.1x with ``np.dot``). With 2 or 3 components on one side, one
+    matrix-vector product per component (see :func:`_short_side`), except
+    in float32's row blocks.
 
     Parameters
     ----------
@@ -1945,7 +2026,15 @@ def _inner_product(A, B):
     """
     n_samples = A.shape[1]
     if A.dtype != np.float32 or n_samples <= _FLOAT32_BLOCK:
+        side = _short_side(A, B)
+        if side == "rows":
+            return np.vstack([np.dot(row, B) for row in A])
+        if side == "columns":
+            return np.column_stack([np.dot(A, column) for column in B.T])
         return np.dot(A, B)
+    # (float32 keeps its blocks' single stacked product: split a component
+    # at a time, the stacked products' small results hold the GIL twice as
+    # often, and two threads' chunks took 1.7x longer at 25,000 x 16.)
     # The blocks' products in one stacked product (a loop of np.dot over
     # the blocks cost 45% more than one float32 product at 7,143 x 152 by
     # 16; this, 10%), then added up in float64.

@@ -531,6 +531,38 @@ def test_float32_tight_clusters_far_apart_keep_their_spread(monkeypatch, per_com
     assert abs(ours.lower_bound_ - reference.lower_bound_) < 1e-3
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_components", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_columns", [4, 16, 40])
+def test_products_with_few_components_are_the_products(dtype, n_components, n_columns):
+    # With 2 or 3 components, the chunk's products are one matrix-vector
+    # product per component: the same products, to rounding (relative to
+    # the sums of the terms' magnitudes), on either side and in either
+    # memory order.
+    from sklearn_em.mixture._gaussian import _component_product, _inner_product
+
+    rng = np.random.RandomState(0)
+    F = rng.normal(size=(3000, n_columns)).astype(dtype)
+    resp = np.asfortranarray(rng.uniform(size=(3000, n_components)).astype(dtype))
+    coef = rng.normal(size=(n_columns, n_components)).astype(dtype)
+    eps = np.finfo(dtype).eps
+
+    def assert_product(product, A, B):
+        A, B = A.astype(np.float64), B.astype(np.float64)
+        assert product.shape == (A.shape[0], B.shape[1])
+        error = np.abs(product - A @ B)
+        assert np.all(error <= 4 * A.shape[1] * eps * (np.abs(A) @ np.abs(B)))
+
+    for features in (F, np.asfortranarray(F)):
+        assert_product(_inner_product(resp.T, features), resp.T, features)
+        assert_product(_inner_product(features.T, resp), features.T, resp)
+        out = np.empty((n_components, len(F)), dtype=dtype)
+        product = _component_product(coef.T, features.T, out=out)
+        assert product is out
+        assert_product(product, coef.T, features.T)
+        assert_product(_component_product(coef.T, features.T), coef.T, features.T)
+
+
 @pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
@@ -551,7 +583,9 @@ def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
     exact = A.astype(np.float64) @ B.astype(np.float64)
     expected = np.zeros((7, 3))
     for start in range(0, n_samples, _FLOAT32_BLOCK):
-        expected += np.dot(
+        # Each block's float32 product as the chunk's (a block takes one
+        # float32 product; with 3 columns, a matrix-vector product each).
+        expected += _inner_product(
             A[:, start : start + _FLOAT32_BLOCK], B[start : start + _FLOAT32_BLOCK]
         )
     assert product.dtype == (np.float64 if n_samples > _FLOAT32_BLOCK else np.float32)
