@@ -86,6 +86,10 @@ def logsumexp_rows(a):
     log_norm : ndarray of shape (n_samples,)
         ``log(sum_k exp(a[:, k]))`` for every row.
     """
+    if a.shape[1] == 2 and a.dtype == np.float64:
+        log_norm = _logsumexp_pair(a)
+        if log_norm is not None:
+            return log_norm
     a_max = a.max(axis=1)
     # A row whose entries are all -inf has no mass at all: keep it finite so
     # that it yields -inf rather than NaN.
@@ -119,6 +123,52 @@ def logsumexp_rows(a):
     if impossible.any():
         a[impossible] = 0
     return _normalise_rows(a, a_max)
+
+
+def _logsumexp_pair(a):
+    """:func:`logsumexp_rows` of two columns, with one exponential per row.
+
+    Once a row's largest entry is subtracted from it, that entry's
+    exponential is exactly 1: only the other one is computed. The
+    exponentials (and logarithms) are most of the element-wise time of an
+    E-step with two components: float64's cost 5-10 ns each (NumPy
+    vectorises them only with AVX-512), where every other pass costs under
+    1 ns a value; float32's are vectorised and cheap, and keep the general
+    case, whose passes are fewer. Every value is computed with the same
+    operations as in the general case, so the results are the same to the
+    last bit.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n_samples, 2), float64
+        Overwritten as in :func:`logsumexp_rows`.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_samples,) or None
+        None, with ``a`` unchanged, when a row has no finite entry (left to
+        the general case).
+    """
+    first, second = a[:, 0], a[:, 1]
+    a_max = np.maximum(first, second)
+    if not np.isfinite(a_max).all():
+        return None
+    first_larger = first >= second
+    # The smaller entry relative to the larger: the general case's a - a_max
+    # in the other column.
+    low = np.minimum(first, second)
+    low -= a_max
+    np.copyto(low, -np.inf, where=low < _FLOAT64_LOG_TINY)
+    np.exp(low, out=low)
+    norm = low + 1
+    log_norm = np.log(norm)
+    np.reciprocal(norm, out=norm)
+    low *= norm
+    # The larger entry's probability is 1 * norm.
+    np.copyto(first, np.where(first_larger, norm, low))
+    np.copyto(second, np.where(first_larger, low, norm))
+    log_norm += a_max
+    return log_norm
 
 
 def _normalise_rows(a, a_max):

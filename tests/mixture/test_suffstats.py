@@ -77,6 +77,31 @@ def test_logsumexp_rows_matches_scipy():
     assert_array_equal(probabilities[7], [0, 0, 0, 0, 0, 1])
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
+    # Two float64 columns take one exponential per row (the larger entry's is
+    # exactly 1): the same probabilities and log-norms to the last bit as
+    # the general case, here run on the same two columns and a third of
+    # zero mass. Ties, far entries (zeros below the smallest normal number),
+    # impossible ones, and rows without mass (left to the general case).
+    rng = np.random.RandomState(0)
+    a = rng.normal(size=(3000, 2)) * rng.choice([1, 30, 400, 2000], (3000, 1))
+    a[::17, 0] = a[::17, 1]
+    a[::23, 1] = -np.inf
+    a[::29, 0] = -np.inf
+    a[5, 1] = a[5, 0] - 720.0  # subnormal: zero
+    for rows in (a, np.vstack([a, [[-np.inf, -np.inf]]])):
+        pair = np.array(rows, order=order)
+        log_norm = logsumexp_rows(pair)
+        general = np.hstack([rows, np.full((len(rows), 1), -np.inf)])
+        expected = logsumexp_rows(general)
+        assert_array_equal(log_norm, expected)
+        assert_array_equal(pair, general[:, :2])
+    assert pair[5, 1] == 0.0
+    assert log_norm[-1] == -np.inf and not pair[-1].any()
+    assert_allclose(log_norm[:-1], logsumexp(a, axis=1), rtol=1e-13)
+
+
 def test_logsumexp_rows_float32_large_values():
     a = np.array([[1000.0, 1000.0], [-1000.0, -1001.0]], dtype=np.float32)
     expected = logsumexp(a.astype(np.float64), axis=1)
