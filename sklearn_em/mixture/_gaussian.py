@@ -2566,9 +2566,22 @@ class GaussianMixtureEM(BaseMixtureEM):
             return {}
         dtype = np.float64 if itemsize == 8 else np.float32
         per_component = self._uses_per_component_form(n_features, dtype)
+        if per_component:
+            return {"exact": True, "cache_bytes": _PER_COMPONENT_CACHE_BYTES}
+        engine_type = _engine_covariance_type(self.covariance_type)
+        if not _feature_blocks(engine_type, n_features):
+            return {"exact": True}
+        # Both halves of the E-step read the two feature blocks: split over
+        # threads, the chunks' blocks together stay within the cache budget.
+        # Per E-step at 100,000 rows, 'diag', K = 2, two threads: D = 32,
+        # 7.9 -> 6.5 ms; D = 64, 17.4 -> 12.6; D = 128, 30.5 -> 21.2 (at
+        # K = 16 the chunks were already that short). Full covariances'
+        # chunks, shorter already, lost up to 10% when shortened further.
+        features = _n_quadratic_features(engine_type, n_features) + n_features
+        # (In 8-byte values: float32 features take half the cache.)
         return {
             "exact": True,
-            "cache_bytes": _PER_COMPONENT_CACHE_BYTES if per_component else None,
+            "shared_row_values": features * itemsize // 8,
         }
 
     def _chunk_row_values(self, n_features, itemsize=8):

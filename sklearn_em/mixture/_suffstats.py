@@ -399,6 +399,7 @@ def chunk_rows(
     model_row_values=0,
     exact=False,
     cache_bytes=None,
+    shared_row_values=0,
 ):
     """Number of rows per chunk.
 
@@ -431,6 +432,14 @@ def chunk_rows(
     cache_bytes : int, default=None
         The cache budget of a chunk's temporaries; None means 16 MiB.
 
+    shared_row_values : int, default=0
+        Values per row that each pass over a chunk reads more than once
+        (the Gaussian mixture's features, read by both halves of the
+        E-step). When the chunks are split over threads, the threads'
+        chunks together keep these within ``cache_bytes``: the last-level
+        cache is shared, and chunks that each filled it sent every re-read
+        to memory.
+
     Returns
     -------
     rows : int
@@ -449,6 +458,10 @@ def chunk_rows(
     if n_jobs is not None or n_samples * row_bytes >= _MIN_THREADED_BYTES:
         threads = n_threads(n_jobs)
         if threads > 1:
+            if shared_row_values:
+                rows = min(
+                    rows, max(64, cache_bytes // (8 * threads * shared_row_values))
+                )
             rows = min(rows, math.ceil(n_samples / threads))
             # As many equal chunks as a multiple of the threads: 100,000 rows
             # in chunks of 32,768 left one of two threads a chunk and a half

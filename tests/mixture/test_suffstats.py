@@ -874,6 +874,50 @@ def test_per_component_chunks_are_sized_by_their_own_temporaries():
     assert rows(X.astype(np.float32)) == rows(X)
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threads_chunks_share_the_cache_for_the_feature_blocks(n_jobs, dtype):
+    # Diagonal covariances' feature blocks (x^2 and x, read by both halves
+    # of the E-step): the chunks of all the threads together keep them
+    # within the 16 MiB budget (at 100,000 x 128 with two components each
+    # chunk alone had filled it, and every second read went to memory).
+    # Full covariances' chunks are sized as before.
+    n_samples, n_features = 100_000, 128
+    itemsize = np.dtype(dtype).itemsize
+
+    def rows(covariance_type):
+        gm = GaussianMixtureEM(2, covariance_type=covariance_type, n_jobs=n_jobs)
+        return gm._chunk_rows(n_samples, n_features, itemsize, n_jobs, missing=False)
+
+    shared = n_jobs * rows("diag") * 2 * n_features * itemsize
+    assert shared <= 2**24
+    alone = chunk_rows(
+        n_samples,
+        n_features,
+        2,
+        itemsize,
+        n_jobs=n_jobs,
+        exact=True,
+        model_row_values=2 * n_features + 16,
+    )
+    if n_jobs == 1:
+        assert rows("diag") == alone
+    elif dtype == np.float64:
+        assert rows("diag") < alone
+        assert shared > 2**23
+    full_values = GaussianMixtureEM(2)._chunk_row_values(n_features, itemsize)
+    assert rows("full") == chunk_rows(
+        n_samples,
+        n_features,
+        2,
+        itemsize,
+        n_jobs=n_jobs,
+        exact=True,
+        model_row_values=full_values,
+        cache_bytes=_gaussian._PER_COMPONENT_CACHE_BYTES,
+    )
+
+
 @pytest.mark.parametrize("n_jobs", [2, 3])
 def test_chunks_are_split_evenly_over_the_threads(n_jobs):
     # As many chunks as a multiple of the threads, of equal sizes: the
