@@ -2577,11 +2577,15 @@ class GaussianMixtureEM(BaseMixtureEM):
         # 7.9 -> 6.5 ms; D = 64, 17.4 -> 12.6; D = 128, 30.5 -> 21.2 (at
         # K = 16 the chunks were already that short). Full covariances'
         # chunks, shorter already, lost up to 10% when shortened further.
-        features = _n_quadratic_features(engine_type, n_features) + n_features
-        # (In 8-byte values: float32 features take half the cache.)
+        # Counted in float64 for float32 data too: a float32 chunk is
+        # computed in float64 where its expansion would lose too many digits
+        # (wide diagonal data far from its centre), and chunks sized for
+        # float32 features then overflowed the cache the same way (100,000 x
+        # 128, K = 2: float32 fits 0.70x float64's).
         return {
             "exact": True,
-            "shared_row_values": features * itemsize // 8,
+            "shared_row_values": _n_quadratic_features(engine_type, n_features)
+            + n_features,
         }
 
     def _chunk_row_values(self, n_features, itemsize=8):
