@@ -46,12 +46,14 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import row_norms
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._arrays import ArrayData, check_enough_samples
 from ._data import as_data
 from ._kmeans import AVAILABLE as _EXACT_KMEANS
 from ._kmeans import kmeans_labels
+from ._kmeans import kmeans_plusplus as _seeds
 from ._missing import check_missing
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
@@ -474,9 +476,28 @@ class BaseMixtureEM(
             resp[indices, np.arange(n_components)] = 1
         else:  # "k-means++"
             resp = np.zeros((n_samples, n_components), dtype=dtype)
-            _, indices = kmeans_plusplus(
-                X, n_components, sample_weight=sample_weight, random_state=random_state
-            )
+            if _EXACT_KMEANS and isinstance(X, np.ndarray):
+                # sklearn.cluster.kmeans_plusplus's seeds, without its
+                # validation (see _kmeans.kmeans_plusplus).
+                weights = (
+                    np.ones(n_samples, dtype=dtype)
+                    if sample_weight is None
+                    else np.asarray(sample_weight, dtype=dtype)
+                )
+                _, indices = _seeds(
+                    X,
+                    n_components,
+                    row_norms(X, squared=True),
+                    weights,
+                    random_state,
+                )
+            else:
+                _, indices = kmeans_plusplus(
+                    X,
+                    n_components,
+                    sample_weight=sample_weight,
+                    random_state=random_state,
+                )
             resp[indices, np.arange(n_components)] = 1
         return resp
 

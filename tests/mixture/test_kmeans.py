@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.cluster import KMeans
-from sklearn.cluster._kmeans import _kmeans_single_lloyd
+from sklearn.cluster._kmeans import _kmeans_plusplus, _kmeans_single_lloyd
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils.extmath import row_norms
 
 import sklearn_em.mixture._base as base_module
 from sklearn_em import GaussianMixtureEM
@@ -71,7 +72,8 @@ def _data(kind, seed):
         return X, 10, None
     if kind == "wide":
         # n_features x n_clusters over _BOUNDED_MIN_SIZE, overlapping
-        # clusters: Hamerly's bounds by default, over many iterations.
+        # clusters, over many iterations (Hamerly's bounds with
+        # bounded="always"; on so few rows the kernel by default).
         X, _ = make_blobs(
             3000, n_features=16, centers=20, cluster_std=4.0, random_state=seed
         )
@@ -138,6 +140,7 @@ def test_same_as_sklearn_kmeans(kind, seed, bounded, monkeypatch):
         # Hamerly's bounds on every shape, not only where they pay: their
         # labels must still be KMeans's, ties and near-ties included.
         monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
+        monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_ROWS", 0)
     X, n_clusters, sample_weight = _data(kind, seed)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, seed)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, seed)
@@ -342,3 +345,108 @@ def test_column_sums_of_squares_are_numpys(dtype, n_features, n_samples):
     rng = np.random.RandomState(n_samples + n_features)
     X = (rng.normal(size=(n_samples, n_features)) * 1e3 + 5).astype(dtype)
     assert_array_equal(_kmeans._column_sums_of_squares(X), np.add.reduce(X * X, axis=0))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_kmeans_plusplus_is_sklearns(kind, seed):
+    # The seeds of our k-means++ (float64: scikit-learn's arithmetic without
+    # its dispatch) are scikit-learn's to the last bit, and the generator is
+    # left where scikit-learn leaves it.
+    X, n_clusters, sample_weight = _data(kind, seed)
+    X = X - X.mean(axis=0)
+    if sample_weight is None:
+        sample_weight = np.ones(len(X))
+    sample_weight = sample_weight.astype(X.dtype)
+    norms = row_norms(X, squared=True) if X.dtype == np.float64 else None
+    rs_sk, rs_ours = np.random.RandomState(seed), np.random.RandomState(seed)
+    centers_sk, indices_sk = _kmeans_plusplus(
+        X,
+        n_clusters,
+        x_squared_norms=norms,
+        sample_weight=sample_weight,
+        random_state=rs_sk,
+    )
+    centers, indices = _kmeans.kmeans_plusplus(
+        X, n_clusters, norms, sample_weight, rs_ours
+    )
+    assert_array_equal(indices, indices_sk)
+    assert_array_equal(centers, centers_sk)
+    assert centers.dtype == centers_sk.dtype
+    _assert_same_state(rs_sk, rs_ours)
+
+
+def _average_centers_loop(centers, weights):
+    """scikit-learn's ``_average_centers``, its loop written out."""
+    argmax = np.argmax(weights)
+    for j in range(centers.shape[0]):
+        if weights[j] > 0:
+            centers[j] *= centers.dtype.type(1.0 / float(weights[j]))
+        else:
+            centers[j] = centers[argmax]
+
+
+def _center_shift_loop(centers_old, centers_new):
+    """scikit-learn's ``_center_shift``: groups of four, then the rest."""
+    sq = (centers_new - centers_old) ** 2
+    n4 = sq.shape[1] // 4
+    result = np.zeros(sq.shape[0], dtype=sq.dtype)
+    for g in range(n4):
+        group = sq[:, 4 * g] + sq[:, 4 * g + 1]
+        group += sq[:, 4 * g + 2]
+        group += sq[:, 4 * g + 3]
+        result += group
+    for k in range(4 * n4, sq.shape[1]):
+        result += sq[:, k]
+    return np.sqrt(result)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(40))
+def test_centre_updates_are_the_kernels_arithmetic(dtype, seed):
+    # The vectorised centre averaging and shift add and round as the Cython
+    # kernel's loops do, bit for bit, empty clusters (before and after the
+    # biggest) included.
+    rng = np.random.RandomState(seed)
+    n_clusters, n_features = rng.randint(1, 20), rng.randint(1, 40)
+    sums = rng.normal(size=(n_clusters, n_features)) * 10.0 ** rng.uniform(-3, 3)
+    sums = sums.astype(dtype)
+    weights = rng.uniform(0.1, 50, size=n_clusters).astype(dtype)
+    if seed % 3 == 0:
+        weights[rng.randint(n_clusters, size=rng.randint(1, n_clusters + 1))] = 0
+        weights[rng.randint(n_clusters)] = 7
+    expected, centers = sums.copy(), sums.copy()
+    _average_centers_loop(expected, weights)
+    _kmeans._average_centers(centers, weights)
+    assert_array_equal(centers, expected)
+
+    moved = (sums + rng.normal(size=sums.shape) * 10.0 ** rng.uniform(-8, 0)).astype(
+        dtype
+    )
+    assert_array_equal(
+        _kmeans._center_shift(sums, moved), _center_shift_loop(sums, moved)
+    )
+
+
+def test_bounds_only_where_they_pay(monkeypatch):
+    # Few rows keep the kernel unless distances are costly; many rows take
+    # the bounds from n_features x n_clusters >= 256 (same labels either way,
+    # see test_same_as_sklearn_kmeans).
+    made = []
+    labeller = _kmeans._BoundedLabeller
+
+    def spy(X, sample_weight, bounded=True):
+        made.append(bounded)
+        return labeller(X, sample_weight, bounded=bounded)
+
+    monkeypatch.setattr(_kmeans, "_BoundedLabeller", spy)
+    rng = np.random.RandomState(0)
+    for n_samples, n_features, n_clusters, bounded in [
+        (3000, 16, 16, False),
+        (3000, 32, 32, True),
+        (9000, 16, 16, True),
+        (9000, 8, 16, False),
+    ]:
+        X = rng.normal(size=(n_samples, n_features))
+        _kmeans.kmeans_lloyd(X, n_clusters, None, np.random.RandomState(0))
+        assert made[-1] is bounded
