@@ -1103,6 +1103,42 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
         return coef, intercept, cancelled
 
 
+def _refused_at_zero(means, precisions_chol, dtype):
+    """Whether the expansion around zero is refused for its ``kappa_k`` alone.
+
+    :func:`_expanded_coefficients`'s measure of cancellation is ``kappa_k``
+    (``mu_k^T P_k mu_k`` around zero) plus positive terms: a component
+    whose ``kappa_k`` alone exceeds the limit (a tight cluster far from the
+    origin) refuses the expansion around zero, and the coefficients there
+    need not be computed. (On standardised breast cancer, 569 x 30, K = 12,
+    'diag', they were computed at every iteration, then again around the
+    mixture's centre: 0.07 of about 0.8 ms.) A margin of ``1e-12`` keeps
+    the decision :func:`_expanded_coefficients`'s despite rounding.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray of shape (n_components, n_features) or \
+            (n_components,)
+        Diagonal or spherical factors.
+
+    dtype : numpy dtype
+        The expansion's dtype, which sets the limit.
+
+    Returns
+    -------
+    refused : bool
+    """
+    means = means.astype(np.float64, copy=False)
+    precisions = np.asarray(precisions_chol, dtype=np.float64) ** 2
+    if precisions.ndim == 1:
+        kappa = precisions * np.einsum("kd,kd->k", means, means)
+    else:
+        kappa = np.einsum("kd,kd->k", precisions * means, means)
+    return bool(kappa.max() > _expansion_limit(dtype) * (1 + 1e-12))
+
+
 def _factor_inverses(factors):
     """Inverses of stacked precision factors, by LAPACK's ``trtri`` where
     they are triangular (fitted factors are upper triangular, those derived
@@ -1314,6 +1350,19 @@ _DIRECT_VALUES = 2**15
 #: :meth:`GaussianMixtureEM._uses_direct_form`).
 _DIRECT_WIDE_FEATURES = 16
 
+#: Wide diagonal and spherical fits of at most ``_DIRECT_SHORT_VALUES``
+#: values (few rows) also take the direct form with up to
+#: ``_DIRECT_SHORT_COMPONENTS`` components, whatever their differences'
+#: count: the fused forms' fixed costs (their coefficients, computed twice
+#: when the expansion around zero is refused, and the precision guard's
+#: directly computed components) are then most of an iteration. 30 x 200,
+#: K = 12: 0.73 -> 0.40 ms an iteration (scikit-learn 0.39), float32 0.91
+#: -> 0.40; 100 x 64, K = 12: 1.03-1.05x, float32 1.43x. Alternated with
+#: more components and more rows (K <= 4 up to 2^18 differences), the
+#: direct form was 0.91-1.08x the fused forms' time: left to them.
+_DIRECT_SHORT_COMPONENTS = 16
+_DIRECT_SHORT_VALUES = 2**13
+
 
 def _direct_e_step_chunk(
     X, sample_weight, *, means, precisions_chol, covariance_type, log_w
@@ -1353,17 +1402,25 @@ def _direct_e_step_chunk(
     X = X.astype(np.float64, copy=False)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(np.float64, copy=False)
-    n_features = X.shape[1]
+    n_samples, n_features = X.shape
+    # In this thread's reused buffers: fresh arrays of a megabyte or more
+    # are mapped from the system at every call, and their page faults made
+    # the iteration 3-4x slower (1,000 x 200, K = 1: 2.2 against 0.6 ms).
+    shape = (len(means), n_samples, n_features)
     with np.errstate(over="ignore", invalid="ignore"):
-        diff = X[np.newaxis] - means[:, np.newaxis]
+        diff = workspace("direct_difference", shape, np.float64)
+        np.subtract(X[np.newaxis], means[:, np.newaxis], out=diff)
         if covariance_type in ("full", "tied"):
             # (x - mu_k) U_k, batched over the components (U broadcast for
             # 'tied'); the moments need the differences themselves.
-            whitened = np.matmul(diff, precisions_chol)
-            maha = np.matmul(whitened * whitened, np.ones(n_features))
+            whitened = workspace("direct_whitened", shape, np.float64)
+            np.matmul(diff, precisions_chol, out=whitened)
+            whitened *= whitened
+            maha = np.matmul(whitened, np.ones(n_features))
             squares = None
         else:
-            squares = diff * diff
+            squares = workspace("direct_square", shape, np.float64)
+            np.multiply(diff, diff, out=squares)
             if covariance_type == "diag":
                 precisions = precisions_chol**2
                 maha = np.matmul(squares, precisions[:, :, np.newaxis])[:, :, 0]
@@ -1900,6 +1957,14 @@ def _expanded_log_prob(
         log_det = _compute_log_det_cholesky(
             precisions_chol, covariance_type, n_features
         )
+        if _direct_group_size(X.shape, covariance_type) > 1:
+            maha = _grouped_direct_mahalanobis(X, means, precisions_chol, direct)
+            log_prob[:, direct] = (
+                -0.5 * (n_features * math.log(2 * math.pi) + maha)
+                + log_det[direct]
+                + log_w[direct]
+            )
+            return log_prob
         for k in direct:
             chol = precisions_chol if covariance_type == "tied" else precisions_chol[k]
             maha = _direct_mahalanobis(X, means[k], chol, covariance_type, triangle)
@@ -1910,6 +1975,132 @@ def _expanded_log_prob(
                 + log_w[k]
             )
     return log_prob
+
+
+#: The most values ``x_n - mu_k`` of several components' differences computed
+#: at once for a chunk's directly computed diagonal and spherical components
+#: (see :func:`_direct_group_size`).
+_DIRECT_GROUP_VALUES = 2**16
+
+
+def _direct_group_size(shape, covariance_type):
+    """How many direct components of a chunk of ``shape`` to compute at once.
+
+    Diagonal and spherical components computed directly (those whose
+    expansion would cancel too many digits: tight clusters far from the
+    centre) cost a handful of NumPy calls each, whatever the chunk's size.
+    On small data that overhead was most of an iteration: 100 rows in 64
+    or 200 dimensions with 40 components, 20 of them direct, took 2.2-2.3x
+    scikit-learn's time per iteration. Their differences are computed a
+    group at a time, in one array of at most ``_DIRECT_GROUP_VALUES``; a
+    chunk too large for two at once keeps one call per component, on
+    reused buffers.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The chunk's ``(n_samples, n_features)``.
+
+    covariance_type : str
+
+    Returns
+    -------
+    size : int
+        Components per group; 1 means one at a time.
+    """
+    if covariance_type not in ("diag", "spherical"):
+        return 1
+    return max(1, _DIRECT_GROUP_VALUES // max(1, shape[0] * shape[1]))
+
+
+def _grouped_differences(X, means, group):
+    """``x_n - mu_k`` for the components of ``group``, in float64.
+
+    Returns
+    -------
+    diff : ndarray of shape (len(group), n_samples, n_features)
+        A view of this thread's workspace.
+    """
+    n_samples, n_features = X.shape
+    diff = workspace("direct_group", (len(group), n_samples, n_features), np.float64)
+    np.subtract(X[np.newaxis], means[group].astype(np.float64)[:, np.newaxis], out=diff)
+    return diff
+
+
+def _grouped_direct_mahalanobis(X, means, precisions_chol, direct):
+    """Squared Mahalanobis distances to the ``direct`` means, a group at a time.
+
+    :func:`_direct_mahalanobis` of several diagonal or spherical components
+    per call (see :func:`_direct_group_size`), in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    means : ndarray of shape (n_components, n_features)
+
+    precisions_chol : ndarray of shape (n_components, n_features) or \
+            (n_components,)
+
+    direct : ndarray of int
+        The components computed.
+
+    Returns
+    -------
+    maha : ndarray of shape (n_samples, len(direct))
+    """
+    size = _direct_group_size(X.shape, "diag")
+    maha = np.empty((X.shape[0], len(direct)))
+    for start in range(0, len(direct), size):
+        group = direct[start : start + size]
+        diff = _grouped_differences(X, means, group)
+        chol = precisions_chol[group].astype(np.float64)
+        if chol.ndim == 1:
+            diff *= chol[:, np.newaxis, np.newaxis]
+        else:
+            diff *= chol[:, np.newaxis, :]
+        maha[:, start : start + len(group)] = np.einsum("knd,knd->nk", diff, diff)
+    return maha
+
+
+def _grouped_direct_moments(X, means, resp, direct):
+    """First and (per-feature) second moments around the ``direct`` means.
+
+    :func:`_direct_scatter`'s diagonal, for several components per call (see
+    :func:`_direct_group_size`), in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    means : ndarray of shape (n_components, n_features)
+        The shifts the moments are taken around.
+
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities times the sample weights.
+
+    direct : ndarray of int
+
+    Returns
+    -------
+    second : ndarray of shape (len(direct), n_features)
+        ``sum_n r_nk (x_n - mu_k)^2``, feature by feature.
+
+    first : ndarray of shape (len(direct), n_features)
+        ``sum_n r_nk (x_n - mu_k)``.
+    """
+    size = _direct_group_size(X.shape, "diag")
+    n_features = X.shape[1]
+    second = np.empty((len(direct), n_features))
+    first = np.empty((len(direct), n_features))
+    for start in range(0, len(direct), size):
+        group = direct[start : start + size]
+        diff = _grouped_differences(X, means, group)
+        weights = resp[:, group].T.astype(np.float64)[:, np.newaxis, :]
+        first[start : start + len(group)] = np.matmul(weights, diff)[:, 0]
+        diff *= diff
+        second[start : start + len(group)] = np.matmul(weights, diff)[:, 0]
+    return second, first
 
 
 #: Rows per partial sum of a float32 chunk's products: a float32 product
@@ -2143,7 +2334,11 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     else:
         sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
     sx = sz + np.outer(nk, centre)
-    if len(direct):
+    if len(direct) and _direct_group_size(X.shape, covariance_type) > 1:
+        shift = means.astype(X.dtype, copy=False)
+        sxx[direct], first = _grouped_direct_moments(X, shift, resp, direct)
+        sx[direct] = first + nk[direct, np.newaxis] * shift[direct]
+    elif len(direct):
         shift = means.astype(X.dtype, copy=False)
         for k in direct:
             # Far from the centre: its sums around its own shift.
@@ -2710,17 +2905,23 @@ class GaussianMixtureEM(BaseMixtureEM):
             return False
         n_samples, n_features = data.shape
         limit = _DIRECT_VALUES
+        n_values = n_samples * n_features * self.n_components
         if (
             _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
             and n_features >= _DIRECT_WIDE_FEATURES
         ):
+            if (
+                self.n_components <= _DIRECT_SHORT_COMPONENTS
+                and n_samples * n_features <= _DIRECT_SHORT_VALUES
+            ):
+                return True
             # Their products with the precisions are long enough there: still
             # ahead at twice the differences (569 x 30, K = 3: 0.26 against
             # 0.33 ms an iteration; 400 x 32, K = 5: 0.27 against 0.33), where
             # with few features and many components the fused form is
             # (500 x 8, K = 15: 0.42 against 0.37).
             limit *= 2
-        return n_samples * n_features * self.n_components <= limit
+        return n_values <= limit
 
     def _initial_resp(self, X, sample_weight, random_state):
         # Before k-means squares the data (in memory: X or Dask's sample).
@@ -2792,7 +2993,11 @@ class GaussianMixtureEM(BaseMixtureEM):
         anchor = self._moments_shift if recentred else self.means_
         centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
         n_features = self.means_.shape[1]
-        if _feature_blocks(engine_type, n_features) and not recentred:
+        if (
+            _feature_blocks(engine_type, n_features)
+            and not recentred
+            and not _refused_at_zero(self.means_, precisions_chol, dtype)
+        ):
             # Diagonal (and wide spherical) covariances around zero when the
             # expansion there is within the precision budget for every
             # component (data near the origin: standardised, or 'iris'): the

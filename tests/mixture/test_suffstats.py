@@ -1084,3 +1084,107 @@ def test_default_fit_starts_from_partition_statistics(covariance_type, monkeypat
     assert_allclose(by_labels.means_, by_resp.means_, rtol=1e-10)
     assert_allclose(by_labels.covariances_, by_resp.covariances_, rtol=1e-10)
     assert_allclose(by_labels.lower_bound_, by_resp.lower_bound_, rtol=1e-12)
+
+
+def _tight_far_clusters(n_samples, n_features, n_components, seed=0):
+    """Few rows, tight clusters far from the origin and from each other:
+    the expansion refuses many components (computed directly)."""
+    rng = np.random.RandomState(seed)
+    centres = rng.uniform(-30, 30, size=(n_components, n_features))
+    labels = np.arange(n_samples) % n_components
+    return centres[labels] + 0.01 * rng.normal(size=(n_samples, n_features))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_grouped_direct_components_are_the_one_at_a_time_sums(
+    covariance_type, dtype, monkeypatch
+):
+    # Directly computed diagonal and spherical components of a small chunk
+    # are computed a group at a time: the same statistics as one component
+    # at a time (the differences are taken in float64 either way).
+    X = _tight_far_clusters(120, 40, 30).astype(dtype)
+    gm = GaussianMixtureEM(
+        30, covariance_type=covariance_type, random_state=0, max_iter=2
+    ).fit(X)
+    data = as_data(gm, X, None, reset=False, dtype=dtype)
+    assert not gm._uses_direct_form(data)
+    calls = []
+    original = _gaussian._grouped_direct_mahalanobis
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[3]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_grouped_direct_mahalanobis", counting)
+    grouped = gm._e_step_statistics(data)
+    # Several components, in more than one group.
+    assert calls and calls[0] > 1
+    assert _gaussian._direct_group_size(X.shape, covariance_type) < calls[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(_gaussian, "_DIRECT_GROUP_VALUES", 0)
+        single = gm._e_step_statistics(data)
+    assert len(calls) == 1
+    for key in ("nk", "sx", "log_likelihood", "sum_weight"):
+        assert_allclose(grouped[key], single[key], rtol=1e-12)
+    sxx_grouped, sxx_single = grouped["sxx"], single["sxx"]
+    if covariance_type == "spherical":
+        sxx_grouped, sxx_single = sxx_grouped.mean(axis=1), sxx_single.mean(axis=1)
+    assert_allclose(sxx_grouped, sxx_single, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_few_wide_rows_take_the_direct_form(covariance_type, monkeypatch):
+    # A few rows in many dimensions with up to 16 components take the direct
+    # form whatever their differences' count; its fit is the fused form's.
+    X = _tight_far_clusters(30, 200, 12)
+    gm = GaussianMixtureEM(12, covariance_type=covariance_type, random_state=0)
+    gm.fit(X)
+    data = as_data(gm, X, None, reset=False, dtype=np.float64)
+    assert 30 * 200 * 12 > 2 * _gaussian._DIRECT_VALUES
+    assert gm._uses_direct_form(data)
+    wide = GaussianMixtureEM(17, covariance_type=covariance_type, random_state=0)
+    assert not wide._uses_direct_form(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(_gaussian, "_DIRECT_SHORT_VALUES", 0)
+        assert not gm._uses_direct_form(data)
+        fused = GaussianMixtureEM(
+            12, covariance_type=covariance_type, random_state=0
+        ).fit(X)
+    assert gm.n_iter_ == fused.n_iter_
+    assert_allclose(gm.lower_bound_, fused.lower_bound_, rtol=1e-12)
+    assert_allclose(gm.means_, fused.means_, rtol=1e-12, atol=1e-12)
+    assert_allclose(gm.covariances_, fused.covariances_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("seed", range(20))
+def test_expansion_around_zero_is_refused_as_before(covariance_type, seed, monkeypatch):
+    # The check of kappa alone skips the coefficients around zero only where
+    # they would be refused: the fused parameters are unchanged.
+    rng = np.random.RandomState(seed)
+    n_components, n_features = rng.randint(1, 8), rng.randint(16, 40)
+    means = rng.normal(size=(n_components, n_features)) * 10.0 ** rng.uniform(-1, 2)
+    shape = (n_components,) if covariance_type == "spherical" else means.shape
+    chol = 10.0 ** rng.uniform(-1, 3, size=shape)
+    weights = rng.dirichlet(np.ones(n_components))
+    gm = GaussianMixtureEM(n_components, covariance_type=covariance_type)
+    gm.weights_, gm.means_, gm.precisions_cholesky_ = weights, means, chol
+    gm._moments_shift = means
+    for dtype in (np.float64, np.float32):
+        limit = _gaussian._expansion_limit(dtype)
+        cancelled = _gaussian._expanded_coefficients(
+            means, chol, covariance_type, np.log(weights), np.zeros(n_features)
+        )[2]
+        if _gaussian._refused_at_zero(means, chol, dtype):
+            assert (cancelled > limit).any()
+        fast = gm._fused_parameters(dtype)
+        with monkeypatch.context() as patch:
+            patch.setattr(_gaussian, "_refused_at_zero", lambda *args: False)
+            slow = gm._fused_parameters(dtype)
+        assert fast.keys() == slow.keys()
+        for key, value in fast.items():
+            if isinstance(value, np.ndarray):
+                assert_array_equal(value, slow[key])
+            else:
+                assert value == slow[key]
