@@ -1188,3 +1188,48 @@ def test_expansion_around_zero_is_refused_as_before(covariance_type, seed, monke
                 assert_array_equal(value, slow[key])
             else:
                 assert value == slow[key]
+
+
+@pytest.mark.parametrize("direct", [[], [1, 3], [0, 1, 2, 3, 4, 5]])
+@pytest.mark.parametrize("group_values", [0, 2**16])
+def test_tied_statistics_are_the_definitions(direct, group_values, monkeypatch):
+    # The tied E-step's second moments: the components computed directly
+    # (one or a group at a time) get their own scatter, the others the
+    # correction terms and an equal share of the common scatter; the sum
+    # over the components, all the tied M-step reads, is the definition's.
+    monkeypatch.setattr(_gaussian, "_DIRECT_GROUP_VALUES", group_values)
+    rng = np.random.RandomState(len(direct))
+    X = rng.normal(size=(200, 7)) @ rng.normal(size=(7, 7)) + 3.0
+    resp = rng.dirichlet(np.ones(6), size=200)
+    means = rng.normal(size=(6, 7)) + 3.0
+    centre = X.mean(axis=0)
+    direct = np.array(direct, dtype=np.intp)
+    nk = resp.sum(axis=0)
+    stats = _gaussian._accumulate_tied(X - centre, resp, nk, means, centre, direct, X)
+    reference = _brute_force_statistics(X, resp, means)
+    assert_allclose(stats["sx"], reference["sx"], rtol=1e-12)
+    assert_allclose(stats["sxx"][direct], reference["sxx"][direct], rtol=1e-12)
+    assert_allclose(stats["sxx"].sum(axis=0), reference["sxx"].sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_m_step_covariances_are_the_definition(covariance_type):
+    # Second moments around a shift away from the new means: the M-step's
+    # correction N_k (mu_k - c_k)(mu_k - c_k)^T gives the scatter around the
+    # means.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5))
+    resp = rng.dirichlet(np.ones(4), size=300)
+    shift = rng.normal(size=(4, 5))
+    stats = _brute_force_statistics(X, resp, shift)
+    nk, means, covariances = _gaussian._estimate_gaussian_parameters(
+        stats, shift, 1e-6, covariance_type
+    )
+    assert_allclose(means, (resp.T @ X) / resp.sum(axis=0)[:, None], rtol=1e-12)
+    expected = _brute_force_statistics(X, resp, means)["sxx"]
+    if covariance_type == "tied":
+        expected = expected.sum(axis=0) / 300
+    else:
+        expected = expected / nk[:, None, None]
+    expected = expected + 1e-6 * np.eye(5)
+    assert_allclose(covariances, expected, rtol=1e-11)
