@@ -75,6 +75,8 @@ BENCHMARK_TABLES = {
     "missing.md": "Missing values: GaussianMixtureImputer against scikit-learn",
     "vae_torch.md": "VAETransformer against PyTorch",
     "dask.md": "Dask: GaussianMixtureEM on a Dask cluster against in memory",
+    "small_shapes.md": "Gaussian mixtures on small shapes: EM iterations against "
+    "scikit-learn",
 }
 
 
