@@ -1350,6 +1350,10 @@ def _gaussian_e_step_chunk_body(
 #: components ('tied' first).
 _DIRECT_VALUES = 2**15
 
+#: The fewest rows a one-component diagonal (or wide spherical) fit splits
+#: over threads (see GaussianMixtureEM._chunk_sizing).
+_MIN_THREADED_ROWS_ONE_COMPONENT = 8192
+
 #: From this many values, the direct form's arrays are reused buffers.
 _DIRECT_REUSED_VALUES = 2**14
 
@@ -2801,11 +2805,20 @@ class GaussianMixtureEM(BaseMixtureEM):
         # (wide diagonal data far from its centre), and chunks sized for
         # float32 features then overflowed the cache the same way (100,000 x
         # 128, K = 2: float32 fits 0.70x float64's).
-        return {
+        sizing = {
             "exact": True,
             "shared_row_values": _n_quadratic_features(engine_type, n_features)
             + n_features,
         }
+        if self.n_components == 1:
+            # One component: its features' bytes are many for their
+            # arithmetic, and two threads' hand-offs cost more than they save
+            # on fewer rows (per iteration, one thread against the split,
+            # alternated: 3,000 x 200 1.23x, spherical 1.20x; 6,000 x 100
+            # 1.20x; spherical 8,000 x 100 1.04x; from 12,000 x 64 the split
+            # was as fast or faster, 1.12-1.27x at 20,000-30,000 rows).
+            sizing["min_threaded_rows"] = _MIN_THREADED_ROWS_ONE_COMPONENT
+        return sizing
 
     def _chunk_row_values(self, n_features, itemsize=8):
         dtype = np.float64 if itemsize == 8 else np.float32

@@ -400,6 +400,7 @@ def chunk_rows(
     exact=False,
     cache_bytes=None,
     shared_row_values=0,
+    min_threaded_rows=0,
 ):
     """Number of rows per chunk.
 
@@ -440,6 +441,11 @@ def chunk_rows(
         cache is shared, and chunks that each filled it sent every re-read
         to memory.
 
+    min_threaded_rows : int, default=0
+        With ``n_jobs=None``, the fewest rows split over threads, whatever
+        their bytes (a model whose rows cost little arithmetic for their
+        size).
+
     Returns
     -------
     rows : int
@@ -455,7 +461,9 @@ def chunk_rows(
     rows = min(cache_bytes // (8 * row_values), int(working_memory // row_bytes))
     rows = max(64, min(rows, 32768))
     # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
-    if n_jobs is not None or n_samples * row_bytes >= _MIN_THREADED_BYTES:
+    if n_jobs is not None or (
+        n_samples * row_bytes >= _MIN_THREADED_BYTES and n_samples >= min_threaded_rows
+    ):
         threads = n_threads(n_jobs)
         if threads > 1:
             if shared_row_values:

@@ -1255,3 +1255,28 @@ def test_m_step_covariances_are_the_definition(covariance_type):
         expected = expected / nk[:, None, None]
     expected = expected + 1e-6 * np.eye(5)
     assert_allclose(covariances, expected, rtol=1e-11)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_one_component_splits_over_threads_only_on_many_rows(
+    covariance_type, monkeypatch
+):
+    # A single diagonal (or wide spherical) component costs little
+    # arithmetic for its features' bytes: its rows are split over threads
+    # (by default) only from _MIN_THREADED_ROWS_ONE_COMPONENT rows. An
+    # explicit n_jobs still splits, and two components split as before.
+    monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: 2)
+
+    def rows(n_samples, n_features, n_components, n_jobs=None):
+        gm = GaussianMixtureEM(n_components, covariance_type=covariance_type)
+        return gm._chunk_rows(n_samples, n_features, 8, n_jobs, missing=False)
+
+    few = 3000
+    assert few < _gaussian._MIN_THREADED_ROWS_ONE_COMPONENT
+    # Over _MIN_THREADED_BYTES, yet one chunk.
+    assert few * (2 * 200 + 8) * 8 >= _suffstats._MIN_THREADED_BYTES
+    assert rows(few, 200, 1) == few
+    assert rows(few, 200, 2) < few
+    assert rows(few, 200, 1, n_jobs=2) < few
+    many = 2 * _gaussian._MIN_THREADED_ROWS_ONE_COMPONENT
+    assert rows(many, 64, 1) < many
