@@ -677,3 +677,35 @@ def test_prediction_follows_parameters_changed_by_hand(covariance_type):
     assert_allclose(gm.score_samples(X), reference(gm))
     gm.weights_[:] = [0.9, 0.1]
     assert_allclose(gm.score_samples(X), reference(gm))
+
+
+def test_fit_from_given_parameters_seeds_no_random_state(monkeypatch):
+    # Seeding a RandomState costs ~0.1 ms: a fit that draws nothing (every
+    # initial parameter given) makes none; one that initialises from the
+    # data makes one for all its n_init, and its fit is unchanged.
+    import sklearn_em.mixture._base as base_module
+
+    made = []
+    original = base_module.check_random_state
+
+    def counting(seed):
+        made.append(seed)
+        return original(seed)
+
+    monkeypatch.setattr(base_module, "check_random_state", counting)
+    X, _ = _blobs()
+    start = GaussianMixture(3, random_state=0).fit(X)
+    given = GaussianMixtureEM(
+        3,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        random_state=0,
+    ).fit(X)
+    assert made == []
+    assert_allclose(given.means_, start.means_, rtol=1e-6)
+    drawn = GaussianMixtureEM(3, n_init=2, random_state=0).fit(X)
+    assert made == [0]
+    monkeypatch.setattr(base_module, "check_random_state", original)
+    expected = GaussianMixture(3, n_init=2, random_state=0).fit(X)
+    assert_allclose(drawn.means_, expected.means_, rtol=1e-10)
