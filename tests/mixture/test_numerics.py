@@ -630,6 +630,51 @@ def test_precision_factors_are_scipys(dtype, covariance_type):
         _compute_precision_cholesky(singular, covariance_type)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("n_features", [1, 2, 7])
+def test_factors_from_given_precisions_are_the_per_matrix_calls(
+    dtype, covariance_type, n_features
+):
+    # Given precisions are factored in one batched call, and the covariances
+    # recovered with LAPACK's trtrs called as SciPy's solve_triangular calls
+    # it: the per-matrix results (scikit-learn's calls), bit for bit, for
+    # the lower factors of given precisions and the upper ones of fits.
+    from scipy import linalg
+
+    from sklearn_em.mixture._gaussian import (
+        _compute_precision_cholesky_from_precisions,
+        _covariances_from_precisions_cholesky,
+    )
+
+    rng = np.random.RandomState(n_features)
+    A = rng.randn(3, 40, n_features)
+    precisions = (np.einsum("knd,kne->kde", A, A) / 40).astype(dtype)
+    upper = np.triu(rng.randn(3, n_features, n_features)) + 3 * np.eye(n_features)
+    upper = upper.astype(dtype)
+    if covariance_type == "tied":
+        precisions, upper = precisions[0], upper[0]
+    stacked = np.reshape(precisions, (-1, n_features, n_features))
+    with threadpool_limits(1):
+        expected = [np.linalg.cholesky(p[::-1, ::-1])[::-1, ::-1] for p in stacked]
+        got = _compute_precision_cholesky_from_precisions(precisions, covariance_type)
+        assert_array_equal(np.reshape(got, stacked.shape), expected)
+        for factors in (got, upper):
+            eye = np.eye(n_features, dtype=dtype)
+            inverses = [
+                linalg.solve_triangular(u, eye, lower=False)
+                for u in np.reshape(factors, (-1, n_features, n_features))
+            ]
+            expected = [inv.T @ inv for inv in inverses]
+            covariances = _covariances_from_precisions_cholesky(
+                factors, covariance_type
+            )
+            assert covariances.dtype == dtype
+            assert_array_equal(
+                np.reshape(covariances, (-1, n_features, n_features)), expected
+            )
+
+
 def test_factor_inverses_of_triangular_and_general_factors():
     # The precision guard's scale inverts the factors: LAPACK's triangular
     # inverse for upper (fitted) and lower (given) factors, NumPy's general
