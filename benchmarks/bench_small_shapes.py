@@ -27,7 +27,7 @@ numpy on this machine for the benchmark only)::
         [--types full tied diag spherical] [--repeats 7]
 
 The markdown table is written to ``benchmarks/results/small_shapes.md``
-(about five minutes on 2 cores).
+(about nine minutes on 2 cores).
 """
 
 import argparse
