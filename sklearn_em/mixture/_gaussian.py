@@ -1975,7 +1975,7 @@ def _expanded_log_prob(
         log_det = _compute_log_det_cholesky(
             precisions_chol, covariance_type, n_features
         )
-        if _direct_group_size(X.shape, covariance_type) > 1:
+        if covariance_type in ("diag", "spherical") and _direct_group_size(X.shape) > 1:
             maha = _grouped_direct_mahalanobis(X, means, precisions_chol, direct)
             log_prob[:, direct] = (
                 -0.5 * (n_features * math.log(2 * math.pi) + maha)
@@ -2001,34 +2001,47 @@ def _expanded_log_prob(
 _DIRECT_GROUP_VALUES = 2**16
 
 
-def _direct_group_size(shape, covariance_type):
+def _direct_group_size(shape):
     """How many direct components of a chunk of ``shape`` to compute at once.
 
-    Diagonal and spherical components computed directly (those whose
-    expansion would cancel too many digits: tight clusters far from the
-    centre) cost a handful of NumPy calls each, whatever the chunk's size.
-    On small data that overhead was most of an iteration: 100 rows in 64
-    or 200 dimensions with 40 components, 20 of them direct, took 2.2-2.3x
+    Components computed directly (those whose expansion would cancel too
+    many digits: tight clusters far from the centre) cost a handful of
+    NumPy calls each, whatever the chunk's size. On small data that
+    overhead was most of an iteration: 100 rows in 64 or 200 dimensions
+    with 40 diagonal components, 20 of them direct, took 2.2-2.3x
     scikit-learn's time per iteration. Their differences are computed a
-    group at a time, in one array of at most ``_DIRECT_GROUP_VALUES``; a
-    chunk too large for two at once keeps one call per component, on
-    reused buffers.
+    group at a time, in one array of at most ``_DIRECT_GROUP_VALUES``:
+    the log-densities and moments of diagonal and spherical components, the
+    second moments of tied ones. A chunk too large for two at once keeps
+    one call per component, on reused buffers.
 
     Parameters
     ----------
     shape : tuple of int
         The chunk's ``(n_samples, n_features)``.
 
-    covariance_type : str
-
     Returns
     -------
     size : int
         Components per group; 1 means one at a time.
     """
-    if covariance_type not in ("diag", "spherical"):
-        return 1
     return max(1, _DIRECT_GROUP_VALUES // max(1, shape[0] * shape[1]))
+
+
+def _direct_groups(direct, shape):
+    """The groups of :func:`_direct_group_size`, in order.
+
+    Yields
+    ------
+    where : slice
+        The group's positions in ``direct``.
+
+    group : ndarray of int
+        The group's components.
+    """
+    size = _direct_group_size(shape)
+    for start in range(0, len(direct), size):
+        yield slice(start, start + size), direct[start : start + size]
 
 
 def _grouped_differences(X, means, group):
@@ -2067,17 +2080,15 @@ def _grouped_direct_mahalanobis(X, means, precisions_chol, direct):
     -------
     maha : ndarray of shape (n_samples, len(direct))
     """
-    size = _direct_group_size(X.shape, "diag")
     maha = np.empty((X.shape[0], len(direct)))
-    for start in range(0, len(direct), size):
-        group = direct[start : start + size]
+    for where, group in _direct_groups(direct, X.shape):
         diff = _grouped_differences(X, means, group)
         chol = precisions_chol[group].astype(np.float64)
         if chol.ndim == 1:
             diff *= chol[:, np.newaxis, np.newaxis]
         else:
             diff *= chol[:, np.newaxis, :]
-        maha[:, start : start + len(group)] = np.einsum("knd,knd->nk", diff, diff)
+        maha[:, where] = np.einsum("knd,knd->nk", diff, diff)
     return maha
 
 
@@ -2107,17 +2118,15 @@ def _grouped_direct_moments(X, means, resp, direct):
     first : ndarray of shape (len(direct), n_features)
         ``sum_n r_nk (x_n - mu_k)``.
     """
-    size = _direct_group_size(X.shape, "diag")
     n_features = X.shape[1]
     second = np.empty((len(direct), n_features))
     first = np.empty((len(direct), n_features))
-    for start in range(0, len(direct), size):
-        group = direct[start : start + size]
+    for where, group in _direct_groups(direct, X.shape):
         diff = _grouped_differences(X, means, group)
         weights = resp[:, group].T.astype(np.float64)[:, np.newaxis, :]
-        first[start : start + len(group)] = np.matmul(weights, diff)[:, 0]
+        first[where] = np.matmul(weights, diff)[:, 0]
         diff *= diff
-        second[start : start + len(group)] = np.matmul(weights, diff)[:, 0]
+        second[where] = np.matmul(weights, diff)[:, 0]
     return second, first
 
 
@@ -2352,7 +2361,11 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     else:
         sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
     sx = sz + np.outer(nk, centre)
-    if len(direct) and _direct_group_size(X.shape, covariance_type) > 1:
+    if (
+        len(direct)
+        and covariance_type in ("diag", "spherical")
+        and _direct_group_size(X.shape) > 1
+    ):
         shift = means.astype(X.dtype, copy=False)
         sxx[direct], first = _grouped_direct_moments(X, shift, resp, direct)
         sx[direct] = first + nk[direct, np.newaxis] * shift[direct]
@@ -2431,11 +2444,8 @@ def _accumulate_tied(Z, resp, nk, means, centre, direct, X):
         sxx += _inner_product(Z.T * w, Z) / n_expanded
     if len(direct):
         shift = means.astype(X.dtype, copy=False)
-        size = max(1, _DIRECT_GROUP_VALUES // max(1, X.size))
-        for start in range(0, len(direct), size):
-            # A group of components at a time (see _direct_group_size).
-            group = direct[start : start + size]
-            diff = X[np.newaxis] - shift[group][:, np.newaxis]
+        for _, group in _direct_groups(direct, X.shape):
+            diff = _grouped_differences(X, shift, group)
             weighted = diff.transpose(0, 2, 1) * resp[:, group].T[:, np.newaxis, :]
             sxx[group] = np.matmul(weighted, diff)
     return {"nk": nk, "sx": sz + np.outer(nk, centre), "sxx": sxx}

@@ -1142,7 +1142,7 @@ def test_grouped_direct_components_are_the_one_at_a_time_sums(
     grouped = gm._e_step_statistics(data)
     # Several components, in more than one group.
     assert calls and calls[0] > 1
-    assert _gaussian._direct_group_size(X.shape, covariance_type) < calls[0]
+    assert _gaussian._direct_group_size(X.shape) < calls[0]
     with monkeypatch.context() as patch:
         patch.setattr(_gaussian, "_DIRECT_GROUP_VALUES", 0)
         single = gm._e_step_statistics(data)
