@@ -1,0 +1,242 @@
+"""EM of many candidates in lockstep (``_lockstep``) against one at a time."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_iris, make_blobs
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+
+from sklearn_em import GaussianMixtureEM, GaussianMixtureIC
+from sklearn_em.mixture import _lockstep, _selection
+from sklearn_em.mixture._lockstep import fit_in_lockstep
+from sklearn_em.mixture._selection import (
+    COVARIANCE_TYPES,
+    _gaussian_initial_parameters,
+    _lockstep_groups,
+    _partition_statistics,
+)
+
+
+def _data(n_samples=240, random_state=0):
+    """Three overlapping anisotropic clusters in 3-D, away from the origin."""
+    X, _ = make_blobs(
+        n_samples=n_samples,
+        n_features=3,
+        centers=3,
+        cluster_std=[1.0, 2.0, 0.5],
+        random_state=random_state,
+    )
+    return X @ np.array([[1.0, 0.4, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]]) + 50
+
+
+def _partition_starts(X, n_components, covariance_type, sample_weight):
+    """Two starts from two random partitions, as the search makes them."""
+    starts = []
+    for seed in (1, 2):
+        labels = np.random.RandomState(seed).randint(n_components, size=len(X))
+        labels[:n_components] = np.arange(n_components)
+        stats = _partition_statistics(X, sample_weight, labels, n_components, True)
+        starts.append(
+            _gaussian_initial_parameters(*stats, covariance_type, reg_covar=1e-6)
+        )
+    return starts
+
+
+def _given(n_components, covariance_type, start):
+    """The engine's initial parameters of a start, as the search takes them."""
+    estimator = GaussianMixtureEM(
+        n_components, covariance_type=covariance_type, tol=1e-6, **start
+    )
+    estimator._check_parameters(np.empty((1, 3)))
+    assert estimator._initialize_from_given(None)
+    return estimator.weights_, estimator.means_, estimator.precisions_cholesky_
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lockstep_equals_one_candidate_at_a_time(covariance_type, weighted):
+    # Every candidate of the lockstep is the fit _fit_one makes from the same
+    # starts: the same leader after the race, the same iterations, the same
+    # parameters and criteria up to rounding.
+    X = _data()
+    sample_weight = None
+    if weighted:
+        sample_weight = np.random.RandomState(0).randint(1, 4, len(X)).astype(float)
+    grid = [1, 2, 3, 5]
+    starts = {k: _partition_starts(X, k, covariance_type, sample_weight) for k in grid}
+    fits = fit_in_lockstep(
+        X,
+        sample_weight,
+        [[_given(k, covariance_type, s) for s in starts[k]] for k in grid],
+        covariance_type,
+        reg_covar=1e-6,
+        tol=1e-6,
+        max_iter=200,
+        race=3,
+    )
+    leaders, n_iter = set(), []
+    for k, fit in zip(grid, fits):
+
+        def make_estimator(k=k, **start):
+            return GaussianMixtureEM(
+                k, covariance_type=covariance_type, tol=1e-6, max_iter=200, **start
+            )
+
+        estimator, values = _selection._fit_one(
+            make_estimator,
+            [lambda start=start: start for start in starts[k]],
+            X,
+            sample_weight,
+            lambda estimator: estimator._log_prob_chunk_function(np.float64),
+            race=3,
+        )
+        assert fit is not None
+        assert fit["n_iter"] == estimator.n_iter_
+        n_iter.append(fit["n_iter"])
+        assert fit["converged"] == estimator.converged_
+        leaders.add(fit["start"])
+        assert_allclose(fit["lower_bounds"], estimator.lower_bounds_, rtol=1e-12)
+        weights, means, covariances, factors = fit["parameters"]
+        assert_allclose(weights, estimator.weights_, rtol=1e-8, atol=1e-12)
+        assert_allclose(means, estimator.means_, rtol=1e-10)
+        assert_allclose(covariances, estimator.covariances_, rtol=1e-8)
+        assert_allclose(factors, estimator.precisions_cholesky_, rtol=1e-8, atol=1e-12)
+        assert factors.shape == estimator.precisions_cholesky_.shape
+        assert_allclose(fit["log_likelihood"], values["log_likelihood"], rtol=1e-12)
+        assert_allclose(fit["entropy"], values["entropy"], rtol=1e-8, atol=1e-9)
+    # Both partitions lead somewhere, and the leaders run on after the race.
+    assert leaders == {0, 1} and max(n_iter) > 10
+
+
+def _one_by_one(monkeypatch):
+    monkeypatch.setattr(
+        GaussianMixtureIC, "_fit_together", lambda self, *args: {}, raising=True
+    )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_search_in_lockstep_equals_the_search_one_by_one(monkeypatch, weighted):
+    X = load_iris().data
+    sample_weight = None
+    if weighted:
+        sample_weight = np.random.RandomState(1).randint(1, 4, len(X)).astype(float)
+    calls = []
+    real = _selection.fit_in_lockstep
+    monkeypatch.setattr(
+        _selection,
+        "fit_in_lockstep",
+        lambda *args, **kwargs: calls.append(args[3]) or real(*args, **kwargs),
+    )
+    search = GaussianMixtureIC(8, random_state=0).fit(X, sample_weight=sample_weight)
+    # Every structure's candidates ran together.
+    assert sorted(calls) == sorted(COVARIANCE_TYPES)
+    _one_by_one(monkeypatch)
+    reference = GaussianMixtureIC(8, random_state=0).fit(X, sample_weight=sample_weight)
+    results, expected = search.results_, reference.results_
+    assert_array_equal(results["n_components"], expected["n_components"])
+    assert_array_equal(results["covariance_type"], expected["covariance_type"])
+    for key in ("bic", "aic", "icl", "log_likelihood"):
+        assert_allclose(results[key], expected[key], rtol=1e-9)
+    assert_array_equal(results["n_parameters"], expected["n_parameters"])
+    # An iteration's lower bound can sit at tol from the previous one, where
+    # rounding decides: allow a few candidates one iteration apart.
+    n_iter_diff = np.abs(results["n_iter"] - expected["n_iter"])
+    assert n_iter_diff.max() <= 1 and (n_iter_diff > 0).sum() <= 3
+    assert (results["fit_time"] > 0).all()
+    assert search.best_params_ == reference.best_params_
+    best, expected_best = search.best_estimator_, reference.best_estimator_
+    assert_allclose(best.means_, expected_best.means_, rtol=1e-7)
+    assert_allclose(search.predict_proba(X), reference.predict_proba(X), atol=1e-7)
+    assert best.n_features_in_ == 4 and best.lower_bounds_[-1] == best.lower_bound_
+    # The winner is a complete GaussianMixtureEM: it fits on from its solution.
+    again = GaussianMixtureEM(
+        best.n_components,
+        covariance_type=best.covariance_type,
+        weights_init=best.weights_,
+        means_init=best.means_,
+        precisions_init=best.precisions_,
+    ).fit(X, sample_weight=sample_weight)
+    assert again.n_iter_ <= 2
+
+
+def test_collapsing_candidates_are_left_to_the_engine(monkeypatch):
+    # Without regularisation, components collapse onto repeated points: the
+    # candidates concerned are fitted one by one, exactly as without the
+    # lockstep (NaN where they fail), and the others in lockstep.
+    X = np.repeat([[0.0, 0.0], [5.0, 5.0], [0.0, 5.0]], 10, axis=0)
+    X = X + np.random.RandomState(0).normal(scale=1e-3, size=X.shape)
+    kwargs = dict(covariance_type=["full", "diag"], reg_covar=0.0, random_state=0)
+    fit_one = _selection._fit_one
+    alone = []
+    monkeypatch.setattr(
+        _selection,
+        "_fit_one",
+        lambda *args, **kwargs: alone.append(1) or fit_one(*args, **kwargs),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FitFailedWarning, ConvergenceWarning))
+        search = GaussianMixtureIC(5, **kwargs).fit(X)
+        n_alone = len(alone)
+        _one_by_one(monkeypatch)
+        reference = GaussianMixtureIC(5, **kwargs).fit(X)
+    assert 0 < n_alone < 10
+    assert_array_equal(
+        np.isnan(search.results_["bic"]), np.isnan(reference.results_["bic"])
+    )
+    assert_allclose(search.results_["bic"], reference.results_["bic"], rtol=1e-9)
+    assert_array_equal(search.results_["error"], reference.results_["error"])
+
+
+def test_groups_of_bounded_memory(monkeypatch):
+    grid = np.arange(1, 16)
+    groups = _lockstep_groups(grid, 1000)
+    assert [i for group in groups for i in group] == list(range(15))
+    for group in groups:
+        size = sum(2 * grid[i] * 1000 for i in group)
+        assert size <= _selection._LOCKSTEP_GROUP_VALUES or len(group) == 1
+    monkeypatch.setattr(_selection, "_LOCKSTEP_GROUP_VALUES", 2 * 4 * 150 * 4)
+    assert _lockstep_groups(grid, 600)[:2] == [[0, 1], [2]]
+    X = load_iris().data
+    split = GaussianMixtureIC(6, covariance_type=["full", "tied"], random_state=0)
+    split.fit(X)
+    monkeypatch.undo()
+    whole = GaussianMixtureIC(6, covariance_type=["full", "tied"], random_state=0)
+    whole.fit(X)
+    assert_allclose(split.results_["bic"], whole.results_["bic"], rtol=1e-12)
+    assert_array_equal(split.results_["n_iter"], whole.results_["n_iter"])
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        load_iris().data.astype(np.float32),
+        np.random.RandomState(0).normal(size=(3000, 12)),
+    ],
+    ids=["float32", "large"],
+)
+def test_lockstep_only_where_it_pays(monkeypatch, X):
+    # float32 data keep the engine's float32 fits; larger data the engine's
+    # expanded forms and threads.
+    monkeypatch.setattr(
+        _selection, "fit_in_lockstep", lambda *args, **kwargs: pytest.fail("lockstep")
+    )
+    GaussianMixtureIC(3, covariance_type=["full", "diag"], random_state=0).fit(X)
+
+
+def test_precision_factors_flag_each_collapse():
+    covariances = np.stack(
+        [np.eye(2), [[1.0, 1.0], [1.0, 1.0]], np.full((2, 2), np.nan)]
+    )
+    covariances[1, 0, 0] = 1.0 - 1e-3
+    factors, failed = _lockstep._precision_factors(covariances, "full")
+    assert_array_equal(failed, [False, True, True])
+    assert_allclose(factors[0], np.eye(2))
+    variances = np.array([[1.0, 4.0], [0.0, 1.0], [1.0, np.inf]])
+    factors, failed = _lockstep._precision_factors(variances, "diag")
+    assert_array_equal(failed, [False, True, True])
+    assert_allclose(factors[0], [1.0, 0.5])
+    factors, failed = _lockstep._precision_factors(np.array([4.0, -1.0]), "spherical")
+    assert_array_equal(failed, [False, True])
+    assert_allclose(factors[0], 0.5)
