@@ -478,7 +478,6 @@ def fit_in_lockstep(
     ]
     if go_on:
         batch = _Batch([_factor_start(ended[run]) for run in go_on], covariance_type)
-        batch.covariances = None
         active = np.array(go_on)
         iterate(max_iter)
 

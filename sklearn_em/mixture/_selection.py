@@ -1668,8 +1668,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
     ``n_init >= 2``, a structure also starts from the fitted solution of
     the structures nested in it at the same K (for instance 'full' from the
     better of 'diag' and 'tied'), so that its likelihood is at least theirs;
-    and the K's can run in parallel (``n_jobs``). Every candidate is a
-    complete EM fit to ``tol``.
+    and the K's can run in parallel (``n_jobs``). On small float64 data
+    (``n_init=1``), a structure's candidates run their EM iterations
+    together, their components stacked so that one E-step and one M-step
+    serve them all (see the user guide). Every candidate is a complete EM
+    fit to ``tol``.
 
     Parameters
     ----------
@@ -1747,6 +1750,8 @@ class GaussianMixtureIC(_BaseMixtureIC):
         Number of joblib workers fitting the K's in parallel. None means 1:
         the candidates are fitted one after another, each E-step using the
         EM engine's threads (see :class:`GaussianMixtureEM`'s ``n_jobs``).
+        Candidates fitted together on small data run on the engine's
+        threads whatever ``n_jobs``.
 
     verbose : int, default=0
         Print one line per candidate when positive.
@@ -1759,7 +1764,8 @@ class GaussianMixtureIC(_BaseMixtureIC):
         ``covariance_type``, ``bic``, ``aic``, ``icl`` (lower is better),
         ``log_likelihood`` (sum over the training data), ``entropy`` (of the
         responsibilities), ``n_parameters``, ``n_iter``, ``converged``,
-        ``fit_time`` (seconds, criteria included), ``error`` (why a
+        ``fit_time`` (seconds, criteria included; for candidates fitted
+        together, their share of the group's time), ``error`` (why a
         candidate failed, or '') and ``rank_<criterion>`` (1 is the
         selected one). A candidate whose fit failed (a collapsed component)
         has NaN criteria.
