@@ -103,6 +103,11 @@ _NESTED_IN = {
 
 _CRITERIA = ("bic", "aic", "icl")
 
+#: Criteria within this relative distance of the lowest are ties (see
+#: _BaseMixtureIC._store_results): rounding differences between equal models
+#: are ~1e-15 relative; the criteria of different fits differ by far more.
+_TIE_RTOL = 1e-10
+
 
 # ----------------------------------------------------------------------
 # Validation of the grid.
@@ -1441,6 +1446,17 @@ class _BaseMixtureIC(
             )
         ranks = np.full(len(rows), len(rows), dtype=np.int64)
         order = np.argsort(np.where(failed, np.inf, values), kind="stable")
+        # Equal criteria up to rounding are the same model fitted twice (in
+        # one dimension, 'spherical', 'diag' and 'full' are one model): the
+        # fewest parameters, then the first in the table (the smaller K, the
+        # more constrained structure), not rounding, choose among them.
+        lowest = values[order[0]]
+        tied = np.flatnonzero(
+            ~failed & (np.abs(values - lowest) <= _TIE_RTOL * max(abs(lowest), 1.0))
+        )
+        if tied.size > 1:
+            winner = tied[np.lexsort((tied, results["n_parameters"][tied]))[0]]
+            order = np.concatenate([[winner], order[order != winner]])
         ranks[order[: (~failed).sum()]] = np.arange(1, (~failed).sum() + 1)
         results[f"rank_{self.criterion}"] = ranks
         self.results_ = results

@@ -240,3 +240,24 @@ def test_precision_factors_flag_each_collapse():
     factors, failed = _lockstep._precision_factors(np.array([4.0, -1.0]), "spherical")
     assert_array_equal(failed, [False, True])
     assert_allclose(factors[0], 0.5)
+
+
+def test_equal_models_are_chosen_by_their_parameters_not_by_rounding():
+    # In one dimension 'spherical', 'diag' and 'full' (and the three shared
+    # structures) are the same models: their criteria differ by rounding
+    # only, and the most constrained structure is chosen, whichever way the
+    # rounding goes (with or without the lockstep).
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.randn(60), rng.randn(60) * 0.3 + 4])[:, np.newaxis]
+    search = GaussianMixtureIC(4, random_state=0).fit(X)
+    bic = search.results_["bic"]
+    k = search.n_components_
+    same_k = search.results_["n_components"] == k
+    assert search.covariance_type_ in ("tied_spherical", "spherical")
+    chosen = bic[search.best_index_]
+    ties = same_k & np.isclose(bic, chosen, rtol=1e-10)
+    assert ties.sum() >= 2
+    first = np.flatnonzero(ties)[0]
+    assert search.best_index_ == first
+    assert search.results_["rank_bic"][search.best_index_] == 1
+    assert sorted(search.results_["rank_bic"]) == list(range(1, len(bic) + 1))
