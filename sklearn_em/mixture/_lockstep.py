@@ -297,9 +297,30 @@ class _Batch:
         self.factors = np.concatenate(factors)
         self.covariances = None
 
-    def component_factors(self):
-        """Each component's factor (a run's shared one repeated)."""
-        return self.factors[self.owner] if self.shared else self.factors
+    def e_step(self, XT):
+        """The responsibilities of every run, and its log-likelihoods.
+
+        Parameters
+        ----------
+        XT : ndarray of shape (n_features, n_samples)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_stacked, n_samples)
+
+        log_norm : ndarray of shape (n_runs, n_samples)
+            ``log p(x_n)`` under each run's mixture.
+
+        diff : ndarray of shape (n_stacked, n_features, n_samples)
+            ``x_n - mu_k``, a view of this thread's workspace.
+        """
+        factors = self.factors[self.owner] if self.shared else self.factors
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            resp, diff = _stacked_log_prob(
+                XT, self.means, factors, np.log(self.weights), self.kind
+            )
+            log_norm = _normalise_runs(resp, self.offsets, self.owner)
+        return resp, log_norm, diff
 
     def keep(self, runs):
         """Only the runs at the (sorted) indices ``runs``."""
@@ -411,15 +432,8 @@ def fit_in_lockstep(
             if lower_bounds[run]:
                 previous[r] = lower_bounds[run][-1]
         while len(active):
+            log_prob, log_norm, diff = batch.e_step(XT)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                log_prob, diff = _stacked_log_prob(
-                    XT,
-                    batch.means,
-                    batch.component_factors(),
-                    np.log(batch.weights),
-                    batch.kind,
-                )
-                log_norm = _normalise_runs(log_prob, batch.offsets, batch.owner)
                 lower = (log_norm.sum(axis=1) if w is None else log_norm @ w) / (
                     total_weight
                 )
@@ -487,15 +501,8 @@ def fit_in_lockstep(
         return fits
     # The criteria's E-step, with the fitted parameters.
     final = _Batch([_factor_start(ended[run]) for run in kept], covariance_type)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        log_prob, _ = _stacked_log_prob(
-            XT,
-            final.means,
-            final.component_factors(),
-            np.log(final.weights),
-            final.kind,
-        )
-        log_norm = _normalise_runs(log_prob, final.offsets, final.owner)
+    log_prob, log_norm, _ = final.e_step(XT)
+    with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(log_prob > 0, log_prob * np.log(log_prob), 0.0)
     entropy_rows = -np.add.reduceat(plogp, final.offsets, axis=0)
     if w is None:
