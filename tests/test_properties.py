@@ -1,4 +1,5 @@
-"""Property-based tests of GaussianMixtureEM (issue 11), with hypothesis.
+"""Property-based tests of GaussianMixtureEM (issue 11) and of the model
+selection's lockstep (issue 14), with hypothesis.
 
 Each property holds for every input hypothesis draws: shapes, scales from
 1e-8 to 1e8, offsets up to 1e6, ties and duplicated rows, the four
@@ -370,3 +371,59 @@ def test_bounded_kmeans_is_sklearn_kmeans(data):
         # Beyond two threads KMeans adds its threads' sums in the order
         # they finish (see tests/mixture/test_kmeans.py).
         np.testing.assert_array_equal(centers, reference.cluster_centers_)
+
+
+@given(mixture_data(dtypes=(np.float64,)), st.booleans())
+def test_model_selection_in_lockstep_equals_one_candidate_at_a_time(data, weighted):
+    # GaussianMixtureIC runs the candidates of small data in lockstep (see
+    # sklearn_em/mixture/_lockstep.py): on every draw, its table is the
+    # one the candidates fitted one at a time give, and so is its choice.
+    from sklearn_em import GaussianMixtureIC
+    from sklearn_em.mixture._selection import COVARIANCE_TYPES as ALL_TYPES
+
+    X, n_components, _, seed = data
+    # Covariances whose condition is bounded by reg_covar (data at most 100
+    # wide, any offset) and no repeated rows: on nearly singular ones (two
+    # rows 1e4 wide, reg_covar=1e-6) rounding alone moves the fits of either
+    # implementation by 1e-5 in log-likelihood, and the comparison would
+    # measure that rather than the lockstep.
+    assume(np.ptp(X, axis=0).max() <= 100)
+    assume(len(np.unique(X, axis=0)) == len(X))
+    sample_weight = None
+    if weighted:
+        sample_weight = np.random.RandomState(seed).randint(1, 4, len(X))
+    search = GaussianMixtureIC(n_components + 1, covariance_type="all")
+    results = {}
+    for together in (True, False):
+        if not together:
+            search._fit_together = lambda *args: {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                search.fit(X, sample_weight=sample_weight)
+            except ValueError as exc:  # every candidate collapsed
+                results[together] = str(exc)
+                continue
+        results[together] = (
+            dict(search.results_),
+            search.best_params_,
+        )
+    lockstep, alone = results[True], results[False]
+    if isinstance(alone, str) or isinstance(lockstep, str):
+        assert lockstep == alone
+        return
+    assert len(lockstep[0]["bic"]) == len(ALL_TYPES) * (n_components + 1)
+    for key in ("bic", "log_likelihood"):
+        a, b = lockstep[0][key], alone[0][key]
+        assert_allclose(a, b, rtol=1e-7, atol=1e-7 * np.nanmax(np.abs(b)))
+    if lockstep[1] != alone[1]:
+        # Only between candidates that tie up to rounding.
+        bic = alone[0]["bic"]
+        chosen = [
+            np.flatnonzero(
+                (alone[0]["n_components"] == params["n_components"])
+                & (alone[0]["covariance_type"] == params["covariance_type"])
+            )[0]
+            for params in (lockstep[1], alone[1])
+        ]
+        assert_allclose(bic[chosen[0]], bic[chosen[1]], rtol=1e-7)
