@@ -805,20 +805,21 @@ _RACE_SAMPLES = 20_000
 #: The largest data (n_samples x n_features) on which a structure's
 #: candidates run EM in lockstep (see _lockstep). Its saving is the fixed
 #: cost of a candidate's iteration (~0.3 ms); its price, the direct form's
-#: arithmetic on every difference, against the engine's expanded forms and
-#: threads. Whole searches of K = 1..15, lockstep against one by one (time
-#: ratio, lower is better): 'full' 0.33 on iris, 0.49 on wine, 0.74 on
-#: breast cancer (569 x 30), 0.85 on 1,000 x 10, 1.2 on 1,000 x 60;
-#: 'diag' 0.34, 0.43, 0.89, 0.95, 1.4; 'tied' (whose engine form costs
-#: least: one factor) 0.35, 0.48, 2.1, 1.2. The other structures are as
-#: 'diag'.
+#: arithmetic on every difference, against the engine's expanded forms.
+#: Whole searches of K = 1..15, lockstep time over one-by-one time (groups
+#: on two threads from 2^13 values, see _LOCKSTEP_THREADED_VALUES): 'full'
+#: 0.33 on iris, 0.49 on wine, 0.53 on breast cancer (569 x 30), 0.68 on
+#: 1,000 x 10 and 1,000 x 30, 0.91 on 2,000 x 10, 1.04 on 3,000 x 10;
+#: 'diag' 0.34, 0.43, 0.82, 0.72, 1.63, 1.26 (the other diagonal and
+#: spherical structures alike, within 0.2); 'tied', whose engine form costs
+#: least (one factor), 0.35, 0.48, 1.44, 0.91, 1.80, 1.50.
 _LOCKSTEP_MAX_VALUES = {
     "full": 2**15,
-    "tied": 2**12,
-    "diag": 2**13,
-    "spherical": 2**13,
-    "tied_diag": 2**13,
-    "tied_spherical": 2**13,
+    "tied": 2**13,
+    "diag": 2**14,
+    "spherical": 2**14,
+    "tied_diag": 2**14,
+    "tied_spherical": 2**14,
 }
 
 #: The smallest data (n_samples x n_features) whose lockstep groups run on
