@@ -31,20 +31,26 @@ import math
 
 import numpy as np
 
+from ._gaussian import _compute_log_det_cholesky, _engine_covariance_type
 from ._suffstats import _FLOAT64_LOG_TINY, normalise_weights, workspace
 
 #: The structures whose covariance is shared by a run's components.
 _SHARED = ("tied", "tied_diag", "tied_spherical")
 
-#: The layout of each structure's per-component density.
-_KIND = {
-    "full": "full",
-    "tied": "full",
-    "diag": "diag",
-    "tied_diag": "diag",
-    "spherical": "spherical",
-    "tied_spherical": "spherical",
-}
+
+def _kind(covariance_type):
+    """The layout of a structure's per-component density and factors.
+
+    The engine's E-step type (``_engine_covariance_type``), with 'tied'
+    stacked as 'full': its shared factor is repeated for every component.
+
+    Returns
+    -------
+    kind : {'full', 'diag', 'spherical'}
+    """
+    kind = _engine_covariance_type(covariance_type)
+    return "full" if kind == "tied" else kind
+
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -95,16 +101,14 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
         )
         whitened *= whitened
         maha = np.matmul(ones, whitened)[:, 0]
-        log_det = np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
     else:
         squares = np.multiply(diff, diff, out=workspace("lockstep_work", *_f(shape)))
         if kind == "diag":
             maha = np.matmul((factors**2)[:, np.newaxis], squares)[:, 0]
-            log_det = np.log(factors).sum(axis=1)
         else:
             maha = np.matmul(ones, squares)[:, 0]
             maha *= (factors**2)[:, np.newaxis]
-            log_det = n_features * np.log(factors)
+    log_det = _compute_log_det_cholesky(factors, kind, n_features)
     maha *= -0.5
     maha += (log_det + log_w - 0.5 * n_features * _LOG_2PI)[:, np.newaxis]
     return maha, diff
@@ -280,7 +284,7 @@ class _Batch:
     """
 
     def __init__(self, runs, covariance_type):
-        self.kind = _KIND[covariance_type]
+        self.kind = _kind(covariance_type)
         self.shared = covariance_type in _SHARED
         sizes = np.array([len(means) for _, means, _ in runs])
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
