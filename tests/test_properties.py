@@ -396,7 +396,7 @@ def test_model_selection_in_lockstep_equals_one_candidate_at_a_time(data, weight
     results = {}
     for together in (True, False):
         if not together:
-            search._fit_together = lambda *args: {}
+            search._fit_together = lambda *args: ({}, {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

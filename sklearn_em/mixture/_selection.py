@@ -1211,9 +1211,9 @@ class _BaseMixtureIC(
                 random_state.choice(n_samples, _RACE_SAMPLES, replace=False)
             )
         # Candidates fitted together (small data), then the others one by one.
-        together = {}
+        together, stats = {}, {}
         if race_rows is None:
-            together = self._fit_together(
+            together, stats = self._fit_together(
                 X, sample_weight, grid, covariance_types, partitions, seeds
             )
         left = [
@@ -1229,6 +1229,7 @@ class _BaseMixtureIC(
                 None if partitions is None else partitions[int(n_components)],
                 seeds[i, left[i]],
                 race_rows,
+                stats.get(int(n_components)),
             )
             for i, n_components in enumerate(grid)
             if left[i]
@@ -1268,8 +1269,33 @@ class _BaseMixtureIC(
             ``{(i, j): (estimator, row)}`` for the K ``grid[i]`` and the
             structure ``covariance_types[j]`` of each candidate it fitted;
             the search fits the others one by one.
+
+        stats : dict
+            The partition statistics it computed (see
+            :meth:`_partition_statistics`), by K: the one-by-one fits of
+            the same K reuse them.
         """
-        return {}
+        return {}, {}
+
+    def _partition_statistics(self, X, sample_weight, n_components, labels):
+        """The statistics of every shared partition at one K.
+
+        Returns
+        -------
+        stats : list of tuple
+            :func:`_partition_statistics` of each partition in ``labels``.
+        """
+        with single_threaded_blas():
+            return [
+                _partition_statistics(
+                    X,
+                    sample_weight,
+                    one,
+                    n_components,
+                    self._needs_second_moments(),
+                )
+                for one in labels
+            ]
 
     def _report(self, row):
         """The verbose line of a fitted candidate."""
@@ -1351,21 +1377,15 @@ class _BaseMixtureIC(
         labels,
         seeds,
         race_rows=None,
+        stats=None,
     ):
-        """Fit every structure at one K; returns [(estimator, row), ...]."""
-        stats = None
-        if labels is not None:
-            with single_threaded_blas():
-                stats = [
-                    _partition_statistics(
-                        X,
-                        sample_weight,
-                        one,
-                        n_components,
-                        self._needs_second_moments(),
-                    )
-                    for one in labels
-                ]
+        """Fit every structure at one K; returns [(estimator, row), ...].
+
+        ``stats``, when given, are the statistics of the partitions
+        ``labels`` (already computed by :meth:`_fit_together`).
+        """
+        if stats is None and labels is not None:
+            stats = self._partition_statistics(X, sample_weight, n_components, labels)
         fitted, out = {}, []
         for covariance_type, seed in zip(covariance_types, seeds):
 
@@ -2008,23 +2028,21 @@ class GaussianMixtureIC(_BaseMixtureIC):
             or sparse.issparse(X)
             or X.dtype != np.float64
         ):
-            return {}
+            return {}, {}
         together = [
             j
             for j, covariance_type in enumerate(covariance_types)
             if n_samples * n_features <= _LOCKSTEP_MAX_VALUES[covariance_type]
         ]
         if not together:
-            return {}
+            return {}, {}
         tic = time.perf_counter()
-        with single_threaded_blas():
-            stats = {
-                int(k): [
-                    _partition_statistics(X, sample_weight, labels, int(k), True)
-                    for labels in partitions[int(k)]
-                ]
-                for k in grid
-            }
+        stats = {
+            int(k): self._partition_statistics(
+                X, sample_weight, int(k), partitions[int(k)]
+            )
+            for k in grid
+        }
         setup_time = (time.perf_counter() - tic) / len(together)
         # Threads only where NumPy's calls are long enough: on iris, two
         # threads contending for the interpreter took 1.4 times as long as
@@ -2127,7 +2145,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
                 )
         for i, j in sorted(fitted, key=lambda key: (grid[key[0]], key[1])):
             self._report(fitted[(i, j)][1])
-        return fitted
+        return fitted, stats
 
     def _winner_attributes(self):
         return (

@@ -112,7 +112,7 @@ def test_lockstep_equals_one_candidate_at_a_time(covariance_type, weighted):
 
 def _one_by_one(monkeypatch):
     monkeypatch.setattr(
-        GaussianMixtureIC, "_fit_together", lambda self, *args: {}, raising=True
+        GaussianMixtureIC, "_fit_together", lambda self, *args: ({}, {}), raising=True
     )
 
 
@@ -261,3 +261,35 @@ def test_equal_models_are_chosen_by_their_parameters_not_by_rounding():
     assert search.best_index_ == first
     assert search.results_["rank_bic"][search.best_index_] == 1
     assert sorted(search.results_["rank_bic"]) == list(range(1, len(bic) + 1))
+
+
+def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
+    # 600 x 40: 'full' runs in lockstep, 'diag' one by one (see
+    # _LOCKSTEP_MAX_VALUES); both read each K's partition statistics, which
+    # are computed once.
+    X, _ = make_blobs(600, n_features=40, centers=3, random_state=0)
+    assert (
+        _selection._LOCKSTEP_MAX_VALUES["diag"]
+        < X.size
+        <= _selection._LOCKSTEP_MAX_VALUES["full"]
+    )
+    calls, real = [], _selection._partition_statistics
+    monkeypatch.setattr(
+        _selection,
+        "_partition_statistics",
+        lambda *args: calls.append(args[3]) or real(*args),
+    )
+    lockstep = []
+    fit = _selection.fit_in_lockstep
+    monkeypatch.setattr(
+        _selection,
+        "fit_in_lockstep",
+        lambda *args, **kwargs: lockstep.append(args[3]) or fit(*args, **kwargs),
+    )
+    search = GaussianMixtureIC(4, covariance_type=["full", "diag"], random_state=0)
+    search.fit(X)
+    assert set(lockstep) == {"full"}
+    assert (search.results_["covariance_type"] == "diag").sum() == 4
+    # One call per K and partition (Ward's and mclust's, unless they agree).
+    assert sorted(set(calls)) == [1, 2, 3, 4]
+    assert all(calls.count(k) <= 2 for k in range(1, 5))
