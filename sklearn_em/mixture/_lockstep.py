@@ -91,18 +91,22 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
     diff = np.subtract(
         XT[np.newaxis],
         means[:, :, np.newaxis],
-        out=workspace("lockstep_diff", *_f(shape)),
+        out=workspace("lockstep_diff", shape, np.float64),
     )
     ones = np.ones((1, n_features))
     if kind == "full":
         # U_k^T (x_n - mu_k), batched over the components.
         whitened = np.matmul(
-            factors.transpose(0, 2, 1), diff, out=workspace("lockstep_work", *_f(shape))
+            factors.transpose(0, 2, 1),
+            diff,
+            out=workspace("lockstep_work", shape, np.float64),
         )
         whitened *= whitened
         maha = np.matmul(ones, whitened)[:, 0]
     else:
-        squares = np.multiply(diff, diff, out=workspace("lockstep_work", *_f(shape)))
+        squares = np.multiply(
+            diff, diff, out=workspace("lockstep_work", shape, np.float64)
+        )
         if kind == "diag":
             maha = np.matmul((factors**2)[:, np.newaxis], squares)[:, 0]
         else:
@@ -112,11 +116,6 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
     maha *= -0.5
     maha += (log_det + log_w - 0.5 * n_features * _LOG_2PI)[:, np.newaxis]
     return maha, diff
-
-
-def _f(shape):
-    """Workspace arguments of a float64 array of ``shape``."""
-    return shape, np.float64
 
 
 def _normalise_runs(log_prob, offsets, owner):
@@ -206,7 +205,9 @@ def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
         nk = np.add.reduceat(nk, offsets)
     if kind == "full":
         weighted = np.multiply(
-            diff, resp[:, np.newaxis], out=workspace("lockstep_work", *_f(diff.shape))
+            diff,
+            resp[:, np.newaxis],
+            out=workspace("lockstep_work", diff.shape, np.float64),
         )
         scatter = np.matmul(weighted, diff.transpose(0, 2, 1))
         if shared:
@@ -215,7 +216,9 @@ def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
         idx = np.arange(n_features)
         covariances[:, idx, idx] += reg_covar
         return weights, new_means, covariances
-    squares = np.multiply(diff, diff, out=workspace("lockstep_work", *_f(diff.shape)))
+    squares = np.multiply(
+        diff, diff, out=workspace("lockstep_work", diff.shape, np.float64)
+    )
     scatter = np.matmul(squares, resp_column)[:, :, 0]
     if shared:
         scatter = np.add.reduceat(scatter, offsets, axis=0)
