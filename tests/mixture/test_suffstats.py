@@ -1072,6 +1072,31 @@ def test_partition_statistics_equal_one_hot_responsibilities(
         assert_allclose(stats["sxx"][k], expected, rtol=100 * rtol)
 
 
+@pytest.mark.parametrize("n_components", [3, 256, 300])
+def test_partition_statistics_sum_each_cluster_in_row_order(n_components):
+    # The labels are sorted as uint8 (up to 256 clusters) or uint16, which
+    # NumPy's stable sort does by radix: each cluster's rows come in their
+    # order in X, as with the int64 labels, so the sums are bit for bit those
+    # of the rows taken in that order.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(5000, 3)) + 10
+    labels = rng.randint(n_components, size=len(X))
+    stats = _gaussian._partition_statistics(
+        X, None, labels, n_components, covariance_type="diag"
+    )
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_components + 1))
+    for k in (0, n_components // 2, n_components - 1):
+        rows = order[bounds[k] : bounds[k + 1]]
+        assert_array_equal(rows, np.flatnonzero(labels == k))
+        expected = _gaussian._partition_statistics(
+            X[rows], None, np.zeros(len(rows), dtype=int), 1, covariance_type="diag"
+        )
+        assert stats["nk"][k] == len(rows)
+        assert_array_equal(stats["sx"][k], expected["sx"][0])
+        assert_array_equal(stats["sxx"][k], expected["sxx"][0])
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_default_fit_starts_from_partition_statistics(covariance_type, monkeypatch):
     # A default fit's k-means labels go to _partition_statistics, and the
