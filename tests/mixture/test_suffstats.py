@@ -1149,7 +1149,10 @@ def test_grouped_direct_components_are_the_one_at_a_time_sums(
 ):
     # Directly computed diagonal and spherical components of a small chunk
     # are computed a group at a time: the same statistics as one component
-    # at a time (the differences are taken in float64 either way).
+    # at a time (the differences are taken in float64 either way). (float64
+    # computes only the entries of nonzero mass, unless most are: forced
+    # here, see test_paired_direct_entries_are_the_grouped_statistics.)
+    monkeypatch.setattr(_gaussian, "_DIRECT_PAIRS_FRACTION", -1.0)
     X = _tight_far_clusters(120, 40, 30).astype(dtype)
     gm = GaussianMixtureEM(
         30, covariance_type=covariance_type, random_state=0, max_iter=2
@@ -1178,6 +1181,133 @@ def test_grouped_direct_components_are_the_one_at_a_time_sums(
     if covariance_type == "spherical":
         sxx_grouped, sxx_single = sxx_grouped.mean(axis=1), sxx_single.mean(axis=1)
     assert_allclose(sxx_grouped, sxx_single, rtol=1e-12, atol=1e-15)
+
+
+def _tight_mixture_and_bridges(covariance_type, spread, seed=0):
+    """A mixture of 20 tight, far clusters in 40 dimensions (two EM
+    iterations from k-means), whose components the expansion refuses, and
+    data: its clusters' rows plus 60 rows on segments between two of its
+    means, where the second's log-density is below the first's by up to
+    ``spread`` nats (none for 0). With a spread beyond
+    ``-_FLOAT64_LOG_TINY`` (708) the masses of two direct components run
+    through the E-step's cut-off rather than far below it."""
+    rng = np.random.RandomState(seed)
+    X = _tight_far_clusters(160, 40, 20, seed)
+    gm = GaussianMixtureEM(
+        20, covariance_type=covariance_type, random_state=0, max_iter=2
+    ).fit(X)
+    if not spread:
+        return gm, X
+    a = rng.randint(20, size=60)
+    b = (a + 1 + rng.randint(19, size=60)) % 20
+    target = rng.uniform(0, spread, size=60)
+    means, chol = gm.means_, gm.precisions_cholesky_
+    log_w = np.log(gm.weights_)
+
+    def gap(t):
+        # log p(a) - log p(b) at a + t (b - a), row by row.
+        rows = means[a] + t[:, np.newaxis] * (means[b] - means[a])
+        log_prob = (
+            _gaussian._estimate_log_gaussian_prob(rows, means, chol, covariance_type)
+            + log_w
+        )
+        return log_prob[np.arange(60), a] - log_prob[np.arange(60), b]
+
+    low, high = np.zeros(60), np.ones(60)
+    for _ in range(100):
+        middle = (low + high) / 2
+        above = gap(middle) > target
+        low, high = np.where(above, middle, low), np.where(above, high, middle)
+    t = (low + high)[:, np.newaxis] / 2
+    return gm, np.vstack([X, means[a] + t * (means[b] - means[a])])
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("spread", [0.0, 1500.0])
+def test_direct_entries_of_zero_mass_are_skipped_exactly(covariance_type, spread):
+    # The E-step computes a direct component's entries only where their
+    # mass can survive the normalisation: the responsibilities and
+    # log-likelihoods are those of computing every entry directly, and the
+    # entries skipped have exactly zero mass there.
+    gm, X = _tight_mixture_and_bridges(covariance_type, spread)
+    parameters = gm._fused_parameters(np.float64)
+    direct = parameters["direct"]
+    assert len(direct) > 0 and not parameters.get("per_component")
+    features = _gaussian._centred_features(
+        X, parameters["centre"], parameters["covariance_type"]
+    )
+    keywords = {
+        key: parameters[key]
+        for key in (
+            "means",
+            "precisions_chol",
+            "covariance_type",
+            "log_w",
+            "centre",
+            "coef",
+            "intercept",
+            "direct",
+        )
+    }
+    every = _gaussian._expanded_log_prob(features, X=X, **keywords).copy()
+    pairs = _gaussian._surviving_direct_pairs(
+        every,
+        features,
+        parameters["means"],
+        parameters["precisions_chol"],
+        parameters["centre"],
+        direct,
+    )
+    assert pairs is not None and 0 < len(pairs[0]) < X.shape[0] * len(direct) / 2
+    skipped = _gaussian._expanded_log_prob(
+        features, X=X, normalised=True, **keywords
+    ).copy()
+    exact_resp, sparse_resp = every.copy(), skipped.copy()
+    exact_norm = logsumexp_rows(exact_resp)
+    sparse_norm = logsumexp_rows(sparse_resp)
+    assert_array_equal(sparse_norm, exact_norm)
+    assert_array_equal(sparse_resp, exact_resp)
+    dropped = np.ones(every.shape, dtype=bool)
+    dropped[:, np.setdiff1d(np.arange(20), direct)] = False
+    dropped[pairs] = False
+    assert dropped.any()
+    assert np.all(exact_resp[dropped] == 0)
+    # Some kept entries have a mass near the cut-off (the bridge rows).
+    if spread:
+        kept = exact_resp[pairs]
+        assert np.any((kept > 0) & (kept < 1e-250))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_paired_direct_entries_are_the_grouped_statistics(
+    covariance_type, monkeypatch
+):
+    # A float64 E-step computes the direct components' entries and moments
+    # only over the rows of nonzero mass: the statistics of computing them
+    # over every row.
+    gm, X = _tight_mixture_and_bridges(covariance_type, 1500.0)
+    data = as_data(gm, X, None, reset=False, dtype=np.float64)
+    calls = []
+    original = _gaussian._paired_direct_mahalanobis
+
+    def counting(X, means, precisions_chol, rows, components):
+        calls.append(len(rows))
+        return original(X, means, precisions_chol, rows, components)
+
+    monkeypatch.setattr(_gaussian, "_paired_direct_mahalanobis", counting)
+    paired = gm._e_step_statistics(data)
+    n_direct = len(gm._fused_parameters(np.float64)["direct"])
+    assert calls and calls[0] < X.shape[0] * n_direct / 2
+    with monkeypatch.context() as patch:
+        patch.setattr(_gaussian, "_DIRECT_PAIRS_FRACTION", -1.0)
+        grouped = gm._e_step_statistics(data)
+    assert len(calls) == 1
+    for key in ("nk", "sx", "log_likelihood", "sum_weight"):
+        assert_allclose(paired[key], grouped[key], rtol=1e-12)
+    sxx_paired, sxx_grouped = paired["sxx"], grouped["sxx"]
+    if covariance_type == "spherical":
+        sxx_paired, sxx_grouped = sxx_paired.mean(axis=1), sxx_grouped.mean(axis=1)
+    assert_allclose(sxx_paired, sxx_grouped, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
