@@ -2194,8 +2194,9 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     centred row, ``m_k`` the centred mean, ``p_k`` the precisions) adds up
     ``2 D + 1`` terms whose absolute values sum to at most
     ``2 (max_d p_kd |z|^2 + kappa_k)`` (``kappa_k = sum_d p_kd m_kd^2``), so
-    its rounding error is below ``(2 D + 8) eps`` times that; four times it
-    is used.
+    its rounding error is below ``(2 D + 8) eps`` times that. A row's
+    bound is taken as four times that with the largest precision and the
+    largest ``kappa`` of the direct components.
 
     Parameters
     ----------
@@ -2238,11 +2239,13 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     else:
         kappa = np.einsum("kd,kd->k", precisions, offsets**2)
         largest = precisions.max(axis=1)
-    error = np.multiply.outer(squared, largest)
-    error += kappa
-    error *= 4 * (2 * n_features + 8) * np.finfo(np.float64).eps
-    # The other components' entries are within the expansion's budget.
-    slack = error.max(axis=1) + _EXPANSION_ERROR[np.dtype(np.float64)]
+    # Each row's largest bound over the direct components, bounded in turn
+    # by the largest precision and kappa (one pass over the rows); the other
+    # components' entries are within the expansion's budget.
+    slack = squared * largest.max()
+    slack += kappa.max()
+    slack *= 4 * (2 * n_features + 8) * np.finfo(np.float64).eps
+    slack += _EXPANSION_ERROR[np.dtype(np.float64)]
     floor = log_prob.max(axis=1)
     floor += _FLOAT64_LOG_TINY - 1.0
     floor -= 2 * slack

@@ -1279,9 +1279,7 @@ def test_direct_entries_of_zero_mass_are_skipped_exactly(covariance_type, spread
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
-def test_paired_direct_entries_are_the_grouped_statistics(
-    covariance_type, monkeypatch
-):
+def test_paired_direct_entries_are_the_grouped_statistics(covariance_type, monkeypatch):
     # A float64 E-step computes the direct components' entries and moments
     # only over the rows of nonzero mass: the statistics of computing them
     # over every row.
