@@ -427,3 +427,74 @@ def test_model_selection_in_lockstep_equals_one_candidate_at_a_time(data, weight
             for params in (lockstep[1], alone[1])
         ]
         assert_allclose(bic[chosen[0]], bic[chosen[1]], rtol=1e-7)
+
+
+@st.composite
+def tight_far_mixtures(draw):
+    """A mixture of tight clusters far from the data's centre (components the
+    expansion refuses), and rows both at its clusters and between them."""
+    n_features = draw(st.integers(2, 60))
+    n_components = draw(st.integers(2, 16))
+    covariance_type = draw(st.sampled_from(["diag", "spherical"]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    spread = 10.0 ** draw(st.floats(-4, 0))
+    offset = draw(st.sampled_from([0.0, 50.0, -1e3]))
+    rng = np.random.RandomState(seed)
+    centres = rng.uniform(-30, 30, size=(n_components, n_features)) + offset
+    labels = np.arange(4 * n_components) % n_components
+    X = centres[labels] + spread * rng.normal(size=(len(labels), n_features))
+    # Rows on the segments between two clusters, anywhere along them.
+    a = rng.randint(n_components, size=20)
+    b = (a + 1 + rng.randint(n_components - 1, size=20)) % n_components
+    t = rng.uniform(0, 1, size=(20, 1))
+    bridges = centres[a] + t * (centres[b] - centres[a])
+    return X, np.vstack([X, bridges]), n_components, covariance_type
+
+
+@given(tight_far_mixtures())
+def test_skipped_direct_entries_have_zero_mass(data):
+    # The E-step computes a directly computed component's entries only where
+    # their mass can survive the normalisation (see
+    # _gaussian._surviving_direct_pairs): the responsibilities and
+    # log-likelihoods are exactly those of computing every entry.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._suffstats import logsumexp_rows
+
+    X, rows, n_components, covariance_type = data
+    model = _fit_or_none(
+        GaussianMixtureEM(
+            n_components,
+            covariance_type=covariance_type,
+            random_state=0,
+            max_iter=2,
+            reg_covar=1e-8,
+        ),
+        X,
+    )
+    assume(model is not None)
+    parameters = model._fused_parameters(np.float64)
+    assume(not parameters.get("per_component") and len(parameters["direct"]))
+    features = _gaussian._centred_features(
+        rows, parameters["centre"], parameters["covariance_type"]
+    )
+    keywords = {
+        key: parameters[key]
+        for key in (
+            "means",
+            "precisions_chol",
+            "covariance_type",
+            "log_w",
+            "centre",
+            "coef",
+            "intercept",
+            "direct",
+        )
+    }
+    with np.errstate(over="ignore", invalid="ignore"):
+        every = _gaussian._expanded_log_prob(features, X=rows, **keywords).copy()
+        skipped = _gaussian._expanded_log_prob(
+            features, X=rows, normalised=True, **keywords
+        ).copy()
+    every_norm, skipped_norm = logsumexp_rows(every), logsumexp_rows(skipped)
+    np.testing.assert_array_equal(skipped_norm, every_norm)
+    np.testing.assert_array_equal(skipped, every)
