@@ -1175,12 +1175,18 @@ def test_grouped_direct_components_are_the_one_at_a_time_sums(
         patch.setattr(_gaussian, "_DIRECT_GROUP_VALUES", 0)
         single = gm._e_step_statistics(data)
     assert len(calls) == 1
+    _assert_same_statistics(grouped, single, covariance_type)
+
+
+def _assert_same_statistics(stats, reference, covariance_type):
+    """E-step statistics equal up to rounding ('spherical': the moments'
+    mean over features, all its M-step reads)."""
     for key in ("nk", "sx", "log_likelihood", "sum_weight"):
-        assert_allclose(grouped[key], single[key], rtol=1e-12)
-    sxx_grouped, sxx_single = grouped["sxx"], single["sxx"]
+        assert_allclose(stats[key], reference[key], rtol=1e-12)
+    sxx, sxx_reference = stats["sxx"], reference["sxx"]
     if covariance_type == "spherical":
-        sxx_grouped, sxx_single = sxx_grouped.mean(axis=1), sxx_single.mean(axis=1)
-    assert_allclose(sxx_grouped, sxx_single, rtol=1e-12, atol=1e-15)
+        sxx, sxx_reference = sxx.mean(axis=1), sxx_reference.mean(axis=1)
+    assert_allclose(sxx, sxx_reference, rtol=1e-12, atol=1e-15)
 
 
 def _tight_mixture_and_bridges(covariance_type, spread, seed=0):
@@ -1224,32 +1230,17 @@ def _tight_mixture_and_bridges(covariance_type, spread, seed=0):
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 @pytest.mark.parametrize("spread", [0.0, 1500.0])
-def test_direct_entries_of_zero_mass_are_skipped_exactly(covariance_type, spread):
+def test_direct_entries_of_zero_mass_are_skipped_exactly(
+    covariance_type, spread, expanded_log_probs
+):
     # The E-step computes a direct component's entries only where their
     # mass can survive the normalisation: the responsibilities and
     # log-likelihoods are those of computing every entry directly, and the
     # entries skipped have exactly zero mass there.
     gm, X = _tight_mixture_and_bridges(covariance_type, spread)
-    parameters = gm._fused_parameters(np.float64)
+    every, features, parameters = expanded_log_probs(gm, X)
     direct = parameters["direct"]
     assert len(direct) > 0 and not parameters.get("per_component")
-    features = _gaussian._centred_features(
-        X, parameters["centre"], parameters["covariance_type"]
-    )
-    keywords = {
-        key: parameters[key]
-        for key in (
-            "means",
-            "precisions_chol",
-            "covariance_type",
-            "log_w",
-            "centre",
-            "coef",
-            "intercept",
-            "direct",
-        )
-    }
-    every = _gaussian._expanded_log_prob(features, X=X, **keywords).copy()
     pairs = _gaussian._surviving_direct_pairs(
         every,
         features,
@@ -1259,9 +1250,7 @@ def test_direct_entries_of_zero_mass_are_skipped_exactly(covariance_type, spread
         direct,
     )
     assert pairs is not None and 0 < len(pairs[0]) < X.shape[0] * len(direct) / 2
-    skipped = _gaussian._expanded_log_prob(
-        features, X=X, normalised=True, **keywords
-    ).copy()
+    skipped = expanded_log_probs(gm, X, normalised=True)[0]
     exact_resp, sparse_resp = every.copy(), skipped.copy()
     exact_norm = logsumexp_rows(exact_resp)
     sparse_norm = logsumexp_rows(sparse_resp)
@@ -1300,12 +1289,7 @@ def test_paired_direct_entries_are_the_grouped_statistics(covariance_type, monke
         patch.setattr(_gaussian, "_DIRECT_PAIRS_FRACTION", -1.0)
         grouped = gm._e_step_statistics(data)
     assert len(calls) == 1
-    for key in ("nk", "sx", "log_likelihood", "sum_weight"):
-        assert_allclose(paired[key], grouped[key], rtol=1e-12)
-    sxx_paired, sxx_grouped = paired["sxx"], grouped["sxx"]
-    if covariance_type == "spherical":
-        sxx_paired, sxx_grouped = sxx_paired.mean(axis=1), sxx_grouped.mean(axis=1)
-    assert_allclose(sxx_paired, sxx_grouped, rtol=1e-12, atol=1e-15)
+    _assert_same_statistics(paired, grouped, covariance_type)
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
