@@ -11,10 +11,15 @@ normalised over its own components, its own convergence test on its own
 log-likelihood -- and leaves the batch when it converges or reaches
 ``max_iter``.
 
-Every array is computed from the differences ``x_n - mu_k`` themselves, as
-the engine's direct form (``_gaussian._direct_e_step_chunk``): exact
-log-densities, and second moments taken around the new means (two passes),
-so no precision guard is needed.
+'full' and 'tied' compute every array from the differences ``x_n - mu_k``
+themselves, as the engine's direct form (``_gaussian._direct_e_step_chunk``):
+exact log-densities, and second moments taken around the new means (two
+passes), so no precision guard is needed. The diagonal and spherical
+structures iterate on the expanded features ``[z^2, z]`` of the centred
+rows instead (:func:`_expanded_log_prob`, :func:`_expanded_m_step`): one
+product for every stacked component and one for their moments, with the
+engine's precision guard, which computes the few components that need it
+from their differences.
 
 Layout: ``R`` runs (a start of a candidate each) with ``K_r`` components;
 their ``K = sum_r K_r`` components are stacked run after run. ``owner[k]`` is
@@ -31,7 +36,13 @@ import math
 
 import numpy as np
 
-from ._gaussian import _compute_log_det_cholesky, _engine_covariance_type
+from ._gaussian import (
+    _RECENTRE_ERROR,
+    _compute_log_det_cholesky,
+    _engine_covariance_type,
+    _expanded_coefficients,
+    _expansion_limit,
+)
 from ._suffstats import _FLOAT64_LOG_TINY, normalise_weights, workspace
 
 #: The structures whose covariance is shared by a run's components.
@@ -274,6 +285,169 @@ def _precision_factors(covariances, kind):
     return factors, failed
 
 
+def _expanded_features(X, sample_weight, kind):
+    """The features of the expanded diagonal or spherical E-step, and their centre.
+
+    Diagonal and spherical log-densities are linear in ``[z^2, z]`` (or
+    ``[|z|^2, z]``) of the centred rows ``z = x - c``: one product for every
+    stacked component, instead of the differences ``x - mu_k`` of each (see
+    :func:`_expanded_log_prob`). The centre is the data's (weighted) mean.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    kind : {'diag', 'spherical'}
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, n_quadratic + n_features)
+        ``n_quadratic`` is ``n_features`` ('diag') or 1 ('spherical').
+
+    centre : ndarray of shape (n_features,)
+
+    spread : ndarray of shape (n_features,)
+        The data's standard deviation in each feature, for the precision
+        budget (the engine's uses the mixture's, which an M-step makes the
+        data's).
+    """
+    centre = np.average(X, axis=0, weights=sample_weight)
+    Z = X - centre
+    squares = Z * Z
+    spread = np.sqrt(np.average(squares, axis=0, weights=sample_weight))
+    if kind == "spherical":
+        squares = squares.sum(axis=1, keepdims=True)
+    return np.hstack([squares, Z]), centre, spread
+
+
+def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind):
+    """:func:`_stacked_log_prob` of diagonal or spherical components, expanded.
+
+    ``features @ coef + intercept`` (``_gaussian._expanded_coefficients``)
+    for every component within the expansion's precision budget -- the
+    engine's: the terms a typical row adds up, ``s^T P_k s + 2 |P_k m_k|^T s
+    + kappa_k`` with ``s`` the data's spread, times ``eps`` within a 1e-10
+    absolute error of the log-densities (``_expansion_limit``) -- and from
+    the differences ``x - mu_k`` for the others (a variance at ``reg_covar``,
+    a component far from the data's centre).
+
+    Parameters
+    ----------
+    XT : ndarray of shape (n_features, n_samples)
+
+    features, centre, spread
+        From :func:`_expanded_features`.
+
+    means, factors, log_w, kind
+        As in :func:`_stacked_log_prob`.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_stacked, n_samples)
+    """
+    coef, intercept, _ = _expanded_coefficients(means, factors, kind, log_w, centre)
+    # (The coefficients' own measure of it takes the stacked runs for one
+    # mixture, whose weights add up to the number of runs.)
+    precisions = factors**2
+    if kind == "spherical":
+        precisions = np.repeat(precisions[:, np.newaxis], len(centre), axis=1)
+    offsets = means - centre
+    weighted = precisions * offsets
+    cancelled = (
+        precisions @ spread**2
+        + 2 * np.abs(weighted) @ spread
+        + np.einsum("kd,kd->k", weighted, offsets)
+    )
+    log_prob = np.dot(coef.T, features.T)
+    log_prob += intercept[:, np.newaxis]
+    direct = np.flatnonzero(~(cancelled <= _expansion_limit(np.float64)))
+    if len(direct):
+        log_prob[direct] = _stacked_log_prob(
+            XT, means[direct], factors[direct], log_w[direct], kind
+        )[0]
+    return log_prob
+
+
+def _expanded_m_step(
+    features, XT, resp, centre, means, kind, shared, offsets, owner, reg_covar
+):
+    """:func:`_m_step` of diagonal or spherical components from the moments.
+
+    The sums ``resp @ [z^2, z]`` give each component's mean and its variance
+    ``E[z^2] - E[z]^2``. Where that subtraction would cancel more than the
+    engine allows (``_RECENTRE_ERROR``, as ``_gaussian._recentred_shift``
+    measures it: a component narrow for its distance from the data's
+    centre, whose mean too then needs more digits than ``c + E[z]`` keeps),
+    and for components without mass, the component is updated as
+    :func:`_m_step` updates it, from the differences from its mean.
+
+    Parameters
+    ----------
+    features, centre
+        From :func:`_expanded_features`.
+
+    XT : ndarray of shape (n_features, n_samples)
+
+    resp : ndarray of shape (n_stacked, n_samples)
+        Responsibilities times the sample weights.
+
+    means : ndarray of shape (n_stacked, n_features)
+        The current means.
+
+    kind, shared, offsets, owner, reg_covar
+        As in :func:`_m_step`.
+
+    Returns
+    -------
+    weights, means, covariances : ndarray
+        As :func:`_m_step`'s.
+    """
+    n_features = len(centre)
+    n_quad = features.shape[1] - n_features
+    nk = resp.sum(axis=1)
+    tiny = 10 * np.finfo(np.float64).eps
+    empty = nk < tiny
+    nk = np.maximum(nk, tiny)
+    weights = nk / np.add.reduceat(nk, offsets)[owner]
+    moments = np.dot(resp, features)
+    first = moments[:, n_quad:] / nk[:, np.newaxis]
+    new_means = first + centre
+    second = moments[:, :n_quad] / nk[:, np.newaxis]
+    moved = first * first
+    if n_quad == 1:
+        # |z|^2: a spherical variance is the mean over the features.
+        moved = moved.mean(axis=1, keepdims=True)
+        second /= n_features
+    kept = second - moved
+    limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
+    precise = np.all(moved <= limit * (np.maximum(kept, 0) + reg_covar), axis=1)
+    lossy = np.flatnonzero(~precise | empty)
+    if len(lossy):
+        # _m_step's two passes, for these components.
+        diff = np.subtract(
+            XT[np.newaxis],
+            means[lossy][:, :, np.newaxis],
+            out=workspace("lockstep_diff", (len(lossy), *XT.shape), np.float64),
+        )
+        resp_column = resp[lossy][:, :, np.newaxis]
+        shift = np.matmul(diff, resp_column)[:, :, 0] / nk[lossy][:, np.newaxis]
+        new_means[lossy] = means[lossy] + shift
+        diff -= shift[:, :, np.newaxis]
+        diff *= diff
+        exact = np.matmul(diff, resp_column)[:, :, 0] / nk[lossy][:, np.newaxis]
+        kept[lossy] = exact.mean(axis=1, keepdims=True) if n_quad == 1 else exact
+    scatter = kept * nk[:, np.newaxis]
+    if shared:
+        nk = np.add.reduceat(nk, offsets)
+        scatter = np.add.reduceat(scatter, offsets, axis=0)
+    variances = scatter / nk[:, np.newaxis]
+    if kind == "spherical":
+        variances = variances[:, 0]
+    return weights, new_means, variances + reg_covar
+
+
 class _Batch:
     """The stacked parameters of the runs still iterating.
 
@@ -328,6 +502,17 @@ class _Batch:
             )
             log_norm = _normalise_runs(resp, self.offsets, self.owner)
         return resp, log_norm, diff
+
+    def expanded_e_step(self, XT, expanded):
+        """:meth:`e_step` on the expanded features (see
+        :func:`_expanded_log_prob`), without the differences."""
+        factors = self.factors[self.owner] if self.shared else self.factors
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            resp = _expanded_log_prob(
+                XT, *expanded, self.means, factors, np.log(self.weights), self.kind
+            )
+            log_norm = _normalise_runs(resp, self.offsets, self.owner)
+        return resp, log_norm
 
     def keep(self, runs):
         """Only the runs at the (sorted) indices ``runs``."""
@@ -420,6 +605,11 @@ def fit_in_lockstep(
         for s, start in enumerate(starts)
     ]
     batch = _Batch([start for _, _, start in runs], covariance_type)
+    # Diagonal and spherical structures iterate on the expanded features
+    # where they are precise enough (see _expanded_log_prob).
+    expanded = None
+    if batch.kind in ("diag", "spherical"):
+        expanded = _expanded_features(XT.T, None if w is None else w, batch.kind)
     run_candidate = np.array([c for c, _, _ in runs])
     run_start = np.array([s for _, s, _ in runs])
     n_runs = len(runs)
@@ -439,23 +629,32 @@ def fit_in_lockstep(
             if lower_bounds[run]:
                 previous[r] = lower_bounds[run][-1]
         while len(active):
-            log_prob, log_norm, diff = batch.e_step(XT)
+            if expanded is None:
+                log_prob, log_norm, diff = batch.e_step(XT)
+            else:
+                log_prob, log_norm = batch.expanded_e_step(XT, expanded)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 lower = (log_norm.sum(axis=1) if w is None else log_norm @ w) / (
                     total_weight
                 )
                 if w is not None:
                     log_prob *= w
-                weights, means, covariances = _m_step(
-                    diff,
-                    log_prob,
-                    batch.means,
-                    batch.kind,
-                    batch.shared,
-                    batch.offsets,
-                    batch.owner,
-                    reg_covar,
-                )
+                layout = (batch.kind, batch.shared, batch.offsets, batch.owner)
+                if expanded is None:
+                    parameters = _m_step(
+                        diff, log_prob, batch.means, *layout, reg_covar
+                    )
+                else:
+                    parameters = _expanded_m_step(
+                        expanded[0],
+                        XT,
+                        log_prob,
+                        expanded[1],
+                        batch.means,
+                        *layout,
+                        reg_covar,
+                    )
+                weights, means, covariances = parameters
                 factors, collapsed = _precision_factors(covariances, batch.kind)
             if not batch.shared:
                 collapsed = np.logical_or.reduceat(collapsed, batch.offsets)

@@ -804,20 +804,24 @@ _RACE_SAMPLES = 20_000
 
 #: The largest data (n_samples x n_features) on which a structure's
 #: candidates run EM in lockstep (see _lockstep). Its saving is the fixed
-#: cost of a candidate's iteration (~0.3 ms); its price, the direct form's
-#: arithmetic on every difference, against the engine's expanded forms.
-#: Whole searches of K = 1..15, lockstep time over one-by-one time (groups
-#: on two threads from 2^13 values, see _LOCKSTEP_THREADED_VALUES): 'full'
-#: 0.33 on iris, 0.49 on wine, 0.53 on breast cancer (569 x 30), 0.68 on
-#: 1,000 x 10 and 1,000 x 30, 0.91 on 2,000 x 10, 1.04 on 3,000 x 10;
-#: 'diag' 0.34, 0.43, 0.82, 0.72, 1.63, 1.26 (the other diagonal and
-#: spherical structures alike, within 0.2); 'tied', whose engine form costs
-#: least (one factor), 0.35, 0.48, 1.44, 0.91, 1.80, 1.50.
+#: cost of a candidate's iteration (~0.3 ms); its price, for 'full' and
+#: 'tied', the direct form's arithmetic on every difference, against the
+#: engine's expanded forms. Whole searches of K = 1..15, lockstep time over
+#: one-by-one time (groups on two threads from 2^13 values, see
+#: _LOCKSTEP_THREADED_VALUES): 'full' 0.33 on iris, 0.49 on wine, 0.53 on
+#: breast cancer (569 x 30), 0.68 on 1,000 x 10 and 1,000 x 30, 0.91 on
+#: 2,000 x 10, 1.04 on 3,000 x 10; 'tied', whose engine form costs least
+#: (one factor), 0.35, 0.48, 1.44, 0.91, 1.80, 1.50. 'diag' and 'spherical'
+#: iterate on the expanded features (one product for every candidate):
+#: 0.78-0.81 on 569 x 10 and 569 x 30, 0.92-0.98 on 1,200 x 10 and x 30,
+#: 0.94-0.96 on 3,000 x 10 and x 30, 0.87-0.98 on 8,000 x 10 and x 30
+#: (drawn from a mixture); their shared variants 0.78-0.96 at 569 rows, but
+#: 1.15 on 3,000 x 10 and 1.02-1.08 on 8,000 rows.
 _LOCKSTEP_MAX_VALUES = {
     "full": 2**15,
     "tied": 2**13,
-    "diag": 2**14,
-    "spherical": 2**14,
+    "diag": 2**18,
+    "spherical": 2**18,
     "tied_diag": 2**14,
     "tied_spherical": 2**14,
 }

@@ -54,17 +54,17 @@ def _given(n_components, covariance_type, start):
     return estimator.weights_, estimator.means_, estimator.precisions_cholesky_
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("weighted", [False, True])
-def test_lockstep_equals_one_candidate_at_a_time(covariance_type, weighted):
-    # Every candidate of the lockstep is the fit _fit_one makes from the same
-    # starts: the same leader after the race, the same iterations, the same
-    # parameters and criteria up to rounding.
-    X = _data()
-    sample_weight = None
-    if weighted:
-        sample_weight = np.random.RandomState(0).randint(1, 4, len(X)).astype(float)
-    grid = [1, 2, 3, 5]
+def _assert_lockstep_is_fit_one(X, covariance_type, sample_weight, grid):
+    """Fit the grid's candidates in lockstep and one at a time (_fit_one),
+    from the same two partitions each; check they are the same fits.
+
+    Returns
+    -------
+    leaders : set of int
+        The starts kept.
+
+    n_iter : list of int
+    """
     starts = {k: _partition_starts(X, k, covariance_type, sample_weight) for k in grid}
     fits = fit_in_lockstep(
         X,
@@ -106,8 +106,94 @@ def test_lockstep_equals_one_candidate_at_a_time(covariance_type, weighted):
         assert factors.shape == estimator.precisions_cholesky_.shape
         assert_allclose(fit["log_likelihood"], values["log_likelihood"], rtol=1e-12)
         assert_allclose(fit["entropy"], values["entropy"], rtol=1e-8, atol=1e-9)
+    return leaders, n_iter
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lockstep_equals_one_candidate_at_a_time(covariance_type, weighted):
+    # Every candidate of the lockstep is the fit _fit_one makes from the same
+    # starts: the same leader after the race, the same iterations, the same
+    # parameters and criteria up to rounding.
+    X = _data()
+    sample_weight = None
+    if weighted:
+        sample_weight = np.random.RandomState(0).randint(1, 4, len(X)).astype(float)
+    leaders, n_iter = _assert_lockstep_is_fit_one(
+        X, covariance_type, sample_weight, [1, 2, 3, 5]
+    )
     # Both partitions lead somewhere, and the leaders run on after the race.
     assert leaders == {0, 1} and max(n_iter) > 10
+
+
+def _with_tight_far_cluster():
+    """_data's clusters around the origin, and a tight cluster far away."""
+    rng = np.random.RandomState(0)
+    tight = rng.normal(scale=0.01, size=(40, 3)) + 12.0
+    return np.vstack([_data(200) - 50, tight])
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_expanded_lockstep_takes_the_differences_where_it_must(
+    covariance_type, monkeypatch
+):
+    # Diagonal and spherical structures run on the expanded features, except
+    # components too narrow for their distance from the data's centre (a
+    # tight cluster far from the others): their log-densities and their
+    # updates come from the differences x - mu_k. The fits are still
+    # _fit_one's.
+    X = _with_tight_far_cluster()
+    partial = []
+    stacked = _lockstep._stacked_log_prob
+
+    def counting(XT, means, factors, log_w, kind):
+        partial.append(len(means))
+        return stacked(XT, means, factors, log_w, kind)
+
+    monkeypatch.setattr(_lockstep, "_stacked_log_prob", counting)
+    _assert_lockstep_is_fit_one(X, covariance_type, None, [3, 4, 6])
+    # Some E-steps computed a few components directly.
+    assert partial and min(partial) < 3
+
+
+@pytest.mark.parametrize(
+    "covariance_type", ["diag", "spherical", "tied_diag", "tied_spherical"]
+)
+def test_expanded_m_step_is_the_m_step_of_the_differences(covariance_type, monkeypatch):
+    # The M-step from the expanded moments gives _m_step's parameters, also
+    # for the components whose variance would lose too many digits that way
+    # (the one on the tight far cluster), which it updates from the
+    # differences.
+    X = _with_tight_far_cluster()
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for k in (4, 5):
+            gm = GaussianMixtureEM(
+                k, covariance_type=covariance_type, random_state=0, max_iter=3
+            ).fit(X)
+            runs.append((gm.weights_, gm.means_, gm.precisions_cholesky_))
+    batch = _lockstep._Batch(runs, covariance_type)
+    XT = np.ascontiguousarray(X.T)
+    resp, _, diff = batch.e_step(XT)
+    layout = (batch.kind, batch.shared, batch.offsets, batch.owner)
+    reference = _lockstep._m_step(diff.copy(), resp, batch.means, *layout, 1e-6)
+    features, centre, _ = _lockstep._expanded_features(X, None, batch.kind)
+    differences = []
+    workspace = _lockstep.workspace
+
+    def recording(name, shape, dtype):
+        differences.append(shape[0])
+        return workspace(name, shape, dtype)
+
+    monkeypatch.setattr(_lockstep, "workspace", recording)
+    expanded = _lockstep._expanded_m_step(
+        features, XT, resp, centre, batch.means, *layout, 1e-6
+    )
+    for ours, theirs in zip(expanded, reference):
+        assert_allclose(ours, theirs, rtol=1e-10)
+    # One component of each run (the tight cluster's) from its differences.
+    assert differences == [2]
 
 
 def _one_by_one(monkeypatch):
@@ -209,20 +295,25 @@ def test_groups_of_bounded_memory(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "X",
+    "X, covariance_types",
     [
-        load_iris().data.astype(np.float32),
-        np.random.RandomState(0).normal(size=(3000, 12)),
+        (load_iris().data.astype(np.float32), ["full", "diag"]),
+        (np.random.RandomState(0).normal(size=(3000, 12)), ["full", "tied"]),
+        (np.random.RandomState(0).normal(size=(18000, 15)), ["diag", "spherical"]),
     ],
-    ids=["float32", "large"],
+    ids=["float32", "large-full", "large-diagonal"],
 )
-def test_lockstep_only_where_it_pays(monkeypatch, X):
-    # float32 data keep the engine's float32 fits; larger data the engine's
-    # expanded forms and threads.
+def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
+    # float32 data keep the engine's float32 fits; data past a structure's
+    # limit the engine's fits (its threads, its forms).
+    if X.dtype == np.float64:
+        assert all(
+            X.size > _selection._LOCKSTEP_MAX_VALUES[t] for t in covariance_types
+        )
     monkeypatch.setattr(
         _selection, "fit_in_lockstep", lambda *args, **kwargs: pytest.fail("lockstep")
     )
-    GaussianMixtureIC(3, covariance_type=["full", "diag"], random_state=0).fit(X)
+    GaussianMixtureIC(3, covariance_type=covariance_types, random_state=0).fit(X)
 
 
 def test_precision_factors_flag_each_collapse():
@@ -264,12 +355,12 @@ def test_equal_models_are_chosen_by_their_parameters_not_by_rounding():
 
 
 def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
-    # 600 x 40: 'full' runs in lockstep, 'diag' one by one (see
+    # 600 x 40: 'full' runs in lockstep, 'tied' one by one (see
     # _LOCKSTEP_MAX_VALUES); both read each K's partition statistics, which
     # are computed once.
     X, _ = make_blobs(600, n_features=40, centers=3, random_state=0)
     assert (
-        _selection._LOCKSTEP_MAX_VALUES["diag"]
+        _selection._LOCKSTEP_MAX_VALUES["tied"]
         < X.size
         <= _selection._LOCKSTEP_MAX_VALUES["full"]
     )
@@ -286,10 +377,10 @@ def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
         "fit_in_lockstep",
         lambda *args, **kwargs: lockstep.append(args[3]) or fit(*args, **kwargs),
     )
-    search = GaussianMixtureIC(4, covariance_type=["full", "diag"], random_state=0)
+    search = GaussianMixtureIC(4, covariance_type=["full", "tied"], random_state=0)
     search.fit(X)
     assert set(lockstep) == {"full"}
-    assert (search.results_["covariance_type"] == "diag").sum() == 4
+    assert (search.results_["covariance_type"] == "tied").sum() == 4
     # One call per K and partition (Ward's and mclust's, unless they agree).
     assert sorted(set(calls)) == [1, 2, 3, 4]
     assert all(calls.count(k) <= 2 for k in range(1, 5))
