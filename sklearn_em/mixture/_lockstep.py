@@ -11,15 +11,18 @@ normalised over its own components, its own convergence test on its own
 log-likelihood -- and leaves the batch when it converges or reaches
 ``max_iter``.
 
-'full' and 'tied' compute every array from the differences ``x_n - mu_k``
+'full' computes every array from the differences ``x_n - mu_k``
 themselves, as the engine's direct form (``_gaussian._direct_e_step_chunk``):
 exact log-densities, and second moments taken around the new means (two
 passes), so no precision guard is needed. The diagonal and spherical
 structures iterate on the expanded features ``[z^2, z]`` of the centred
 rows instead (:func:`_expanded_log_prob`, :func:`_expanded_m_step`): one
-product for every stacked component and one for their moments, with the
-engine's precision guard, which computes the few components that need it
-from their differences.
+product for every stacked component and one for their moments. 'tied'
+whitens the centred rows once per run and takes each run's scatter from
+the data's (:func:`_tied_features`, :meth:`_Batch.tied_e_step`,
+:func:`_tied_m_step`). Both keep the engine's precision guards, which
+compute the few components (or M-steps) that need it from the
+differences.
 
 Layout: ``R`` runs (a start of a candidate each) with ``K_r`` components;
 their ``K = sum_r K_r`` components are stacked run after run. ``owner[k]`` is
@@ -448,6 +451,78 @@ def _expanded_m_step(
     return weights, new_means, variances + reg_covar
 
 
+def _tied_features(X, sample_weight):
+    """The centred rows and their scatter, for the expanded 'tied' lockstep.
+
+    With a shared precision ``P = U U^T`` a component's squared distance is
+    ``|y - v_k|^2`` with ``y = U^T z`` the whitened centred row and ``v_k =
+    U^T m_k``: one whitening per run, not per component (see
+    :meth:`_Batch.tied_e_step`). And a run's pooled scatter is ``S_0 -
+    sum_k N_k m_k m_k^T`` with ``S_0 = sum_n w_n z_n z_n^T`` the same for
+    every run and iteration (see :func:`_tied_m_step`).
+
+    Returns
+    -------
+    ZT : ndarray of shape (n_features, n_samples)
+        ``z = x - c``, feature-major.
+
+    centre : ndarray of shape (n_features,)
+        ``c``, the data's (weighted) mean.
+
+    scatter : ndarray of shape (n_features, n_features)
+        ``S_0``.
+    """
+    centre = np.average(X, axis=0, weights=sample_weight)
+    Z = X - centre
+    weighted = Z if sample_weight is None else Z * sample_weight[:, np.newaxis]
+    return np.ascontiguousarray(Z.T), centre, weighted.T @ Z
+
+
+def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
+    """:func:`_m_step` of 'tied' runs from the first moments and ``S_0``.
+
+    Each run's scatter is ``S_0 - sum_k N_k m_k m_k^T`` (see
+    :func:`_tied_features`). Where that subtraction would cancel more than
+    the engine allows (``_RECENTRE_ERROR``, as ``_recentred_shift`` measures
+    it for 'tied': a feature's sum of ``N_k m_k^2`` against what is left),
+    the whole batch takes :func:`_m_step` from the differences instead.
+
+    Returns
+    -------
+    weights, means, covariances : ndarray
+        As :func:`_m_step`'s.
+    """
+    ZT, centre, scatter0 = tied
+    nk = resp.sum(axis=1)
+    tiny = 10 * np.finfo(np.float64).eps
+    empty = nk < tiny
+    nk = np.maximum(nk, tiny)
+    weights = nk / np.add.reduceat(nk, offsets)[owner]
+    first = np.dot(resp, ZT.T) / nk[:, np.newaxis]
+    between = np.add.reduceat(
+        nk[:, np.newaxis, np.newaxis]
+        * (first[:, :, np.newaxis] * first[:, np.newaxis]),
+        offsets,
+        axis=0,
+    )
+    n_run = np.add.reduceat(nk, offsets)
+    scatter = scatter0 - between
+    moved = np.diagonal(between, axis1=1, axis2=2)
+    kept = np.diagonal(scatter, axis1=1, axis2=2) + reg_covar * n_run[:, np.newaxis]
+    limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
+    if empty.any() or not np.all(moved <= limit * np.maximum(kept, 0)):
+        diff = np.subtract(
+            XT[np.newaxis],
+            means[:, :, np.newaxis],
+            out=workspace("lockstep_diff", (len(means), *XT.shape), np.float64),
+        )
+        return _m_step(diff, resp, means, "full", True, offsets, owner, reg_covar)
+    covariances = scatter / n_run[:, np.newaxis, np.newaxis]
+    idx = np.arange(len(centre))
+    covariances[:, idx, idx] += reg_covar
+    return weights, first + centre, covariances
+
+
 class _Batch:
     """The stacked parameters of the runs still iterating.
 
@@ -511,6 +586,48 @@ class _Batch:
             resp = _expanded_log_prob(
                 XT, *expanded, self.means, factors, np.log(self.weights), self.kind
             )
+            log_norm = _normalise_runs(resp, self.offsets, self.owner)
+        return resp, log_norm
+
+    def tied_e_step(self, XT, tied):
+        """:meth:`e_step` of 'tied' runs, one whitening per run.
+
+        ``log pi_k + log N`` is ``-|y|^2 / 2 + y . v_k - |v_k|^2 / 2`` plus
+        the run's log-determinant (see :func:`_tied_features`), for every
+        component within the expansion's precision budget (the engine's
+        measure for 'tied', ``(s + sqrt(kappa_k))^2`` with ``s^2`` the mean
+        of ``|y|^2`` and ``kappa_k = |v_k|^2``); the others from their
+        differences.
+        """
+        ZT, centre, _ = tied
+        factors = self.factors
+        n_features = len(centre)
+        whitened = np.matmul(factors.transpose(0, 2, 1), ZT)
+        norms = np.einsum("rdn,rdn->rn", whitened, whitened)
+        offsets = np.einsum("kij,ki->kj", factors[self.owner], self.means - centre)
+        kappa = np.einsum("kd,kd->k", offsets, offsets)
+        log_w = np.log(self.weights)
+        stops = np.append(self.offsets[1:], len(self.owner))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            resp = np.empty((len(self.owner), ZT.shape[1]))
+            for r, (start, stop) in enumerate(zip(self.offsets, stops)):
+                np.dot(offsets[start:stop], whitened[r], out=resp[start:stop])
+            resp -= 0.5 * norms[self.owner]
+            log_det = _compute_log_det_cholesky(factors, "full", n_features)
+            resp += (
+                log_det[self.owner] + log_w - 0.5 * (kappa + n_features * _LOG_2PI)
+            )[:, np.newaxis]
+            spread = np.sqrt(norms.mean(axis=1))[self.owner]
+            cancelled = (spread + np.sqrt(kappa)) ** 2
+            direct = np.flatnonzero(~(cancelled <= _expansion_limit(np.float64)))
+            if len(direct):
+                resp[direct] = _stacked_log_prob(
+                    XT,
+                    self.means[direct],
+                    factors[self.owner[direct]],
+                    log_w[direct],
+                    "full",
+                )[0]
             log_norm = _normalise_runs(resp, self.offsets, self.owner)
         return resp, log_norm
 
@@ -607,9 +724,11 @@ def fit_in_lockstep(
     batch = _Batch([start for _, _, start in runs], covariance_type)
     # Diagonal and spherical structures iterate on the expanded features
     # where they are precise enough (see _expanded_log_prob).
-    expanded = None
+    expanded = tied = None
     if batch.kind in ("diag", "spherical"):
         expanded = _expanded_features(XT.T, None if w is None else w, batch.kind)
+    elif covariance_type == "tied":
+        tied = _tied_features(XT.T, w)
     run_candidate = np.array([c for c, _, _ in runs])
     run_start = np.array([s for _, s, _ in runs])
     n_runs = len(runs)
@@ -629,7 +748,9 @@ def fit_in_lockstep(
             if lower_bounds[run]:
                 previous[r] = lower_bounds[run][-1]
         while len(active):
-            if expanded is None:
+            if tied is not None:
+                log_prob, log_norm = batch.tied_e_step(XT, tied)
+            elif expanded is None:
                 log_prob, log_norm, diff = batch.e_step(XT)
             else:
                 log_prob, log_norm = batch.expanded_e_step(XT, expanded)
@@ -640,7 +761,17 @@ def fit_in_lockstep(
                 if w is not None:
                     log_prob *= w
                 layout = (batch.kind, batch.shared, batch.offsets, batch.owner)
-                if expanded is None:
+                if tied is not None:
+                    parameters = _tied_m_step(
+                        tied,
+                        XT,
+                        log_prob,
+                        batch.means,
+                        batch.offsets,
+                        batch.owner,
+                        reg_covar,
+                    )
+                elif expanded is None:
                     parameters = _m_step(
                         diff, log_prob, batch.means, *layout, reg_covar
                     )

@@ -196,6 +196,52 @@ def test_expanded_m_step_is_the_m_step_of_the_differences(covariance_type, monke
     assert differences == [2]
 
 
+@pytest.mark.parametrize("far", [False, True])
+def test_tied_lockstep_is_the_tied_direct_form(far, monkeypatch):
+    # 'tied' runs whiten once per run and take each run's scatter from the
+    # data's: the log-densities and parameters of the differences' E-step
+    # and M-step. With clusters 1e4 standard deviations apart, the scatter
+    # would lose too many digits that way and the M-step takes the
+    # differences, as do the E-step's components beyond its budget.
+    X = _data(200) - 50
+    if far:
+        X = X + np.repeat([[0.0, 0.0, 0.0], [1e4, 0, 0]], 100, axis=0)
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for k in (3, 4):
+            gm = GaussianMixtureEM(
+                k, covariance_type="tied", random_state=0, max_iter=3
+            ).fit(X)
+            runs.append((gm.weights_, gm.means_, gm.precisions_cholesky_))
+    batch = _lockstep._Batch(runs, "tied")
+    XT = np.ascontiguousarray(X.T)
+    resp, log_norm, diff = batch.e_step(XT)
+    reference = _lockstep._m_step(
+        diff.copy(), resp, batch.means, "full", True, batch.offsets, batch.owner, 1e-6
+    )
+    tied = _lockstep._tied_features(X, None)
+    calls = []
+    m_step, stacked = _lockstep._m_step, _lockstep._stacked_log_prob
+    monkeypatch.setattr(
+        _lockstep, "_m_step", lambda *args: calls.append("m") or m_step(*args)
+    )
+    monkeypatch.setattr(
+        _lockstep,
+        "_stacked_log_prob",
+        lambda *args: calls.append("e") or stacked(*args),
+    )
+    ours, ours_norm = batch.tied_e_step(XT, tied)
+    assert_allclose(ours_norm, log_norm, rtol=1e-12)
+    assert_allclose(ours, resp, rtol=1e-10, atol=1e-14)
+    parameters = _lockstep._tied_m_step(
+        tied, XT, resp, batch.means, batch.offsets, batch.owner, 1e-6
+    )
+    for value, expected in zip(parameters, reference):
+        assert_allclose(value, expected, rtol=1e-10)
+    assert calls == (["e", "m"] if far else [])
+
+
 def _one_by_one(monkeypatch):
     monkeypatch.setattr(
         GaussianMixtureIC, "_fit_together", lambda self, *args: ({}, {}), raising=True
@@ -298,10 +344,13 @@ def test_groups_of_bounded_memory(monkeypatch):
     "X, covariance_types",
     [
         (load_iris().data.astype(np.float32), ["full", "diag"]),
-        (np.random.RandomState(0).normal(size=(3000, 12)), ["full", "tied"]),
-        (np.random.RandomState(0).normal(size=(18000, 15)), ["diag", "spherical"]),
+        (np.random.RandomState(0).normal(size=(3000, 12)), ["full"]),
+        (
+            np.random.RandomState(0).normal(size=(18000, 15)),
+            ["tied", "diag", "spherical"],
+        ),
     ],
-    ids=["float32", "large-full", "large-diagonal"],
+    ids=["float32", "large-full", "large-others"],
 )
 def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
     # float32 data keep the engine's float32 fits; data past a structure's
@@ -355,14 +404,14 @@ def test_equal_models_are_chosen_by_their_parameters_not_by_rounding():
 
 
 def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
-    # 600 x 40: 'full' runs in lockstep, 'tied' one by one (see
+    # 1,000 x 40: 'tied' runs in lockstep, 'full' one by one (see
     # _LOCKSTEP_MAX_VALUES); both read each K's partition statistics, which
     # are computed once.
-    X, _ = make_blobs(600, n_features=40, centers=3, random_state=0)
+    X, _ = make_blobs(1000, n_features=40, centers=3, random_state=0)
     assert (
-        _selection._LOCKSTEP_MAX_VALUES["tied"]
+        _selection._LOCKSTEP_MAX_VALUES["full"]
         < X.size
-        <= _selection._LOCKSTEP_MAX_VALUES["full"]
+        <= _selection._LOCKSTEP_MAX_VALUES["tied"]
     )
     calls, real = [], _selection._partition_statistics
     monkeypatch.setattr(
@@ -379,8 +428,8 @@ def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
     )
     search = GaussianMixtureIC(4, covariance_type=["full", "tied"], random_state=0)
     search.fit(X)
-    assert set(lockstep) == {"full"}
-    assert (search.results_["covariance_type"] == "tied").sum() == 4
+    assert set(lockstep) == {"tied"}
+    assert (search.results_["covariance_type"] == "full").sum() == 4
     # One call per K and partition (Ward's and mclust's, unless they agree).
     assert sorted(set(calls)) == [1, 2, 3, 4]
     assert all(calls.count(k) <= 2 for k in range(1, 5))
