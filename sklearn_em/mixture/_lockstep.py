@@ -166,6 +166,59 @@ def _normalise_runs(log_prob, offsets, owner):
     return log_norm
 
 
+def _component_weights(resp, offsets, owner):
+    """Each component's mass and mixture weight, as the engine's M-step.
+
+    Parameters
+    ----------
+    resp : ndarray of shape (n_stacked, n_samples)
+        Responsibilities times the sample weights.
+
+    offsets, owner : ndarray
+        See :func:`_normalise_runs`.
+
+    Returns
+    -------
+    nk : ndarray of shape (n_stacked,)
+        ``sum_n r_nk``, at least ``10 eps`` (scikit-learn's guard).
+
+    weights : ndarray of shape (n_stacked,)
+        ``nk`` over its run's sum.
+
+    empty : ndarray of bool of shape (n_stacked,)
+        The components whose mass is below that guard.
+    """
+    nk = resp.sum(axis=1)
+    tiny = 10 * np.finfo(np.float64).eps
+    empty = nk < tiny
+    nk = np.maximum(nk, tiny)
+    return nk, nk / np.add.reduceat(nk, offsets)[owner], empty
+
+
+def _move_differences(diff, resp, nk):
+    """The means' shifts, and ``diff`` moved to the new means in place.
+
+    ``mu_k' = mu_k + sum_n r_nk (x_n - mu_k) / N_k``, from the differences
+    (the first of the M-step's two passes).
+
+    Parameters
+    ----------
+    diff : ndarray of shape (n_stacked, n_features, n_samples)
+        ``x_n - mu_k``; overwritten with ``x_n - mu_k'``.
+
+    resp : ndarray of shape (n_stacked, n_samples)
+
+    nk : ndarray of shape (n_stacked,)
+
+    Returns
+    -------
+    shift : ndarray of shape (n_stacked, n_features)
+    """
+    shift = np.matmul(diff, resp[:, :, np.newaxis])[:, :, 0] / nk[:, np.newaxis]
+    diff -= shift[:, :, np.newaxis]
+    return shift
+
+
 def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
     """Weights, means and covariances of every run from its responsibilities.
 
@@ -207,14 +260,8 @@ def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
         components.
     """
     n_features = diff.shape[1]
-    nk = resp.sum(axis=1)
-    nk = np.maximum(nk, 10 * np.finfo(np.float64).eps)
-    weights = nk / np.add.reduceat(nk, offsets)[owner]
-    # mu_k = sum_n r_nk x_n / N_k, from the differences.
-    resp_column = resp[:, :, np.newaxis]
-    shift = np.matmul(diff, resp_column)[:, :, 0] / nk[:, np.newaxis]
-    new_means = means + shift
-    diff -= shift[:, :, np.newaxis]
+    nk, weights, _ = _component_weights(resp, offsets, owner)
+    new_means = means + _move_differences(diff, resp, nk)
     if shared:
         nk = np.add.reduceat(nk, offsets)
     if kind == "full":
@@ -233,7 +280,7 @@ def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
     squares = np.multiply(
         diff, diff, out=workspace("lockstep_work", diff.shape, np.float64)
     )
-    scatter = np.matmul(squares, resp_column)[:, :, 0]
+    scatter = np.matmul(squares, resp[:, :, np.newaxis])[:, :, 0]
     if shared:
         scatter = np.add.reduceat(scatter, offsets, axis=0)
     variances = scatter / nk[:, np.newaxis]
@@ -409,11 +456,7 @@ def _expanded_m_step(
     """
     n_features = len(centre)
     n_quad = features.shape[1] - n_features
-    nk = resp.sum(axis=1)
-    tiny = 10 * np.finfo(np.float64).eps
-    empty = nk < tiny
-    nk = np.maximum(nk, tiny)
-    weights = nk / np.add.reduceat(nk, offsets)[owner]
+    nk, weights, empty = _component_weights(resp, offsets, owner)
     moments = np.dot(resp, features)
     first = moments[:, n_quad:] / nk[:, np.newaxis]
     new_means = first + centre
@@ -434,12 +477,12 @@ def _expanded_m_step(
             means[lossy][:, :, np.newaxis],
             out=workspace("lockstep_diff", (len(lossy), *XT.shape), np.float64),
         )
-        resp_column = resp[lossy][:, :, np.newaxis]
-        shift = np.matmul(diff, resp_column)[:, :, 0] / nk[lossy][:, np.newaxis]
-        new_means[lossy] = means[lossy] + shift
-        diff -= shift[:, :, np.newaxis]
+        new_means[lossy] = means[lossy] + _move_differences(
+            diff, resp[lossy], nk[lossy]
+        )
         diff *= diff
-        exact = np.matmul(diff, resp_column)[:, :, 0] / nk[lossy][:, np.newaxis]
+        exact = np.matmul(diff, resp[lossy][:, :, np.newaxis])[:, :, 0]
+        exact /= nk[lossy][:, np.newaxis]
         kept[lossy] = exact.mean(axis=1, keepdims=True) if n_quad == 1 else exact
     scatter = kept * nk[:, np.newaxis]
     if shared:
@@ -493,11 +536,7 @@ def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
         As :func:`_m_step`'s.
     """
     ZT, centre, scatter0 = tied
-    nk = resp.sum(axis=1)
-    tiny = 10 * np.finfo(np.float64).eps
-    empty = nk < tiny
-    nk = np.maximum(nk, tiny)
-    weights = nk / np.add.reduceat(nk, offsets)[owner]
+    nk, weights, empty = _component_weights(resp, offsets, owner)
     first = np.dot(resp, ZT.T) / nk[:, np.newaxis]
     between = np.add.reduceat(
         nk[:, np.newaxis, np.newaxis]
