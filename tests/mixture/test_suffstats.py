@@ -77,10 +77,49 @@ def test_logsumexp_rows_matches_scipy():
     assert_array_equal(probabilities[7], [0, 0, 0, 0, 0, 1])
 
 
+@pytest.mark.parametrize("n_columns", [1, 2, 3, 7, 8, 9, 16, 17, 40])
+def test_row_reductions_are_numpys(n_columns):
+    # The row-wise maximum and sum taken column by column (or as a product)
+    # are NumPy's reductions along the rows: the maximum exactly, NaN and
+    # infinities included; the sum bit for bit below _COLUMN_SUM columns.
+    rng = np.random.RandomState(n_columns)
+    a = rng.normal(scale=100.0, size=(500, n_columns))
+    a[::7, 0] = -np.inf
+    a[::11, -1] = np.inf
+    a[3] = np.nan
+    a[4] = -np.inf
+    f = np.asfortranarray(a)
+    for array in (a, f, a[:, ::-1], a.astype(np.float32)):
+        assert_array_equal(_suffstats._row_max(array), array.max(axis=1))
+        finite = np.where(np.isfinite(array), array, 1.0)
+        expected = finite.sum(axis=1)
+        if n_columns < _suffstats._COLUMN_SUM:
+            assert_array_equal(_suffstats._row_sum(finite), expected)
+        else:
+            # Within rounding of the sum of the magnitudes.
+            bound = n_columns * np.finfo(array.dtype).eps * np.abs(finite).sum(axis=1)
+            error = np.abs(_suffstats._row_sum(finite) - expected)
+            assert np.all(error <= bound)
+        assert _suffstats._row_sum(finite).dtype == array.dtype
+
+
+@pytest.mark.parametrize("n_columns", [3, 4, 8, 20])
+def test_logsumexp_rows_largest_probability_is_exact_alone(n_columns):
+    # The shift off zero leaves a row's only finite entry a probability of
+    # exactly 1, and a row of equal entries exactly 1 / K.
+    a = np.full((2, n_columns), -np.inf)
+    a[0, 1] = 12.5
+    a[1] = -3.25
+    log_norm = logsumexp_rows(a)
+    assert_array_equal(a[0], np.eye(n_columns)[1])
+    assert_array_equal(a[1], 1.0 / n_columns)
+    assert_allclose(log_norm, [12.5, -3.25 + np.log(n_columns)], rtol=1e-15)
+
+
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
     # Two float64 columns take one exponential per row (the larger entry's is
-    # exactly 1): the same probabilities and log-norms to the last bit as
+    # exactly 1): the same probabilities and log-norms, up to rounding, as
     # the general case, here run on the same two columns and a third of
     # zero mass. Ties, far entries (zeros below the smallest normal number),
     # impossible ones, and rows without mass (left to the general case).
@@ -89,17 +128,21 @@ def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
     a[::17, 0] = a[::17, 1]
     a[::23, 1] = -np.inf
     a[::29, 0] = -np.inf
+    a[np.isinf(a).all(axis=1), 0] = 0.0  # every row has mass
     a[5, 1] = a[5, 0] - 720.0  # subnormal: zero
+    # The first array takes the pair's path, the second (a massless row) not.
+    assert _suffstats._logsumexp_pair(a.copy()) is not None
     for rows in (a, np.vstack([a, [[-np.inf, -np.inf]]])):
         pair = np.array(rows, order=order)
         log_norm = logsumexp_rows(pair)
         general = np.hstack([rows, np.full((len(rows), 1), -np.inf)])
         expected = logsumexp_rows(general)
-        assert_array_equal(log_norm, expected)
-        assert_array_equal(pair, general[:, :2])
+        assert_allclose(log_norm, expected, rtol=1e-15, atol=1e-15)
+        assert_allclose(pair, general[:, :2], rtol=1e-15, atol=1e-300)
+        assert_array_equal(pair == 0, general[:, :2] == 0)
     assert pair[5, 1] == 0.0
     assert log_norm[-1] == -np.inf and not pair[-1].any()
-    assert_allclose(log_norm[:-1], logsumexp(a, axis=1), rtol=1e-13)
+    assert_allclose(log_norm[:-1], logsumexp(a, axis=1), rtol=1e-13, atol=1e-15)
 
 
 def test_logsumexp_rows_float32_large_values():
@@ -610,7 +653,8 @@ def test_logsumexp_rows_makes_no_subnormal_probabilities():
     c = np.array([[0.0, -np.inf], [-np.inf, -np.inf]])
     log_norm = _suffstats.logsumexp_rows(c)
     assert_array_equal(c, [[1.0, 0.0], [0.0, 0.0]])
-    assert_array_equal(log_norm, [0.0, -np.inf])
+    # (Up to the rounding of the shift that keeps exp's argument off zero.)
+    assert_allclose(log_norm, [0.0, -np.inf], atol=1e-15)
 
 
 def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
