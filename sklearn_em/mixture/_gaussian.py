@@ -1018,7 +1018,9 @@ def _subtract_centre(X, centre, out):
     np.subtract(X[head:], centre, out=out[head:])
 
 
-def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centre):
+def _expanded_coefficients(
+    means, precisions_chol, covariance_type, log_w, centre, spread=None
+):
     """Coefficients of the E-step's single matrix product.
 
     Parameters
@@ -1033,6 +1035,10 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
     log_w : ndarray of shape (n_components,)
 
     centre : ndarray of shape (n_features,)
+
+    spread : ndarray of shape (n_features,), default=None
+        The standard deviations around ``centre`` that ``cancelled``
+        measures with; None means the mixture's (ignored for 'tied').
 
     Returns
     -------
@@ -1084,10 +1090,11 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
             iu, ju = _triu_indices(n_features)
             quad = precisions[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
             pm = np.einsum("kde,ke->kd", precisions, m)
-            # diag(Sigma_k): squared column norms of U_k^-1 (a scale for the
-            # precision guard only).
-            inverse = _factor_inverses(prec_chol)
-            variances = np.einsum("kij,kij->kj", inverse, inverse)
+            if spread is None:
+                # diag(Sigma_k): squared column norms of U_k^-1 (a scale for
+                # the precision guard only).
+                inverse = _factor_inverses(prec_chol)
+                variances = np.einsum("kij,kij->kj", inverse, inverse)
         else:
             precisions = prec_chol**2
             if covariance_type == "spherical":
@@ -1108,8 +1115,9 @@ def _expanded_coefficients(means, precisions_chol, covariance_type, log_w, centr
         intercept = (
             -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
         )
-        # The mixture's standard deviation around the centre, per feature.
-        spread = np.sqrt(weights @ (variances + m**2))
+        if spread is None:
+            # The mixture's standard deviation around the centre, per feature.
+            spread = np.sqrt(weights @ (variances + m**2))
         if covariance_type == "full":
             quadratic = np.einsum("d,kde,e->k", spread, np.abs(precisions), spread)
         else:

@@ -11,18 +11,18 @@ normalised over its own components, its own convergence test on its own
 log-likelihood -- and leaves the batch when it converges or reaches
 ``max_iter``.
 
-'full' computes every array from the differences ``x_n - mu_k``
-themselves, as the engine's direct form (``_gaussian._direct_e_step_chunk``):
-exact log-densities, and second moments taken around the new means (two
-passes), so no precision guard is needed. The diagonal and spherical
-structures iterate on the expanded features ``[z^2, z]`` of the centred
-rows instead (:func:`_expanded_log_prob`, :func:`_expanded_m_step`): one
-product for every stacked component and one for their moments. 'tied'
-whitens the centred rows once per run and takes each run's scatter from
-the data's (:func:`_tied_features`, :meth:`_Batch.tied_e_step`,
-:func:`_tied_m_step`). Both keep the engine's precision guards, which
-compute the few components (or M-steps) that need it from the
-differences.
+'full', 'diag' and 'spherical' iterate on the expanded features of the
+centred rows, ``[z_i z_j, z]`` (``[z^2, z]``, ``[|z|^2, z]``)
+(:func:`_expanded_log_prob`, :func:`_expanded_m_step`): one product for
+every stacked component's log-density and one for their moments, instead
+of a batch of small products over the differences ``x_n - mu_k`` of each
+component. 'tied' whitens the centred rows once per run and takes each
+run's scatter from the data's (:func:`_tied_features`,
+:meth:`_Batch.tied_e_step`, :func:`_tied_m_step`). Both keep the engine's
+precision guards, which compute the few components (or M-steps) that need
+it from the differences, as the engine's direct form
+(``_gaussian._direct_e_step_chunk``) does: exact log-densities, and second
+moments taken around the new means (two passes).
 
 Layout: ``R`` runs (a start of a candidate each) with ``K_r`` components;
 their ``K = sum_r K_r`` components are stacked run after run. ``owner[k]`` is
@@ -45,8 +45,9 @@ from ._gaussian import (
     _engine_covariance_type,
     _expanded_coefficients,
     _expansion_limit,
+    _triu_indices,
 )
-from ._suffstats import _FLOAT64_LOG_TINY, normalise_weights, workspace
+from ._suffstats import _EXP_SHIFT, _FLOAT64_LOG_TINY, normalise_weights, workspace
 
 #: The structures whose covariance is shared by a run's components.
 _SHARED = ("tied", "tied_diag", "tied_spherical")
@@ -153,6 +154,8 @@ def _normalise_runs(log_prob, offsets, owner):
     """
     top = np.maximum.reduceat(log_prob, offsets, axis=0)
     top[~np.isfinite(top)] = 0
+    # Off zero, as logsumexp_rows (see _suffstats._EXP_SHIFT).
+    top += _EXP_SHIFT
     log_prob -= top[owner]
     # As logsumexp_rows: masses below the smallest normal number are zero.
     np.copyto(log_prob, -np.inf, where=log_prob < _FLOAT64_LOG_TINY)
@@ -336,12 +339,14 @@ def _precision_factors(covariances, kind):
 
 
 def _expanded_features(X, sample_weight, kind):
-    """The features of the expanded diagonal or spherical E-step, and their centre.
+    """The features of the expanded E-step, and their centre.
 
-    Diagonal and spherical log-densities are linear in ``[z^2, z]`` (or
-    ``[|z|^2, z]``) of the centred rows ``z = x - c``: one product for every
-    stacked component, instead of the differences ``x - mu_k`` of each (see
-    :func:`_expanded_log_prob`). The centre is the data's (weighted) mean.
+    Gaussian log-densities are linear in the quadratic and linear features
+    of the centred rows ``z = x - c``: ``[z_i z_j for i <= j, z]`` ('full'),
+    ``[z^2, z]`` ('diag') or ``[|z|^2, z]`` ('spherical'). One product then
+    gives every stacked component's log-density, instead of the differences
+    ``x - mu_k`` of each (see :func:`_expanded_log_prob`). The centre is the
+    data's (weighted) mean.
 
     Parameters
     ----------
@@ -349,12 +354,14 @@ def _expanded_features(X, sample_weight, kind):
 
     sample_weight : ndarray of shape (n_samples,) or None
 
-    kind : {'diag', 'spherical'}
+    kind : {'full', 'diag', 'spherical'}
 
     Returns
     -------
     features : ndarray of shape (n_samples, n_quadratic + n_features)
-        ``n_quadratic`` is ``n_features`` ('diag') or 1 ('spherical').
+        ``n_quadratic`` is ``n_features (n_features + 1) / 2`` ('full', the
+        upper triangle row by row, as ``np.triu_indices``), ``n_features``
+        ('diag') or 1 ('spherical').
 
     centre : ndarray of shape (n_features,)
 
@@ -367,21 +374,25 @@ def _expanded_features(X, sample_weight, kind):
     Z = X - centre
     squares = Z * Z
     spread = np.sqrt(np.average(squares, axis=0, weights=sample_weight))
-    if kind == "spherical":
+    if kind == "full":
+        n_features = Z.shape[1]
+        iu, ju = _triu_indices(n_features)
+        squares = Z[:, iu] * Z[:, ju]
+    elif kind == "spherical":
         squares = squares.sum(axis=1, keepdims=True)
     return np.hstack([squares, Z]), centre, spread
 
 
 def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind):
-    """:func:`_stacked_log_prob` of diagonal or spherical components, expanded.
+    """:func:`_stacked_log_prob`, expanded.
 
     ``features @ coef + intercept`` (``_gaussian._expanded_coefficients``)
     for every component within the expansion's precision budget -- the
-    engine's: the terms a typical row adds up, ``s^T P_k s + 2 |P_k m_k|^T s
-    + kappa_k`` with ``s`` the data's spread, times ``eps`` within a 1e-10
-    absolute error of the log-densities (``_expansion_limit``) -- and from
-    the differences ``x - mu_k`` for the others (a variance at ``reg_covar``,
-    a component far from the data's centre).
+    engine's: the terms a typical row adds up, ``s^T |P_k| s + 2 |P_k
+    m_k|^T s + kappa_k`` with ``s`` the data's spread, times ``eps`` within
+    a 1e-10 absolute error of the log-densities (``_expansion_limit``) --
+    and from the differences ``x - mu_k`` for the others (a variance at
+    ``reg_covar``, a component far from the data's centre).
 
     Parameters
     ----------
@@ -397,18 +408,10 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
     -------
     log_prob : ndarray of shape (n_stacked, n_samples)
     """
-    coef, intercept, _ = _expanded_coefficients(means, factors, kind, log_w, centre)
-    # (The coefficients' own measure of it takes the stacked runs for one
-    # mixture, whose weights add up to the number of runs.)
-    precisions = factors**2
-    if kind == "spherical":
-        precisions = np.repeat(precisions[:, np.newaxis], len(centre), axis=1)
-    offsets = means - centre
-    weighted = precisions * offsets
-    cancelled = (
-        precisions @ spread**2
-        + 2 * np.abs(weighted) @ spread
-        + np.einsum("kd,kd->k", weighted, offsets)
+    # The data's spread: the coefficients' own measure of it takes the
+    # stacked runs for one mixture, whose weights add up to the number of runs.
+    coef, intercept, cancelled = _expanded_coefficients(
+        means, factors, kind, log_w, centre, spread
     )
     log_prob = np.dot(coef.T, features.T)
     log_prob += intercept[:, np.newaxis]
@@ -423,15 +426,17 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
 def _expanded_m_step(
     features, XT, resp, centre, means, kind, shared, offsets, owner, reg_covar
 ):
-    """:func:`_m_step` of diagonal or spherical components from the moments.
+    """:func:`_m_step` from the moments of the expanded features.
 
-    The sums ``resp @ [z^2, z]`` give each component's mean and its variance
-    ``E[z^2] - E[z]^2``. Where that subtraction would cancel more than the
-    engine allows (``_RECENTRE_ERROR``, as ``_gaussian._recentred_shift``
-    measures it: a component narrow for its distance from the data's
-    centre, whose mean too then needs more digits than ``c + E[z]`` keeps),
-    and for components without mass, the component is updated as
-    :func:`_m_step` updates it, from the differences from its mean.
+    The sums ``resp @ features`` give each component's mean ``c + E[z]``
+    and its covariance ``E[z z^T] - E[z] E[z]^T`` (its diagonal for 'diag',
+    their mean for 'spherical'). Where that subtraction would cancel more
+    than the engine allows (``_RECENTRE_ERROR``, as
+    ``_gaussian._recentred_shift`` measures it on the variances: a component
+    narrow for its distance from the data's centre, whose mean too then
+    needs more digits than ``c + E[z]`` keeps), and for components without
+    mass, the component is updated as :func:`_m_step` updates it, from the
+    differences from its mean.
 
     Parameters
     ----------
@@ -447,7 +452,7 @@ def _expanded_m_step(
         The current means.
 
     kind, shared, offsets, owner, reg_covar
-        As in :func:`_m_step`.
+        As in :func:`_m_step`; ``shared`` only for 'diag' and 'spherical'.
 
     Returns
     -------
@@ -458,18 +463,31 @@ def _expanded_m_step(
     n_quad = features.shape[1] - n_features
     nk, weights, empty = _component_weights(resp, offsets, owner)
     moments = np.dot(resp, features)
-    first = moments[:, n_quad:] / nk[:, np.newaxis]
+    moments /= nk[:, np.newaxis]
+    first = moments[:, n_quad:]
     new_means = first + centre
-    second = moments[:, :n_quad] / nk[:, np.newaxis]
+    second = moments[:, :n_quad]
     moved = first * first
-    if n_quad == 1:
+    if kind == "full":
+        iu, ju = _triu_indices(n_features)
+        variances = second[:, iu == ju]
+    elif kind == "spherical":
         # |z|^2: a spherical variance is the mean over the features.
         moved = moved.mean(axis=1, keepdims=True)
-        second /= n_features
-    kept = second - moved
+        variances = second / n_features
+    else:
+        variances = second
+    kept = variances - moved
     limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
     precise = np.all(moved <= limit * (np.maximum(kept, 0) + reg_covar), axis=1)
     lossy = np.flatnonzero(~precise | empty)
+    if kind == "full":
+        covariances = np.empty((len(means), n_features, n_features))
+        packed = second - first[:, iu] * first[:, ju]
+        covariances[:, iu, ju] = packed
+        covariances[:, ju, iu] = packed
+    else:
+        covariances = kept
     if len(lossy):
         # _m_step's two passes, for these components.
         diff = np.subtract(
@@ -480,18 +498,27 @@ def _expanded_m_step(
         new_means[lossy] = means[lossy] + _move_differences(
             diff, resp[lossy], nk[lossy]
         )
-        diff *= diff
-        exact = np.matmul(diff, resp[lossy][:, :, np.newaxis])[:, :, 0]
-        exact /= nk[lossy][:, np.newaxis]
-        kept[lossy] = exact.mean(axis=1, keepdims=True) if n_quad == 1 else exact
-    scatter = kept * nk[:, np.newaxis]
+        if kind == "full":
+            weighted = diff * resp[lossy][:, np.newaxis]
+            exact = np.matmul(weighted, diff.transpose(0, 2, 1))
+            exact /= nk[lossy][:, np.newaxis, np.newaxis]
+        else:
+            diff *= diff
+            exact = np.matmul(diff, resp[lossy][:, :, np.newaxis])[:, :, 0]
+            exact /= nk[lossy][:, np.newaxis]
+            if kind == "spherical":
+                exact = exact.mean(axis=1, keepdims=True)
+        covariances[lossy] = exact
+    if kind == "full":
+        idx = np.arange(n_features)
+        covariances[:, idx, idx] += reg_covar
+        return weights, new_means, covariances
     if shared:
-        nk = np.add.reduceat(nk, offsets)
-        scatter = np.add.reduceat(scatter, offsets, axis=0)
-    variances = scatter / nk[:, np.newaxis]
+        scatter = np.add.reduceat(covariances * nk[:, np.newaxis], offsets, axis=0)
+        covariances = scatter / np.add.reduceat(nk, offsets)[:, np.newaxis]
     if kind == "spherical":
-        variances = variances[:, 0]
-    return weights, new_means, variances + reg_covar
+        covariances = covariances[:, 0]
+    return weights, new_means, covariances + reg_covar
 
 
 def _tied_features(X, sample_weight):
@@ -764,7 +791,7 @@ def fit_in_lockstep(
     # Diagonal and spherical structures iterate on the expanded features
     # where they are precise enough (see _expanded_log_prob).
     expanded = tied = None
-    if batch.kind in ("diag", "spherical"):
+    if not batch.shared or batch.kind != "full":
         expanded = _expanded_features(XT.T, None if w is None else w, batch.kind)
     elif covariance_type == "tied":
         tied = _tied_features(XT.T, w)

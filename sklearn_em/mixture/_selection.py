@@ -804,24 +804,27 @@ _RACE_SAMPLES = 20_000
 
 #: The largest data (n_samples x n_features) on which a structure's
 #: candidates run EM in lockstep (see _lockstep). Its saving is the fixed
-#: cost of a candidate's iteration (~0.3 ms); its price, for 'full' and
-#: 'tied', the direct form's arithmetic on every difference, against the
-#: engine's expanded forms. Whole searches of K = 1..15, lockstep time over
+#: cost of a candidate's iteration (~0.3 ms); its price, where it computes
+#: from the differences x - mu_k, their arithmetic against the engine's
+#: expanded forms. Whole searches of K = 1..15, lockstep time over
 #: one-by-one time (groups on two threads from 2^13 values, see
-#: _LOCKSTEP_THREADED_VALUES): 'full' 0.33 on iris, 0.49 on wine, 0.53 on
-#: breast cancer (569 x 30), 0.68 on 1,000 x 10 and 1,000 x 30, 0.91 on
-#: 2,000 x 10, 1.04 on 3,000 x 10. 'tied' whitens once per run and takes
-#: each run's scatter from the data's (see _lockstep._tied_features): 0.67
-#: on 569 x 10, 0.75 on 569 x 30, 0.82-0.91 from 1,200 to 8,000 rows in 10
-#: and 30 dimensions (its direct form had been 1.44 on breast cancer and
-#: 1.80 on 1,000 x 30). 'diag' and 'spherical'
+#: _LOCKSTEP_THREADED_VALUES): 'full' iterates on the expanded features
+#: ``[z_i z_j, z]`` (one product for every candidate): 0.50 on breast cancer
+#: (569 x 30), 0.69-0.71 on 1,000 x 10, 1,200 x 30 and 3,000 x 30, 0.84-0.94
+#: on 2,000 to 20,000 x 10 and on 8,000 x 30, 0.68 / 0.80 / 0.89 on 4,000 /
+#: 8,000 / 12,000 MNIST digits in 20 dimensions (its direct form had been
+#: 0.91 at 2,000 x 10 and 1.04 at 3,000 x 10). 'tied' whitens once per run
+#: and takes each run's scatter from the data's (see
+#: _lockstep._tied_features): 0.67 on 569 x 10, 0.75 on 569 x 30, 0.82-0.91
+#: from 1,200 to 8,000 rows in 10 and 30 dimensions (its direct form had
+#: been 1.44 on breast cancer and 1.80 on 1,000 x 30). 'diag' and 'spherical'
 #: iterate on the expanded features (one product for every candidate):
 #: 0.78-0.81 on 569 x 10 and 569 x 30, 0.92-0.98 on 1,200 x 10 and x 30,
 #: 0.94-0.96 on 3,000 x 10 and x 30, 0.87-0.98 on 8,000 x 10 and x 30
 #: (drawn from a mixture); their shared variants 0.78-0.96 at 569 rows, but
 #: 1.15 on 3,000 x 10 and 1.02-1.08 on 8,000 rows.
 _LOCKSTEP_MAX_VALUES = {
-    "full": 2**15,
+    "full": 2**18,
     "tied": 2**18,
     "diag": 2**18,
     "spherical": 2**18,

@@ -133,11 +133,12 @@ def _with_tight_far_cluster():
     return np.vstack([_data(200) - 50, tight])
 
 
-@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_expanded_lockstep_takes_the_differences_where_it_must(
     covariance_type, monkeypatch
 ):
-    # Diagonal and spherical structures run on the expanded features, except
+    # 'full', diagonal and spherical structures run on the expanded features,
+    # except
     # components too narrow for their distance from the data's centre (a
     # tight cluster far from the others): their log-densities and their
     # updates come from the differences x - mu_k. The fits are still
@@ -157,7 +158,7 @@ def test_expanded_lockstep_takes_the_differences_where_it_must(
 
 
 @pytest.mark.parametrize(
-    "covariance_type", ["diag", "spherical", "tied_diag", "tied_spherical"]
+    "covariance_type", ["full", "diag", "spherical", "tied_diag", "tied_spherical"]
 )
 def test_expanded_m_step_is_the_m_step_of_the_differences(covariance_type, monkeypatch):
     # The M-step from the expanded moments gives _m_step's parameters, also
@@ -344,13 +345,13 @@ def test_groups_of_bounded_memory(monkeypatch):
     "X, covariance_types",
     [
         (load_iris().data.astype(np.float32), ["full", "diag"]),
-        (np.random.RandomState(0).normal(size=(3000, 12)), ["full"]),
         (
             np.random.RandomState(0).normal(size=(18000, 15)),
-            ["tied", "diag", "spherical"],
+            ["full", "tied", "diag", "spherical"],
         ),
+        (np.random.RandomState(0).normal(size=(1200, 15)), ["tied_diag"]),
     ],
-    ids=["float32", "large-full", "large-others"],
+    ids=["float32", "large", "large-shared"],
 )
 def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
     # float32 data keep the engine's float32 fits; data past a structure's
@@ -404,12 +405,12 @@ def test_equal_models_are_chosen_by_their_parameters_not_by_rounding():
 
 
 def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
-    # 1,000 x 40: 'tied' runs in lockstep, 'full' one by one (see
+    # 1,000 x 40: 'tied' runs in lockstep, 'tied_diag' one by one (see
     # _LOCKSTEP_MAX_VALUES); both read each K's partition statistics, which
     # are computed once.
     X, _ = make_blobs(1000, n_features=40, centers=3, random_state=0)
     assert (
-        _selection._LOCKSTEP_MAX_VALUES["full"]
+        _selection._LOCKSTEP_MAX_VALUES["tied_diag"]
         < X.size
         <= _selection._LOCKSTEP_MAX_VALUES["tied"]
     )
@@ -426,10 +427,10 @@ def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
         "fit_in_lockstep",
         lambda *args, **kwargs: lockstep.append(args[3]) or fit(*args, **kwargs),
     )
-    search = GaussianMixtureIC(4, covariance_type=["full", "tied"], random_state=0)
+    search = GaussianMixtureIC(4, covariance_type=["tied_diag", "tied"], random_state=0)
     search.fit(X)
     assert set(lockstep) == {"tied"}
-    assert (search.results_["covariance_type"] == "full").sum() == 4
+    assert (search.results_["covariance_type"] == "tied_diag").sum() == 4
     # One call per K and partition (Ward's and mclust's, unless they agree).
     assert sorted(set(calls)) == [1, 2, 3, 4]
     assert all(calls.count(k) <= 2 for k in range(1, 5))
