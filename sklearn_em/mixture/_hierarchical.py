@@ -247,7 +247,7 @@ def _merge_costs(
     costs[i] = np.inf
     exact = n_merged <= n_dims
     exact[i] = True
-    todo = np.flatnonzero(~exact & (costs < bounds))
+    todo = (~exact & (costs < bounds)).nonzero()[0]
     if not todo.size:
         todo = _below_smallest_exact(costs, exact)
     inverse = None
@@ -317,10 +317,10 @@ def _below_smallest_exact(costs, exact):
         Positions of ``costs`` to compute exactly; empty when the smallest
         cost is exact.
     """
-    smallest = costs[exact].min()
-    todo = np.flatnonzero(~exact & (costs < smallest))
+    smallest = costs.min(where=exact, initial=np.inf)
+    todo = (~exact & (costs < smallest)).nonzero()[0]
     if todo.size and smallest == np.inf:
-        todo = todo[[np.argmin(costs[todo])]]
+        todo = todo[[costs[todo].argmin()]]
     return todo
 
 
@@ -455,7 +455,7 @@ def _hc_vvv(Z):
     statistics = (counts, means, traces, scatters, terms, alpha)
     for step in range(n_samples - 1):
         n_active = n_samples - step
-        a = int(np.argmin(best[:n_active]))
+        a = int(best[:n_active].argmin())
         b = int(nearest[a])
         i, j = (a, b) if names[a] < names[b] else (b, a)
         merges[step] = names[i], names[j]
@@ -467,7 +467,7 @@ def _hc_vvv(Z):
         diff = means[j] - means[i]
         coef = n_i * n_j / (n_i + n_j)
         scatters[i] += scatters[j]
-        scatters[i] += coef * np.outer(diff, diff)
+        scatters[i] += coef * (diff[:, np.newaxis] * diff)
         traces[i] += traces[j] + coef * float(diff @ diff)
         means[i] += diff * (n_j / (n_i + n_j))
         counts[i] = n_i + n_j
@@ -497,9 +497,9 @@ def _hc_vvv(Z):
         costs[:n_active, i] = new
         exact[i, :n_active] = new_exact
         exact[:n_active, i] = new_exact
-        k = int(np.argmin(new))
+        k = int(new.argmin())
         best[i], nearest[i] = new[k], k
-        stale = np.flatnonzero(stale_mask)
+        stale = stale_mask.nonzero()[0]
         while stale.size:
             rows = costs[stale, :n_active]
             columns = rows.argmin(axis=1)
@@ -513,7 +513,7 @@ def _hc_vvv(Z):
                 costs[columns, stale] = values
                 exact[stale, columns] = True
                 exact[columns, stale] = True
-        closer = np.flatnonzero(new < best[:n_active])
+        closer = (new < best[:n_active]).nonzero()[0]
         best[closer] = new[closer]
         nearest[closer] = i
     return merges, merge_costs

@@ -586,6 +586,31 @@ def _gaussian_initial_parameters(nk, sums, scatter, covariance_type, reg_covar):
     }
 
 
+def _adopt_checked_start(estimator, start, dtype):
+    """Set the attributes ``GaussianMixtureEM._check_parameters`` sets.
+
+    For a start of the lockstep: the selection's own arrays (float64, in the
+    layout of the estimator's ``covariance_type``), whose precisions
+    :func:`_given_parameters` has checked (finite, positive definite).
+    Validating them again took 5 ms of iris's 106 ms search (60 candidates).
+
+    Parameters
+    ----------
+    estimator : GaussianMixtureEM
+        Made with ``start`` as its initial parameters.
+
+    start : dict
+        ``weights_init``, ``means_init`` and ``precisions_init``.
+
+    dtype : numpy dtype
+        The data's.
+    """
+    estimator._weights_init = start["weights_init"]
+    estimator._means_init = start["means_init"]
+    estimator._precisions_init = start["precisions_init"]
+    estimator._fit_dtype = np.dtype(dtype)
+
+
 def _given_parameters(start, covariance_type):
     """The parameters ``GaussianMixtureEM`` starts EM from, given ``start``.
 
@@ -2128,7 +2153,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
                     **starts[fit["start"]][0],
                 )
                 # The state GaussianMixtureEM's fit leaves.
-                estimator._check_parameters(X)
+                _adopt_checked_start(estimator, starts[fit["start"]][0], X.dtype)
                 estimator._set_parameters(fit["parameters"])
                 estimator._weight_scale = weight_scale
                 estimator.n_features_in_ = n_features

@@ -283,6 +283,14 @@ def test_search_in_lockstep_equals_the_search_one_by_one(monkeypatch, weighted):
     assert_allclose(best.means_, expected_best.means_, rtol=1e-7)
     assert_allclose(search.predict_proba(X), reference.predict_proba(X), atol=1e-7)
     assert best.n_features_in_ == 4 and best.lower_bounds_[-1] == best.lower_bound_
+    # Its validated start, as GaussianMixtureEM's own validation leaves it.
+    checked = GaussianMixtureEM(**best.get_params())
+    checked._check_parameters(X)
+    for name in ("_weights_init", "_means_init", "_precisions_init"):
+        value, expected = getattr(best, name), getattr(checked, name)
+        assert type(value) is type(expected) and value.dtype == expected.dtype
+        assert_array_equal(value, expected)
+    assert best._fit_dtype == checked._fit_dtype
     # The winner is a complete GaussianMixtureEM: it fits on from its solution.
     again = GaussianMixtureEM(
         best.n_components,
