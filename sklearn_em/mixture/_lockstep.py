@@ -415,7 +415,7 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
     )
     log_prob = np.dot(coef.T, features.T)
     log_prob += intercept[:, np.newaxis]
-    direct = np.flatnonzero(~(cancelled <= _expansion_limit(np.float64)))
+    direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
     if len(direct):
         log_prob[direct] = _stacked_log_prob(
             XT, means[direct], factors[direct], log_w[direct], kind
@@ -480,7 +480,7 @@ def _expanded_m_step(
     kept = variances - moved
     limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
     precise = np.all(moved <= limit * (np.maximum(kept, 0) + reg_covar), axis=1)
-    lossy = np.flatnonzero(~precise | empty)
+    lossy = (~precise | empty).nonzero()[0]
     if kind == "full":
         covariances = np.empty((len(means), n_features, n_features))
         packed = second - first[:, iu] * first[:, ju]
@@ -685,7 +685,7 @@ class _Batch:
             )[:, np.newaxis]
             spread = np.sqrt(norms.mean(axis=1))[self.owner]
             cancelled = (spread + np.sqrt(kappa)) ** 2
-            direct = np.flatnonzero(~(cancelled <= _expansion_limit(np.float64)))
+            direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
             if len(direct):
                 resp[direct] = _stacked_log_prob(
                     XT,
@@ -870,9 +870,9 @@ def fit_in_lockstep(
             done = converged[active] | (n_iter[active] >= limit)
             done |= failed[run_candidate[active]]
             if done.any():
-                for r in np.flatnonzero(done):
+                for r in done.nonzero()[0]:
                     ended[int(active[r])] = batch.run_parameters(r)
-                stay = np.flatnonzero(~done)
+                stay = (~done).nonzero()[0]
                 batch.keep(stay)
                 active = active[stay]
                 previous = previous[stay]
