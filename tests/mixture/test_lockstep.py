@@ -374,6 +374,20 @@ def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
     GaussianMixtureIC(3, covariance_type=covariance_types, random_state=0).fit(X)
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 5, 13])
+def test_lower_inverse_is_the_inverse(n_features):
+    rng = np.random.RandomState(n_features)
+    A = rng.normal(size=(6, n_features, n_features))
+    covariances = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(n_features)
+    L = np.linalg.cholesky(covariances)
+    inverse = _lockstep._lower_inverse(L)
+    assert_allclose(
+        inverse @ L, np.broadcast_to(np.eye(n_features), L.shape), atol=1e-9
+    )
+    assert_allclose(inverse, np.linalg.inv(L), rtol=1e-9, atol=1e-12)
+    assert not np.triu(inverse, 1).any()
+
+
 def test_precision_factors_flag_each_collapse():
     covariances = np.stack(
         [np.eye(2), [[1.0, 1.0], [1.0, 1.0]], np.full((2, 2), np.nan)]
