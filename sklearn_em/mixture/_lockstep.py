@@ -133,6 +133,37 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
     return maha, diff
 
 
+def _run_reduce(ufunc, values, offsets):
+    """``ufunc.reduceat(values, offsets, axis=0)`` of the runs' rows, faster.
+
+    NumPy's ``reduceat`` along the first axis of a 2-D array is several
+    times slower than a reduction of each run's contiguous block of rows:
+    over 240 stacked components of 30 runs, the maxima of 178 / 569 / 8,000
+    samples took 135 / 448 / 7,360 us against 64 / 84 / 640, the sums 69 /
+    226 / 4,090 against 103 / 82 / 620 (the sums are the same up to the
+    order of the additions).
+
+    Parameters
+    ----------
+    ufunc : numpy.ufunc
+        ``np.maximum`` or ``np.add``.
+
+    values : ndarray of shape (n_stacked, n_samples)
+
+    offsets : ndarray of shape (n_runs,)
+        See :func:`_normalise_runs`; every run has at least one row.
+
+    Returns
+    -------
+    reduced : ndarray of shape (n_runs, n_samples)
+    """
+    reduced = np.empty((len(offsets), values.shape[1]), dtype=values.dtype)
+    bounds = offsets.tolist() + [len(values)]
+    for r in range(len(offsets)):
+        ufunc.reduce(values[bounds[r] : bounds[r + 1]], axis=0, out=reduced[r])
+    return reduced
+
+
 def _normalise_runs(log_prob, offsets, owner):
     """Each run's log-likelihoods, and its responsibilities in place.
 
@@ -152,7 +183,7 @@ def _normalise_runs(log_prob, offsets, owner):
     log_norm : ndarray of shape (n_runs, n_samples)
         ``log p(x_n)`` under each run's mixture.
     """
-    top = np.maximum.reduceat(log_prob, offsets, axis=0)
+    top = _run_reduce(np.maximum, log_prob, offsets)
     top[~np.isfinite(top)] = 0
     # Off zero, as logsumexp_rows (see _suffstats._EXP_SHIFT).
     top += _EXP_SHIFT
@@ -160,7 +191,7 @@ def _normalise_runs(log_prob, offsets, owner):
     # As logsumexp_rows: masses below the smallest normal number are zero.
     np.copyto(log_prob, -np.inf, where=log_prob < _FLOAT64_LOG_TINY)
     np.exp(log_prob, out=log_prob)
-    norm = np.add.reduceat(log_prob, offsets, axis=0)
+    norm = _run_reduce(np.add, log_prob, offsets)
     with np.errstate(divide="ignore"):
         log_norm = np.log(norm)
     norm[norm == 0] = 1
@@ -934,7 +965,7 @@ def fit_in_lockstep(
     log_prob, log_norm, _ = final.e_step(XT)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(log_prob > 0, log_prob * np.log(log_prob), 0.0)
-    entropy_rows = -np.add.reduceat(plogp, final.offsets, axis=0)
+    entropy_rows = -_run_reduce(np.add, plogp, final.offsets)
     if w is None:
         log_likelihood = log_norm.sum(axis=1)
         entropy = entropy_rows.sum(axis=1)
