@@ -481,6 +481,57 @@ def _nearest_centre(X, squared_norms, centres, rows=65536):
     return labels
 
 
+#: Up to this many multiplications (rows x clusters x features^2) a
+#: partition's statistics are taken for all clusters at once (see
+#: _one_hot_statistics): its product multiplies every row by every
+#: cluster's weight, zeros included (breast cancer, 569 x 30 in 15
+#: clusters: 7.7 million a partition, slower than cluster by cluster).
+_ONE_HOT_PRODUCTS = 2**20
+
+
+def _one_hot_statistics(X, sample_weight, labels, n_components):
+    """:func:`_partition_statistics`' second moments, all clusters at once.
+
+    The engine's statistics take each cluster's rows in turn, about ten
+    NumPy calls a cluster: on small data, where a search cuts some 240
+    clusters from its 30 partitions, those calls are the time (wine: 6.5 ms
+    of a 110 ms search). Here each row is centred at its own cluster's mean
+    (two passes, as the engine) and the scatters are one batched product
+    with the rows' one-hot weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), dense
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    labels : ndarray of int of shape (n_samples,)
+
+    n_components : int
+
+    Returns
+    -------
+    nk, sums, scatter
+        As :func:`_partition_statistics`.
+    """
+    X = X.astype(np.float64, copy=False)
+    n_samples = X.shape[0]
+    w = (
+        np.ones(n_samples)
+        if sample_weight is None
+        else sample_weight.astype(np.float64)
+    )
+    one_hot = np.zeros((n_components, n_samples))
+    one_hot[labels, np.arange(n_samples)] = w
+    nk = one_hot.sum(axis=1)
+    sums = one_hot @ X
+    means = sums / np.maximum(nk, 10 * np.finfo(np.float64).eps)[:, np.newaxis]
+    diff = X - means[labels]
+    weighted = one_hot[:, np.newaxis, :] * diff.T
+    scatter = np.matmul(weighted, diff)
+    return nk, sums, scatter
+
+
 def _partition_statistics(X, sample_weight, labels, n_components, second_moments):
     """Weighted counts, means and scatter matrices of a partition.
 
@@ -526,6 +577,8 @@ def _partition_statistics(X, sample_weight, labels, n_components, second_moments
         if sparse.issparse(sums):
             sums = sums.toarray()
         return nk, np.asarray(sums, dtype=np.float64), None
+    if X.shape[0] * n_components * X.shape[1] ** 2 <= _ONE_HOT_PRODUCTS:
+        return _one_hot_statistics(X, sample_weight, labels, n_components)
     # Each cluster's rows once, in float64 (the first M-step of a k-means
     # start computes the same statistics).
     stats = _gaussian_partition_statistics(

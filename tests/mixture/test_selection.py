@@ -724,3 +724,22 @@ def test_small_search_sets_no_blas_limit_and_large_one_sets_it_once(
     X, _ = make_blobs(6000, n_features=8, centers=3, random_state=0)
     GaussianMixtureIC(4, covariance_type=["full", "diag"], random_state=0).fit(X)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_hot_statistics_are_the_clusters_statistics(weighted, monkeypatch):
+    # Small partitions take every cluster's statistics at once: the counts,
+    # sums and scatters (around each cluster's mean) of the engine's
+    # cluster-by-cluster computation, an empty cluster included.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(90, 5)) * [1, 10, 100, 0.1, 1] + 50
+    labels = rng.randint(6, size=90)
+    labels[labels == 4] = 5  # cluster 4 is empty
+    sample_weight = rng.uniform(0.2, 3, 90) if weighted else None
+    assert 90 * 7 * 5**2 <= _selection._ONE_HOT_PRODUCTS
+    one_hot = _selection._partition_statistics(X, sample_weight, labels, 7, True)
+    monkeypatch.setattr(_selection, "_ONE_HOT_PRODUCTS", 0)
+    per_cluster = _selection._partition_statistics(X, sample_weight, labels, 7, True)
+    for ours, expected in zip(one_hot, per_cluster):
+        assert_allclose(ours, expected, rtol=1e-12, atol=1e-9)
+    assert one_hot[0][4] == 0 and not one_hot[2][4].any()
