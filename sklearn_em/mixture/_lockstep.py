@@ -148,19 +148,25 @@ def _run_reduce(ufunc, values, offsets):
     ufunc : numpy.ufunc
         ``np.maximum`` or ``np.add``.
 
-    values : ndarray of shape (n_stacked, n_samples)
+    values : ndarray of shape (n_stacked, ...)
 
     offsets : ndarray of shape (n_runs,)
         See :func:`_normalise_runs`; every run has at least one row.
 
     Returns
     -------
-    reduced : ndarray of shape (n_runs, n_samples)
+    reduced : ndarray of shape (n_runs, ...)
+        Each run's reduction, ``ufunc.reduce(values[run], axis=0)``.
     """
-    reduced = np.empty((len(offsets), values.shape[1]), dtype=values.dtype)
+    reduced = np.empty((len(offsets), *values.shape[1:]), dtype=values.dtype)
     bounds = offsets.tolist() + [len(values)]
     for r in range(len(offsets)):
-        ufunc.reduce(values[bounds[r] : bounds[r + 1]], axis=0, out=reduced[r])
+        ufunc.reduce(
+            values[bounds[r] : bounds[r + 1]],
+            axis=0,
+            out=reduced[r : r + 1],
+            keepdims=True,
+        )
     return reduced
 
 

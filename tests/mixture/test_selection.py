@@ -743,3 +743,41 @@ def test_one_hot_statistics_are_the_clusters_statistics(weighted, monkeypatch):
     for ours, expected in zip(one_hot, per_cluster):
         assert_allclose(ours, expected, rtol=1e-12, atol=1e-9)
     assert one_hot[0][4] == 0 and not one_hot[2][4].any()
+
+
+@pytest.mark.parametrize("covariance_type", _selection.COVARIANCE_TYPES)
+def test_lockstep_starts_are_the_candidates_starts(covariance_type):
+    # The starts of a lockstep group, computed for all its partitions at
+    # once, are each partition's own to the last bit; a partition whose
+    # start is not a valid mixture (here a cluster of one repeated point
+    # without regularisation) is None, and leaves the others as they are.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    X[:6] = X[0]
+    partitions = [
+        _selection._partition_statistics(X, None, rng.randint(k, size=60), k, True)
+        for k in range(1, 6)
+    ]
+    bad = np.zeros(60, dtype=int)
+    bad[6:] = 1
+    partitions.append(_selection._partition_statistics(X, None, bad, 2, True))
+    for reg_covar in (1e-6, 0.0):
+        with np.errstate(divide="ignore"):  # a zero variance without reg_covar
+            starts = _selection._lockstep_starts(partitions, covariance_type, reg_covar)
+        for partition, made in zip(partitions, starts):
+            try:
+                with np.errstate(divide="ignore"):
+                    start = _selection._gaussian_initial_parameters(
+                        *partition, covariance_type, reg_covar
+                    )
+                given = _selection._given_parameters(start, covariance_type)
+            except (ValueError, np.linalg.LinAlgError):
+                assert made is None
+                continue
+            for key, value in start.items():
+                assert type(made[0][key]) is type(value)
+                assert_array_equal(made[0][key], value)
+            for value, expected in zip(made[1], given):
+                assert_array_equal(value, expected)
+    if covariance_type == "full":
+        assert starts[-1] is None and all(made is not None for made in starts[:-1])
