@@ -1067,7 +1067,6 @@ def _expanded_coefficients(
         prec_chol = np.asarray(precisions_chol, dtype=np.float64)
         n_components, n_features = means.shape
         m = means - centre
-        weights = np.exp(log_w)
         log_det = _compute_log_det_cholesky(prec_chol, covariance_type, n_features)
         if covariance_type == "tied":
             # Whitened features y = z U: (z - m)^T P (z - m) = |y|^2 - 2 y.v + |v|^2
@@ -1078,7 +1077,7 @@ def _expanded_coefficients(
                 -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
             )
             # E|y|^2 = tr(P (Sigma + sum_k pi_k m_k m_k^T)) = D + sum_k pi_k kappa_k
-            spread = np.sqrt(n_features + weights @ kappa)
+            spread = np.sqrt(n_features + np.exp(log_w) @ kappa)
             cancelled = (spread + np.sqrt(kappa)) ** 2
             return v.T.copy(), intercept, cancelled
         if covariance_type == "full":
@@ -1117,7 +1116,7 @@ def _expanded_coefficients(
         )
         if spread is None:
             # The mixture's standard deviation around the centre, per feature.
-            spread = np.sqrt(weights @ (variances + m**2))
+            spread = np.sqrt(np.exp(log_w) @ (variances + m**2))
         if covariance_type == "full":
             quadratic = np.einsum("d,kde,e->k", spread, np.abs(precisions), spread)
         else:

@@ -201,7 +201,9 @@ def _normalise_runs(log_prob, offsets, owner):
     with np.errstate(divide="ignore"):
         log_norm = np.log(norm)
     norm[norm == 0] = 1
-    log_prob /= norm[owner]
+    # As logsumexp_rows: one reciprocal per run and sample, then products.
+    np.reciprocal(norm, out=norm)
+    log_prob *= norm[owner]
     log_norm += top
     return log_norm
 
@@ -927,8 +929,8 @@ def fit_in_lockstep(
             batch.weights = weights
             batch.means, batch.covariances, batch.factors = means, covariances, factors
             n_iter[active] += 1
-            for r, run in enumerate(active):
-                lower_bounds[run].append(float(lower[r]))
+            for run, value in zip(active.tolist(), lower.tolist()):
+                lower_bounds[run].append(value)
             converged[active] = np.abs(lower - previous) < tol
             previous = lower
             done = converged[active] | (n_iter[active] >= limit)
