@@ -374,6 +374,23 @@ def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
     GaussianMixtureIC(3, covariance_type=covariance_types, random_state=0).fit(X)
 
 
+@pytest.mark.parametrize("shape", [(11,), (11, 7), (11, 3, 3)])
+def test_run_reduce_is_reduceat(shape):
+    # Each run's block reduced on its own: reduceat's maxima exactly, its
+    # sums up to the order of the additions, for 1-D to 3-D stacks.
+    values = np.random.RandomState(0).normal(size=shape)
+    values[4] = np.inf
+    offsets = np.array([0, 1, 4, 5, 9])
+    maxima = _lockstep._run_reduce(np.maximum, values, offsets)
+    assert_array_equal(maxima, np.maximum.reduceat(values, offsets, axis=0))
+    finite = np.where(np.isfinite(values), values, 0.0)
+    sums = _lockstep._run_reduce(np.add, finite, offsets)
+    assert sums.shape == (len(offsets), *shape[1:])
+    assert_allclose(
+        sums, np.add.reduceat(finite, offsets, axis=0), rtol=1e-14, atol=1e-14
+    )
+
+
 @pytest.mark.parametrize("n_features", [1, 2, 5, 13])
 def test_lower_inverse_is_the_inverse(n_features):
     rng = np.random.RandomState(n_features)
