@@ -1031,6 +1031,15 @@ _LOCKSTEP_MAX_VALUES = {
     "tied_spherical": 2**14,
 }
 
+#: The most values of the features ``[z_i z_j, z]`` (n_samples x D (D + 3)
+#: / 2) on which 'full' candidates run in lockstep: its products grow as
+#: D^2 a sample and component, and from some tens of features the engine's
+#: own forms for single fits do better. Lockstep over one-by-one time: 0.77 at 4,000 x
+#: 40 (3.4 million values), 0.94 at 8,000 x 30 (4.0 million), 0.90 at 2,000
+#: x 64 (4.3 million), 1.09 at 4,000 x 64 (8.6 million), 1.22 at 2,000 x 100
+#: (10.3 million); 0.67-0.70 at 500 x 64 and 300 x 100.
+_LOCKSTEP_FULL_FEATURES = 2**22
+
 #: The smallest data (n_samples x n_features) whose lockstep groups run on
 #: threads.
 _LOCKSTEP_THREADED_VALUES = 2**13
@@ -2242,6 +2251,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
             j
             for j, covariance_type in enumerate(covariance_types)
             if n_samples * n_features <= _LOCKSTEP_MAX_VALUES[covariance_type]
+            and (
+                covariance_type != "full"
+                or n_samples * n_features * (n_features + 3) // 2
+                <= _LOCKSTEP_FULL_FEATURES
+            )
         ]
         if not together:
             return {}, {}

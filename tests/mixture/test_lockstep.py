@@ -358,13 +358,20 @@ def test_groups_of_bounded_memory(monkeypatch):
             ["full", "tied", "diag", "spherical"],
         ),
         (np.random.RandomState(0).normal(size=(1200, 15)), ["tied_diag"]),
+        (np.random.RandomState(0).normal(size=(900, 100)), ["full"]),
     ],
-    ids=["float32", "large", "large-shared"],
+    ids=["float32", "large", "large-shared", "wide-full"],
 )
 def test_lockstep_only_where_it_pays(monkeypatch, X, covariance_types):
     # float32 data keep the engine's float32 fits; data past a structure's
-    # limit the engine's fits (its threads, its forms).
-    if X.dtype == np.float64:
+    # limit the engine's fits (its threads, its forms), and so do 'full'
+    # candidates whose quadratic features would be too many.
+    n_samples, n_features = X.shape
+    if covariance_types == ["full"]:
+        assert X.size <= _selection._LOCKSTEP_MAX_VALUES["full"]
+        features = n_samples * n_features * (n_features + 3) // 2
+        assert features > _selection._LOCKSTEP_FULL_FEATURES
+    elif X.dtype == np.float64:
         assert all(
             X.size > _selection._LOCKSTEP_MAX_VALUES[t] for t in covariance_types
         )
