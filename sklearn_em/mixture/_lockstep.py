@@ -856,11 +856,14 @@ def fit_in_lockstep(
     batch = _Batch([start for _, _, start in runs], covariance_type)
     # Diagonal and spherical structures iterate on the expanded features
     # where they are precise enough (see _expanded_log_prob).
+    # Every structure iterates on features of the centred rows: 'tied' on
+    # the rows themselves, whitened once per run, the others on their
+    # quadratic and linear features (see _expanded_log_prob).
     expanded = tied = None
-    if not batch.shared or batch.kind != "full":
-        expanded = _expanded_features(XT.T, None if w is None else w, batch.kind)
-    elif covariance_type == "tied":
+    if covariance_type == "tied":
         tied = _tied_features(XT.T, w)
+    else:
+        expanded = _expanded_features(XT.T, None if w is None else w, batch.kind)
     run_candidate = np.array([c for c, _, _ in runs])
     run_start = np.array([s for _, s, _ in runs])
     n_runs = len(runs)
@@ -882,8 +885,6 @@ def fit_in_lockstep(
         while len(active):
             if tied is not None:
                 log_prob, log_norm = batch.tied_e_step(XT, tied)
-            elif expanded is None:
-                log_prob, log_norm, diff = batch.e_step(XT)
             else:
                 log_prob, log_norm = batch.expanded_e_step(XT, expanded)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -902,10 +903,6 @@ def fit_in_lockstep(
                         batch.offsets,
                         batch.owner,
                         reg_covar,
-                    )
-                elif expanded is None:
-                    parameters = _m_step(
-                        diff, log_prob, batch.means, *layout, reg_covar
                     )
                 else:
                     parameters = _expanded_m_step(
