@@ -133,6 +133,38 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
     return maha, diff
 
 
+#: Differences x_n - mu_k (components x features x samples) computed at a
+#: time where the expanded forms fall back on them (the precision guards,
+#: the criteria's final E-step): 16 MiB.
+_DIRECT_BLOCK_VALUES = 2**21
+
+
+def _component_blocks(n_components, XT):
+    """Slices of components whose differences hold at most _DIRECT_BLOCK_VALUES."""
+    size = max(1, _DIRECT_BLOCK_VALUES // max(1, XT.size))
+    return [slice(start, start + size) for start in range(0, n_components, size)]
+
+
+def _blocked_log_prob(XT, means, factors, log_w, kind):
+    """:func:`_stacked_log_prob`'s log-probabilities, in blocks of components.
+
+    Parameters
+    ----------
+    XT, means, factors, log_w, kind
+        As in :func:`_stacked_log_prob`.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_stacked, n_samples)
+    """
+    log_prob = np.empty((len(means), XT.shape[1]))
+    for block in _component_blocks(len(means), XT):
+        log_prob[block] = _stacked_log_prob(
+            XT, means[block], factors[block], log_w[block], kind
+        )[0]
+    return log_prob
+
+
 def _run_reduce(ufunc, values, offsets):
     """``ufunc.reduceat(values, offsets, axis=0)`` of the runs' rows, faster.
 
@@ -483,9 +515,9 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
     log_prob += intercept[:, np.newaxis]
     direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
     if len(direct):
-        log_prob[direct] = _stacked_log_prob(
+        log_prob[direct] = _blocked_log_prob(
             XT, means[direct], factors[direct], log_w[direct], kind
-        )[0]
+        )
     return log_prob
 
 
@@ -554,27 +586,26 @@ def _expanded_m_step(
         covariances[:, ju, iu] = packed
     else:
         covariances = kept
-    if len(lossy):
+    for block in _component_blocks(len(lossy), XT):
         # _m_step's two passes, for these components.
+        some = lossy[block]
         diff = np.subtract(
             XT[np.newaxis],
-            means[lossy][:, :, np.newaxis],
-            out=workspace("lockstep_diff", (len(lossy), *XT.shape), np.float64),
+            means[some][:, :, np.newaxis],
+            out=workspace("lockstep_diff", (len(some), *XT.shape), np.float64),
         )
-        new_means[lossy] = means[lossy] + _move_differences(
-            diff, resp[lossy], nk[lossy]
-        )
+        new_means[some] = means[some] + _move_differences(diff, resp[some], nk[some])
         if kind == "full":
-            weighted = diff * resp[lossy][:, np.newaxis]
+            weighted = diff * resp[some][:, np.newaxis]
             exact = np.matmul(weighted, diff.transpose(0, 2, 1))
-            exact /= nk[lossy][:, np.newaxis, np.newaxis]
+            exact /= nk[some][:, np.newaxis, np.newaxis]
         else:
             diff *= diff
-            exact = np.matmul(diff, resp[lossy][:, :, np.newaxis])[:, :, 0]
-            exact /= nk[lossy][:, np.newaxis]
+            exact = np.matmul(diff, resp[some][:, :, np.newaxis])[:, :, 0]
+            exact /= nk[some][:, np.newaxis]
             if kind == "spherical":
                 exact = exact.mean(axis=1, keepdims=True)
-        covariances[lossy] = exact
+        covariances[some] = exact
     if kind == "full":
         idx = np.arange(n_features)
         covariances[:, idx, idx] += reg_covar
@@ -710,6 +741,17 @@ class _Batch:
             log_norm = _normalise_runs(resp, self.offsets, self.owner)
         return resp, log_norm, diff
 
+    def exact_e_step(self, XT):
+        """:meth:`e_step`'s responsibilities and log-likelihoods, in blocks of
+        components (see :func:`_blocked_log_prob`), without the differences."""
+        factors = self.factors[self.owner] if self.shared else self.factors
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            resp = _blocked_log_prob(
+                XT, self.means, factors, np.log(self.weights), self.kind
+            )
+            log_norm = _normalise_runs(resp, self.offsets, self.owner)
+        return resp, log_norm
+
     def expanded_e_step(self, XT, expanded):
         """:meth:`e_step` on the expanded features (see
         :func:`_expanded_log_prob`), without the differences."""
@@ -753,13 +795,13 @@ class _Batch:
             cancelled = (spread + np.sqrt(kappa)) ** 2
             direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
             if len(direct):
-                resp[direct] = _stacked_log_prob(
+                resp[direct] = _blocked_log_prob(
                     XT,
                     self.means[direct],
                     factors[self.owner[direct]],
                     log_w[direct],
                     "full",
-                )[0]
+                )
             log_norm = _normalise_runs(resp, self.offsets, self.owner)
         return resp, log_norm
 
@@ -967,7 +1009,7 @@ def fit_in_lockstep(
         return fits
     # The criteria's E-step, with the fitted parameters.
     final = _Batch([_factor_start(ended[run]) for run in kept], covariance_type)
-    log_prob, log_norm, _ = final.e_step(XT)
+    log_prob, log_norm = final.exact_e_step(XT)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(log_prob > 0, log_prob * np.log(log_prob), 0.0)
     entropy_rows = -_run_reduce(np.add, plogp, final.offsets)

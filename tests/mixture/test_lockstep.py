@@ -480,3 +480,62 @@ def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
     # One call per K and partition (Ward's and mclust's, unless they agree).
     assert sorted(set(calls)) == [1, 2, 3, 4]
     assert all(calls.count(k) <= 2 for k in range(1, 5))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_differences_in_blocks_are_the_same_fits(covariance_type, monkeypatch):
+    # Where the expanded forms fall back on the differences x_n - mu_k (the
+    # tight far cluster's components, the criteria's final E-step), they take
+    # them in blocks of bounded size: one component at a time gives the
+    # same fits to the last bit.
+    X = _with_tight_far_cluster()
+    grid = [3, 4, 6]
+    starts = [
+        [
+            _given(k, covariance_type, s)
+            for s in _partition_starts(X, k, covariance_type, None)
+        ]
+        for k in grid
+    ]
+
+    def fit():
+        return fit_in_lockstep(
+            X,
+            None,
+            starts,
+            covariance_type,
+            reg_covar=1e-6,
+            tol=1e-6,
+            max_iter=200,
+            race=3,
+        )
+
+    whole = fit()
+    blocks = []
+    component_blocks = _lockstep._component_blocks
+    monkeypatch.setattr(_lockstep, "_DIRECT_BLOCK_VALUES", 1)
+    monkeypatch.setattr(
+        _lockstep,
+        "_component_blocks",
+        lambda n, XT: blocks.append(n) or component_blocks(n, XT),
+    )
+    one_by_one = fit()
+    # Some blocks held several components, now one each.
+    assert max(blocks) > 1
+    for ours, expected in zip(one_by_one, whole):
+        assert ours["n_iter"] == expected["n_iter"]
+        assert ours["log_likelihood"] == expected["log_likelihood"]
+        for value, reference in zip(ours["parameters"], expected["parameters"]):
+            assert_array_equal(value, reference)
+
+
+def test_lockstep_groups_are_bounded_by_their_largest_array():
+    # 'tied' may fall back on every component's differences; the others
+    # hold one row of log-probabilities a component (two threads: the grid
+    # split in about halves, packed in order).
+    grid = np.arange(1, 16)
+    shape = (8000, 20)
+    tied = _lockstep_groups(grid, _selection._lockstep_values("tied", shape), 2)
+    full = _lockstep_groups(grid, _selection._lockstep_values("full", shape), 2)
+    assert len(tied) == 13 and len(full) == 3
+    assert sorted(i for group in full for i in group) == list(range(15))
