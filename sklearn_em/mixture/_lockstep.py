@@ -293,6 +293,39 @@ def _move_differences(diff, resp, nk):
     return shift
 
 
+def _scatter_from_differences(diff, resp, kind):
+    """Each component's weighted scatter around its mean, from ``diff``.
+
+    The second of the M-step's two passes (after :func:`_move_differences`).
+
+    Parameters
+    ----------
+    diff : ndarray of shape (n_stacked, n_features, n_samples)
+        ``x_n - mu_k`` around the new means.
+
+    resp : ndarray of shape (n_stacked, n_samples)
+
+    kind : {'full', 'diag', 'spherical'}
+
+    Returns
+    -------
+    scatter : ndarray of shape (n_stacked, n_features, n_features) or \
+            (n_stacked, n_features)
+        ``sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T``, or its diagonal.
+    """
+    if kind == "full":
+        weighted = np.multiply(
+            diff,
+            resp[:, np.newaxis],
+            out=workspace("lockstep_work", diff.shape, np.float64),
+        )
+        return np.matmul(weighted, diff.transpose(0, 2, 1))
+    squares = np.multiply(
+        diff, diff, out=workspace("lockstep_work", diff.shape, np.float64)
+    )
+    return np.matmul(squares, resp[:, :, np.newaxis])[:, :, 0]
+
+
 def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
     """Weights, means and covariances of every run from its responsibilities.
 
@@ -338,23 +371,14 @@ def _m_step(diff, resp, means, kind, shared, offsets, owner, reg_covar):
     new_means = means + _move_differences(diff, resp, nk)
     if shared:
         nk = np.add.reduceat(nk, offsets)
+    scatter = _scatter_from_differences(diff, resp, kind)
     if kind == "full":
-        weighted = np.multiply(
-            diff,
-            resp[:, np.newaxis],
-            out=workspace("lockstep_work", diff.shape, np.float64),
-        )
-        scatter = np.matmul(weighted, diff.transpose(0, 2, 1))
         if shared:
             scatter = np.add.reduceat(scatter, offsets, axis=0)
         covariances = scatter / nk[:, np.newaxis, np.newaxis]
         idx = np.arange(n_features)
         covariances[:, idx, idx] += reg_covar
         return weights, new_means, covariances
-    squares = np.multiply(
-        diff, diff, out=workspace("lockstep_work", diff.shape, np.float64)
-    )
-    scatter = np.matmul(squares, resp[:, :, np.newaxis])[:, :, 0]
     if shared:
         scatter = np.add.reduceat(scatter, offsets, axis=0)
     variances = scatter / nk[:, np.newaxis]
@@ -595,16 +619,10 @@ def _expanded_m_step(
             out=workspace("lockstep_diff", (len(some), *XT.shape), np.float64),
         )
         new_means[some] = means[some] + _move_differences(diff, resp[some], nk[some])
-        if kind == "full":
-            weighted = diff * resp[some][:, np.newaxis]
-            exact = np.matmul(weighted, diff.transpose(0, 2, 1))
-            exact /= nk[some][:, np.newaxis, np.newaxis]
-        else:
-            diff *= diff
-            exact = np.matmul(diff, resp[some][:, :, np.newaxis])[:, :, 0]
-            exact /= nk[some][:, np.newaxis]
-            if kind == "spherical":
-                exact = exact.mean(axis=1, keepdims=True)
+        exact = _scatter_from_differences(diff, resp[some], kind)
+        exact /= nk[some].reshape(-1, *[1] * (exact.ndim - 1))
+        if kind == "spherical":
+            exact = exact.mean(axis=1, keepdims=True)
         covariances[some] = exact
     if kind == "full":
         idx = np.arange(n_features)
@@ -717,7 +735,9 @@ class _Batch:
         self.covariances = None
 
     def e_step(self, XT):
-        """The responsibilities of every run, and its log-likelihoods.
+        """The responsibilities of every run, and its log-likelihoods, from
+        the differences ``x_n - mu_k`` (in blocks of components, see
+        :func:`_blocked_log_prob`).
 
         Parameters
         ----------
@@ -729,21 +749,7 @@ class _Batch:
 
         log_norm : ndarray of shape (n_runs, n_samples)
             ``log p(x_n)`` under each run's mixture.
-
-        diff : ndarray of shape (n_stacked, n_features, n_samples)
-            ``x_n - mu_k``, a view of this thread's workspace.
         """
-        factors = self.factors[self.owner] if self.shared else self.factors
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            resp, diff = _stacked_log_prob(
-                XT, self.means, factors, np.log(self.weights), self.kind
-            )
-            log_norm = _normalise_runs(resp, self.offsets, self.owner)
-        return resp, log_norm, diff
-
-    def exact_e_step(self, XT):
-        """:meth:`e_step`'s responsibilities and log-likelihoods, in blocks of
-        components (see :func:`_blocked_log_prob`), without the differences."""
         factors = self.factors[self.owner] if self.shared else self.factors
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             resp = _blocked_log_prob(
@@ -754,7 +760,7 @@ class _Batch:
 
     def expanded_e_step(self, XT, expanded):
         """:meth:`e_step` on the expanded features (see
-        :func:`_expanded_log_prob`), without the differences."""
+        :func:`_expanded_log_prob`)."""
         factors = self.factors[self.owner] if self.shared else self.factors
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             resp = _expanded_log_prob(
@@ -896,8 +902,6 @@ def fit_in_lockstep(
         for s, start in enumerate(starts)
     ]
     batch = _Batch([start for _, _, start in runs], covariance_type)
-    # Diagonal and spherical structures iterate on the expanded features
-    # where they are precise enough (see _expanded_log_prob).
     # Every structure iterates on features of the centred rows: 'tied' on
     # the rows themselves, whitened once per run, the others on their
     # quadratic and linear features (see _expanded_log_prob).
@@ -1009,7 +1013,7 @@ def fit_in_lockstep(
         return fits
     # The criteria's E-step, with the fitted parameters.
     final = _Batch([_factor_start(ended[run]) for run in kept], covariance_type)
-    log_prob, log_norm = final.exact_e_step(XT)
+    log_prob, log_norm = final.e_step(XT)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(log_prob > 0, log_prob * np.log(log_prob), 0.0)
     entropy_rows = -_run_reduce(np.add, plogp, final.offsets)
