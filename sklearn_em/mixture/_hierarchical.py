@@ -453,7 +453,8 @@ def _hc_vvv(Z):
     merges = np.empty((n_samples - 1, 2), dtype=np.intp)
     merge_costs = np.empty(n_samples - 1)
     statistics = (counts, means, traces, scatters, terms, alpha)
-    for step in range(n_samples - 1):
+    first = _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest)
+    for step in range(first, n_samples - 1):
         n_active = n_samples - step
         a = int(best[:n_active].argmin())
         b = int(nearest[a])
@@ -517,6 +518,100 @@ def _hc_vvv(Z):
         best[closer] = new[closer]
         nearest[closer] = i
     return merges, merge_costs
+
+
+def _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest):
+    """The first merges of :func:`_hc_vvv`, while no determinant counts.
+
+    As long as any two clusters together have at most ``n_dims`` rows, every
+    term of the criterion is its trace part (see :func:`_vvv_terms`): every
+    cost is exact, and a step is the merge, the new cluster's costs (the
+    first half of :func:`_merge_costs`, the same operations) and the rescan
+    of the clusters whose nearest it took, without the bounds, the
+    flags of exactness or the factorisations of the general loop. That is
+    about two thirds of a step's NumPy calls, for 115 of wine's 177 merges
+    (13 dimensions) and 353 of breast cancer's 568 (30); iris (4) has 3.
+
+    The arrays are :func:`_hc_vvv`'s, updated in place; every entry of its
+    ``exact`` stays True.
+
+    Returns
+    -------
+    n_steps : int
+        The merges done: ``_hc_vvv`` goes on from there.
+    """
+    counts, means, traces, scatters, terms, alpha = statistics
+    n_samples, n_dims = means.shape
+    largest = 1.0
+    for step in range(n_samples - 2):
+        n_active = n_samples - step
+        a = int(best[:n_active].argmin())
+        b = int(nearest[a])
+        n_i, n_j = counts[a], counts[b]
+        largest = max(largest, n_i + n_j)
+        # The new cluster's costs have at most n_i + n_j + largest rows.
+        if n_i + n_j + largest > n_dims:
+            return step
+        i, j = (a, b) if names[a] < names[b] else (b, a)
+        merges[step] = names[i], names[j]
+        merge_costs[step] = best[a]
+        # _hc_vvv's update of the statistics.
+        diff = means[j] - means[i]
+        coef = n_i * n_j / (n_i + n_j)
+        scatters[i] += scatters[j]
+        scatters[i] += coef * (diff[:, np.newaxis] * diff)
+        traces[i] += traces[j] + coef * float(diff @ diff)
+        means[i] += diff * (counts[j] / (n_i + n_j))
+        counts[i] = n_i + n_j
+        terms[i] = _cluster_term(counts[i], traces[i], scatters[i], alpha)[0]
+        stale_mask = nearest[:n_active] == i
+        stale_mask |= nearest[:n_active] == j
+        last = n_active - 1
+        if j != last:
+            for array in (names, best, counts, means, traces, scatters, terms):
+                array[j] = array[last]
+            costs[j, :n_active] = costs[last, :n_active]
+            costs[j, j] = np.inf
+            costs[:n_active, j] = costs[j, :n_active]
+            nearest[j] = nearest[last]
+            stale_mask[j] = stale_mask[last]
+            nearest[:last][nearest[:last] == last] = j
+            if i == last:
+                i = j
+        n_active = last
+        stale_mask = stale_mask[:n_active]
+        stale_mask[i] = False
+        # _merge_costs' exact part.
+        n_i = counts[i]
+        n_other = counts[:n_active]
+        n_merged = n_other + n_i
+        coef = n_other * n_i
+        coef /= n_merged
+        diff = means[:n_active] - means[i]
+        new = traces[:n_active] + traces[i]
+        spread = np.einsum("ij,ij->i", diff, diff)
+        spread *= coef
+        new += spread
+        new += alpha
+        np.log(new, out=new)
+        new -= np.log(n_merged)
+        new *= n_merged
+        new -= terms[i]
+        new -= terms[:n_active]
+        new[i] = np.inf
+        costs[i, :n_active] = new
+        costs[:n_active, i] = new
+        k = int(new.argmin())
+        best[i], nearest[i] = new[k], k
+        stale = stale_mask.nonzero()[0]
+        if stale.size:
+            columns = costs[stale, :n_active].argmin(axis=1)
+            best[stale] = costs[stale, columns]
+            nearest[stale] = columns
+        closer = (new < best[:n_active]).nonzero()[0]
+        best[closer] = new[closer]
+        nearest[closer] = i
+    return n_samples - 2
 
 
 def _move_slot(source, target, n_active, names, statistics, costs, exact, best):

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_em import BernoulliMixtureIC, GaussianMixtureEM, GaussianMixtureIC
+from sklearn_em.mixture import _hierarchical
 from sklearn_em.mixture._hierarchical import _hc_cut, _hc_vvv, _svd_transform
 from sklearn_em.mixture._selection import (
     _agglomeration_subset,
@@ -182,6 +183,42 @@ def test_bad_input():
     for bad in [0, 11]:
         with pytest.raises(ValueError, match="n_clusters must be between 1 and 10"):
             _hc_cut(merges, bad)
+
+
+@pytest.mark.parametrize("n_dims", [4, 6, 13])
+def test_trace_phase_is_the_general_loop(monkeypatch, n_dims):
+    """The first merges, while no determinant counts, take the general loop's
+    steps with fewer calls: the same merges and costs to the last bit (tied
+    rows included), and the phase hands over at the first merge after which
+    two clusters could together exceed n_dims rows."""
+    X = np.random.RandomState(n_dims).randn(90, n_dims)
+    X[30:40] = X[:10]  # exact ties
+    # On this scale a determinant, once it counts, outweighs the trace.
+    Z = 100 * X
+    steps = []
+    trace_phase = _hierarchical._trace_phase
+    monkeypatch.setattr(
+        _hierarchical,
+        "_trace_phase",
+        lambda *args: steps.append(trace_phase(*args)) or steps[-1],
+    )
+    merges, costs = _hc_vvv(Z)
+    monkeypatch.setattr(_hierarchical, "_trace_phase", lambda *args: 0)
+    expected_merges, expected_costs = _hc_vvv(Z)
+    assert_array_equal(merges, expected_merges)
+    assert_array_equal(costs, expected_costs)
+    # Where the phase ended: the first merge into a cluster of n rows with
+    # n + (the largest cluster's rows) > n_dims.
+    sizes, largest, handover = np.ones(90), 1.0, None
+    for step, (a, b) in enumerate(merges):
+        merged = sizes[a] + sizes[b]
+        largest = max(largest, merged)
+        if merged + largest > n_dims:
+            handover = step
+            break
+        sizes[a] = merged
+    assert steps == [handover]
+    assert handover > 5
 
 
 def test_identical_rows():
