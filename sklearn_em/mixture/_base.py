@@ -686,7 +686,7 @@ class BaseMixtureEM(
     def _fit(self, X, sample_weight):
         return self._fit_data(as_data(self, X, sample_weight, reset=True))
 
-    def _fit_validated(self, X, sample_weight):
+    def _fit_validated(self, X, sample_weight, *, warn=True):
         """``fit`` on data its caller validated for this model, once for many
         fits (the model-selection search's candidates).
 
@@ -706,6 +706,11 @@ class BaseMixtureEM(
 
         sample_weight : ndarray of shape (n_samples,) or None
 
+        warn : bool, default=True
+            Whether a fit that did not converge (or diverged) warns. The
+            search records it in its table instead, and fits candidates on
+            several threads, where ``warnings.catch_warnings`` is not safe.
+
         Returns
         -------
         self : object
@@ -713,10 +718,11 @@ class BaseMixtureEM(
         check_enough_samples(X.shape[0], self.n_components, sample_weight is not None)
         self.n_features_in_ = X.shape[1]
         data = ArrayData.from_validated(self, X, sample_weight, has_missing=False)
-        return self._fit_data(data)
+        return self._fit_data(data, warn=warn)
 
-    def _fit_data(self, data):
-        """The body of :meth:`fit` on validated data (``as_data``)."""
+    def _fit_data(self, data, *, warn=True):
+        """The body of :meth:`fit` on validated data (``as_data``); ``warn``
+        as in :meth:`_fit_validated`."""
         # A model with a prior reads the units the weights were put in.
         self._weight_scale = data.weight_scale
         self._check_parameters(data)
@@ -778,7 +784,7 @@ class BaseMixtureEM(
                     best_diverged = diverged
                     self.converged_ = converged
 
-        if best_diverged:
+        if warn and best_diverged:
             warnings.warn(
                 f"Best performing initialization diverged at iteration "
                 f"{best_n_iter}: the M-step gave some components an ill-defined "
@@ -789,7 +795,7 @@ class BaseMixtureEM(
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        elif not self.converged_ and self.max_iter > 0:
+        elif warn and not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different "
                 "init parameters, or increase max_iter, tol, or check for "

@@ -1,6 +1,7 @@
 """GaussianMixtureIC and BernoulliMixtureIC: choosing K and the covariance structure."""
 
 import warnings
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -437,9 +438,9 @@ def test_race_on_a_subsample_of_larger_data(monkeypatch):
     fits = []
     fit = GaussianMixtureEM._fit_validated
 
-    def spy(self, X, sample_weight):
+    def spy(self, X, sample_weight, **kwargs):
         fits.append((X.shape[0], self.max_iter))
-        return fit(self, X, sample_weight)
+        return fit(self, X, sample_weight, **kwargs)
 
     # (The candidates are fitted on the search's validated data.)
     monkeypatch.setattr(GaussianMixtureEM, "_fit_validated", spy)
@@ -462,10 +463,10 @@ class _FailsOnFewRows(GaussianMixtureEM):
     """A mixture whose fit fails on fewer than 100 rows, as a component left
     with too few rows of a subsample can."""
 
-    def _fit_validated(self, X, sample_weight):
+    def _fit_validated(self, X, sample_weight, **kwargs):
         if X.shape[0] < 100:
             raise ValueError("a component collapsed")
-        return super()._fit_validated(X, sample_weight)
+        return super()._fit_validated(X, sample_weight, **kwargs)
 
 
 def test_race_falls_back_to_every_row_when_the_subsample_fails():
@@ -512,6 +513,61 @@ def test_parallel_equals_sequential():
     parallel.fit(X)
     assert_allclose(parallel.results_["bic"], sequential.results_["bic"], rtol=1e-10)
     assert parallel.best_params_ == sequential.best_params_
+
+
+class _InlineExecutor:
+    """A ThreadPoolExecutor that runs each task when it is submitted."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def submit(self, function, *args, **kwargs):
+        future = Future()
+        future.set_result(function(*args, **kwargs))
+        return future
+
+
+def test_large_searches_fit_two_ks_at_a_time(monkeypatch):
+    """Data too large for the lockstep (here 30,000 x 5): with n_jobs=None,
+    two K's are fitted at a time, each on half the threads, the same fits
+    as one after another on those threads; the candidates keep n_jobs=None."""
+    X, _ = make_blobs(30_000, n_features=5, centers=3, random_state=0)
+    # Two threads, whatever this machine has.
+    monkeypatch.setattr(_selection, "n_threads", lambda n_jobs: 2)
+    engine_jobs = set()
+    quiet_fit = _selection._quiet_fit
+
+    def spy(estimator, *args):
+        engine_jobs.add(estimator.n_jobs)
+        return quiet_fit(estimator, *args)
+
+    monkeypatch.setattr(_selection, "_quiet_fit", spy)
+    kwargs = dict(covariance_type=["full", "diag"], random_state=0)
+    filters = list(warnings.filters)
+    paired = GaussianMixtureIC([1, 2, 3, 4], **kwargs).fit(X)
+    assert engine_jobs == {1}
+    # The candidates' convergence warnings are silenced without touching
+    # the process's filters (warnings.catch_warnings is not thread-safe).
+    assert warnings.filters == filters
+    assert paired.best_estimator_.n_jobs is None
+    monkeypatch.setattr(_selection, "ThreadPoolExecutor", _InlineExecutor)
+    engine_jobs.clear()
+    one_by_one = GaussianMixtureIC([1, 2, 3, 4], **kwargs).fit(X)
+    assert engine_jobs == {1}
+    for key in ["bic", "log_likelihood", "entropy", "n_iter"]:
+        assert_array_equal(paired.results_[key], one_by_one.results_[key])
+    assert_array_equal(paired.means_, one_by_one.means_)
+    # Below the size, or with n_jobs given, the engine's own threads.
+    engine_jobs.clear()
+    GaussianMixtureIC([1, 2], n_jobs=1, **kwargs).fit(X)
+    GaussianMixtureIC([1, 2], **kwargs).fit(X[:20_000])
+    assert engine_jobs == {None}
 
 
 def test_every_candidate_is_fitted_to_convergence():
