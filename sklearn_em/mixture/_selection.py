@@ -2273,19 +2273,40 @@ class GaussianMixtureIC(_BaseMixtureIC):
     def _shared_partitions(self, X, sample_weight, grid, random_state):
         if self.init_params not in ("mclust", "ward+mclust"):
             return super()._shared_partitions(X, sample_weight, grid, random_state)
-        ward = None
-        if self.init_params == "ward+mclust":
-            # Drawn first: the same Ward partitions as init_params="ward".
-            ward = _ward_partitions(
-                X, sample_weight, grid, self.ward_max_samples, random_state
-            )
-        # Its own subset: two draws of a large data set's rows.
-        subset = _agglomeration_subset(
-            X.shape[0], sample_weight, self.ward_max_samples, grid.max(), random_state
+        draw = partial(
+            _agglomeration_subset,
+            X.shape[0],
+            sample_weight,
+            self.ward_max_samples,
+            grid.max(),
+            random_state,
         )
-        mclust = _mclust_partitions(X, grid, subset, self.reg_covar)
-        if ward is None:
-            return {k: [labels] for k, labels in mclust.items()}
+        if self.init_params == "mclust":
+            return {
+                k: [labels]
+                for k, labels in _mclust_partitions(
+                    X, grid, draw(), self.reg_covar
+                ).items()
+            }
+        # Ward's subset drawn first (the same Ward partitions as
+        # init_params="ward"), then mclust's own: two draws of a large data
+        # set's rows.
+        ward_subset, subset = draw(), draw()
+        ward_partitions = partial(
+            _ward_partitions, X, sample_weight, grid, None, None, ward_subset
+        )
+        if sparse.issparse(X) or X.shape[0] * X.shape[1] < _PAIRED_VALUES:
+            ward = ward_partitions()
+            mclust = _mclust_partitions(X, grid, subset, self.reg_covar)
+        else:
+            # On large data Ward's partitions are passes over every row,
+            # long NumPy calls that leave the interpreter free for the
+            # agglomeration's many short ones: on another thread (100,000
+            # x 10: 0.15 s of the 0.75 s of both).
+            with ThreadPoolExecutor(1, thread_name_prefix="sklearn_em_ward") as pool:
+                future = pool.submit(ward_partitions)
+                mclust = _mclust_partitions(X, grid, subset, self.reg_covar)
+                ward = future.result()
         # Both, unless they agree.
         return {
             k: [ward[k]] + ([] if np.array_equal(ward[k], mclust[k]) else [mclust[k]])

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_em import BernoulliMixtureIC, GaussianMixtureEM, GaussianMixtureIC
-from sklearn_em.mixture import _hierarchical
+from sklearn_em.mixture import _hierarchical, _selection
 from sklearn_em.mixture._hierarchical import _hc_cut, _hc_vvv, _svd_transform
 from sklearn_em.mixture._selection import (
     _agglomeration_subset,
@@ -291,6 +291,35 @@ def test_weighted_subset_as_ward():
         3, init_params="mclust", ward_max_samples=100, random_state=0
     ).fit(X, sample_weight=w)
     assert search.n_components_ == 3
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_combined_partitions_draw_ward_first(monkeypatch, threaded):
+    """'ward+mclust': Ward's partitions are init_params='ward''s and
+    mclust's are init_params='mclust''s from the next draw of rows, whether
+    Ward's run on another thread (large data) or not."""
+    X, _ = make_blobs(3000, n_features=3, centers=4, random_state=0)
+    monkeypatch.setattr(_selection, "_PAIRED_VALUES", 1 if threaded else 2**60)
+    grid = np.array([1, 2, 4, 6])
+    kwargs = dict(ward_max_samples=500, random_state=0)
+
+    def partitions(init_params, random_state):
+        search = GaussianMixtureIC(6, init_params=init_params, **kwargs)
+        return search._shared_partitions(X, None, grid, random_state)
+
+    both = partitions("ward+mclust", np.random.RandomState(0))
+    ward = partitions("ward", np.random.RandomState(0))
+    rng = np.random.RandomState(0)
+    _agglomeration_subset(3000, None, 500, 6, rng)  # Ward's draw
+    mclust = partitions("mclust", rng)
+    for k in grid:
+        expected = [ward[k][0]]
+        if not np.array_equal(ward[k][0], mclust[k][0]):
+            expected.append(mclust[k][0])
+        assert len(both[k]) == len(expected)
+        for labels, reference in zip(both[k], expected):
+            assert_array_equal(labels, reference)
+    assert any(len(both[k]) == 2 for k in grid)
 
 
 def test_combined_start_is_never_worse_than_ward():
