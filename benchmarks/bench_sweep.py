@@ -63,28 +63,22 @@ def _make(cls, n_components, params, max_iter):
     return cls(n_components, max_iter=max_iter, **params)
 
 
-def _fit_time(make, X, max_iter):
-    estimator = make(max_iter)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        start = time.perf_counter()
-        estimator.fit(X)
-        return time.perf_counter() - start
-
-
-def per_iteration(fits, max_iter):
-    """Seconds per EM iteration of each of ``fits`` (name -> (make, X)): a
-    fit of ``max_iter`` iterations from given parameters (no
-    initialisation to speak of) over ``max_iter``. The fits are timed in
-    turn, round after round, so that the machine's load weighs on them
-    alike; the best of 5 rounds for fits under half a second, of 3 under a
-    second, one otherwise."""
-    best = {name: np.inf for name in fits}
-    for round_ in range(5):
-        for name, (make, X) in fits.items():
-            if round_ == 0 or best[name] < (0.5 if round_ >= 3 else 1.0):
-                best[name] = min(best[name], _fit_time(make, X, max_iter))
-    return {name: value / max_iter for name, value in best.items()}
+def per_iteration(make, X, max_iter):
+    """Seconds per EM iteration: a fit of ``max_iter`` iterations from given
+    parameters (no initialisation to speak of) over ``max_iter``, the best
+    of three for fits under a second."""
+    best = np.inf
+    for _ in range(3):
+        estimator = make(max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            estimator.fit(X)
+            elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        if elapsed > 1.0:
+            break
+    return best / max_iter
 
 
 def flops(covariance_type, per_component, n, d, k):
@@ -135,18 +129,19 @@ def main():
                 X = make_data(args.n_samples, d, k)
                 init = initial_parameters(X, k, covariance_type)
                 params = dict(covariance_type=covariance_type, tol=0.0, **init)
-                # Ours on the data in float32 too (the model's dtype follows
-                # the data's).
-                make_ours = partial(_make, GaussianMixtureEM, k, params)
-                times = per_iteration(
-                    {
-                        "ours": (make_ours, X),
-                        "ours32": (make_ours, X.astype(np.float32)),
-                        "theirs": (partial(_make, GaussianMixture, k, params), X),
-                    },
+                ours = per_iteration(
+                    partial(_make, GaussianMixtureEM, k, params), X, args.max_iter
+                )
+                # The same fit on the data in float32 (the model's dtype
+                # follows the data's).
+                ours32 = per_iteration(
+                    partial(_make, GaussianMixtureEM, k, params),
+                    X.astype(np.float32),
                     args.max_iter,
                 )
-                ours, ours32, theirs = times["ours"], times["ours32"], times["theirs"]
+                theirs = per_iteration(
+                    partial(_make, GaussianMixture, k, params), X, args.max_iter
+                )
                 per_component = GaussianMixtureEM(
                     k, covariance_type=covariance_type
                 )._uses_per_component_form(d, np.float64)
@@ -177,9 +172,8 @@ def main():
         f"{np.__version__}, scikit-learn {sklearn.__version__}. N = "
         f"{args.n_samples:,}, float64, same data and initial parameters for both, "
         f"seconds per EM iteration (a {args.max_iter}-iteration fit from the "
-        "given parameters, divided by its iterations; the three fits of a point "
-        "timed in turn, the best of 5 rounds for fits under half a second, of 3 "
-        "under a second). Measured dgemm rate (2048 x 2048, "
+        "given parameters, divided by its iterations; best of 3 for fits under "
+        "a second). Measured dgemm rate (2048 x 2048, "
         f"both cores): {peak / 1e9:.1f} GFLOP/s. Load average (1 min) at the "
         f"start and end: {load[0]:.2f}, {load[1]:.2f}.",
         "",
