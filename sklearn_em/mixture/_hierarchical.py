@@ -171,6 +171,52 @@ def _pair_costs(a, b, counts, means, traces, scatters, terms, alpha):
     return merged_terms - terms[a] - terms[b]
 
 
+def _trace_costs(i, n_active, counts, means, traces, terms, alpha):
+    """The costs of merging cluster ``i`` with each other, determinants omitted.
+
+    Exact where the merged cluster has at most ``n_dims`` rows, a lower bound
+    elsewhere (see :func:`_merge_costs`).
+
+    Parameters
+    ----------
+    i, n_active, counts, means, traces, terms, alpha
+        As in :func:`_merge_costs`.
+
+    Returns
+    -------
+    costs : ndarray of shape (n_active,)
+        ``inf`` at ``i`` itself.
+
+    n_merged, coef : ndarray of shape (n_active,)
+        The merged clusters' sizes and ``n_i n_k / (n_i + n_k)``.
+
+    diff : ndarray of shape (n_active, n_dims)
+        ``mean_k - mean_i``.
+
+    traces_merged : ndarray of shape (n_active,)
+        The merged clusters' ``tr(W)``.
+    """
+    n_i = counts[i]
+    n_other = counts[:n_active]
+    n_merged = n_other + n_i
+    coef = n_other * n_i
+    coef /= n_merged
+    diff = means[:n_active] - means[i]
+    traces_merged = traces[:n_active] + traces[i]
+    spread = np.einsum("ij,ij->i", diff, diff)
+    spread *= coef
+    traces_merged += spread
+    # The terms without their determinant.
+    costs = traces_merged + alpha
+    np.log(costs, out=costs)
+    costs -= np.log(n_merged)
+    costs *= n_merged
+    costs -= terms[i]
+    costs -= terms[:n_active]
+    costs[i] = np.inf
+    return costs, n_merged, coef, diff, traces_merged
+
+
 def _merge_costs(
     i, n_active, counts, means, traces, scatters, terms, alpha, cholesky, bounds
 ):
@@ -227,24 +273,10 @@ def _merge_costs(
     exact : ndarray of bool of shape (n_active,)
     """
     n_dims = means.shape[1]
-    n_i = counts[i]
     n_other = counts[:n_active]
-    n_merged = n_other + n_i
-    coef = n_other * n_i
-    coef /= n_merged
-    diff = means[:n_active] - means[i]
-    traces_merged = traces[:n_active] + traces[i]
-    spread = np.einsum("ij,ij->i", diff, diff)
-    spread *= coef
-    traces_merged += spread
-    # The terms without their determinant.
-    costs = traces_merged + alpha
-    np.log(costs, out=costs)
-    costs -= np.log(n_merged)
-    costs *= n_merged
-    costs -= terms[i]
-    costs -= terms[:n_active]
-    costs[i] = np.inf
+    costs, n_merged, coef, diff, traces_merged = _trace_costs(
+        i, n_active, counts, means, traces, terms, alpha
+    )
     exact = n_merged <= n_dims
     exact[i] = True
     todo = (~exact & (costs < bounds)).nonzero()[0]
@@ -453,7 +485,9 @@ def _hc_vvv(Z):
     merges = np.empty((n_samples - 1, 2), dtype=np.intp)
     merge_costs = np.empty(n_samples - 1)
     statistics = (counts, means, traces, scatters, terms, alpha)
-    first = _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest)
+    first = _trace_phase(
+        merges, merge_costs, names, statistics, costs, exact, best, nearest
+    )
     for step in range(first, n_samples - 1):
         n_active = n_samples - step
         a = int(best[:n_active].argmin())
@@ -463,30 +497,11 @@ def _hc_vvv(Z):
         merge_costs[step] = best[a]
         if step == n_samples - 2:
             break
-        # j joins i.
-        n_i, n_j = counts[i], counts[j]
-        diff = means[j] - means[i]
-        coef = n_i * n_j / (n_i + n_j)
-        scatters[i] += scatters[j]
-        scatters[i] += coef * (diff[:, np.newaxis] * diff)
-        traces[i] += traces[j] + coef * float(diff @ diff)
-        means[i] += diff * (n_j / (n_i + n_j))
-        counts[i] = n_i + n_j
-        terms[i], cholesky = _cluster_term(counts[i], traces[i], scatters[i], alpha)
-        # Clusters whose nearest was i or j: their row is rescanned.
-        stale_mask = nearest[:n_active] == i
-        stale_mask |= nearest[:n_active] == j
-        last = n_active - 1
-        if j != last:
-            _move_slot(last, j, n_active, names, statistics, costs, exact, best)
-            nearest[j] = nearest[last]
-            stale_mask[j] = stale_mask[last]
-            nearest[:last][nearest[:last] == last] = j
-            if i == last:
-                i = j
-        n_active = last
-        stale_mask = stale_mask[:n_active]
-        stale_mask[i] = False
+        cholesky = _join(i, j, statistics)
+        i, stale_mask = _free_slot(
+            i, j, n_active, names, statistics, costs, exact, best, nearest
+        )
+        n_active -= 1
         new, new_exact = _merge_costs(
             i,
             n_active,
@@ -520,13 +535,43 @@ def _hc_vvv(Z):
     return merges, merge_costs
 
 
-def _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest):
+def _join(i, j, statistics):
+    """Cluster ``j`` joins cluster ``i``: ``i``'s statistics and term, in place.
+
+    Parameters
+    ----------
+    i, j : int
+        Slots of :func:`_hc_vvv`'s statistics.
+
+    statistics : tuple
+        ``(counts, means, traces, scatters, terms, alpha)``, as in
+        :func:`_merge_costs`.
+
+    Returns
+    -------
+    cholesky : ndarray of shape (n_dims, n_dims) or None
+        See :func:`_cluster_term`.
+    """
+    counts, means, traces, scatters, terms, alpha = statistics
+    n_i, n_j = counts[i], counts[j]
+    diff = means[j] - means[i]
+    coef = n_i * n_j / (n_i + n_j)
+    scatters[i] += scatters[j]
+    scatters[i] += coef * (diff[:, np.newaxis] * diff)
+    traces[i] += traces[j] + coef * float(diff @ diff)
+    means[i] += diff * (n_j / (n_i + n_j))
+    counts[i] = n_i + n_j
+    terms[i], cholesky = _cluster_term(counts[i], traces[i], scatters[i], alpha)
+    return cholesky
+
+
+def _trace_phase(merges, merge_costs, names, statistics, costs, exact, best, nearest):
     """The first merges of :func:`_hc_vvv`, while no determinant counts.
 
     As long as any two clusters together have at most ``n_dims`` rows, every
     term of the criterion is its trace part (see :func:`_vvv_terms`): every
     cost is exact, and a step is the merge, the new cluster's costs (the
-    first half of :func:`_merge_costs`, the same operations) and the rescan
+    first half of :func:`_merge_costs`, :func:`_trace_costs`) and the rescan
     of the clusters whose nearest it took, without the bounds, the
     flags of exactness or the factorisations of the general loop. That is
     about two thirds of a step's NumPy calls, for 115 of wine's 177 merges
@@ -540,65 +585,27 @@ def _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest):
     n_steps : int
         The merges done: ``_hc_vvv`` goes on from there.
     """
-    counts, means, traces, scatters, terms, alpha = statistics
+    counts, means, traces, _, terms, alpha = statistics
     n_samples, n_dims = means.shape
     largest = 1.0
     for step in range(n_samples - 2):
         n_active = n_samples - step
         a = int(best[:n_active].argmin())
         b = int(nearest[a])
-        n_i, n_j = counts[a], counts[b]
-        largest = max(largest, n_i + n_j)
-        # The new cluster's costs have at most n_i + n_j + largest rows.
-        if n_i + n_j + largest > n_dims:
+        merged = counts[a] + counts[b]
+        largest = max(largest, merged)
+        # The new cluster's costs have at most merged + largest rows.
+        if merged + largest > n_dims:
             return step
         i, j = (a, b) if names[a] < names[b] else (b, a)
         merges[step] = names[i], names[j]
         merge_costs[step] = best[a]
-        # _hc_vvv's update of the statistics.
-        diff = means[j] - means[i]
-        coef = n_i * n_j / (n_i + n_j)
-        scatters[i] += scatters[j]
-        scatters[i] += coef * (diff[:, np.newaxis] * diff)
-        traces[i] += traces[j] + coef * float(diff @ diff)
-        means[i] += diff * (counts[j] / (n_i + n_j))
-        counts[i] = n_i + n_j
-        terms[i] = _cluster_term(counts[i], traces[i], scatters[i], alpha)[0]
-        stale_mask = nearest[:n_active] == i
-        stale_mask |= nearest[:n_active] == j
-        last = n_active - 1
-        if j != last:
-            for array in (names, best, counts, means, traces, scatters, terms):
-                array[j] = array[last]
-            costs[j, :n_active] = costs[last, :n_active]
-            costs[j, j] = np.inf
-            costs[:n_active, j] = costs[j, :n_active]
-            nearest[j] = nearest[last]
-            stale_mask[j] = stale_mask[last]
-            nearest[:last][nearest[:last] == last] = j
-            if i == last:
-                i = j
-        n_active = last
-        stale_mask = stale_mask[:n_active]
-        stale_mask[i] = False
-        # _merge_costs' exact part.
-        n_i = counts[i]
-        n_other = counts[:n_active]
-        n_merged = n_other + n_i
-        coef = n_other * n_i
-        coef /= n_merged
-        diff = means[:n_active] - means[i]
-        new = traces[:n_active] + traces[i]
-        spread = np.einsum("ij,ij->i", diff, diff)
-        spread *= coef
-        new += spread
-        new += alpha
-        np.log(new, out=new)
-        new -= np.log(n_merged)
-        new *= n_merged
-        new -= terms[i]
-        new -= terms[:n_active]
-        new[i] = np.inf
+        _join(i, j, statistics)
+        i, stale_mask = _free_slot(
+            i, j, n_active, names, statistics, costs, exact, best, nearest
+        )
+        n_active -= 1
+        new = _trace_costs(i, n_active, counts, means, traces, terms, alpha)[0]
         costs[i, :n_active] = new
         costs[:n_active, i] = new
         k = int(new.argmin())
@@ -612,6 +619,47 @@ def _trace_phase(merges, merge_costs, names, statistics, costs, best, nearest):
         best[closer] = new[closer]
         nearest[closer] = i
     return n_samples - 2
+
+
+def _free_slot(i, j, n_active, names, statistics, costs, exact, best, nearest):
+    """Free the slot of ``j``, merged into ``i``, for the last active cluster.
+
+    Parameters
+    ----------
+    i, j : int
+        The merged clusters' slots, ``j`` the one that joined.
+
+    n_active : int
+        The active clusters before the merge.
+
+    names, statistics, costs, exact, best
+        As in :func:`_move_slot`.
+
+    nearest : ndarray of int of shape (n_slots,)
+        Each active cluster's nearest, renumbered for the move.
+
+    Returns
+    -------
+    i : int
+        The merged cluster's slot after the move.
+
+    stale : ndarray of bool of shape (n_active - 1,)
+        The clusters other than ``i`` whose nearest was ``i`` or ``j``: their
+        rows are to be rescanned.
+    """
+    stale = nearest[:n_active] == i
+    stale |= nearest[:n_active] == j
+    last = n_active - 1
+    if j != last:
+        _move_slot(last, j, n_active, names, statistics, costs, exact, best)
+        nearest[j] = nearest[last]
+        stale[j] = stale[last]
+        nearest[:last][nearest[:last] == last] = j
+        if i == last:
+            i = j
+    stale = stale[:last]
+    stale[i] = False
+    return i, stale
 
 
 def _move_slot(source, target, n_active, names, statistics, costs, exact, best):
