@@ -2295,7 +2295,11 @@ class GaussianMixtureIC(_BaseMixtureIC):
         ward_partitions = partial(
             _ward_partitions, X, sample_weight, grid, None, None, ward_subset
         )
-        if sparse.issparse(X) or X.shape[0] * X.shape[1] < _PAIRED_VALUES:
+        if (
+            sparse.issparse(X)
+            or X.shape[0] * X.shape[1] < _PAIRED_VALUES
+            or n_threads(None) < 2
+        ):
             ward = ward_partitions()
             mclust = _mclust_partitions(X, grid, subset, self.reg_covar)
         else:

@@ -300,6 +300,15 @@ def test_combined_partitions_draw_ward_first(monkeypatch, threaded):
     Ward's run on another thread (large data) or not."""
     X, _ = make_blobs(3000, n_features=3, centers=4, random_state=0)
     monkeypatch.setattr(_selection, "_PAIRED_VALUES", 1 if threaded else 2**60)
+    monkeypatch.setattr(_selection, "n_threads", lambda n_jobs: 2)
+    executors = []
+    executor = _selection.ThreadPoolExecutor
+
+    def spy(*args, **kwargs):
+        executors.append(kwargs.get("thread_name_prefix"))
+        return executor(*args, **kwargs)
+
+    monkeypatch.setattr(_selection, "ThreadPoolExecutor", spy)
     grid = np.array([1, 2, 4, 6])
     kwargs = dict(ward_max_samples=500, random_state=0)
 
@@ -320,6 +329,7 @@ def test_combined_partitions_draw_ward_first(monkeypatch, threaded):
         for labels, reference in zip(both[k], expected):
             assert_array_equal(labels, reference)
     assert any(len(both[k]) == 2 for k in grid)
+    assert executors == (["sklearn_em_ward"] if threaded else [])
 
 
 def test_combined_start_is_never_worse_than_ward():
