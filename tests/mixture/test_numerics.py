@@ -630,6 +630,58 @@ def test_precision_factors_are_scipys(dtype, covariance_type):
         _compute_precision_cholesky(singular, covariance_type)
 
 
+def test_regularised_covariance_singular_by_rounding_is_factorised():
+    """A regularised covariance that is positive definite in exact arithmetic
+    but not through its own rounding (a rank-2 scatter at 1e12 plus
+    reg_covar 1e-6) is factorised with its rounding's size, D eps times its
+    largest variance, on the diagonal; a factorisable one is left alone, and
+    an unregularised singular one still collapses."""
+    from sklearn_em.mixture._gaussian import _compute_precision_cholesky
+    from sklearn_em.mixture._suffstats import CollapseError
+
+    rng = np.random.RandomState(0)
+    failing = None
+    for _ in range(50):
+        B = rng.randn(2, 4) * 1e6
+        covariance = (B.T @ B + 1e-6 * np.eye(4))[np.newaxis]
+        try:
+            _compute_precision_cholesky(covariance, "full")
+        except CollapseError:
+            failing = covariance
+            break
+    assert failing is not None
+    factor = _compute_precision_cholesky(failing, "full", regularised=True)[0]
+    rounding = 4 * np.finfo(np.float64).eps * np.diagonal(failing[0]).max()
+    expected = np.linalg.inv(np.linalg.cholesky(failing[0] + rounding * np.eye(4))).T
+    assert_array_equal(np.tril(factor, -1), 0)
+    assert_allclose(factor, expected, rtol=1e-6)
+    # Factorisable: the same factor either way.
+    good = (B.T @ B / 1e12 + np.eye(4))[np.newaxis]
+    assert_array_equal(
+        _compute_precision_cholesky(good, "full", regularised=True),
+        _compute_precision_cholesky(good, "full"),
+    )
+    with pytest.raises(CollapseError):
+        _compute_precision_cholesky(np.zeros((1, 4, 4)), "full", regularised=True)
+
+
+@pytest.mark.parametrize("seed", [12, 27, 34])
+def test_no_failure_where_scikit_learn_fits_a_rounding_singular_component(seed):
+    """Three points of a component in four dimensions, at a scale where
+    reg_covar=1e-6 is below its covariance's rounding: scikit-learn's
+    factorisation succeeds by its rounding on these data, ours had failed
+    by its own (found by the long hypothesis profile). Both fit now."""
+    rng = np.random.RandomState(seed)
+    X = np.vstack([rng.normal(size=(9, 4)), rng.normal(size=(3, 4)) + 100]) * 1e6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = GaussianMixture(2, covariance_type="full", random_state=0).fit(X)
+        model = GaussianMixtureEM(2, covariance_type="full", random_state=0).fit(X)
+    assert_array_equal(model.predict(X), reference.predict(X))
+    assert np.all(np.isfinite(model.score_samples(X)))
+    assert np.all(np.diagonal(model.precisions_cholesky_, axis1=1, axis2=2) > 0)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 @pytest.mark.parametrize("n_features", [1, 2, 7])
