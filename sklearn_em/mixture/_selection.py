@@ -1046,9 +1046,13 @@ _LOCKSTEP_FULL_FEATURES = 2**22
 _LOCKSTEP_THREADED_VALUES = 2**13
 
 #: Values of the data from which the K's fitted one by one (data too large
-#: for the lockstep) are fitted two at a time (see
-#: GaussianMixtureIC._pair_candidates).
+#: for the lockstep) are fitted two at a time, in at most
+#: _PAIRED_MAX_FEATURES dimensions (see GaussianMixtureIC._pair_candidates),
+#: and from which Ward's partitions take a thread of their own during
+#: mclust's agglomeration (GaussianMixtureIC._shared_partitions): where
+#: passes over the rows are long enough to leave the interpreter free.
 _PAIRED_VALUES = 2**17
+_PAIRED_MAX_FEATURES = 64
 
 #: Values of the largest array of a lockstep group (see _lockstep_values;
 #: times the components of its starts): 16 MiB.
@@ -2262,7 +2266,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
         if self.n_jobs is not None or n_tasks < 2 or sparse.issparse(X):
             return None
         n_samples, n_features = X.shape
-        if n_samples * n_features < _PAIRED_VALUES or n_features > 64:
+        if n_samples * n_features < _PAIRED_VALUES or n_features > _PAIRED_MAX_FEATURES:
             return None
         threads = n_threads(None)
         return None if threads < 2 else threads // 2
