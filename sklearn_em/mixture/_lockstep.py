@@ -38,6 +38,7 @@ one covariance per run, the others one per component.
 import math
 
 import numpy as np
+from scipy.linalg.lapack import dtrtri as trtri
 
 from ._gaussian import (
     _RECENTRE_ERROR,
@@ -68,6 +69,15 @@ def _kind(covariance_type):
 
 
 _LOG_2PI = math.log(2 * math.pi)
+
+#: scikit-learn's guard on a component's mass (its M-step's ``10 eps``).
+_EMPTY_MASS = 10 * np.finfo(np.float64).eps
+
+#: ``_RECENTRE_ERROR`` in units of float64's epsilon.
+_RECENTRE_LIMIT = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
+
+#: The expansion's precision budget for float64 (``_expansion_limit``).
+_EXPANSION_LIMIT = _expansion_limit(np.float64)
 
 
 def _stacked_log_prob(XT, means, factors, log_w, kind):
@@ -202,15 +212,34 @@ def _run_reduce(ufunc, values, offsets):
     return reduced
 
 
+#: Where the sum of a run's exponentials, taken below the largest
+#: log-probability of every run (see :func:`_normalise_runs`), is below
+#: ``e^-490``, the run's own largest is at least 490 nats below it.
+_SHARED_SHIFT_FLOOR = math.exp(-490.0)
+
+
 def _normalise_runs(log_prob, offsets, owner):
-    """Each run's log-likelihoods, and its responsibilities in place.
+    """Each run's responsibilities and log-likelihoods.
+
+    The exponentials are taken below each sample's largest log-probability
+    over all runs: one reduction, where each run's own largest took one per
+    run (the most frequent NumPy call of a small search). That shift is
+    exact to rounding, but for masses set to zero: those more than 708 nats
+    (the smallest normal number) below it. In a run whose largest is ``g``
+    nats below every run's, masses more than ``708 - g`` nats below that
+    largest are lost: at ``g < 490``, more than 218 nats below it, where a
+    component's mean or covariance would move by ``e^-218 n_samples /
+    (10 eps)``, below rounding. The runs of a sample with ``g >= 490`` (a
+    run that put the sample hundreds of nats from all its components, or
+    whose components all give it zero mass) are normalised below their own
+    largest, as ``logsumexp_rows`` normalises rows; so are those whose sum
+    overflowed or is NaN. The caller ignores NumPy's floating-point errors
+    (the log of a zero sum).
 
     Parameters
     ----------
     log_prob : ndarray of shape (n_stacked, n_samples)
-        From :func:`_stacked_log_prob`; overwritten with the
-        responsibilities, each run's column sums equal to one (zeros for a
-        sample no component of its run can have produced).
+        From :func:`_stacked_log_prob`; left unchanged.
 
     offsets : ndarray of shape (n_runs,)
 
@@ -218,26 +247,51 @@ def _normalise_runs(log_prob, offsets, owner):
 
     Returns
     -------
+    resp : ndarray of shape (n_stacked, n_samples)
+        The responsibilities, each run's column sums equal to one (zeros
+        for a sample no component of its run can have produced).
+
     log_norm : ndarray of shape (n_runs, n_samples)
         ``log p(x_n)`` under each run's mixture.
     """
-    top = _run_reduce(np.maximum, log_prob, offsets)
+    top = log_prob.max(axis=0)
     top[~np.isfinite(top)] = 0
     # Off zero, as logsumexp_rows (see _suffstats._EXP_SHIFT).
     top += _EXP_SHIFT
-    log_prob -= top[owner]
+    resp = np.subtract(log_prob, top)
     # As logsumexp_rows: masses below the smallest normal number are zero.
-    np.copyto(log_prob, -np.inf, where=log_prob < _FLOAT64_LOG_TINY)
-    np.exp(log_prob, out=log_prob)
-    norm = _run_reduce(np.add, log_prob, offsets)
-    with np.errstate(divide="ignore"):
-        log_norm = np.log(norm)
+    np.copyto(resp, -np.inf, where=resp < _FLOAT64_LOG_TINY)
+    np.exp(resp, out=resp)
+    norm = _run_reduce(np.add, resp, offsets)
+    # Also a run whose sum overflowed or is NaN (a sample where some run's
+    # log-probability is NaN or infinite takes no shift).
+    far = ~(norm >= _SHARED_SHIFT_FLOOR) | (norm == np.inf)
+    runs = far.any(axis=1).nonzero()[0]
+    log_norm = np.empty_like(norm)
+    if len(runs):
+        top = np.broadcast_to(top, norm.shape).copy()
+        stops = np.append(offsets[1:], len(owner))
+        for r in runs:
+            # This run's samples below its own largest.
+            rows = slice(offsets[r], stops[r])
+            columns = far[r].nonzero()[0]
+            own = log_prob[rows, columns].max(axis=0)
+            own[~np.isfinite(own)] = 0
+            own += _EXP_SHIFT
+            shifted = log_prob[rows, columns] - own
+            np.copyto(shifted, -np.inf, where=shifted < _FLOAT64_LOG_TINY)
+            np.exp(shifted, out=shifted)
+            resp[rows, columns] = shifted
+            norm[r, columns] = shifted.sum(axis=0)
+            top[r, columns] = own
+    np.log(norm, out=log_norm)
     norm[norm == 0] = 1
-    # As logsumexp_rows: one reciprocal per run and sample, then products.
-    np.reciprocal(norm, out=norm)
-    log_prob *= norm[owner]
+    # Divided, not multiplied by a reciprocal: a sample's only mass in a run
+    # is then exactly 1, whatever the shift made of it (a K = 1 candidate's
+    # entropy is exactly zero, its ICL its BIC).
+    resp /= norm[owner]
     log_norm += top
-    return log_norm
+    return resp, log_norm
 
 
 def _component_weights(resp, offsets, owner):
@@ -263,9 +317,8 @@ def _component_weights(resp, offsets, owner):
         The components whose mass is below that guard.
     """
     nk = resp.sum(axis=1)
-    tiny = 10 * np.finfo(np.float64).eps
-    empty = nk < tiny
-    nk = np.maximum(nk, tiny)
+    empty = nk < _EMPTY_MASS
+    nk = np.maximum(nk, _EMPTY_MASS)
     return nk, nk / np.add.reduceat(nk, offsets)[owner], empty
 
 
@@ -431,12 +484,15 @@ def _precision_factors(covariances, kind):
 
 
 def _lower_inverse(L):
-    """Inverses of lower-triangular matrices, by forward substitution.
+    """Inverses of lower-triangular matrices.
 
-    Row ``i`` of ``L^-1`` is ``(e_i - L[i, :i] L^-1[:i]) / L[i, i]``: one
-    batched product per row. ``np.linalg.inv`` solves a general system per
-    matrix: on 240 stacked factors it took 0.22 / 0.77 / 6.9 ms in 4 / 13 /
-    30 dimensions, this 0.15 / 0.35 / 1.6.
+    A few matrices are inverted one by one with LAPACK's ``trtri`` (about 2
+    us a call up to 13 dimensions, 6 at 30); more, by forward substitution:
+    row ``i`` of ``L^-1`` is ``(e_i - L[i, :i] L^-1[:i]) / L[i, i]``, one
+    batched product per row, whose fixed cost (about 5 us a dimension)
+    pays from about 3.5 matrices a dimension. ``np.linalg.inv`` solves a
+    general system per matrix: on 240 stacked factors it took 0.22 / 0.77 /
+    6.9 ms in 4 / 13 / 30 dimensions, the substitution 0.15 / 0.35 / 1.6.
 
     Parameters
     ----------
@@ -449,6 +505,11 @@ def _lower_inverse(L):
         Lower triangular (exact zeros above the diagonal).
     """
     n_features = L.shape[-1]
+    if len(L) < 3.5 * n_features:
+        inverse = np.empty_like(L)
+        for k, factor in enumerate(L):
+            inverse[k] = trtri(factor, lower=1)[0]
+        return inverse
     inverse = np.zeros_like(L)
     reciprocal = 1.0 / np.diagonal(L, axis1=1, axis2=2)
     inverse[:, 0, 0] = reciprocal[:, 0]
@@ -537,7 +598,7 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
     )
     log_prob = np.dot(coef.T, features.T)
     log_prob += intercept[:, np.newaxis]
-    direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
+    direct = (~(cancelled <= _EXPANSION_LIMIT)).nonzero()[0]
     if len(direct):
         log_prob[direct] = _blocked_log_prob(
             XT, means[direct], factors[direct], log_w[direct], kind
@@ -600,8 +661,9 @@ def _expanded_m_step(
     else:
         variances = second
     kept = variances - moved
-    limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
-    precise = np.all(moved <= limit * (np.maximum(kept, 0) + reg_covar), axis=1)
+    precise = np.all(
+        moved <= _RECENTRE_LIMIT * (np.maximum(kept, 0) + reg_covar), axis=1
+    )
     lossy = (~precise | empty).nonzero()[0]
     if kind == "full":
         covariances = np.empty((len(means), n_features, n_features))
@@ -690,8 +752,7 @@ def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
     scatter = scatter0 - between
     moved = np.diagonal(between, axis1=1, axis2=2)
     kept = np.diagonal(scatter, axis1=1, axis2=2) + reg_covar * n_run[:, np.newaxis]
-    limit = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).eps
-    if empty.any() or not np.all(moved <= limit * np.maximum(kept, 0)):
+    if empty.any() or not np.all(moved <= _RECENTRE_LIMIT * np.maximum(kept, 0)):
         diff = np.subtract(
             XT[np.newaxis],
             means[:, :, np.newaxis],
@@ -719,9 +780,7 @@ class _Batch:
     def __init__(self, runs, covariance_type):
         self.kind = _kind(covariance_type)
         self.shared = covariance_type in _SHARED
-        sizes = np.array([len(means) for _, means, _ in runs])
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.owner = np.repeat(np.arange(len(runs)), sizes)
+        self._set_sizes(np.array([len(means) for _, means, _ in runs]))
         self.weights = np.concatenate([weights for weights, _, _ in runs])
         self.means = np.concatenate([means for _, means, _ in runs])
         factors = [np.asarray(factor, dtype=np.float64) for _, _, factor in runs]
@@ -733,6 +792,13 @@ class _Batch:
                 factors = [factor[:, 0] for factor in factors]
         self.factors = np.concatenate(factors)
         self.covariances = None
+
+    def _set_sizes(self, sizes):
+        """The layout of runs of ``sizes`` components: ``offsets``, ``stops``
+        (one past each run's last component) and ``owner``."""
+        self.stops = np.cumsum(sizes)
+        self.offsets = self.stops - sizes
+        self.owner = np.repeat(np.arange(len(sizes)), sizes)
 
     def e_step(self, XT):
         """The responsibilities of every run, and its log-likelihoods, from
@@ -755,8 +821,7 @@ class _Batch:
             resp = _blocked_log_prob(
                 XT, self.means, factors, np.log(self.weights), self.kind
             )
-            log_norm = _normalise_runs(resp, self.offsets, self.owner)
-        return resp, log_norm
+            return _normalise_runs(resp, self.offsets, self.owner)
 
     def expanded_e_step(self, XT, expanded):
         """:meth:`e_step` on the expanded features (see
@@ -766,8 +831,7 @@ class _Batch:
             resp = _expanded_log_prob(
                 XT, *expanded, self.means, factors, np.log(self.weights), self.kind
             )
-            log_norm = _normalise_runs(resp, self.offsets, self.owner)
-        return resp, log_norm
+            return _normalise_runs(resp, self.offsets, self.owner)
 
     def tied_e_step(self, XT, tied):
         """:meth:`e_step` of 'tied' runs, one whitening per run.
@@ -787,10 +851,10 @@ class _Batch:
         offsets = np.einsum("kij,ki->kj", factors[self.owner], self.means - centre)
         kappa = np.einsum("kd,kd->k", offsets, offsets)
         log_w = np.log(self.weights)
-        stops = np.append(self.offsets[1:], len(self.owner))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             resp = np.empty((len(self.owner), ZT.shape[1]))
-            for r, (start, stop) in enumerate(zip(self.offsets, stops)):
+            bounds = zip(self.offsets.tolist(), self.stops.tolist())
+            for r, (start, stop) in enumerate(bounds):
                 np.dot(offsets[start:stop], whitened[r], out=resp[start:stop])
             resp -= 0.5 * norms[self.owner]
             log_det = _compute_log_det_cholesky(factors, "full", n_features)
@@ -799,7 +863,7 @@ class _Batch:
             )[:, np.newaxis]
             spread = np.sqrt(norms.mean(axis=1))[self.owner]
             cancelled = (spread + np.sqrt(kappa)) ** 2
-            direct = (~(cancelled <= _expansion_limit(np.float64))).nonzero()[0]
+            direct = (~(cancelled <= _EXPANSION_LIMIT)).nonzero()[0]
             if len(direct):
                 resp[direct] = _blocked_log_prob(
                     XT,
@@ -808,17 +872,14 @@ class _Batch:
                     log_w[direct],
                     "full",
                 )
-            log_norm = _normalise_runs(resp, self.offsets, self.owner)
-        return resp, log_norm
+            return _normalise_runs(resp, self.offsets, self.owner)
 
     def keep(self, runs):
         """Only the runs at the (sorted) indices ``runs``."""
         mask = np.zeros(len(self.offsets), dtype=bool)
         mask[runs] = True
         components = mask[self.owner]
-        sizes = np.diff(np.append(self.offsets, len(self.owner)))[mask]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        self.owner = np.repeat(np.arange(len(sizes)), sizes)
+        self._set_sizes((self.stops - self.offsets)[mask])
         self.weights = self.weights[components]
         self.means = self.means[components]
         per = mask if self.shared else components
@@ -829,8 +890,7 @@ class _Batch:
     def run_parameters(self, r):
         """``(weights, means, covariances, precisions_cholesky)`` of run r,
         in ``GaussianMixtureEM``'s layout."""
-        start = self.offsets[r]
-        stop = start + np.count_nonzero(self.owner == r)
+        start, stop = self.offsets[r], self.stops[r]
         per = slice(r, r + 1) if self.shared else slice(start, stop)
         covariances, factors = self.covariances[per], self.factors[per]
         if self.shared:

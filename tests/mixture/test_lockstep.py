@@ -400,10 +400,63 @@ def test_run_reduce_is_reduceat(shape):
     )
 
 
+def _normalised_run_by_run(log_prob, offsets):
+    """Each run's responsibilities and log-likelihoods below its own largest
+    log-probability, with scipy's logsumexp."""
+    from scipy.special import logsumexp
+
+    stops = np.append(offsets[1:], len(log_prob))
+    resp = np.empty_like(log_prob)
+    log_norm = np.empty((len(offsets), log_prob.shape[1]))
+    for r, (start, stop) in enumerate(zip(offsets, stops)):
+        block = log_prob[start:stop]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_norm[r] = logsumexp(block, axis=0)
+            resp[start:stop] = np.where(
+                np.isfinite(log_norm[r]), np.exp(block - log_norm[r]), 0.0
+            )
+    return resp, log_norm
+
+
+def test_normalise_runs_is_each_runs_logsumexp():
+    # The exponentials are taken below every run's largest log-probability
+    # of a sample; runs far below it (here 600 and 2,000 nats), runs with no
+    # mass at a sample and a NaN run are normalised on their own, and leave
+    # the others untouched.
+    rng = np.random.RandomState(0)
+    offsets = np.array([0, 1, 4, 6, 9])
+    owner = np.repeat(np.arange(5), np.diff(np.append(offsets, 11)))
+    log_prob = rng.normal(scale=30, size=(11, 64)) - 100
+    log_prob[4:6, 2] -= 600
+    log_prob[1:4, 3] -= 2000
+    log_prob[6:9, 5] = -np.inf
+    log_prob[9, 6] = np.nan
+    log_prob[0, 7] = -1000.0
+    original = log_prob.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resp, log_norm = _lockstep._normalise_runs(log_prob, offsets, owner)
+    assert_array_equal(log_prob, original)
+    expected_resp, expected_log_norm = _normalised_run_by_run(original, offsets)
+    finite = np.isfinite(expected_log_norm)
+    assert_allclose(log_norm[finite], expected_log_norm[finite], rtol=1e-14)
+    assert log_norm[3, 5] == -np.inf
+    assert np.isnan(log_norm[4, 6])
+    clean = np.isfinite(expected_log_norm)[owner]
+    assert_allclose(resp[clean], expected_resp[clean], rtol=1e-12, atol=1e-300)
+    assert_array_equal(resp[6:9, 5], 0.0)
+    # A run's only component has exactly 1 (a K = 1 candidate's entropy is 0).
+    assert_array_equal(resp[0], 1.0)
+    # The columns of every run but the NaN one sum to one where it has mass.
+    sums = np.add.reduceat(resp, offsets, axis=0)
+    assert_allclose(sums[finite], 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("n_matrices", [3, 60])
 @pytest.mark.parametrize("n_features", [1, 2, 5, 13])
-def test_lower_inverse_is_the_inverse(n_features):
+def test_lower_inverse_is_the_inverse(n_features, n_matrices):
+    # Few matrices are inverted one by one, many by forward substitution.
     rng = np.random.RandomState(n_features)
-    A = rng.normal(size=(6, n_features, n_features))
+    A = rng.normal(size=(n_matrices, n_features, n_features))
     covariances = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(n_features)
     L = np.linalg.cholesky(covariances)
     inverse = _lockstep._lower_inverse(L)
