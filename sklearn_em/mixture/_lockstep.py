@@ -1073,7 +1073,10 @@ def fit_in_lockstep(
         return fits
     # The criteria's E-step, with the fitted parameters.
     final = _Batch([_factor_start(ended[run]) for run in kept], covariance_type)
-    log_prob, log_norm = final.e_step(XT)
+    if tied is not None:
+        log_prob, log_norm = final.tied_e_step(XT, tied)
+    else:
+        log_prob, log_norm = final.expanded_e_step(XT, expanded)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(log_prob > 0, log_prob * np.log(log_prob), 0.0)
     entropy_rows = -_run_reduce(np.add, plogp, final.offsets)

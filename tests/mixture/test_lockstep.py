@@ -540,10 +540,13 @@ def test_partition_statistics_once_per_k_when_both_paths_fit(monkeypatch):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_differences_in_blocks_are_the_same_fits(covariance_type, monkeypatch):
     # Where the expanded forms fall back on the differences x_n - mu_k (the
-    # tight far cluster's components, the criteria's final E-step), they take
-    # them in blocks of bounded size: one component at a time gives the
+    # tight far cluster's components; for 'tied', whose shared covariance is
+    # wide, the components of clusters 1e4 standard deviations apart), they
+    # take them in blocks of bounded size: one component at a time gives the
     # same fits to the last bit.
     X = _with_tight_far_cluster()
+    if covariance_type == "tied":
+        X = _data(200) - 50 + np.repeat([[0.0, 0.0, 0.0], [1e4, 0, 0]], 100, axis=0)
     grid = [3, 4, 6]
     starts = [
         [
