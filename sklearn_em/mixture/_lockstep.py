@@ -36,6 +36,7 @@ one covariance per run, the others one per component.
 # SPDX-License-Identifier: BSD-3-Clause
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy.linalg.lapack import dtrtri as trtri
@@ -263,35 +264,64 @@ def _normalise_runs(log_prob, offsets, owner):
     np.copyto(resp, -np.inf, where=resp < _FLOAT64_LOG_TINY)
     np.exp(resp, out=resp)
     norm = _run_reduce(np.add, resp, offsets)
-    # Also a run whose sum overflowed or is NaN (a sample where some run's
-    # log-probability is NaN or infinite takes no shift).
-    far = ~(norm >= _SHARED_SHIFT_FLOOR) | (norm == np.inf)
-    runs = far.any(axis=1).nonzero()[0]
-    log_norm = np.empty_like(norm)
-    if len(runs):
-        top = np.broadcast_to(top, norm.shape).copy()
-        stops = np.append(offsets[1:], len(owner))
-        for r in runs:
-            # This run's samples below its own largest.
-            rows = slice(offsets[r], stops[r])
-            columns = far[r].nonzero()[0]
-            own = log_prob[rows, columns].max(axis=0)
-            own[~np.isfinite(own)] = 0
-            own += _EXP_SHIFT
-            shifted = log_prob[rows, columns] - own
-            np.copyto(shifted, -np.inf, where=shifted < _FLOAT64_LOG_TINY)
-            np.exp(shifted, out=shifted)
-            resp[rows, columns] = shifted
-            norm[r, columns] = shifted.sum(axis=0)
-            top[r, columns] = own
-    np.log(norm, out=log_norm)
-    norm[norm == 0] = 1
+    # Two reductions tell whether any run is far below the shift, or has a
+    # sum that overflowed or is NaN (a sample where some run's
+    # log-probability is NaN or infinite takes no shift): rare.
+    if norm.min() >= _SHARED_SHIFT_FLOOR and norm.max() < np.inf:
+        log_norm = np.log(norm)
+    else:
+        top = _renormalise_far_runs(log_prob, resp, norm, top, offsets, owner)
+        log_norm = np.log(norm)
+        norm[norm == 0] = 1
     # Divided, not multiplied by a reciprocal: a sample's only mass in a run
     # is then exactly 1, whatever the shift made of it (a K = 1 candidate's
     # entropy is exactly zero, its ICL its BIC).
     resp /= norm[owner]
     log_norm += top
     return resp, log_norm
+
+
+def _renormalise_far_runs(log_prob, resp, norm, top, offsets, owner):
+    """:func:`_normalise_runs`' runs far below the shift, on their own.
+
+    Parameters
+    ----------
+    log_prob : ndarray of shape (n_stacked, n_samples)
+
+    resp : ndarray of shape (n_stacked, n_samples)
+        The exponentials below ``top``; those of the far runs' samples are
+        replaced by the exponentials below each run's own largest.
+
+    norm : ndarray of shape (n_runs, n_samples)
+        Their sums, replaced likewise.
+
+    top : ndarray of shape (n_samples,)
+        The shift.
+
+    offsets, owner : ndarray
+
+    Returns
+    -------
+    top : ndarray of shape (n_runs, n_samples)
+        The shift of every run and sample.
+    """
+    far = ~(norm >= _SHARED_SHIFT_FLOOR) | (norm == np.inf)
+    top = np.broadcast_to(top, norm.shape).copy()
+    stops = np.append(offsets[1:], len(owner))
+    for r in far.any(axis=1).nonzero()[0]:
+        # This run's samples below its own largest.
+        rows = slice(offsets[r], stops[r])
+        columns = far[r].nonzero()[0]
+        own = log_prob[rows, columns].max(axis=0)
+        own[~np.isfinite(own)] = 0
+        own += _EXP_SHIFT
+        shifted = log_prob[rows, columns] - own
+        np.copyto(shifted, -np.inf, where=shifted < _FLOAT64_LOG_TINY)
+        np.exp(shifted, out=shifted)
+        resp[rows, columns] = shifted
+        norm[r, columns] = shifted.sum(axis=0)
+        top[r, columns] = own
+    return top
 
 
 def _component_weights(resp, offsets, owner):
@@ -468,8 +498,10 @@ def _precision_factors(covariances, kind):
         safe = np.where(good if kind == "spherical" else good[:, None], covariances, 1)
         return 1.0 / np.sqrt(safe), ~good
     failed = ~np.isfinite(covariances).all(axis=(1, 2))
-    safe = covariances.copy()
-    safe[failed] = np.eye(covariances.shape[-1])
+    safe = covariances
+    if failed.any():
+        safe = covariances.copy()
+        safe[failed] = np.eye(covariances.shape[-1])
     try:
         chol = np.linalg.cholesky(safe)
     except np.linalg.LinAlgError:
@@ -653,7 +685,7 @@ def _expanded_m_step(
     moved = first * first
     if kind == "full":
         iu, ju = _triu_indices(n_features)
-        variances = second[:, iu == ju]
+        variances = second[:, _triu_diagonal(n_features)]
     elif kind == "spherical":
         # |z|^2: a spherical variance is the mean over the features.
         moved = moved.mean(axis=1, keepdims=True)
@@ -696,6 +728,13 @@ def _expanded_m_step(
     if kind == "spherical":
         covariances = covariances[:, 0]
     return weights, new_means, covariances + reg_covar
+
+
+@lru_cache
+def _triu_diagonal(n_features):
+    """Positions of the diagonal in the upper triangle's entries (cached)."""
+    iu, ju = _triu_indices(n_features)
+    return np.flatnonzero(iu == ju)
 
 
 def _tied_features(X, sample_weight):
@@ -861,7 +900,7 @@ class _Batch:
             resp += (
                 log_det[self.owner] + log_w - 0.5 * (kappa + n_features * _LOG_2PI)
             )[:, np.newaxis]
-            spread = np.sqrt(norms.mean(axis=1))[self.owner]
+            spread = np.sqrt(norms.sum(axis=1) / norms.shape[1])[self.owner]
             cancelled = (spread + np.sqrt(kappa)) ** 2
             direct = (~(cancelled <= _EXPANSION_LIMIT)).nonzero()[0]
             if len(direct):
