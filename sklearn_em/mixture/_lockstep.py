@@ -880,7 +880,10 @@ class _Batch:
         component within the expansion's precision budget (the engine's
         measure for 'tied', ``(s + sqrt(kappa_k))^2`` with ``s^2`` the mean
         of ``|y|^2`` and ``kappa_k = |v_k|^2``); the others from their
-        differences.
+        differences. The terms the run's components share at a sample
+        (``-|y|^2 / 2`` and the normalising constant) cancel in the
+        responsibilities: they are added to the run's log-likelihood after
+        the normalisation, once per run rather than once per component.
         """
         ZT, centre, _ = tied
         factors = self.factors
@@ -895,22 +898,26 @@ class _Batch:
             bounds = zip(self.offsets.tolist(), self.stops.tolist())
             for r, (start, stop) in enumerate(bounds):
                 np.dot(offsets[start:stop], whitened[r], out=resp[start:stop])
-            resp -= 0.5 * norms[self.owner]
+            resp += (log_w - 0.5 * kappa)[:, np.newaxis]
             log_det = _compute_log_det_cholesky(factors, "full", n_features)
-            resp += (
-                log_det[self.owner] + log_w - 0.5 * (kappa + n_features * _LOG_2PI)
-            )[:, np.newaxis]
+            shared = log_det[:, np.newaxis] - 0.5 * (norms + n_features * _LOG_2PI)
             spread = np.sqrt(norms.sum(axis=1) / norms.shape[1])[self.owner]
             cancelled = (spread + np.sqrt(kappa)) ** 2
             direct = (~(cancelled <= _EXPANSION_LIMIT)).nonzero()[0]
-            if len(direct):
-                resp[direct] = _blocked_log_prob(
-                    XT,
-                    self.means[direct],
-                    factors[self.owner[direct]],
-                    log_w[direct],
-                    "full",
-                )
+            if not len(direct):
+                resp, log_norm = _normalise_runs(resp, self.offsets, self.owner)
+                log_norm += shared
+                return resp, log_norm
+            # The differences' log-densities are far smaller than the shared
+            # terms (which is why they are taken): every term in place.
+            resp += shared[self.owner]
+            resp[direct] = _blocked_log_prob(
+                XT,
+                self.means[direct],
+                factors[self.owner[direct]],
+                log_w[direct],
+                "full",
+            )
             return _normalise_runs(resp, self.offsets, self.owner)
 
     def keep(self, runs):
@@ -1061,22 +1068,33 @@ def fit_in_lockstep(
                     )
                 weights, means, covariances = parameters
                 factors, collapsed = _precision_factors(covariances, batch.kind)
-            if not batch.shared:
-                collapsed = np.logical_or.reduceat(collapsed, batch.offsets)
-            collapsed |= ~np.isfinite(lower)
-            collapsed |= np.logical_or.reduceat(
-                ~np.isfinite(means).all(axis=1), batch.offsets
+            # A run collapses with a covariance that is not positive
+            # definite, or a likelihood or mean that is not finite; then its
+            # candidate leaves the batch (all its starts).
+            collapse = (
+                collapsed.any()
+                or not np.isfinite(lower).all()
+                or not np.isfinite(means).all()
             )
-            failed[run_candidate[active[collapsed]]] = True
+            if collapse:
+                if not batch.shared:
+                    collapsed = np.logical_or.reduceat(collapsed, batch.offsets)
+                collapsed |= ~np.isfinite(lower)
+                collapsed |= np.logical_or.reduceat(
+                    ~np.isfinite(means).all(axis=1), batch.offsets
+                )
+                failed[run_candidate[active[collapsed]]] = True
             batch.weights = weights
             batch.means, batch.covariances, batch.factors = means, covariances, factors
             n_iter[active] += 1
             for run, value in zip(active.tolist(), lower.tolist()):
                 lower_bounds[run].append(value)
-            converged[active] = np.abs(lower - previous) < tol
+            now = np.abs(lower - previous) < tol
+            converged[active] = now
             previous = lower
-            done = converged[active] | (n_iter[active] >= limit)
-            done |= failed[run_candidate[active]]
+            done = now | (n_iter[active] >= limit)
+            if collapse:
+                done |= failed[run_candidate[active]]
             if done.any():
                 for r in done.nonzero()[0]:
                     ended[int(active[r])] = batch.run_parameters(r)
