@@ -837,3 +837,24 @@ def test_lockstep_starts_are_the_candidates_starts(covariance_type):
                 assert_array_equal(value, expected)
     if covariance_type == "full":
         assert starts[-1] is None and all(made is not None for made in starts[:-1])
+
+
+def test_cluster_means_add_each_clusters_rows_in_order():
+    # The means are np.add.at's sums over the counts, to the last bit, for
+    # C- and F-ordered data at very different scales and an empty cluster.
+    rng = np.random.RandomState(0)
+    for trial in range(20):
+        n_samples, n_features = rng.randint(5, 200), rng.randint(1, 15)
+        X = rng.normal(size=(n_samples, n_features)) * 10.0 ** rng.uniform(-5, 5)
+        X += rng.uniform(-1e3, 1e3)
+        if trial % 2:
+            X = np.asfortranarray(X)
+        n_clusters = rng.randint(2, 6)
+        labels = rng.randint(n_clusters - 1, size=n_samples)  # the last is empty
+        sums = np.zeros((n_clusters, n_features))
+        np.add.at(sums, labels, X)
+        counts = np.bincount(labels, minlength=n_clusters)[:, np.newaxis]
+        with np.errstate(invalid="ignore"):
+            expected = sums / counts
+            means = _selection._cluster_means(X, labels, n_clusters)
+        assert_array_equal(means, expected)
