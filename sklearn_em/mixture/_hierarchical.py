@@ -713,13 +713,34 @@ def _hc_cut(merges, n_clusters):
         Exactly ``n_clusters`` labels, 0 to n_clusters - 1, numbered in the
         order of their first row (mclust's ``hclass`` minus 1).
     """
+    return _hc_cuts(merges, [n_clusters])[n_clusters]
+
+
+def _hc_cuts(merges, n_clusters):
+    """:func:`_hc_cut` at several numbers of clusters, from one pass.
+
+    The finest partition by pointer jumping, then each coarser one by the
+    next merge: the cluster of its second name joins that of its first.
+
+    Parameters
+    ----------
+    merges : ndarray of int of shape (n_samples - 1, 2)
+
+    n_clusters : iterable of int
+        Each between 1 and n_samples.
+
+    Returns
+    -------
+    labels : dict of int to ndarray of int of shape (n_samples,)
+        ``_hc_cut(merges, k)`` for every ``k`` of ``n_clusters``.
+    """
     n_samples = merges.shape[0] + 1
-    if not 1 <= n_clusters <= n_samples:
-        raise ValueError(
-            f"n_clusters must be between 1 and {n_samples}, got {n_clusters}."
-        )
+    wanted = sorted(set(int(k) for k in n_clusters), reverse=True)
+    for k in wanted:
+        if not 1 <= k <= n_samples:
+            raise ValueError(f"n_clusters must be between 1 and {n_samples}, got {k}.")
     parent = np.arange(n_samples)
-    done = merges[: n_samples - n_clusters]
+    done = merges[: n_samples - wanted[0]]
     parent[done[:, 1]] = done[:, 0]
     # Pointer jumping: every row points to its cluster's smallest row.
     while True:
@@ -727,4 +748,11 @@ def _hc_cut(merges, n_clusters):
         if np.array_equal(jumped, parent):
             break
         parent = jumped
-    return np.unique(parent, return_inverse=True)[1]
+    labels = {}
+    current = wanted[0]
+    for k in wanted:
+        for first, second in merges[n_samples - current : n_samples - k]:
+            parent[parent == second] = first
+        current = k
+        labels[k] = np.unique(parent, return_inverse=True)[1]
+    return labels

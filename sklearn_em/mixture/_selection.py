@@ -63,7 +63,7 @@ from ._gaussian import (
     _engine_covariance_type,
 )
 from ._gaussian import _partition_statistics as _gaussian_partition_statistics
-from ._hierarchical import _hc_cut, _hc_vvv, _svd_transform
+from ._hierarchical import _hc_cuts, _hc_vvv, _svd_transform
 from ._lockstep import _run_reduce, fit_in_lockstep
 from ._suffstats import (
     blas_limit_for,
@@ -197,8 +197,30 @@ def _cut_tree(children, n_clusters):
     labels : ndarray of int of shape (n_leaves,)
         Exactly ``n_clusters`` labels, 0 to n_clusters - 1.
     """
+    return _cut_trees(children, [n_clusters])[n_clusters]
+
+
+def _cut_trees(children, n_clusters):
+    """:func:`_cut_tree` at several numbers of clusters, from one pass.
+
+    The finest partition by pointer jumping, then each coarser one by the
+    next merge: the leaves of its two nodes take the new node as root.
+
+    Parameters
+    ----------
+    children : ndarray of int of shape (n_leaves - 1, 2)
+
+    n_clusters : iterable of int
+        Each between 1 and n_leaves.
+
+    Returns
+    -------
+    labels : dict of int to ndarray of int of shape (n_leaves,)
+        ``_cut_tree(children, k)`` for every ``k`` of ``n_clusters``.
+    """
     n_leaves = children.shape[0] + 1
-    n_merges = n_leaves - n_clusters
+    wanted = sorted(set(int(k) for k in n_clusters), reverse=True)
+    n_merges = n_leaves - wanted[0]
     parent = np.arange(2 * n_leaves - 1)
     parent[children[:n_merges].ravel()] = np.repeat(n_leaves + np.arange(n_merges), 2)
     # Pointer jumping: every node points to its root after O(log depth) rounds.
@@ -207,7 +229,15 @@ def _cut_tree(children, n_clusters):
         if np.array_equal(jumped, parent):
             break
         parent = jumped
-    return np.unique(parent[:n_leaves], return_inverse=True)[1]
+    roots = parent[:n_leaves]
+    labels = {}
+    for k in wanted:
+        for merge in range(n_merges, n_leaves - k):
+            joined = (roots == children[merge, 0]) | (roots == children[merge, 1])
+            roots[joined] = n_leaves + merge
+        n_merges = n_leaves - k
+        labels[k] = np.unique(roots, return_inverse=True)[1]
+    return labels
 
 
 def _agglomeration_subset(
@@ -333,10 +363,11 @@ def _ward_partitions(X, sample_weight, grid, max_samples, random_state, subset=N
     X_subset = _dense_subset(X, subset)
     children = linkage(X_subset, method="ward")[:, :2].astype(np.intp)
     squared_norms = _row_squared_norms(X)
+    cuts = _cut_trees(children, grid)
     partitions = {}
     for n_components in grid:
         subset_labels, centres = _ordered_by_means(
-            X_subset, _cut_tree(children, int(n_components)), int(n_components)
+            X_subset, cuts[int(n_components)], int(n_components)
         )
         labels = _nearest_centre(X, squared_norms, centres)
         labels[subset] = subset_labels
@@ -377,11 +408,12 @@ def _mclust_partitions(X, grid, subset, reg_covar):
     X_subset = _dense_subset(X, subset)
     merges, _ = _hc_vvv(_svd_transform(X_subset))
     everything = np.array_equal(subset, np.arange(X.shape[0]))
+    cuts = _hc_cuts(merges, grid)
     partitions = {}
     for n_components in grid:
         n_components = int(n_components)
         subset_labels, centres = _ordered_by_means(
-            X_subset, _hc_cut(merges, n_components), n_components
+            X_subset, cuts[n_components], n_components
         )
         if everything:
             partitions[n_components] = subset_labels

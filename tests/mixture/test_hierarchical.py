@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_em import BernoulliMixtureIC, GaussianMixtureEM, GaussianMixtureIC
 from sklearn_em.mixture import _hierarchical, _selection
-from sklearn_em.mixture._hierarchical import _hc_cut, _hc_vvv, _svd_transform
+from sklearn_em.mixture._hierarchical import _hc_cut, _hc_cuts, _hc_vvv, _svd_transform
 from sklearn_em.mixture._selection import (
     _agglomeration_subset,
     _gaussian_initial_parameters,
@@ -442,3 +442,31 @@ def test_tree_equals_brute_force_agglomeration(n_dims, seed):
     for n_clusters in range(1, 41):
         labels = _hc_cut(merges, n_clusters)
         assert _same_partition(labels, _hc_cut(expected, n_clusters))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cuts_at_every_k_from_one_pass(seed):
+    # _hc_cuts labels every K of a grid (any order, repeats) as _hc_cut's
+    # definition does: each row numbered by its cluster's smallest row after
+    # the first n - K merges, found here by a union-find of its own.
+    rng = np.random.RandomState(seed)
+    n_samples = 50
+    merges, _ = _hc_vvv(rng.randn(n_samples, 3))
+    grid = list(rng.permutation(np.arange(1, n_samples + 1))[:20]) + [1, 1]
+    cuts = _hc_cuts(merges, grid)
+    assert set(cuts) == set(grid)
+    for n_clusters in set(grid):
+        root = list(range(n_samples))
+
+        def find(row, root=root):
+            while root[row] != row:
+                row = root[row]
+            return row
+
+        for first, second in merges[: n_samples - n_clusters]:
+            root[find(second)] = find(first)
+        smallest = np.array([find(row) for row in range(n_samples)])
+        assert_array_equal(
+            cuts[n_clusters], np.unique(smallest, return_inverse=True)[1]
+        )
+        assert_array_equal(_hc_cut(merges, n_clusters), cuts[n_clusters])

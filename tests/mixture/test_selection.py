@@ -277,6 +277,32 @@ def test_results_do_not_depend_on_row_order():
 # Sharing work across candidates
 
 
+def test_cuts_at_every_k_match_scipy():
+    # _cut_trees numbers every K's clusters as _cut_tree (by their root node)
+    # and makes scipy's partitions.
+    X = np.random.RandomState(1).randn(70, 4)
+    tree = linkage(X, method="ward")
+    children = tree[:, :2].astype(np.intp)
+    grid = [3, 70, 1, 12, 2, 40]
+    cuts = _selection._cut_trees(children, grid)
+    for n_clusters in grid:
+        theirs = cut_tree(tree, n_clusters=n_clusters).ravel()
+        assert len(set(zip(cuts[n_clusters], theirs))) == n_clusters
+        assert len(np.unique(cuts[n_clusters])) == n_clusters
+        # numbered by the root nodes' order: the finest first (leaves, then
+        # merged nodes)
+        roots = np.arange(70)
+        parent = np.arange(139)
+        for merge, (a, b) in enumerate(children[: 70 - n_clusters]):
+            parent[a] = parent[b] = 70 + merge
+        for leaf in range(70):
+            node = leaf
+            while parent[node] != node:
+                node = parent[node]
+            roots[leaf] = node
+        assert_array_equal(cuts[n_clusters], np.unique(roots, return_inverse=True)[1])
+
+
 def test_cut_tree_matches_scipy():
     X = np.random.RandomState(0).randn(60, 3)
     tree = linkage(X, method="ward")
