@@ -716,6 +716,26 @@ def _hc_cut(merges, n_clusters):
     return _hc_cuts(merges, [n_clusters])[n_clusters]
 
 
+def _roots(parent):
+    """Each node's root in a forest, by pointer jumping.
+
+    Parameters
+    ----------
+    parent : ndarray of int of shape (n_nodes,)
+        Each node's parent, a root its own.
+
+    Returns
+    -------
+    roots : ndarray of int of shape (n_nodes,)
+        After O(log depth) rounds of ``parent[parent]``.
+    """
+    while True:
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            return parent
+        parent = jumped
+
+
 def _hc_cuts(merges, n_clusters):
     """:func:`_hc_cut` at several numbers of clusters, from one pass.
 
@@ -742,12 +762,8 @@ def _hc_cuts(merges, n_clusters):
     parent = np.arange(n_samples)
     done = merges[: n_samples - wanted[0]]
     parent[done[:, 1]] = done[:, 0]
-    # Pointer jumping: every row points to its cluster's smallest row.
-    while True:
-        jumped = parent[parent]
-        if np.array_equal(jumped, parent):
-            break
-        parent = jumped
+    # Every row points to its cluster's smallest row.
+    parent = _roots(parent)
     labels = {}
     current = wanted[0]
     for k in wanted:

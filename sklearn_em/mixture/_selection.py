@@ -63,7 +63,7 @@ from ._gaussian import (
     _engine_covariance_type,
 )
 from ._gaussian import _partition_statistics as _gaussian_partition_statistics
-from ._hierarchical import _hc_cuts, _hc_vvv, _svd_transform
+from ._hierarchical import _hc_cuts, _hc_vvv, _roots, _svd_transform
 from ._lockstep import _run_reduce, fit_in_lockstep
 from ._suffstats import (
     blas_limit_for,
@@ -223,13 +223,7 @@ def _cut_trees(children, n_clusters):
     n_merges = n_leaves - wanted[0]
     parent = np.arange(2 * n_leaves - 1)
     parent[children[:n_merges].ravel()] = np.repeat(n_leaves + np.arange(n_merges), 2)
-    # Pointer jumping: every node points to its root after O(log depth) rounds.
-    while True:
-        jumped = parent[parent]
-        if np.array_equal(jumped, parent):
-            break
-        parent = jumped
-    roots = parent[:n_leaves]
+    roots = _roots(parent)[:n_leaves]
     labels = {}
     for k in wanted:
         for merge in range(n_merges, n_leaves - k):
