@@ -356,13 +356,18 @@ def _ward_partitions(X, sample_weight, grid, max_samples, random_state, subset=N
         )
     X_subset = _dense_subset(X, subset)
     children = linkage(X_subset, method="ward")[:, :2].astype(np.intp)
-    squared_norms = _row_squared_norms(X)
+    # A tree of every row, once each: no other row to extend the cuts to.
+    everything = np.array_equal(subset, np.arange(X.shape[0]))
+    squared_norms = None if everything else _row_squared_norms(X)
     cuts = _cut_trees(children, grid)
     partitions = {}
     for n_components in grid:
         subset_labels, centres = _ordered_by_means(
             X_subset, cuts[int(n_components)], int(n_components)
         )
+        if everything:
+            partitions[int(n_components)] = subset_labels
+            continue
         labels = _nearest_centre(X, squared_norms, centres)
         labels[subset] = subset_labels
         partitions[int(n_components)] = labels
