@@ -896,6 +896,13 @@ def _triu_weights(n_features):
     return np.where(iu == ju, 1.0, 2.0)
 
 
+@lru_cache
+def _triu_diagonal(n_features):
+    """Positions of the diagonal among the upper triangle's entries (cached)."""
+    iu, ju = _triu_indices(n_features)
+    return np.flatnonzero(iu == ju)
+
+
 def _n_quadratic_features(covariance_type, n_features):
     """Number of quadratic features per row in :func:`_centred_features`."""
     return {"full": n_features * (n_features + 1) // 2, "spherical": 1}.get(
@@ -1112,10 +1119,6 @@ def _expanded_coefficients(
         if covariance_type == "full":
             stacked = prec_chol
             precisions = stacked @ stacked.transpose(0, 2, 1)
-            if precisions.ndim == 2:
-                precisions = np.broadcast_to(
-                    precisions, (n_components, n_features, n_features)
-                )
             iu, ju = _triu_indices(n_features)
             quad = precisions[:, iu, ju] * _triu_weights(n_features)
             pm = np.einsum("kde,ke->kd", precisions, m)
@@ -1194,7 +1197,7 @@ def _refused_at_zero(means, precisions_chol, dtype):
     return bool(kappa.max() > _expansion_limit(dtype) * (1 + 1e-12))
 
 
-def _factor_inverses(factors):
+def _factor_inverses(factors, triangle=None):
     """Inverses of stacked precision factors, by LAPACK's ``trtri`` where
     they are triangular (fitted factors are upper triangular, those derived
     from given precisions lower; see :func:`_triangle`).
@@ -1208,11 +1211,15 @@ def _factor_inverses(factors):
     ----------
     factors : ndarray of shape (n_components, n_features, n_features)
 
+    triangle : {'upper', 'lower'}, default=None
+        The factors' triangle when the caller knows it; None finds it.
+
     Returns
     -------
     inverses : ndarray of shape (n_components, n_features, n_features)
     """
-    triangle = _triangle(factors)
+    if triangle is None:
+        triangle = _triangle(factors)
     if triangle is None:
         return np.linalg.inv(factors)
     (trtri,) = linalg.get_lapack_funcs(("trtri",), (factors,))

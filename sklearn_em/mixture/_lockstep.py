@@ -36,10 +36,8 @@ one covariance per run, the others one per component.
 # SPDX-License-Identifier: BSD-3-Clause
 
 import math
-from functools import lru_cache
 
 import numpy as np
-from scipy.linalg.lapack import dtrtri as trtri
 
 from ._gaussian import (
     _RECENTRE_ERROR,
@@ -47,6 +45,8 @@ from ._gaussian import (
     _engine_covariance_type,
     _expanded_coefficients,
     _expansion_limit,
+    _factor_inverses,
+    _triu_diagonal,
     _triu_indices,
 )
 from ._suffstats import _EXP_SHIFT, _FLOAT64_LOG_TINY, normalise_weights, workspace
@@ -145,8 +145,8 @@ def _stacked_log_prob(XT, means, factors, log_w, kind):
 
 
 #: Differences x_n - mu_k (components x features x samples) computed at a
-#: time where the expanded forms fall back on them (the precision guards,
-#: the criteria's final E-step): 16 MiB.
+#: time where the expanded forms fall back on them (the precision guards):
+#: 16 MiB.
 _DIRECT_BLOCK_VALUES = 2**21
 
 
@@ -538,10 +538,7 @@ def _lower_inverse(L):
     """
     n_features = L.shape[-1]
     if len(L) < 3.5 * n_features:
-        inverse = np.empty_like(L)
-        for k, factor in enumerate(L):
-            inverse[k] = trtri(factor, lower=1)[0]
-        return inverse
+        return _factor_inverses(L, triangle="lower")
     inverse = np.zeros_like(L)
     reciprocal = 1.0 / np.diagonal(L, axis1=1, axis2=2)
     inverse[:, 0, 0] = reciprocal[:, 0]
@@ -730,13 +727,6 @@ def _expanded_m_step(
     return weights, new_means, covariances + reg_covar
 
 
-@lru_cache
-def _triu_diagonal(n_features):
-    """Positions of the diagonal in the upper triangle's entries (cached)."""
-    iu, ju = _triu_indices(n_features)
-    return np.flatnonzero(iu == ju)
-
-
 def _tied_features(X, sample_weight):
     """The centred rows and their scatter, for the expanded 'tied' lockstep.
 
@@ -841,14 +831,16 @@ class _Batch:
         self.offsets = self.stops - sizes
         self.owner = np.repeat(np.arange(len(sizes)), sizes)
 
-    def e_step(self, XT):
-        """The responsibilities of every run, and its log-likelihoods, from
-        the differences ``x_n - mu_k`` (in blocks of components, see
-        :func:`_blocked_log_prob`).
+    def expanded_e_step(self, XT, expanded):
+        """The responsibilities of every run, and its log-likelihoods, on
+        the expanded features (see :func:`_expanded_log_prob`).
 
         Parameters
         ----------
         XT : ndarray of shape (n_features, n_samples)
+
+        expanded : tuple
+            From :func:`_expanded_features`.
 
         Returns
         -------
@@ -859,23 +851,13 @@ class _Batch:
         """
         factors = self.factors[self.owner] if self.shared else self.factors
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            resp = _blocked_log_prob(
-                XT, self.means, factors, np.log(self.weights), self.kind
-            )
-            return _normalise_runs(resp, self.offsets, self.owner)
-
-    def expanded_e_step(self, XT, expanded):
-        """:meth:`e_step` on the expanded features (see
-        :func:`_expanded_log_prob`)."""
-        factors = self.factors[self.owner] if self.shared else self.factors
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             resp = _expanded_log_prob(
                 XT, *expanded, self.means, factors, np.log(self.weights), self.kind
             )
             return _normalise_runs(resp, self.offsets, self.owner)
 
     def tied_e_step(self, XT, tied):
-        """:meth:`e_step` of 'tied' runs, one whitening per run.
+        """:meth:`expanded_e_step` of 'tied' runs, one whitening per run.
 
         ``log pi_k + log N`` is ``-|y|^2 / 2 + y . v_k - |v_k|^2 / 2`` plus
         the run's log-determinant (see :func:`_tied_features`), for every
