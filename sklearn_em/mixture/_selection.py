@@ -34,7 +34,7 @@ import time
 import warnings
 from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import cache, partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -356,21 +356,55 @@ def _ward_partitions(X, sample_weight, grid, max_samples, random_state, subset=N
         )
     X_subset = _dense_subset(X, subset)
     children = linkage(X_subset, method="ward")[:, :2].astype(np.intp)
-    # A tree of every row, once each: no other row to extend the cuts to.
-    everything = np.array_equal(subset, np.arange(X.shape[0]))
-    squared_norms = None if everything else _row_squared_norms(X)
-    cuts = _cut_trees(children, grid)
+    squared_norms = cache(partial(_row_squared_norms, X))
+    return _partitions_of_every_row(
+        X_subset,
+        subset,
+        X.shape[0],
+        _cut_trees(children, grid),
+        lambda labels, centres, k: _nearest_centre(X, squared_norms(), centres),
+    )
+
+
+def _partitions_of_every_row(X_subset, subset, n_samples, cuts, extend):
+    """Partitions of all rows from the cuts of a tree of the rows ``subset``.
+
+    Each cut is numbered in the lexicographic order of its clusters' means
+    (:func:`_ordered_by_means`); the subset's rows keep their cluster and
+    the other rows take ``extend``'s, unless the subset is every row once.
+
+    Parameters
+    ----------
+    X_subset : ndarray of shape (n_subset, n_features)
+
+    subset : ndarray of int of shape (n_subset,)
+
+    n_samples : int
+
+    cuts : dict of int to ndarray of int of shape (n_subset,)
+        The tree's labels at every K.
+
+    extend : callable
+        ``extend(subset_labels, centres, n_components)`` returns the labels
+        of all ``n_samples`` rows, given the renumbered cut and its means.
+
+    Returns
+    -------
+    partitions : dict of int to ndarray of int of shape (n_samples,)
+        In increasing K.
+    """
+    everything = np.array_equal(subset, np.arange(n_samples))
     partitions = {}
-    for n_components in grid:
+    for n_components in sorted(cuts):
         subset_labels, centres = _ordered_by_means(
-            X_subset, cuts[int(n_components)], int(n_components)
+            X_subset, cuts[n_components], n_components
         )
         if everything:
-            partitions[int(n_components)] = subset_labels
+            partitions[n_components] = subset_labels
             continue
-        labels = _nearest_centre(X, squared_norms, centres)
+        labels = extend(subset_labels, centres, n_components)
         labels[subset] = subset_labels
-        partitions[int(n_components)] = labels
+        partitions[n_components] = labels
     return partitions
 
 
@@ -406,26 +440,18 @@ def _mclust_partitions(X, grid, subset, reg_covar):
     """
     X_subset = _dense_subset(X, subset)
     merges, _ = _hc_vvv(_svd_transform(X_subset))
-    everything = np.array_equal(subset, np.arange(X.shape[0]))
-    cuts = _hc_cuts(merges, grid)
-    partitions = {}
-    for n_components in grid:
-        n_components = int(n_components)
-        subset_labels, centres = _ordered_by_means(
-            X_subset, cuts[n_components], n_components
-        )
-        if everything:
-            partitions[n_components] = subset_labels
-            continue
+
+    def extend(subset_labels, centres, n_components):
         try:
-            labels = _gaussian_classification(
+            return _gaussian_classification(
                 X, X_subset, subset_labels, n_components, reg_covar
             )
         except np.linalg.LinAlgError:
-            labels = _nearest_centre(X, _row_squared_norms(X), centres)
-        labels[subset] = subset_labels
-        partitions[n_components] = labels
-    return partitions
+            return _nearest_centre(X, _row_squared_norms(X), centres)
+
+    return _partitions_of_every_row(
+        X_subset, subset, X.shape[0], _hc_cuts(merges, grid), extend
+    )
 
 
 def _gaussian_classification(X, X_subset, subset_labels, n_components, reg_covar):
