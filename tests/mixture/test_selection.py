@@ -611,6 +611,131 @@ def test_every_candidate_is_fitted_to_convergence():
 # Failures and bad input
 
 
+# ----------------------------------------------------------------------
+# The selected candidate, refined to refine_tol
+
+
+def _overlapping_blobs():
+    """Three overlapping blobs: EM at tol=1e-3 stops short of its optimum."""
+    X, _ = make_blobs(
+        400, n_features=2, centers=[[0, 0], [3, 0], [1.5, 2.5]], random_state=0
+    )
+    return X
+
+
+def test_selected_candidate_runs_on_to_refine_tol():
+    X = _overlapping_blobs()
+    kwargs = dict(covariance_type=["full", "diag"], random_state=0)
+    compared = GaussianMixtureIC(4, refine_tol=None, **kwargs).fit(X)
+    refined = GaussianMixtureIC(4, **kwargs).fit(X)
+    i = refined.best_index_
+    assert i == compared.best_index_
+    assert_array_equal(refined.results_["rank_bic"], compared.results_["rank_bic"])
+    # Only the selected candidate's row changes, and only for the better,
+    # but for its convergence at tol.
+    others = np.arange(len(refined.results_["bic"])) != i
+    for key in ["bic", "aic", "log_likelihood", "n_iter", "converged"]:
+        assert_array_equal(refined.results_[key][others], compared.results_[key][others])
+    assert refined.results_["converged"][i] == compared.results_["converged"][i]
+    assert refined.n_iter_ > compared.n_iter_ + 10
+    assert refined.results_["n_iter"][i] == refined.n_iter_
+    assert refined.criterion_ < compared.criterion_ - 1
+    assert refined.criterion_ == refined.results_["bic"][i]
+    # The row describes the refined mixture.
+    best = refined.best_estimator_
+    assert best.tol == 1e-5 and compared.best_estimator_.tol == 1e-3
+    assert_allclose(refined.results_["bic"][i], best.bic(X), rtol=1e-10)
+    assert_allclose(
+        refined.results_["log_likelihood"][i], best.score_samples(X).sum(), rtol=1e-10
+    )
+    assert_array_equal(refined.means_, best.means_)
+    assert refined.converged_ and best.converged_
+    # The fit that tol=refine_tol gives from the same start, uninterrupted.
+    whole = clone(compared.best_estimator_).set_params(tol=1e-5).fit(X)
+    assert whole.n_iter_ == best.n_iter_
+    assert_allclose(whole.lower_bounds_, best.lower_bounds_, rtol=1e-12)
+    assert_allclose(whole.means_, best.means_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("refine_tol", [None, 1e-3, 0.1])
+def test_no_refinement_keeps_the_compared_fit(refine_tol):
+    X = _overlapping_blobs()
+    kwargs = dict(covariance_type=["full", "diag"], random_state=0)
+    search = GaussianMixtureIC(3, refine_tol=refine_tol, **kwargs).fit(X)
+    reference = GaussianMixtureIC(3, refine_tol=None, **kwargs).fit(X)
+    assert search.best_estimator_.tol == 1e-3
+    assert search.n_iter_ == reference.n_iter_
+    assert_array_equal(search.results_["bic"], reference.results_["bic"])
+
+
+def test_run_on_equals_an_uninterrupted_fit():
+    X = _overlapping_blobs()
+    start = _two_starts(X, 3)[0]
+    kwargs = dict(covariance_type="full", max_iter=300, random_state=0, **start)
+    for tol in [1e-3, 1e-2]:
+        fitted = GaussianMixtureEM(3, tol=tol, **kwargs).fit(X)
+        for new_tol in [1e-5, 1e-7]:
+            ran = clone(fitted).fit(X)
+            assert _selection._run_on(ran, X, None, new_tol)
+            whole = GaussianMixtureEM(3, tol=new_tol, **kwargs).fit(X)
+            assert ran.n_iter_ == whole.n_iter_ > fitted.n_iter_
+            assert ran.converged_ and ran.tol == new_tol and not ran.warm_start
+            assert_allclose(ran.lower_bounds_, whole.lower_bounds_, rtol=1e-12)
+            assert_allclose(ran.means_, whole.means_, rtol=1e-12)
+    # A fit whose last gain is below the new tol already stopped where the
+    # uninterrupted one does: nothing runs.
+    fitted = GaussianMixtureEM(3, tol=1e-3, **kwargs).fit(X)
+    gain = abs(fitted.lower_bounds_[-1] - fitted.lower_bounds_[-2])
+    assert not _selection._run_on(fitted, X, None, gain * 1.01)
+    whole = GaussianMixtureEM(3, tol=gain * 1.01, **kwargs).fit(X)
+    assert fitted.n_iter_ == whole.n_iter_ and fitted.converged_
+    # Out of iterations: not converged at the new tol, as the whole fit.
+    short = GaussianMixtureEM(3, tol=1e-3, **{**kwargs, "max_iter": 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        short.fit(X)
+    assert not _selection._run_on(short, X, None, 1e-5)
+    assert short.n_iter_ == 4 and not short.converged_
+
+
+def test_refinement_that_worsens_the_criterion_is_not_kept(monkeypatch):
+    # EM never lowers the likelihood, but ICL adds the responsibilities'
+    # entropy, which it can raise: a refinement is kept only if it lowers
+    # the criterion (here made worse on purpose).
+    X = _overlapping_blobs()
+    run_on = _selection._run_on
+
+    def worse(estimator, *args):
+        ran = run_on(estimator, *args)
+        estimator.means_ = estimator.means_ + 1.0
+        estimator.precisions_cholesky_ = estimator.precisions_cholesky_ * 2
+        return ran
+
+    kwargs = dict(covariance_type=["full", "diag"], random_state=0)
+    reference = GaussianMixtureIC(4, refine_tol=None, **kwargs).fit(X)
+    assert reference.n_components_ == 3
+    monkeypatch.setattr(_selection, "_run_on", worse)
+    search = GaussianMixtureIC(4, **kwargs).fit(X)
+    assert search.best_estimator_.tol == 1e-3
+    assert search.n_iter_ == reference.n_iter_
+    assert search.criterion_ == reference.criterion_
+    assert_array_equal(search.results_["bic"], reference.results_["bic"])
+    assert_array_equal(search.means_, reference.means_)
+
+
+def test_bernoulli_selected_candidate_is_refined():
+    rng = np.random.RandomState(0)
+    prototypes = np.array([[0.7] * 6 + [0.3] * 6, [0.3] * 6 + [0.7] * 6])
+    X = (rng.rand(400, 12) < prototypes[rng.randint(2, size=400)]).astype(float)
+    compared = BernoulliMixtureIC(4, refine_tol=None, random_state=0).fit(X)
+    refined = BernoulliMixtureIC(4, random_state=0).fit(X)
+    assert refined.n_components_ == compared.n_components_ == 2
+    assert refined.best_estimator_.tol == 1e-5
+    assert refined.n_iter_ > compared.n_iter_
+    assert refined.criterion_ < compared.criterion_
+    assert_allclose(refined.criterion_, refined.best_estimator_.bic(X), rtol=1e-10)
+
+
 def test_more_components_than_samples_are_recorded_not_fitted():
     X, _ = _blobs(n_samples=5)
     with warnings.catch_warnings():
@@ -656,6 +781,7 @@ def test_warns_when_the_selected_candidate_did_not_converge():
         ({"criterion": "mdl"}, "criterion"),
         ({"ward_max_samples": 0}, "ward_max_samples"),
         ({"n_init": 0}, "n_init"),
+        ({"refine_tol": -1.0}, "refine_tol"),
     ],
 )
 def test_bad_parameters(params, message):
