@@ -635,7 +635,9 @@ def test_selected_candidate_runs_on_to_refine_tol():
     # but for its convergence at tol.
     others = np.arange(len(refined.results_["bic"])) != i
     for key in ["bic", "aic", "log_likelihood", "n_iter", "converged"]:
-        assert_array_equal(refined.results_[key][others], compared.results_[key][others])
+        assert_array_equal(
+            refined.results_[key][others], compared.results_[key][others]
+        )
     assert refined.results_["converged"][i] == compared.results_["converged"][i]
     assert refined.n_iter_ > compared.n_iter_ + 10
     assert refined.results_["n_iter"][i] == refined.n_iter_
