@@ -2684,17 +2684,11 @@ class BernoulliMixtureIC(_BaseMixtureIC):
         Convergence threshold of every candidate's EM.
 
     refine_tol : float or None, default=1e-5
-        Convergence threshold of the selected candidate alone: once chosen,
-        its EM goes on from where the search stopped it until the gain in
-        mean log-likelihood per sample falls below ``refine_tol`` (within
-        ``max_iter`` iterations in all), the fit that ``tol=refine_tol``
-        would have given; ``best_estimator_.tol`` is ``refine_tol``. The
-        candidates are compared at ``tol``, and only the selected one pays
-        for the closer fit (mclust fits every candidate about this closely:
-        its EM stops at a relative change of 1e-5 in log-likelihood). The
-        refined fit is kept if it lowers the criterion, which EM's never
-        decreasing log-likelihood ensures for BIC and AIC. None, or a value
-        not below ``tol``, keeps the selected fit as compared.
+        Convergence threshold of the selected candidate alone, whose EM runs
+        on from where the search stopped it (as :class:`GaussianMixtureIC`'s
+        does): the fit ``tol=refine_tol`` would have given, kept if it lowers
+        the criterion; ``best_estimator_.tol`` is then ``refine_tol``. None,
+        or a value not below ``tol``, keeps the selected fit as compared.
 
     max_iter : int, default=100
         Maximum number of EM iterations of every candidate.
