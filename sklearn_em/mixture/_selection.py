@@ -1897,12 +1897,10 @@ class _BaseMixtureIC(
             self.best_estimator_ = refined
             self.converged_ = refined.converged_
             return
-        try:
-            values = _information_criteria(
-                refined, X, sample_weight, self._log_prob_function(refined)
-            )
-        except (ValueError, np.linalg.LinAlgError):  # pragma: no cover
-            return
+        values = _information_criteria(
+            refined, X, sample_weight, self._log_prob_function(refined)
+        )
+        # (Not lower, or NaN: the compared fit stays.)
         if not values[self.criterion] < self.criterion_:
             return
         row = self.best_index_
