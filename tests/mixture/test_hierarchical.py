@@ -479,3 +479,30 @@ def test_cuts_at_every_k_from_one_pass(seed):
             cuts[n_clusters], np.unique(smallest, return_inverse=True)[1]
         )
         assert_array_equal(_hc_cut(merges, n_clusters), cuts[n_clusters])
+
+
+def test_cluster_term_factor_is_numpys_cholesky():
+    # The merge costs take a cluster's factor from LAPACK's potrf directly:
+    # np.linalg.cholesky's factor to the last bit, None where the scatter is
+    # singular or ill-conditioned (its log-determinant then from slogdet).
+    rng = np.random.default_rng(0)
+    for n_dims in [2, 4, 13, 30]:
+        for _ in range(20):
+            rows = rng.normal(size=(n_dims + 5, n_dims))
+            scatter = rows.T @ rows
+            term, factor = _hierarchical._cluster_term(n_dims + 5.0, 3.0, scatter, 0.5)
+            assert_array_equal(factor, np.linalg.cholesky(scatter))
+            logdet = 2 * np.log(np.diag(np.linalg.cholesky(scatter))).sum()
+            expected = _hierarchical._vvv_terms(
+                np.array([n_dims + 5.0]), 3.0, logdet, n_dims, 0.5
+            )
+            assert_allclose(term, expected[0], rtol=1e-14)
+    singular = np.diag([1.0, 1.0, 0.0])
+    term, factor = _hierarchical._cluster_term(10.0, 2.0, singular, 0.5)
+    assert factor is None
+    assert_allclose(term, 10 * np.log((2.0 + 0.5) / 10))
+    flat = np.diag([1.0, 1.0, 1e-20])
+    term, factor = _hierarchical._cluster_term(10.0, 2.0, flat, 0.5)
+    assert factor is None
+    expected = _hierarchical._vvv_terms(np.array([10.0]), 2.0, np.log(1e-20), 3, 0.5)
+    assert_allclose(term, expected[0], rtol=1e-12)
