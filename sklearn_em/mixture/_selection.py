@@ -64,7 +64,7 @@ from ._gaussian import (
     _engine_covariance_type,
 )
 from ._gaussian import _partition_statistics as _gaussian_partition_statistics
-from ._hierarchical import _hc_cuts, _hc_vvv, _roots, _svd_transform
+from ._hierarchical import _hc_cuts, _hc_vvv, _svd_transform
 from ._lockstep import _run_reduce, fit_in_lockstep
 from ._suffstats import (
     blas_limit_for,
@@ -181,8 +181,8 @@ def _check_covariance_types(covariance_type):
 
 # ----------------------------------------------------------------------
 # The shared initialisation: one Ward tree, cut at every K.
-def _cut_tree(children, n_clusters):
-    """Labels of the leaves once a hierarchy is cut into ``n_clusters``.
+def _merges_by_smallest_row(children):
+    """A SciPy linkage's merges, named as mclust's ``hcPairs`` name them.
 
     Parameters
     ----------
@@ -190,49 +190,21 @@ def _cut_tree(children, n_clusters):
         Merge i joins clusters ``children[i]`` into cluster ``n_leaves + i``
         (the first two columns of a SciPy linkage matrix).
 
-    n_clusters : int
-        Between 1 and n_leaves.
-
     Returns
     -------
-    labels : ndarray of int of shape (n_leaves,)
-        Exactly ``n_clusters`` labels, 0 to n_clusters - 1.
-    """
-    return _cut_trees(children, [n_clusters])[n_clusters]
-
-
-def _cut_trees(children, n_clusters):
-    """:func:`_cut_tree` at several numbers of clusters, from one pass.
-
-    The finest partition by pointer jumping, then each coarser one by the
-    next merge: the leaves of its two nodes take the new node as root.
-
-    Parameters
-    ----------
-    children : ndarray of int of shape (n_leaves - 1, 2)
-
-    n_clusters : iterable of int
-        Each between 1 and n_leaves.
-
-    Returns
-    -------
-    labels : dict of int to ndarray of int of shape (n_leaves,)
-        ``_cut_tree(children, k)`` for every ``k`` of ``n_clusters``.
+    merges : ndarray of int of shape (n_leaves - 1, 2)
+        Merge i joins the clusters whose smallest rows are ``merges[i, 0] <
+        merges[i, 1]``, the input of :func:`_hierarchical._hc_cuts`.
     """
     n_leaves = children.shape[0] + 1
-    wanted = sorted(set(int(k) for k in n_clusters), reverse=True)
-    n_merges = n_leaves - wanted[0]
-    parent = np.arange(2 * n_leaves - 1)
-    parent[children[:n_merges].ravel()] = np.repeat(n_leaves + np.arange(n_merges), 2)
-    roots = _roots(parent)[:n_leaves]
-    labels = {}
-    for k in wanted:
-        for merge in range(n_merges, n_leaves - k):
-            joined = (roots == children[merge, 0]) | (roots == children[merge, 1])
-            roots[joined] = n_leaves + merge
-        n_merges = n_leaves - k
-        labels[k] = np.unique(roots, return_inverse=True)[1]
-    return labels
+    # Each node's smallest row (Python lists: a loop of scalar steps).
+    smallest = list(range(n_leaves))
+    merges = []
+    for a, b in children.tolist():
+        pair = (smallest[a], smallest[b])
+        merges.append(pair if pair[0] < pair[1] else pair[::-1])
+        smallest.append(min(pair))
+    return np.array(merges, dtype=np.intp).reshape(-1, 2)
 
 
 def _agglomeration_subset(
@@ -362,7 +334,7 @@ def _ward_partitions(X, sample_weight, grid, max_samples, random_state, subset=N
         X_subset,
         subset,
         X.shape[0],
-        _cut_trees(children, grid),
+        _hc_cuts(_merges_by_smallest_row(children), grid),
         lambda labels, centres, k: _nearest_centre(X, squared_norms(), centres),
     )
 

@@ -23,9 +23,9 @@ from sklearn_em import (
     GaussianMixtureIC,
 )
 from sklearn_em.mixture import _selection
+from sklearn_em.mixture._hierarchical import _hc_cut, _hc_cuts
 from sklearn_em.mixture._selection import (
     COVARIANCE_TYPES,
-    _cut_tree,
     _ward_partitions,
 )
 
@@ -278,37 +278,31 @@ def test_results_do_not_depend_on_row_order():
 
 
 def test_cuts_at_every_k_match_scipy():
-    # _cut_trees numbers every K's clusters as _cut_tree (by their root node)
-    # and makes scipy's partitions.
+    # A Ward tree's merges, renamed by their clusters' smallest rows, cut as
+    # mclust's trees are: scipy's partitions, numbered in the order of their
+    # first row.
     X = np.random.RandomState(1).randn(70, 4)
     tree = linkage(X, method="ward")
     children = tree[:, :2].astype(np.intp)
+    merges = _selection._merges_by_smallest_row(children)
+    assert np.all(merges[:, 0] < merges[:, 1])
     grid = [3, 70, 1, 12, 2, 40]
-    cuts = _selection._cut_trees(children, grid)
+    cuts = _hc_cuts(merges, grid)
     for n_clusters in grid:
         theirs = cut_tree(tree, n_clusters=n_clusters).ravel()
         assert len(set(zip(cuts[n_clusters], theirs))) == n_clusters
         assert len(np.unique(cuts[n_clusters])) == n_clusters
-        # numbered by the root nodes' order: the finest first (leaves, then
-        # merged nodes)
-        roots = np.arange(70)
-        parent = np.arange(139)
-        for merge, (a, b) in enumerate(children[: 70 - n_clusters]):
-            parent[a] = parent[b] = 70 + merge
-        for leaf in range(70):
-            node = leaf
-            while parent[node] != node:
-                node = parent[node]
-            roots[leaf] = node
-        assert_array_equal(cuts[n_clusters], np.unique(roots, return_inverse=True)[1])
+        # numbered by their first rows' order
+        first_rows = np.unique(cuts[n_clusters], return_index=True)[1]
+        assert np.all(np.diff(first_rows) > 0)
 
 
 def test_cut_tree_matches_scipy():
     X = np.random.RandomState(0).randn(60, 3)
     tree = linkage(X, method="ward")
-    children = tree[:, :2].astype(np.intp)
+    merges = _selection._merges_by_smallest_row(tree[:, :2].astype(np.intp))
     for n_clusters in [1, 2, 5, 17, 60]:
-        ours = _cut_tree(children, n_clusters)
+        ours = _hc_cut(merges, n_clusters)
         theirs = cut_tree(tree, n_clusters=n_clusters).ravel()
         assert len(np.unique(ours)) == n_clusters
         # the same partition, whatever the numbering
