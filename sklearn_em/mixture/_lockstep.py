@@ -754,7 +754,7 @@ def _tied_features(X, sample_weight):
     return np.ascontiguousarray(Z.T), centre, weighted.T @ Z
 
 
-def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
+def _tied_m_step(tied, XT, resp, means, offsets, stops, owner, reg_covar):
     """:func:`_m_step` of 'tied' runs from the first moments and ``S_0``.
 
     Each run's scatter is ``S_0 - sum_k N_k m_k m_k^T`` (see
@@ -776,7 +776,6 @@ def _tied_m_step(tied, XT, resp, means, offsets, owner, reg_covar):
     # for 240 components of 29 runs in 13 dimensions).
     weighted = first * nk[:, np.newaxis]
     between = np.empty((len(offsets), len(centre), len(centre)))
-    stops = np.append(offsets[1:], len(owner))
     for r, (start, stop) in enumerate(zip(offsets.tolist(), stops.tolist())):
         np.dot(weighted[start:stop].T, first[start:stop], out=between[r])
     n_run = np.add.reduceat(nk, offsets)
@@ -1037,6 +1036,7 @@ def fit_in_lockstep(
                         log_prob,
                         batch.means,
                         batch.offsets,
+                        batch.stops,
                         batch.owner,
                         reg_covar,
                     )

@@ -249,7 +249,7 @@ def test_tied_lockstep_is_the_tied_direct_form(far, monkeypatch):
     assert_allclose(ours_norm, log_norm, rtol=1e-12)
     assert_allclose(ours, resp, rtol=1e-10, atol=1e-14)
     parameters = _lockstep._tied_m_step(
-        tied, XT, resp, batch.means, batch.offsets, batch.owner, 1e-6
+        tied, XT, resp, batch.means, batch.offsets, batch.stops, batch.owner, 1e-6
     )
     for value, expected in zip(parameters, reference):
         assert_allclose(value, expected, rtol=1e-10)
