@@ -21,8 +21,10 @@ from ._missing import (
 )
 from ._suffstats import (
     _FLOAT64_LOG_TINY,
+    _LOG_LIGHT_COMPONENT,
     CollapseError,
     e_step_chunk,
+    negligible_floor,
     resp_chunk,
     single_threaded_blas,
     workspace,
@@ -1304,6 +1306,11 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
         per-component form's products and the direct components'; see
         :func:`_triangle`).
 
+    negligible : bool, default=False
+        float64: masses below :func:`~._suffstats.negligible_floor` may be
+        zero (the fit's E-step; see
+        :meth:`GaussianMixtureEM._e_step_statistics`).
+
     Returns
     -------
     stats : dict
@@ -1331,6 +1338,7 @@ def _gaussian_e_step_chunk_body(
     shift=None,
     per_component=False,
     triangle=None,
+    negligible=False,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
     dtype = log_w.dtype
@@ -1340,6 +1348,8 @@ def _gaussian_e_step_chunk_body(
         X = _in_dtype(X, dtype)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(log_w.dtype, copy=False)
+    # Masses negligible next to their row's largest are not computed.
+    floor = negligible_floor(log_w) if negligible and dtype == np.float64 else None
     if per_component:
         # No quadratic features: one product with each augmented factor for
         # the log-densities, one scatter per component for the moments.
@@ -1365,6 +1375,7 @@ def _gaussian_e_step_chunk_body(
                 X=X,
                 triangle=triangle,
             ),
+            floor=floor,
         )
     features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
     return e_step_chunk(
@@ -1392,6 +1403,7 @@ def _gaussian_e_step_chunk_body(
             direct=direct,
             X=X,
         ),
+        floor=floor,
     )
 
 
@@ -3167,6 +3179,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             )
         if data.has_missing is not False:
             return stats
+        stats = self._keep_negligible_mass(data, stats)
         shift = _recentred_shift(
             stats,
             self.means_,
@@ -3176,8 +3189,35 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
         if shift is not None:
             self._moments_shift = shift
-            stats = super()._e_step_statistics(data)
+            stats = self._keep_negligible_mass(data, super()._e_step_statistics(data))
         return stats
+
+    def _keep_negligible_mass(self, data, stats):
+        """The fused E-step's ``stats``, or the same E-step keeping every mass.
+
+        The fused E-step drops masses below ``2^-64`` of their row's
+        largest, except for components lighter than ``2^-30`` (see
+        :func:`~._suffstats.negligible_floor`): a component's sums lose
+        less than ``2^-64`` per row. A component that had weight but now
+        has less than ``2^-34`` of the total (one far from every row,
+        ``means_init`` far from the data) may be made of such masses: its
+        E-step is then run again keeping them all, as scikit-learn's
+        (exact zeros only below the smallest normal number). (float32
+        models too: their chunks may compute in float64.)
+        """
+        if getattr(self, "_exact_e_step", False):
+            return stats
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights_.astype(np.float64))
+        dropped = log_w >= _LOG_LIGHT_COMPONENT
+        threshold = float(stats["sum_weight"]) * 2.0**-34
+        if not np.any(dropped & (stats["nk"] < threshold)):
+            return stats
+        self._exact_e_step = True
+        try:
+            return super()._e_step_statistics(data)
+        finally:
+            del self._exact_e_step
 
     def _uses_direct_form(self, data):
         """Whether the E-step on ``data`` takes :func:`_direct_e_step_chunk`.
@@ -3228,6 +3268,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         return partial(
             _gaussian_e_step_chunk,
             shift=shift if recentred else None,
+            negligible=not getattr(self, "_exact_e_step", False),
             **self._fused_parameters(dtype, recentred=recentred),
         )
 

@@ -298,8 +298,14 @@ def test_float32_diagonal_expansion_with_a_direct_component_runs_in_float64():
     assert np.sum(cancelled > _expansion_limit(np.float32)) == 1
     parameters = gm._fused_parameters(np.float32)
     assert parameters["log_w"].dtype == np.float64
-    stats = gm._e_step_chunk_function()(X, None)
     log_norm, nk, sxx = _reference(X, gm)
+    # The far component's masses are all below 2^-64 of their rows'
+    # largest: the fit's chunks drop them (negligible_floor; its E-step on
+    # data this small is direct, exact).
+    chunk = gm._e_step_chunk_function()(X, None)
+    assert chunk["nk"][0] == 0 and 0 < nk[0] < 1e-290
+    assert_allclose(chunk["nk"][1:], nk[1:].astype(np.float64), rtol=1e-9)
+    stats = gm._e_step_statistics(as_data(gm, X, None, reset=False, dtype=np.float32))
     assert_allclose(
         float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-9
     )

@@ -145,6 +145,93 @@ def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
     assert_allclose(log_norm[:-1], logsumexp(a, axis=1), rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("far_fraction", [0.0, 0.3, 0.9])
+def test_exp_above_floor(layout, far_fraction):
+    # exp(a) to the last bit where a is at or above its column's floor;
+    # below it, zero where most entries are (only the others are computed)
+    # and otherwise exp(a) down to the smallest normal number, zero below.
+    # NaN propagates either way.
+    rng = np.random.RandomState(0)
+    n_rows, floors = 4000, np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
+    a = -rng.uniform(0, 30, size=(n_rows, 3))
+    far = rng.uniform(size=(n_rows, 3)) < far_fraction
+    a[far] = -rng.uniform(45, 900, size=far.sum())
+    a[7, 0], a[11, 1] = np.nan, -np.inf
+    if layout == "strided":
+        buffer = np.zeros((n_rows, 5))
+        buffer[:, ::2] = a
+        out = buffer[:, ::2]
+    else:
+        out = np.array(a, order=layout)
+    _suffstats._exp_above(out, floors)
+    with np.errstate(under="ignore"):
+        exact = np.exp(a)
+    above = ~(a < floors)
+    assert np.isnan(out[7, 0]) and out[11, 1] == 0
+    assert_array_equal(out[above], exact[above])
+    sparse = np.mean(a[::16] < floors) >= _suffstats._SPARSE_EXP_FRACTION
+    assert sparse == (far_fraction == 0.9)
+    below = ~above
+    if sparse:
+        assert not out[below].any()
+    else:
+        normal = below & (a >= _suffstats._FLOAT64_LOG_TINY)
+        assert normal.any() == (far_fraction > 0)
+        assert_array_equal(out[normal], exact[normal])
+        assert not out[below & ~normal].any()
+    if layout == "strided":
+        assert not buffer[:, 1::2].any()
+
+
+def test_negligible_floor_spares_light_components():
+    log_w = np.log([0.5, 0.5 - 2.0**-31, 2.0**-31])
+    assert_array_equal(
+        _suffstats.negligible_floor(log_w),
+        [np.log(2.0**-64), np.log(2.0**-64), _suffstats._FLOAT64_LOG_TINY],
+    )
+    assert _suffstats.negligible_floor(np.log([0.5, 0.5])) == np.log(2.0**-64)
+
+
+def test_fit_e_step_drops_negligible_masses_only():
+    # Separated clusters: the fit's E-step computes about one exponential a
+    # row and drops masses below 2^-64 of the row's largest (prediction
+    # keeps them); the statistics are the exact ones up to rounding. A
+    # component moved away from every row keeps its masses (far below
+    # 2^-64, all of them): its E-step runs again without dropping them.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20000, 6)) + 8 * (np.arange(20000) % 3)[:, None]
+    gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=2, random_state=0)
+    gm.fit(X)
+    data = as_data(gm, X, None, reset=False)
+    assert not gm._uses_direct_form(data)
+
+    def exact_statistics():
+        gm._exact_e_step = True
+        try:
+            return gm._e_step_statistics(data)
+        finally:
+            del gm._exact_e_step
+
+    proba = gm.predict_proba(X)
+    assert np.mean(proba < 2.0**-64) > 0.6
+    assert np.any((proba > 0) & (proba < 2.0**-64))
+    chunk = gm._e_step_chunk_function()(X, None)
+    assert_allclose(chunk["nk"], exact_statistics()["nk"], rtol=1e-15)
+    stats, exact = gm._e_step_statistics(data), exact_statistics()
+    for key in stats:
+        assert_allclose(stats[key], exact[key], rtol=1e-14, atol=1e-300)
+
+    gm.means_ = gm.means_.copy()
+    gm.means_[0] = -14.0
+    assert 0 < gm.predict_proba(X)[:, 0].max() < 1e-100
+    assert gm._e_step_chunk_function()(X, None)["nk"][0] == 0
+    stats, exact = gm._e_step_statistics(data), exact_statistics()
+    assert 0 < stats["nk"][0] < 1e-100
+    for key in stats:
+        assert_allclose(stats[key], exact[key], rtol=1e-14, atol=1e-300)
+
+
 def test_logsumexp_rows_float32_large_values():
     a = np.array([[1000.0, 1000.0], [-1000.0, -1001.0]], dtype=np.float32)
     expected = logsumexp(a.astype(np.float64), axis=1)
