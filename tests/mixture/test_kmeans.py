@@ -450,3 +450,59 @@ def test_bounds_only_where_they_pay(monkeypatch):
         X = rng.normal(size=(n_samples, n_features))
         _kmeans.kmeans_lloyd(X, n_clusters, None, np.random.RandomState(0))
         assert made[-1] is bounded
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_incremental_block_sums_are_the_full_products(dtype, weighted):
+    # Summing again only the clusters that gained or lost rows gives every
+    # cluster's sum to the last bit, whether one row moves, rows move
+    # between a few clusters or between most of them (a full product).
+    rng = np.random.RandomState(0)
+    n_samples, n_clusters = 30_000, 12
+    X = (rng.normal(size=(n_samples, 5)) * 10.0 ** rng.uniform(-3, 3, 5)).astype(dtype)
+    weights = rng.uniform(0.1, 3, n_samples) if weighted else np.ones(n_samples)
+    weights = weights.astype(dtype)
+    block = slice(1_000, 21_000)
+    incremental = _kmeans._BlockSums(X, weights, block, n_clusters, incremental=True)
+    labels = rng.randint(n_clusters, size=n_samples).astype(np.int32)
+    updated = []
+    original = _kmeans._BlockSums._update
+
+    def spy(self, new, touched):
+        updated.append(np.count_nonzero(touched))
+        return original(self, new, touched)
+
+    _kmeans._BlockSums._update = spy
+    try:
+        for step in range(12):
+            if step % 4 == 1:
+                labels[rng.randint(n_samples)] = rng.randint(n_clusters)
+            elif step % 4 == 2:
+                pair = rng.choice(n_clusters, 2, replace=False)
+                rows = np.flatnonzero(np.isin(labels, pair))
+                labels[rows[rng.uniform(size=rows.size) < 0.1]] = pair[0]
+            elif step % 4 == 3:
+                labels[rng.uniform(size=n_samples) < 0.3] = rng.randint(n_clusters)
+            sums, totals = incremental(labels)
+            expected = _kmeans._BlockSums(X, weights, block, n_clusters)(labels)
+            assert_array_equal(sums, expected[0])
+            assert_array_equal(totals, expected[1])
+    finally:
+        _kmeans._BlockSums._update = original
+    assert updated and max(updated) <= n_clusters // 2
+
+
+def test_first_minima_is_argmax_of_equality():
+    rng = np.random.RandomState(0)
+    distances = rng.randint(0, 4, size=(7, 5000)).astype(float)
+    distances[:, 3] = np.nan
+    distances[2, 4] = np.nan
+    nearest = distances.min(axis=0)
+    expected = np.equal(distances, nearest).argmax(axis=0)
+    labels = _kmeans._first_minima(distances, nearest)
+    assert labels.dtype == np.int32
+    assert_array_equal(labels, expected)
+    # Most columns have ties here: those with one minimum too.
+    single = np.equal(distances, nearest).sum(axis=0) == 1
+    assert 0 < single.mean() < 1
