@@ -22,11 +22,14 @@ from ._missing import (
 from ._suffstats import (
     _FLOAT64_LOG_TINY,
     _LOG_LIGHT_COMPONENT,
+    _MIN_THREADED_BYTES,
     CollapseError,
     e_step_chunk,
+    n_threads,
     negligible_floor,
     resp_chunk,
     single_threaded_blas,
+    thread_pool,
     workspace,
 )
 
@@ -209,7 +212,7 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
 
 
 def _partition_statistics(
-    X, sample_weight, labels, n_components, *, covariance_type, float64=False
+    X, sample_weight, labels, n_components, *, covariance_type, float64=False, n_jobs=1
 ):
     """Sufficient statistics of a hard partition, cluster by cluster.
 
@@ -232,6 +235,10 @@ def _partition_statistics(
 
     float64 : bool, default=False
         As in :func:`_accumulate_gaussian`.
+
+    n_jobs : int or None, default=1
+        Threads over the clusters, for data of at least
+        ``_MIN_THREADED_BYTES`` (see :func:`~._suffstats.n_threads`).
 
     Returns
     -------
@@ -260,9 +267,10 @@ def _partition_statistics(
     sxx = np.empty(
         (n_components, n_features, n_features) if full else (n_components, n_features)
     )
-    for k in range(n_components):
+
+    def cluster(k):
         rows = order[bounds[k] : bounds[k + 1]]
-        block = X[rows]
+        block = np.take(X, rows, axis=0)
         if sample_weight is None:
             weights = np.ones(rows.size, dtype=X.dtype)
         else:
@@ -270,6 +278,18 @@ def _partition_statistics(
         sx[k] = _inner_product(weights[np.newaxis], block)[0]
         shift = (sx[k] / guard[k]).astype(X.dtype)
         sxx[k] = _direct_scatter(block, shift, weights, full)[0]
+
+    # Each cluster's arithmetic is its own: threads change no result (at
+    # 200,000 x 16 in 16 clusters, 'diag', 25 -> 14 ms).
+    threads = 1
+    if X.nbytes >= _MIN_THREADED_BYTES and n_components > 1:
+        threads = min(n_threads(n_jobs), n_components)
+    if threads == 1:
+        for k in range(n_components):
+            cluster(k)
+    else:
+        with single_threaded_blas():
+            list(thread_pool(threads).map(cluster, range(n_components)))
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 
@@ -3504,6 +3524,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 self.n_components,
                 covariance_type=_engine_covariance_type(self.covariance_type),
                 float64=getattr(self, "_initial_statistics_in_float64", False),
+                n_jobs=self.n_jobs,
             )
         resp = _dense_resp(resp, self.n_components, data.dtype)
         if data.has_missing:

@@ -709,3 +709,37 @@ def test_fit_from_given_parameters_seeds_no_random_state(monkeypatch):
     monkeypatch.setattr(base_module, "check_random_state", original)
     expected = GaussianMixture(3, n_init=2, random_state=0).fit(X)
     assert_allclose(drawn.means_, expected.means_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_partition_statistics_threads_change_nothing(covariance_type, weighted):
+    # The first M-step of a k-means start sums each cluster's rows on its
+    # own: over threads (data over _MIN_THREADED_BYTES), the same bits.
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(70_000, 16)) * 10 + 3
+    assert X.nbytes >= _gaussian._MIN_THREADED_BYTES
+    labels = rng.randint(0, 7, len(X))
+    weights = rng.uniform(0.1, 2, len(X)) if weighted else None
+    calls = []
+    pool = _gaussian.thread_pool
+
+    def spy(n_jobs):
+        calls.append(n_jobs)
+        return pool(n_jobs)
+
+    _gaussian.thread_pool = spy
+    try:
+        one, two = (
+            _gaussian._partition_statistics(
+                X, weights, labels, 7, covariance_type=covariance_type, n_jobs=n_jobs
+            )
+            for n_jobs in (1, 2)
+        )
+    finally:
+        _gaussian.thread_pool = pool
+    assert calls == [2]
+    for key in one:
+        assert_array_equal(one[key], two[key])
