@@ -3172,7 +3172,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         # _recentred_shift. (The missing-value kernels accumulate around the
         # means: data with NaN takes one pass.)
         self._moments_shift = self.means_
-        if self._uses_direct_form(data):
+        direct = self._uses_direct_form(data)
+        if direct:
             engine_type, precisions_chol = self._engine_parameters()
             stats = data.map_reduce(
                 partial(
@@ -3199,7 +3200,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             )
         if data.has_missing is not False:
             return stats
-        stats = self._keep_negligible_mass(data, stats)
+        if not direct:
+            # (The direct form keeps every mass.)
+            stats = self._keep_negligible_mass(data, stats)
         shift = _recentred_shift(
             stats,
             self.means_,
@@ -3227,11 +3230,12 @@ class GaussianMixtureEM(BaseMixtureEM):
         """
         if getattr(self, "_exact_e_step", False):
             return stats
+        low = stats["nk"] < float(stats["sum_weight"]) * 2.0**-34
+        if not low.any():
+            return stats
         with np.errstate(divide="ignore"):
             log_w = np.log(self.weights_.astype(np.float64))
-        dropped = log_w >= _LOG_LIGHT_COMPONENT
-        threshold = float(stats["sum_weight"]) * 2.0**-34
-        if not np.any(dropped & (stats["nk"] < threshold)):
+        if not np.any(low & (log_w >= _LOG_LIGHT_COMPONENT)):
             return stats
         self._exact_e_step = True
         try:

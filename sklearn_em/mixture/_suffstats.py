@@ -257,6 +257,11 @@ def _exp_above(a, floor):
     floor : float or ndarray of shape (n_components,)
         At least :data:`_FLOAT64_LOG_TINY`.
     """
+    if a.size <= _SMALL_EXP:
+        # A few calls (those below become exp(-inf), exactly zero).
+        np.copyto(a, -np.inf, where=np.less(a, floor))
+        np.exp(a, out=a)
+        return
     if not (a.flags.c_contiguous or a.flags.f_contiguous):
         b = a.copy(order="C")
         _exp_above(b, floor)
@@ -288,6 +293,10 @@ def _exp_above(a, floor):
 
 #: :func:`_exp_above` samples one row in this many.
 _SAMPLED_ROWS = 16
+
+#: Up to this many entries, :func:`_exp_above` makes the fewest calls (on
+#: small data, each costs more than its arithmetic).
+_SMALL_EXP = 2**12
 
 
 def _logsumexp_pair(a, floor=_FLOAT64_LOG_TINY):

@@ -147,13 +147,14 @@ def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
 
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("far_fraction", [0.0, 0.3, 0.9])
-def test_exp_above_floor(layout, far_fraction):
+@pytest.mark.parametrize("n_rows", [4000, 500])
+def test_exp_above_floor(layout, far_fraction, n_rows):
     # exp(a) to the last bit where a is at or above its column's floor;
     # below it, zero where most entries are (only the others are computed)
-    # and otherwise exp(a) down to the smallest normal number, zero below.
-    # NaN propagates either way.
+    # or the array is small, and otherwise exp(a) down to the smallest
+    # normal number, zero below. NaN propagates either way.
     rng = np.random.RandomState(0)
-    n_rows, floors = 4000, np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
+    floors = np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
     a = -rng.uniform(0, 30, size=(n_rows, 3))
     far = rng.uniform(size=(n_rows, 3)) < far_fraction
     a[far] = -rng.uniform(45, 900, size=far.sum())
@@ -170,10 +171,12 @@ def test_exp_above_floor(layout, far_fraction):
     above = ~(a < floors)
     assert np.isnan(out[7, 0]) and out[11, 1] == 0
     assert_array_equal(out[above], exact[above])
+    small = a.size <= _suffstats._SMALL_EXP
+    assert small == (n_rows == 500)
     sparse = np.mean(a[::16] < floors) >= _suffstats._SPARSE_EXP_FRACTION
     assert sparse == (far_fraction == 0.9)
     below = ~above
-    if sparse:
+    if sparse or small:
         assert not out[below].any()
     else:
         normal = below & (a >= _suffstats._FLOAT64_LOG_TINY)
