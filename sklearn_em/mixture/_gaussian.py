@@ -1968,7 +1968,18 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     D = 64: 339 / 310 (K = 12), 360 / 413 (K = 16); D = 96: 845 / 628
     (K = 16), 1397 / 1403 (K = 32), 2827 / 3332 (K = 64); D = 128:
     3465 / 2308 (K = 32), 7170 / 5355 (K = 64). Hence the per-component
-    form for ``K <= max(D / 8, D^3 / 20000)``, from 16 features on.
+    form for ``K <= max(D / 8, D^3 / 20000)``, from 16 features on. On the
+    AMD EPYC of the later sweeps (no AVX-512), alternated in one process
+    (ms per iteration; 100,000 rows, 50,000 marked *): D = 20: 21.1 /
+    22.5 (K = 4*); D = 24: 38.7 / 35.4 (K = 4), 29.5 / 26.0 (K = 6*);
+    D = 32: 82.7 / 83.5 (K = 8), 113.9 / 156.1 (K = 16); D = 40: 79.1 /
+    66.9 (K = 10*); D = 48: 115.8 / 105.1 (K = 12*), 238.5 / 272.8 (K =
+    16); D = 64: 490.7 / 395.6 (K = 16), 278.2 / 259.7 (K = 20*), 309.4 /
+    307.2 (K = 24*), 349.5 / 409.2 (K = 32*); D = 80: 576.4 / 582.6 (K =
+    32*), 646.0 / 706.1 (K = 40*); D = 96: 1661 / 1537 (K = 64*), the same
+    on overlapping clusters (D = 64, K = 16: 268 / 220*). The
+    per-component form also takes ``K <= max(D / 4, D^3 / 16000)`` from
+    24 features on.
     'full' only: 'tied' whitens once for every component, and 'diag' and
     'spherical' have no quadratic cross terms.
 
@@ -1998,6 +2009,10 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     if covariance_type != "full" or n_features < 16:
         return False
     if 8 * n_components <= n_features or 20_000 * n_components <= n_features**3:
+        return True
+    if n_features >= 24 and (
+        4 * n_components <= n_features or 16_000 * n_components <= n_features**3
+    ):
         return True
     return (
         np.dtype(dtype) == np.float32

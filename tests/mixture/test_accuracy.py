@@ -266,15 +266,25 @@ def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
 def test_float32_per_component_form_from_32_features():
     # float32's per-component form stays in float32 where its expanded form
     # would be computed in float64: it is chosen for K <= D^2 / 85 there.
+    # Both dtypes take it for K <= max(D / 8, D^3 / 20000) from 16 features
+    # and K <= max(D / 4, D^3 / 16000) from 24.
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
     for n_features, n_components, float32, float64 in [
+        (16, 2, True, True),
         (16, 4, False, False),
-        (32, 8, True, False),
+        (20, 4, False, False),
+        (24, 6, True, True),
+        (24, 7, False, False),
+        (32, 8, True, True),
+        (32, 9, True, False),
         (32, 16, False, False),
-        (64, 16, True, False),
+        (64, 16, True, True),
+        (64, 17, True, False),
         (64, 48, True, False),
         (64, 64, False, False),
+        (80, 32, True, True),
+        (80, 40, True, False),
         (128, 64, True, True),
     ]:
         for dtype, expected in [(np.float32, float32), (np.float64, float64)]:
