@@ -280,7 +280,7 @@ def _partition_statistics(
         sxx[k] = _direct_scatter(block, shift, weights, full)[0]
 
     # Each cluster's arithmetic is its own: threads change no result (at
-    # 200,000 x 16 in 16 clusters, 'diag', 25 -> 14 ms).
+    # 200,000 x 16 in 16 clusters, 'diag', 25 -> 11-13 ms).
     threads = 1
     if X.nbytes >= _MIN_THREADED_BYTES and n_components > 1:
         threads = min(n_threads(n_jobs), n_components)

@@ -237,44 +237,30 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     centers[0] = X[center_id]
     indices[0] = center_id
     x_squared_norms = x_squared_norms.reshape(1, -1)
-    # The arrays of every step are allocated once (fresh ones of the
-    # candidates' distances cost their page faults at every step: at
-    # 200,000 x 16, K = 16, 66 -> 50 ms), and unit weights are not
-    # multiplied (1.0 * d is d).
-    closest_dist_sq = np.empty(n_samples)
-    distance_to_candidates = np.empty((n_local_trials, n_samples))
-    _candidate_distances(
-        centers[0, np.newaxis], X, x_squared_norms, out=distance_to_candidates[:1]
-    )
-    closest_dist_sq[:] = distance_to_candidates[0]
+    closest_dist_sq = _candidate_distances(centers[0, np.newaxis], X, x_squared_norms)
     current_pot = closest_dist_sq @ sample_weight
     weight_column = sample_weight.reshape(-1, 1)
-    unit_weights = bool(np.all(sample_weight == 1))
-    cumulated = np.empty(n_samples)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        if unit_weights:
-            np.cumsum(closest_dist_sq, out=cumulated)
-        else:
-            np.multiply(sample_weight, closest_dist_sq, out=cumulated)
-            np.cumsum(cumulated, out=cumulated)
-        candidate_ids = np.searchsorted(cumulated, rand_vals)
+        candidate_ids = np.searchsorted(
+            np.cumsum(sample_weight * closest_dist_sq), rand_vals
+        )
         np.clip(candidate_ids, None, closest_dist_sq.size - 1, out=candidate_ids)
-        _candidate_distances(
-            X[candidate_ids], X, x_squared_norms, out=distance_to_candidates
+        distance_to_candidates = _candidate_distances(
+            X[candidate_ids], X, x_squared_norms
         )
         np.minimum(closest_dist_sq, distance_to_candidates, out=distance_to_candidates)
         candidates_pot = distance_to_candidates @ weight_column
         best_candidate = np.argmin(candidates_pot)
         current_pot = candidates_pot[best_candidate]
-        closest_dist_sq[:] = distance_to_candidates[best_candidate]
+        closest_dist_sq = distance_to_candidates[best_candidate]
         best_candidate = candidate_ids[best_candidate]
         centers[c] = X[best_candidate]
         indices[c] = best_candidate
     return centers, indices
 
 
-def _candidate_distances(candidates, X, x_squared_norms, out):
+def _candidate_distances(candidates, X, x_squared_norms):
     """``_euclidean_distances(candidates, X, Y_norm_squared=..., squared=True)``.
 
     Parameters
@@ -287,17 +273,12 @@ def _candidate_distances(candidates, X, x_squared_norms, out):
 
     x_squared_norms : ndarray of shape (1, n_samples)
 
-    out : ndarray of shape (n_candidates, n_samples)
-        C-ordered, float64.
-
     Returns
     -------
     distances : ndarray of shape (n_candidates, n_samples)
-        ``out``: the squared distances, clipped at zero.
+        Squared distances, clipped at zero.
     """
-    # -2 (C X^T) is (C X^T) (-2), exactly.
-    distances = np.matmul(candidates, X.T, out=out)
-    distances *= -2
+    distances = -2 * (candidates @ X.T)
     distances += np.einsum("ij,ij->i", candidates, candidates)[:, np.newaxis]
     distances += x_squared_norms
     np.maximum(distances, 0, out=distances)

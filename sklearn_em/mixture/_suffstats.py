@@ -71,15 +71,16 @@ _FLOAT32_LOG_FLOOR = np.float32(np.log(np.finfo(np.float32).tiny) + 20.0)
 _FLOAT64_LOG_TINY = np.log(np.finfo(np.float64).tiny)
 
 #: The E-step's floor on float64 log-probabilities relative to a row's
-#: largest (see :func:`negligible_floor`): masses below 2^-64 of it are
-#: exactly zero.
+#: largest (see :func:`negligible_floor`): masses below 2^-64 of it may be
+#: zero.
 _FLOAT64_LOG_NEGLIGIBLE = np.log(2.0**-64)
 
 #: Components whose weight is below 2^-30 keep every normal mass.
 _LOG_LIGHT_COMPONENT = np.log(2.0**-30)
 
-#: Up to this fraction of a chunk's entries above their floor, only those
-#: are exponentiated (gathered, then scattered into zeros); beyond it, all.
+#: From this fraction of a chunk's entries below their floor (on a sample
+#: of its rows), only the others are exponentiated (gathered, then
+#: scattered into zeros); below it, all of them.
 _SPARSE_EXP_FRACTION = 0.5
 
 
@@ -149,8 +150,9 @@ def negligible_floor(log_weights):
     (5 ns a value with glibc: NumPy vectorises it only with AVX-512), and
     on separated clusters most entries of a row are tens or hundreds of
     nats below its largest. Masses below ``2^-64`` of their row's largest
-    are therefore exactly zero in a fit's E-step and not computed (see
-    :func:`logsumexp_rows`): a row's normaliser, at least about 1, loses
+    may therefore be exactly zero in a fit's E-step, and are not computed
+    where most entries are (see :func:`_exp_above`): a row's normaliser, at
+    least about 1, loses
     less than ``(K - 1) 2^-64``, below its rounding for K up to 2048, and a
     component's sums less than ``2^-64`` per row, ``2^-34`` of them relative
     to a component of weight ``2^-30``. Lighter components, whose sums are
@@ -186,8 +188,9 @@ def logsumexp_rows(a, floor=None):
 
     floor : float or ndarray of shape (n_components,), default=None
         float64 only: the log-masses relative to a row's largest below which
-        the probabilities are exactly zero (:func:`negligible_floor`'s); None
-        means the smallest normal number's.
+        the probabilities may be exactly zero (:func:`negligible_floor`'s;
+        below the smallest normal number they are); None means the smallest
+        normal number's.
 
     Returns
     -------
