@@ -417,11 +417,21 @@ def test_model_selection_in_lockstep_equals_one_candidate_at_a_time(data, weight
         assert lockstep == alone
         return
     assert len(lockstep[0]["bic"]) == len(ALL_TYPES) * (n_components + 1)
-    for key in ("bic", "log_likelihood"):
+    # A candidate whose EM ran another number of iterations met a tie up to
+    # rounding: between two starts at the end of the race (the leader goes
+    # on) or at the convergence threshold. Its two fits are then the same
+    # only within EM's tolerance, tol per unit of weight in log-likelihood
+    # (the long profile found such draws of 11 x 2, 29 x 1 and a few dozen
+    # rows x 4; on the first, 5 and 3 iterations, BICs 5.9e-7 apart).
+    tied = np.asarray(lockstep[0]["n_iter"]) != np.asarray(alone[0]["n_iter"])
+    total_weight = len(X) if sample_weight is None else sample_weight.sum()
+    for key, scale in (("bic", 2.0), ("log_likelihood", 1.0)):
         a, b = lockstep[0][key], alone[0][key]
-        assert_allclose(a, b, rtol=1e-7, atol=1e-7 * np.nanmax(np.abs(b)))
+        assert_allclose(a[~tied], b[~tied], rtol=1e-7, atol=1e-7 * np.nanmax(np.abs(b)))
+        assert np.all(np.abs(a[tied] - b[tied]) <= scale * search.tol * total_weight)
     if lockstep[1] != alone[1]:
-        # Only between candidates that tie up to rounding.
+        # Only between candidates that tie up to rounding (or within EM's
+        # tolerance, as above).
         bic = alone[0]["bic"]
         chosen = [
             np.flatnonzero(
@@ -430,7 +440,13 @@ def test_model_selection_in_lockstep_equals_one_candidate_at_a_time(data, weight
             )[0]
             for params in (lockstep[1], alone[1])
         ]
-        assert_allclose(bic[chosen[0]], bic[chosen[1]], rtol=1e-7)
+        if tied[chosen].any():
+            # Each of the two rows within EM's tolerance of its other fit.
+            assert abs(bic[chosen[0]] - bic[chosen[1]]) <= 4 * search.tol * (
+                total_weight
+            )
+        else:
+            assert_allclose(bic[chosen[0]], bic[chosen[1]], rtol=1e-7)
 
 
 @st.composite
