@@ -917,20 +917,18 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
     # Blocks of _INCREMENTAL_ROWS rows or more sum only the clusters whose
     # rows changed (see _BlockSums); on fewer, every cluster, in one product.
     incremental = n_samples >= _INCREMENTAL_ROWS * len(blocks)
-    if threads == 1 and incremental:
-        summers = [
-            _BlockSums(X, sample_weight, block, n_clusters, incremental=True)
-            for block in blocks
-        ]
+    if threads == 1:
+        if incremental:
+            summers = [
+                _BlockSums(X, sample_weight, block, n_clusters, incremental=True)
+                for block in blocks
+            ]
 
-        def run(centers, labels, with_sums):
-            n_changed = labeller.label(centers, labels, everything)
-            if not with_sums:
-                return n_changed, None
-            return n_changed, [summer(labels) for summer in summers]
+            def serial_sums(labels):
+                return [summer(labels) for summer in summers]
 
-    elif threads == 1:
-        serial_sums = _serial_sums(X, sample_weight, blocks, n_clusters)
+        else:
+            serial_sums = _serial_sums(X, sample_weight, blocks, n_clusters)
 
         def run(centers, labels, with_sums):
             n_changed = labeller.label(centers, labels, everything)
