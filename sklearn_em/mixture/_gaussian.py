@@ -1326,10 +1326,11 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
         per-component form's products and the direct components'; see
         :func:`_triangle`).
 
-    negligible : bool, default=False
-        float64: masses below :func:`~._suffstats.negligible_floor` may be
-        zero (the fit's E-step; see
-        :meth:`GaussianMixtureEM._e_step_statistics`).
+    floor : float or ndarray of shape (n_components,), default=None
+        float64: the fit's E-step lets masses below this (relative to their
+        row's largest, :func:`~._suffstats.negligible_floor`'s) be zero; see
+        :meth:`GaussianMixtureEM._keep_negligible_mass`. None keeps every
+        normal mass.
 
     Returns
     -------
@@ -1358,7 +1359,7 @@ def _gaussian_e_step_chunk_body(
     shift=None,
     per_component=False,
     triangle=None,
-    negligible=False,
+    floor=None,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
     dtype = log_w.dtype
@@ -1368,8 +1369,6 @@ def _gaussian_e_step_chunk_body(
         X = _in_dtype(X, dtype)
     if sample_weight is not None:
         sample_weight = sample_weight.astype(log_w.dtype, copy=False)
-    # Masses negligible next to their row's largest are not computed.
-    floor = negligible_floor(log_w) if negligible and dtype == np.float64 else None
     if per_component:
         # No quadratic features: one product with each augmented factor for
         # the log-densities, one scatter per component for the moments.
@@ -3304,11 +3303,18 @@ class GaussianMixtureEM(BaseMixtureEM):
         dtype = self._dtype()
         shift = getattr(self, "_moments_shift", None)
         recentred = shift is not None and shift is not self.means_
+        parameters = self._fused_parameters(dtype, recentred=recentred)
+        # Masses negligible next to their row's largest are not computed
+        # (float64 chunks; see _keep_negligible_mass).
+        floor = None
+        log_w = parameters["log_w"]
+        if log_w.dtype == np.float64 and not getattr(self, "_exact_e_step", False):
+            floor = negligible_floor(log_w)
         return partial(
             _gaussian_e_step_chunk,
             shift=shift if recentred else None,
-            negligible=not getattr(self, "_exact_e_step", False),
-            **self._fused_parameters(dtype, recentred=recentred),
+            floor=floor,
+            **parameters,
         )
 
     def _log_prob_chunk_function(self, dtype):
