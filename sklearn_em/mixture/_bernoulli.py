@@ -17,7 +17,7 @@ from ._missing import (
     bernoulli_missing_log_prob_chunk,
     check_missing,
 )
-from ._suffstats import chunk_rows, resp_chunk
+from ._suffstats import chunk_rows, column_sums, resp_chunk
 
 
 # ----------------------------------------------------------------------
@@ -183,7 +183,7 @@ def _accumulate_bernoulli(X, resp):
     # an idle machine, but on a loaded one multi-threaded OpenBLAS ran the
     # `resp.T @ X` layout (few output rows, long inner dimension) 7-15x slower.
     sx = np.ascontiguousarray(np.asarray(X.T @ resp).T)
-    return {"nk": resp.sum(axis=0), "sx": sx}
+    return {"nk": column_sums(resp), "sx": sx}
 
 
 def _estimate_bernoulli_parameters(stats, alpha, beta, weight_scale=1.0):

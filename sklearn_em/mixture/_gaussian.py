@@ -24,6 +24,7 @@ from ._suffstats import (
     _LOG_LIGHT_COMPONENT,
     _MIN_THREADED_BYTES,
     CollapseError,
+    column_sums,
     e_step_chunk,
     n_threads,
     negligible_floor,
@@ -186,7 +187,7 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
         X = X.astype(np.float64, copy=False)
         resp = resp.astype(np.float64, copy=False)
     stats = {
-        "nk": resp.sum(axis=0, dtype=np.float64),
+        "nk": column_sums(resp, np.float64),
         "sx": np.dot(resp.T, X).astype(np.float64),
     }
     if shift is None:
@@ -1569,7 +1570,7 @@ def _accumulate_direct(features, resp, *, means):
         The keys of :func:`_accumulate_gaussian` around ``means``, float64.
     """
     diff, squares = features
-    nk = resp.sum(axis=0, dtype=np.float64)
+    nk = column_sums(resp, np.float64)
     # One row of weights per component: (K, 1, n) @ (K, n, D).
     weights = resp.T[:, np.newaxis, :]
     sz = np.matmul(weights, diff)[:, 0]
@@ -1837,7 +1838,7 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     n_samples, n_features = X.shape
     leading = _bias_first(triangle)
     Z = features[:, leading : leading + n_features]
-    nk = resp.sum(axis=0, dtype=np.float64)
+    nk = column_sums(resp, np.float64)
     sz = _inner_product(resp.T, features)[:, leading : leading + n_features]
     sz = sz.astype(np.float64, copy=False)
     d = shift.astype(np.float64) - centre
@@ -2594,7 +2595,7 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         moments.
     """
     n_features = means.shape[1]
-    nk = resp.sum(axis=0, dtype=np.float64)
+    nk = column_sums(resp, np.float64)
     if covariance_type == "tied":
         return _accumulate_tied(
             features[:, -n_features:], resp, nk, means, centre, direct, X

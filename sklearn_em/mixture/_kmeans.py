@@ -62,6 +62,7 @@ else:
 
 from ._suffstats import (
     _MIN_THREADED_BYTES,
+    column_sums,
     n_threads,
     release_blas_limit,
     single_threaded_blas,
@@ -154,7 +155,7 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
         sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
     # KMeans.fit: centre a C-ordered copy, then the rows' squared norms
     # (which k-means++ recomputes in float64 for float32 data).
-    X_mean = X.mean(axis=0)
+    X_mean = _column_means(X)
     Xc = X - X_mean
     x_squared_norms = row_norms(Xc, squared=True) if X.dtype == np.float64 else None
     # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
@@ -176,9 +177,11 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     with single_threaded_blas():
         labels, centers, n_iter = _lloyd(Xc, sample_weight, centers, tol, n_jobs)
     centers += X_mean
-    if len(np.unique(labels)) < n_clusters:
+    # (Counted without sorting: np.unique cost 0.1 ms at 10,000 rows.)
+    n_distinct = np.count_nonzero(np.bincount(labels, minlength=n_clusters))
+    if n_distinct < n_clusters:
         warnings.warn(
-            f"Number of distinct clusters ({len(np.unique(labels))}) found "
+            f"Number of distinct clusters ({n_distinct}) found "
             f"smaller than n_clusters ({n_clusters}). Possibly due to duplicate "
             "points in X.",
             ConvergenceWarning,
@@ -288,11 +291,12 @@ def _candidate_distances(candidates, X, x_squared_norms):
 def _column_sums_of_squares(X, block=4096):
     """``np.add.reduce(X * X, axis=0)`` to the last bit, without ``X * X``.
 
-    NumPy adds a C-ordered array's rows one after the other along axis 0,
-    so carrying the running sum as the first row of each block's squares
-    adds them in the same order (a single column is summed pairwise, as a
-    contiguous vector: it is left to NumPy). The product of the whole array would be a
-    fresh array the size of the data (at 200,000 x 16, 35 ms of page faults
+    NumPy adds a C-ordered array's rows one after the other along axis 0
+    (as :func:`._suffstats.column_sums` does, faster), so carrying the
+    running sum as the first row of each block's squares adds them in the
+    same order (a single column is summed pairwise, as a contiguous vector:
+    it is left to NumPy). The product of the whole array would be a fresh
+    array the size of the data (at 200,000 x 16, 35 ms of page faults
     against 3 ms for this).
 
     Parameters
@@ -309,7 +313,7 @@ def _column_sums_of_squares(X, block=4096):
     """
     n_samples, n_features = X.shape
     if n_samples <= block or n_features == 1:
-        return np.add.reduce(X * X, axis=0)
+        return column_sums(X * X)
     buffer = np.empty((block + 1, n_features), dtype=X.dtype)
     sums = None
     for start in range(0, n_samples, block):
@@ -317,12 +321,27 @@ def _column_sums_of_squares(X, block=4096):
         m = rows.shape[0]
         if sums is None:
             np.multiply(rows, rows, out=buffer[:m])
-            sums = np.add.reduce(buffer[:m], axis=0)
+            sums = column_sums(buffer[:m])
         else:
             buffer[0] = sums
             np.multiply(rows, rows, out=buffer[1 : m + 1])
-            sums = np.add.reduce(buffer[: m + 1], axis=0)
+            sums = column_sums(buffer[: m + 1])
     return sums
+
+
+def _column_means(X):
+    """``X.mean(axis=0)`` to the last bit (NumPy's sum, then its division).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    means : ndarray of shape (n_features,)
+    """
+    sums = column_sums(X)
+    return np.true_divide(sums, np.intp(X.shape[0]), out=sums, casting="unsafe")
 
 
 def _omp_blocks(n_samples, n_omp_threads):
@@ -726,7 +745,11 @@ def _serial_sums(X, sample_weight, blocks, n_clusters):
     without its per-block calls: one sparse product adds every block's
     rows, block ``b``'s into rows ``b K`` to ``b K + K - 1`` of the result,
     each row in order from zero, as a block's own product does. The one-hot
-    matrix is built once and its row indices updated in place.
+    matrix is built once and its row indices updated in place. The rows
+    carry a column of ones, whose sums are the weights ``w_i * 1`` added in
+    the same order: one product instead of two (at 10,000 x 8, 8 clusters,
+    0.4 ms of a fit's Lloyd iterations). For the small data this path takes
+    (blocks under ``_INCREMENTAL_ROWS`` rows), that copy is cheap.
 
     Parameters
     ----------
@@ -745,7 +768,7 @@ def _serial_sums(X, sample_weight, blocks, n_clusters):
         ``sums(labels)`` returns one ``(sums, weights)`` per block, as
         :class:`_BlockSums`.
     """
-    n_samples = X.shape[0]
+    n_samples, n_features = X.shape
     n_blocks = len(blocks)
     offsets = np.repeat(
         np.arange(n_blocks, dtype=np.int32) * n_clusters,
@@ -755,17 +778,18 @@ def _serial_sums(X, sample_weight, blocks, n_clusters):
         (sample_weight, offsets.copy(), np.arange(n_samples + 1, dtype=np.int32)),
         shape=(n_blocks * n_clusters, n_samples),
     )
-    ones = np.ones(n_samples, dtype=X.dtype)
+    with_ones = np.empty((n_samples, n_features + 1), dtype=X.dtype)
+    with_ones[:, :n_features] = X
+    with_ones[:, n_features] = 1
 
     def sums(labels):
         # One entry per column: the indices stay sorted and canonical.
         np.add(labels, offsets, out=onehot.indices)
-        totals = onehot @ X
-        weights = onehot @ ones
+        totals = onehot @ with_ones
         return [
             (
-                totals[b * n_clusters : (b + 1) * n_clusters],
-                weights[b * n_clusters : (b + 1) * n_clusters],
+                totals[b * n_clusters : (b + 1) * n_clusters, :n_features],
+                totals[b * n_clusters : (b + 1) * n_clusters, n_features],
             )
             for b in range(n_blocks)
         ]
@@ -792,10 +816,10 @@ def _relocate_empty_clusters(X, sample_weight, centers_old, sums, weights, label
 
     labels : ndarray of shape (n_samples,)
     """
+    if weights.all():
+        return
     empty = np.where(np.equal(weights, 0))[0].astype(np.int32)
     n_empty = empty.shape[0]
-    if n_empty == 0:
-        return
     distances = ((X - centers_old[labels]) ** 2).sum(axis=1)
     far = np.argpartition(distances, -n_empty)[: -n_empty - 1 : -1].astype(np.int32)
     if np.max(distances) == 0:
@@ -819,6 +843,10 @@ def _average_centers(centers, weights):
 
     weights : ndarray of shape (n_clusters,)
     """
+    if weights.min() > 0:
+        # (Every cluster holds rows: a few microseconds an iteration less.)
+        centers *= (1.0 / weights.astype(np.float64)).astype(centers.dtype)[:, None]
+        return
     argmax = np.argmax(weights)
     positive = weights > 0
     empty = np.flatnonzero(~positive)
@@ -848,20 +876,22 @@ def _center_shift(centers_old, centers_new):
         Summed as the Cython kernel sums: groups of four features, each
         group added left to right, then the remainder one by one.
     """
-    diff = centers_new - centers_old
-    sq = diff * diff
+    sq = centers_new - centers_old
+    sq *= sq
     n_clusters, n_features = sq.shape
     n4 = n_features // 4
-    # Every group's ((a + b) + c) + d at once, then the groups added one
-    # after the other from zero: a cumulative sum adds in that order (a
-    # loop over the groups cost 35 us an iteration at 30 features).
-    groups = sq[:, : 4 * n4].reshape(n_clusters, n4, 4)
-    parts = groups[:, :, 0] + groups[:, :, 1]
-    parts += groups[:, :, 2]
-    parts += groups[:, :, 3]
-    terms = np.concatenate([parts, sq[:, 4 * n4 :]], axis=1)
-    if terms.shape[1] == 0:
+    if n_features == 0:
         return np.zeros(n_clusters, dtype=sq.dtype)
+    # Every group's ((a + b) + c) + d at once, then the groups and the
+    # remainder added one after the other from zero: cumulative sums add in
+    # those orders (a loop over the groups cost 35 us an iteration at 30
+    # features).
+    terms = sq
+    if n4:
+        groups = np.cumsum(sq[:, : 4 * n4].reshape(n_clusters, n4, 4), axis=2)
+        terms = groups[:, :, 3]
+        if 4 * n4 < n_features:
+            terms = np.concatenate([terms, sq[:, 4 * n4 :]], axis=1)
     return np.sqrt(np.cumsum(terms, axis=1)[:, -1])
 
 

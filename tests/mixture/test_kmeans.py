@@ -347,6 +347,20 @@ def test_column_sums_of_squares_are_numpys(dtype, n_features, n_samples):
     assert_array_equal(_kmeans._column_sums_of_squares(X), np.add.reduce(X * X, axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3), (5, 1), (100, 2), (10_000, 8), (3, 40)])
+def test_column_means_are_numpys(dtype, shape):
+    # KMeans centres the data on X.mean(axis=0): our means are NumPy's to
+    # the last bit (its row-by-row sum, then its division), in X's dtype.
+    rng = np.random.RandomState(shape[0])
+    X = (rng.normal(size=shape) * 10.0 ** rng.uniform(-5, 5, size=shape) + 3).astype(
+        dtype
+    )
+    means = _kmeans._column_means(X)
+    assert means.dtype == X.dtype
+    assert_array_equal(means, X.mean(axis=0))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", range(3))
 def test_kmeans_plusplus_is_sklearns(kind, seed):

@@ -103,6 +103,33 @@ def test_row_reductions_are_numpys(n_columns):
         assert _suffstats._row_sum(finite).dtype == array.dtype
 
 
+@pytest.mark.parametrize("n_columns", [1, 2, 3, 8, 17, 64])
+@pytest.mark.parametrize("n_rows", [1, 2, 9, 1000, 20_001])
+def test_column_sums_are_numpys(n_columns, n_rows):
+    # einsum's column sums are ndarray.sum(axis=0)'s bit for bit, in the
+    # accumulator's dtype, whatever the layout (strided and Fortran-ordered
+    # arrays take NumPy's own reduction), signed zeros and non-finite values
+    # included, on values of very different magnitudes (where the order of
+    # the additions shows).
+    rng = np.random.RandomState(n_columns * n_rows)
+    a = rng.normal(size=(n_rows, n_columns)) * np.exp(
+        rng.uniform(-30, 30, size=(n_rows, n_columns))
+    )
+    if n_rows > 2:
+        a[:, 0] = -0.0
+        a[1, -1] = np.nan if n_columns > 2 else a[1, -1]
+        a[2, n_columns // 2] = np.inf
+    views = (a, a[::3], a[:, : max(1, n_columns // 2)], a[:, ::2], np.asfortranarray(a))
+    for array in views:
+        for values in (array, array.astype(np.float32)):
+            for dtype in (None, np.float64):
+                expected = values.sum(axis=0, dtype=dtype)
+                sums = _suffstats.column_sums(values, dtype)
+                assert sums.dtype == expected.dtype
+                assert_array_equal(sums, expected)
+                assert_array_equal(np.signbit(sums), np.signbit(expected))
+
+
 @pytest.mark.parametrize("n_columns", [3, 4, 8, 20])
 def test_logsumexp_rows_largest_probability_is_exact_alone(n_columns):
     # The shift off zero leaves a row's only finite entry a probability of
