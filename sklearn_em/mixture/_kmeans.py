@@ -10,8 +10,9 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
 10,000 x 8 with 2 threads, 0.2 ms with one; 26 ms against 12 ms at
 200,000 x 16). This module runs the same computation, step by step:
 
-- the tolerance, centring and squared norms are computed by the same NumPy
-  calls as ``KMeans.fit``;
+- the tolerance, centring and squared norms are ``KMeans.fit``'s to the
+  last bit (its column sums, NumPy's row-by-row reductions, from one
+  ``einsum`` loop in the same order: :func:`._suffstats.column_sums`);
 - the seeds are scikit-learn's ``_kmeans_plusplus``, run with the same
   arrays and ``RandomState`` (for float64, by :func:`kmeans_plusplus`, the
   same arithmetic without its dispatch): the same draws, consumed the same way
