@@ -43,6 +43,7 @@ The blocks run on the engine's threads (:mod:`._suffstats`), without
 barriers that spin, and only when the data is large enough to pay for them.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -198,11 +199,13 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     same arithmetic on the same arrays: each candidate's distances are
     ``_euclidean_distances``'s (the product ``-2 C X^T`` as ``C @ X.T``,
     the candidates' squared norms by ``einsum``, then the data's, clipped
-    at zero), without its namespace and dtype dispatch, a fifth to two
-    fifths of the seeding on small data (10,000 x 8, K = 8: 2.1 -> 1.75 ms;
-    1,000 x 30, K = 20: 2.5 -> 1.75; 50 x 2, K = 50: 4.4 -> 2.5).
-    float32 and sparse data, whose distances scikit-learn computes on
-    float64 copies of chunks, take scikit-learn's own function.
+    at zero; for float32 data, on float64 copies of the same batches of
+    rows, see :func:`_candidate_distances_upcast`), without its namespace,
+    dtype and parameter dispatch, a fifth to two fifths of the seeding on
+    small float64 data (10,000 x 8, K = 8: 2.1 -> 1.75 ms; 1,000 x 30,
+    K = 20: 2.5 -> 1.75; 50 x 2, K = 50: 4.4 -> 2.5), more on float32 data,
+    whose batches each paid it. Sparse data takes scikit-learn's own
+    function.
 
     Parameters
     ----------
@@ -211,7 +214,10 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     n_clusters : int
 
     x_squared_norms : ndarray of shape (n_samples,) or None
-        The rows' squared norms (float64 data), as ``row_norms`` gives.
+        The rows' squared norms as ``row_norms`` gives them; for float64
+        data None takes scikit-learn's function, and for float32 data
+        float32 norms are not used (as in scikit-learn, which recomputes
+        them in float64).
 
     sample_weight : ndarray of shape (n_samples,)
         Of ``X``'s dtype.
@@ -225,7 +231,14 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     indices : ndarray of shape (n_clusters,)
         The rows of ``X`` chosen as centres.
     """
-    if sp.issparse(X) or X.dtype != np.float64 or x_squared_norms is None:
+    # scikit-learn uses given norms unless they are float32.
+    if x_squared_norms is not None and x_squared_norms.dtype == np.float32:
+        x_squared_norms = None
+    if (
+        sp.issparse(X)
+        or X.dtype not in (np.float32, np.float64)
+        or (X.dtype == np.float64 and x_squared_norms is None)
+    ):
         return _kmeans_plusplus(
             X,
             n_clusters,
@@ -233,6 +246,12 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
             sample_weight=sample_weight,
             random_state=random_state,
         )
+    if x_squared_norms is not None:
+        x_squared_norms = x_squared_norms.reshape(1, -1)
+    if X.dtype == np.float64:
+        distances = _candidate_distances
+    else:
+        distances = _candidate_distances_upcast
     n_samples, n_features = X.shape
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
     n_local_trials = 2 + int(np.log(n_clusters))
@@ -240,8 +259,7 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     indices = np.full(n_clusters, -1, dtype=int)
     centers[0] = X[center_id]
     indices[0] = center_id
-    x_squared_norms = x_squared_norms.reshape(1, -1)
-    closest_dist_sq = _candidate_distances(centers[0, np.newaxis], X, x_squared_norms)
+    closest_dist_sq = distances(centers[0, np.newaxis], X, x_squared_norms)
     current_pot = closest_dist_sq @ sample_weight
     weight_column = sample_weight.reshape(-1, 1)
     for c in range(1, n_clusters):
@@ -250,9 +268,7 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
             np.cumsum(sample_weight * closest_dist_sq), rand_vals
         )
         np.clip(candidate_ids, None, closest_dist_sq.size - 1, out=candidate_ids)
-        distance_to_candidates = _candidate_distances(
-            X[candidate_ids], X, x_squared_norms
-        )
+        distance_to_candidates = distances(X[candidate_ids], X, x_squared_norms)
         np.minimum(closest_dist_sq, distance_to_candidates, out=distance_to_candidates)
         candidates_pot = distance_to_candidates @ weight_column
         best_candidate = np.argmin(candidates_pot)
@@ -285,6 +301,61 @@ def _candidate_distances(candidates, X, x_squared_norms):
     distances = -2 * (candidates @ X.T)
     distances += np.einsum("ij,ij->i", candidates, candidates)[:, np.newaxis]
     distances += x_squared_norms
+    np.maximum(distances, 0, out=distances)
+    return distances
+
+
+def _candidate_distances_upcast(candidates, X, x_squared_norms=None):
+    """:func:`_candidate_distances` of float32 data, as scikit-learn computes them.
+
+    ``_euclidean_distances_upcast``: batches of candidates and of rows,
+    sized to add about a tenth of the memory the data and the distances
+    take (at least 10 MiB), are copied to float64; each pair of batches
+    gives ``-2 C X^T + |c|^2 + |x|^2`` in float64 (the norms of the float64
+    copies, unless float64 norms are given), rounded to float32, then
+    clipped at zero. The same batches, copies and operations, without a
+    parameter validation and a namespace dispatch per batch (which had
+    made float32 seeding at 10,000 x 8, K = 8, several times float64's).
+
+    Parameters
+    ----------
+    candidates : ndarray of shape (n_candidates, n_features)
+        float32.
+
+    X : ndarray of shape (n_samples, n_features)
+        float32.
+
+    x_squared_norms : ndarray of shape (1, n_samples), default=None
+        float64 norms of the rows; None computes them batch by batch.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_candidates, n_samples), float32
+    """
+    n_candidates, n_features = candidates.shape
+    n_samples = X.shape[0]
+    maxmem = max(
+        ((n_candidates + n_samples) * n_features + n_candidates * n_samples) / 10,
+        10 * 2**17,
+    )
+    width = 2 * n_features
+    batch = max(int((-width + math.sqrt(width**2 + 4 * maxmem)) / 2), 1)
+    distances = np.empty((n_candidates, n_samples), dtype=np.float32)
+    for x_start in range(0, n_candidates, batch):
+        x_slice = slice(x_start, min(x_start + batch, n_candidates))
+        C = candidates[x_slice].astype(np.float64)
+        c_norms = np.einsum("ij,ij->i", C, C)[:, np.newaxis]
+        for y_start in range(0, n_samples, batch):
+            y_slice = slice(y_start, min(y_start + batch, n_samples))
+            Y = X[y_slice].astype(np.float64)
+            if x_squared_norms is None:
+                y_norms = np.einsum("ij,ij->i", Y, Y)[np.newaxis, :]
+            else:
+                y_norms = x_squared_norms[:, y_slice]
+            d = -2 * (C @ Y.T)
+            d += c_norms
+            d += y_norms
+            distances[x_slice, y_slice] = d.astype(np.float32, copy=False)
     np.maximum(distances, 0, out=distances)
     return distances
 

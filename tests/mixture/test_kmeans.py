@@ -390,6 +390,67 @@ def test_kmeans_plusplus_is_sklearns(kind, seed):
     _assert_same_state(rs_sk, rs_ours)
 
 
+@pytest.mark.parametrize("norms", ["none", "float32", "float64"])
+@pytest.mark.parametrize("n_samples", [50, 2_999, 12_345])
+def test_float32_kmeans_plusplus_is_sklearns(norms, n_samples):
+    # float32 data: scikit-learn computes each candidate's distances on
+    # float64 copies of batches of rows (several batches from a few thousand
+    # rows), with float64 norms if given and recomputed otherwise; ours are
+    # the same seeds to the last bit, and leave the generator where it does.
+    rng = np.random.RandomState(n_samples)
+    X = (rng.normal(size=(n_samples, 7)) * [1, 10, 100, 1e3, 0.1, 1, 5] + 50).astype(
+        np.float32
+    )
+    sample_weight = rng.uniform(0.5, 2, size=n_samples).astype(np.float32)
+    x_norms = {
+        "none": None,
+        "float32": row_norms(X, squared=True),
+        "float64": row_norms(X.astype(np.float64), squared=True),
+    }[norms]
+    for seed in range(3):
+        rs_sk, rs_ours = np.random.RandomState(seed), np.random.RandomState(seed)
+        centers_sk, indices_sk = _kmeans_plusplus(
+            X,
+            9,
+            x_squared_norms=x_norms,
+            sample_weight=sample_weight,
+            random_state=rs_sk,
+        )
+        centers, indices = _kmeans.kmeans_plusplus(
+            X, 9, x_norms, sample_weight, rs_ours
+        )
+        assert_array_equal(indices, indices_sk)
+        assert_array_equal(centers, centers_sk)
+        assert centers.dtype == np.float32
+        _assert_same_state(rs_sk, rs_ours)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3), (5, 40), (3_000, 20), (20_000, 2)])
+def test_candidate_distances_are_sklearns(dtype, shape):
+    # Each k-means++ step's distances, bit for bit: scikit-learn's
+    # _euclidean_distances (float32 on float64 copies of its batches).
+    from sklearn.metrics.pairwise import _euclidean_distances
+
+    rng = np.random.RandomState(shape[0])
+    X = (rng.normal(size=shape) * 10.0 ** rng.uniform(-2, 3, size=shape[1]) + 7).astype(
+        dtype
+    )
+    candidates = X[rng.randint(shape[0], size=4)]
+    norms = row_norms(X.astype(np.float64), squared=True)
+    expected = _euclidean_distances(candidates, X, Y_norm_squared=norms, squared=True)
+    if dtype == np.float64:
+        ours = _kmeans._candidate_distances(candidates, X, norms.reshape(1, -1))
+    else:
+        ours = _kmeans._candidate_distances_upcast(candidates, X, norms.reshape(1, -1))
+        assert_array_equal(
+            _kmeans._candidate_distances_upcast(candidates, X),
+            _euclidean_distances(candidates, X, squared=True),
+        )
+    assert ours.dtype == expected.dtype
+    assert_array_equal(ours, expected)
+
+
 def _average_centers_loop(centers, weights):
     """scikit-learn's ``_average_centers``, its loop written out."""
     argmax = np.argmax(weights)
