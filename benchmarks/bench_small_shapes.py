@@ -19,15 +19,22 @@ for both, so that components of a few rows do not collapse): with many
 components on few rows, tight components far from the data's centre make
 our precision guard compute them directly, the case this scan found slow.
 
+With ``--default-fit``, the same grid times whole default fits instead
+(``random_state=0``, the k-means initialisation included, ``tol=1e-3``,
+``reg_covar=1e-3`` for both): what a user's single ``fit`` or a grid
+search's candidate costs, initialisation and convergence included. Both
+start from the same k-means labels and run the same iterations.
+
 Usage (from the repository root; unset the OpenBLAS variables that slow
 numpy on this machine for the benchmark only)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/bench_small_shapes.py \\
-        [--types full tied diag spherical] [--repeats 7]
+        [--types full tied diag spherical] [--repeats 7] [--default-fit]
 
 The markdown table is written to ``benchmarks/results/small_shapes.md``
-(about nine minutes on 2 cores).
+(about nine minutes on 2 cores), or with ``--default-fit`` to
+``benchmarks/results/small_shapes_default.md``.
 """
 
 import argparse
@@ -45,6 +52,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn_em import GaussianMixtureEM
 
 RESULTS = Path(__file__).parent / "results" / "small_shapes.md"
+RESULTS_DEFAULT = Path(__file__).parent / "results" / "small_shapes_default.md"
 
 SAMPLES = [30, 100, 300, 1000, 3000]
 FEATURES = [1, 4, 16, 64, 200]
@@ -60,18 +68,19 @@ def make_data(n_samples, n_features, seed=0):
     return rng.normal(size=(n_samples, n_features)) + offsets
 
 
-def per_iteration(make, X, repeats):
-    """Median seconds per iteration of ``make().fit(X)``, and the times."""
+def per_iteration(make, X, repeats, per=MAX_ITER):
+    """Seconds per iteration of ``make().fit(X)`` (``per`` iterations a
+    fit; 1 for whole fits), one value per fit."""
     times = []
     for _ in range(repeats):
         estimator = make()
         start = time.perf_counter()
         estimator.fit(X)
-        times.append((time.perf_counter() - start) / MAX_ITER)
+        times.append((time.perf_counter() - start) / per)
     return times
 
 
-def measure(X, n_components, params, repeats):
+def measure(X, n_components, params, repeats, per=MAX_ITER):
     """Median seconds per iteration of both libraries, and their ratio.
 
     Each library's fits run in a block, the first one not timed:
@@ -80,10 +89,10 @@ def measure(X, n_components, params, repeats):
     (ours, at these sizes, wakes none).
     """
     ours = per_iteration(
-        partial(GaussianMixtureEM, n_components, **params), X, repeats + 1
+        partial(GaussianMixtureEM, n_components, **params), X, repeats + 1, per
     )[1:]
     theirs = per_iteration(
-        partial(GaussianMixture, n_components, **params), X, repeats + 1
+        partial(GaussianMixture, n_components, **params), X, repeats + 1, per
     )[1:]
     ours, theirs = float(np.median(ours)), float(np.median(theirs))
     return dict(ours=ours, theirs=theirs, ratio=theirs / ours)
@@ -95,8 +104,16 @@ def main():
         "--types", nargs="+", default=["full", "tied", "diag", "spherical"]
     )
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument(
+        "--default-fit",
+        action="store_true",
+        help="time whole default fits (k-means initialisation included)",
+    )
+    parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    if args.output is None:
+        args.output = str(RESULTS_DEFAULT if args.default_fit else RESULTS)
+    per = 1 if args.default_fit else MAX_ITER
     warnings.simplefilter("ignore")
 
     load = [os.getloadavg()[0]]
@@ -110,6 +127,17 @@ def main():
                     if 2 * k > n:
                         continue
                     if covariance_type in ("full", "tied") and d * k * n > 2e7:
+                        continue
+                    row = dict(covariance_type=covariance_type, n=n, d=d, k=k)
+                    if args.default_fit:
+                        params = dict(
+                            covariance_type=covariance_type,
+                            reg_covar=REG_COVAR,
+                            random_state=0,
+                        )
+                        row.update(measure(X, k, params, args.repeats, per))
+                        print(row, flush=True)
+                        rows.append((row, X, params))
                         continue
                     start = GaussianMixture(
                         k,
@@ -127,7 +155,6 @@ def main():
                         max_iter=MAX_ITER,
                         reg_covar=REG_COVAR,
                     )
-                    row = dict(covariance_type=covariance_type, n=n, d=d, k=k)
                     row.update(measure(X, k, params, args.repeats))
                     print(row, flush=True)
                     rows.append((row, X, params))
@@ -135,22 +162,29 @@ def main():
     # three times the fits, and keeps that measurement.
     for row, X, params in rows:
         if row["ratio"] < 1.0:
-            row.update(measure(X, row["k"], params, 3 * args.repeats), again=True)
+            row.update(measure(X, row["k"], params, 3 * args.repeats, per), again=True)
             print("again:", row, flush=True)
     rows = [row for row, _, _ in rows]
     load.append(os.getloadavg()[0])
     elapsed = time.perf_counter() - tic
 
+    unit = "ms/fit" if args.default_fit else "ms/iter"
     slower = [r for r in rows if r["ratio"] < 1.0]
     ratios = np.array([r["ratio"] for r in rows])
     lines = [
         "<!-- Generated by benchmarks/bench_small_shapes.py; do not edit. -->",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; numpy "
-        f"{np.__version__}, scikit-learn {sklearn.__version__}. Milliseconds per "
-        f"EM iteration: a {MAX_ITER}-iteration fit (`tol=0`, `reg_covar="
-        f"{REG_COVAR:g}`) from the same initial parameters, divided by its "
-        f"iterations, median of {args.repeats} consecutive fits of each library "
+        f"{np.__version__}, scikit-learn {sklearn.__version__}. "
+        + (
+            "Milliseconds per default fit (`random_state=0`, k-means "
+            f"initialisation, `tol=1e-3`, `reg_covar={REG_COVAR:g}`), "
+            if args.default_fit
+            else f"Milliseconds per EM iteration: a {MAX_ITER}-iteration fit "
+            f"(`tol=0`, `reg_covar={REG_COVAR:g}`) from the same initial "
+            "parameters, divided by its iterations, "
+        )
+        + f"median of {args.repeats} consecutive fits of each library "
         "after one untimed fit (scikit-learn's products wake OpenBLAS's threads, "
         "which spin on after it returns and slowed a fit timed right after it). "
         "Points first measured below 1.0x were measured again with three times "
@@ -172,7 +206,7 @@ def main():
         )
         + ".",
         "",
-        "| type | N | D | K | sklearn (ms/iter) | ours (ms/iter) | speed-up |",
+        f"| type | N | D | K | sklearn ({unit}) | ours ({unit}) | speed-up |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
