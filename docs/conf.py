@@ -77,6 +77,8 @@ BENCHMARK_TABLES = {
     "dask.md": "Dask: GaussianMixtureEM on a Dask cluster against in memory",
     "small_shapes.md": "Gaussian mixtures on small shapes: EM iterations against "
     "scikit-learn",
+    "small_shapes_default.md": "Gaussian mixtures on small shapes: default fits "
+    "against scikit-learn",
 }
 
 
