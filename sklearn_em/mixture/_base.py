@@ -528,8 +528,11 @@ class BaseMixtureEM(
         else:
             with single_threaded_blas():
                 resp = self._initial_resp(X_init, init_weight, random_state)
-        stats = self._statistics_from_resp(sample, resp)
-        self._m_step(stats, initial=True)
+        # The first M-step's factorisations under the limit too (k-means's
+        # own window had set it; one component skips k-means).
+        with single_threaded_blas():
+            stats = self._statistics_from_resp(sample, resp)
+            self._m_step(stats, initial=True)
 
     # ------------------------------------------------------------------
     # Fitting.
@@ -626,7 +629,9 @@ class BaseMixtureEM(
             self._weight_scale = data.weight_scale
             self._check_parameters(data)
             random_state = check_random_state(self.random_state)
-            self._initialize_parameters(data, random_state)
+            # The initialisation's windows set BLAS's limit once, as in fit.
+            with self._blas_limit(data):
+                self._initialize_parameters(data, random_state)
         else:
             # The model's dtype was fixed by its first fit, the units of the
             # weights by its first batch.

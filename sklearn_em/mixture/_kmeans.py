@@ -113,6 +113,20 @@ def kmeans_labels(X, n_clusters, sample_weight, random_state, n_jobs=None):
     -------
     labels : ndarray of shape (n_samples,), dtype int32
     """
+    if n_clusters == 1:
+        # Every row is in the one cluster. KMeans's only draw is k-means++'s
+        # first centre, made here from the same weights so that the
+        # generator ends where KMeans leaves it (a one-component fit of
+        # 1,000 x 200 spent a quarter of its time in k-means).
+        X = np.asarray(X)
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        n_samples = X.shape[0]
+        if sample_weight is None:
+            sample_weight = np.ones(n_samples, dtype=dtype)
+        else:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+        random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+        return np.zeros(n_samples, dtype=np.int32)
     return kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs)[0]
 
 

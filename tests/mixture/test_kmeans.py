@@ -234,6 +234,41 @@ def test_default_fit_same_as_sklearn(covariance_type, kind, seed):
     assert_allclose(ours.means_, sk.means_, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_one_cluster_labels_skip_kmeans_but_not_its_draw(dtype, weighted):
+    # One cluster: every label is 0 without the Lloyd iterations, and the
+    # generator is left where KMeans leaves it (its k-means++ draws the
+    # first centre), so that later initialisations draw the same numbers.
+    rng = np.random.RandomState(0)
+    X = (rng.normal(size=(300, 4)) * 10).astype(dtype)
+    sample_weight = rng.uniform(0.1, 3, size=300) if weighted else None
+    km, rs_sk = _sklearn_kmeans(X, 1, sample_weight, 5)
+    rs_ours = np.random.RandomState(5)
+    labels = _kmeans.kmeans_labels(X, 1, sample_weight, rs_ours)
+    assert labels.dtype == np.int32
+    assert_array_equal(labels, km.labels_)
+    _assert_same_state(rs_sk, rs_ours)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_component_fit_same_as_sklearn(covariance_type):
+    # Three initialisations of one component: each draws from the
+    # generator as KMeans does, and the fit is scikit-learn's.
+    X, _ = make_blobs(400, n_features=3, centers=2, random_state=0)
+    kwargs = dict(n_components=1, covariance_type=covariance_type, n_init=3)
+    sk = GaussianMixture(random_state=0, **kwargs).fit(X)
+    rs = np.random.RandomState(0)
+    ours = GaussianMixtureEM(random_state=rs, **kwargs).fit(X)
+    rs_sk = np.random.RandomState(0)
+    GaussianMixture(random_state=rs_sk, **kwargs).fit(X)
+    _assert_same_state(rs_sk, rs)
+    assert ours.n_iter_ == sk.n_iter_
+    assert_allclose(ours.lower_bound_, sk.lower_bound_, rtol=1e-12)
+    assert_allclose(ours.means_, sk.means_, rtol=1e-12)
+    assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-10)
+
+
 def _reference_labels(X, n_clusters, sample_weight, random_state, n_jobs=None):
     """The labels through scikit-learn's KMeans, as before this module."""
     return (
