@@ -118,16 +118,45 @@ def kmeans_labels(X, n_clusters, sample_weight, random_state, n_jobs=None):
         # first centre, made here from the same weights so that the
         # generator ends where KMeans leaves it (a one-component fit of
         # 1,000 x 200 spent a quarter of its time in k-means).
-        X = np.asarray(X)
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        n_samples = X.shape[0]
-        if sample_weight is None:
-            sample_weight = np.ones(n_samples, dtype=dtype)
-        else:
-            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
-        random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
-        return np.zeros(n_samples, dtype=np.int32)
+        X, sample_weight = _kmeans_input(X, n_clusters, sample_weight)
+        random_state.choice(len(X), p=sample_weight / sample_weight.sum())
+        return np.zeros(len(X), dtype=np.int32)
     return kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs)[0]
+
+
+def _kmeans_input(X, n_clusters, sample_weight):
+    """``X`` and ``sample_weight`` as ``KMeans.fit`` validates them.
+
+    KMeans validates to a C-ordered float32 or float64 array (its column
+    sums, the mean and the variances, are added row by row, not pairwise)
+    and weights of the same dtype.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    n_clusters : int
+
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+
+    sample_weight : ndarray of shape (n_samples,), of ``X``'s dtype
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    n_samples = X.shape[0]
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+    if sample_weight is None:
+        sample_weight = np.ones(n_samples, dtype=X.dtype)
+    else:
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    return X, sample_weight
 
 
 def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
@@ -156,19 +185,8 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     n_iter : int
         ``KMeans.n_iter_``.
     """
-    # KMeans validates to a C-ordered float32 or float64 array: its column
-    # sums (the mean, the variances) are added row by row, not pairwise.
-    X = np.asarray(X)
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    X = np.ascontiguousarray(X)
+    X, sample_weight = _kmeans_input(X, n_clusters, sample_weight)
     n_samples = X.shape[0]
-    if n_samples < n_clusters:
-        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
-    if sample_weight is None:
-        sample_weight = np.ones(n_samples, dtype=X.dtype)
-    else:
-        sample_weight = np.ascontiguousarray(sample_weight, dtype=X.dtype)
     # KMeans.fit: centre a C-ordered copy, then the rows' squared norms
     # (which k-means++ recomputes in float64 for float32 data).
     X_mean = _column_means(X)
