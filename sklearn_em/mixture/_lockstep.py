@@ -21,7 +21,8 @@ run's scatter from the data's (:func:`_tied_features`,
 :meth:`_Batch.tied_e_step`, :func:`_tied_m_step`). Both keep the engine's
 precision guards, which compute the few components (or M-steps) that need
 it from the differences, as the engine's direct form
-(``_gaussian._direct_e_step_chunk``) does: exact log-densities, and second
+(``_gaussian._direct_e_step_chunk``, with the same
+:func:`_direct_log_prob`) does: exact log-densities, and second
 moments taken around the new means (two passes).
 
 Layout: ``R`` runs (a start of a candidate each) with ``K_r`` components;
@@ -42,6 +43,7 @@ import numpy as np
 from ._gaussian import (
     _RECENTRE_ERROR,
     _compute_log_det_cholesky,
+    _direct_log_prob,
     _engine_covariance_type,
     _expanded_coefficients,
     _expansion_limit,
@@ -81,69 +83,6 @@ _RECENTRE_LIMIT = _RECENTRE_ERROR[np.dtype(np.float64)] / np.finfo(np.float64).e
 _EXPANSION_LIMIT = _expansion_limit(np.float64)
 
 
-def _stacked_log_prob(XT, means, factors, log_w, kind):
-    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` of every stacked component.
-
-    The arrays are feature-major, (component, feature, sample): NumPy's
-    element-wise loops then run along the samples rather than along a few
-    features (at 150 x 4, the differences took 3.5 times longer sample-major).
-
-    Parameters
-    ----------
-    XT : ndarray of shape (n_features, n_samples), float64
-        The data, transposed (C-contiguous).
-
-    means : ndarray of shape (n_stacked, n_features)
-
-    factors : ndarray
-        Each component's precision factor: shape (n_stacked, n_features,
-        n_features), upper triangular, for ``kind='full'``; the square roots
-        of the precisions, shape (n_stacked, n_features) for 'diag' and
-        (n_stacked,) for 'spherical'.
-
-    log_w : ndarray of shape (n_stacked,)
-
-    kind : {'full', 'diag', 'spherical'}
-
-    Returns
-    -------
-    log_prob : ndarray of shape (n_stacked, n_samples)
-
-    diff : ndarray of shape (n_stacked, n_features, n_samples)
-        ``x_n - mu_k``, a view of this thread's workspace.
-    """
-    n_features, n_samples = XT.shape
-    shape = (len(means), n_features, n_samples)
-    diff = np.subtract(
-        XT[np.newaxis],
-        means[:, :, np.newaxis],
-        out=workspace("lockstep_diff", shape, np.float64),
-    )
-    ones = np.ones((1, n_features))
-    if kind == "full":
-        # U_k^T (x_n - mu_k), batched over the components.
-        whitened = np.matmul(
-            factors.transpose(0, 2, 1),
-            diff,
-            out=workspace("lockstep_work", shape, np.float64),
-        )
-        whitened *= whitened
-        maha = np.matmul(ones, whitened)[:, 0]
-    else:
-        squares = np.multiply(
-            diff, diff, out=workspace("lockstep_work", shape, np.float64)
-        )
-        if kind == "diag":
-            maha = np.matmul((factors**2)[:, np.newaxis], squares)[:, 0]
-        else:
-            maha = np.matmul(ones, squares)[:, 0]
-            maha *= (factors**2)[:, np.newaxis]
-    log_det = _compute_log_det_cholesky(factors, kind, n_features)
-    maha *= -0.5
-    maha += (log_det + log_w - 0.5 * n_features * _LOG_2PI)[:, np.newaxis]
-    return maha, diff
-
-
 #: Differences x_n - mu_k (components x features x samples) computed at a
 #: time where the expanded forms fall back on them (the precision guards):
 #: 16 MiB.
@@ -157,12 +96,12 @@ def _component_blocks(n_components, XT):
 
 
 def _blocked_log_prob(XT, means, factors, log_w, kind):
-    """:func:`_stacked_log_prob`'s log-probabilities, in blocks of components.
+    """:func:`_direct_log_prob`'s log-probabilities, in blocks of components.
 
     Parameters
     ----------
     XT, means, factors, log_w, kind
-        As in :func:`_stacked_log_prob`.
+        As in :func:`_direct_log_prob`.
 
     Returns
     -------
@@ -170,7 +109,7 @@ def _blocked_log_prob(XT, means, factors, log_w, kind):
     """
     log_prob = np.empty((len(means), XT.shape[1]))
     for block in _component_blocks(len(means), XT):
-        log_prob[block] = _stacked_log_prob(
+        log_prob[block] = _direct_log_prob(
             XT, means[block], factors[block], log_w[block], kind
         )[0]
     return log_prob
@@ -240,7 +179,7 @@ def _normalise_runs(log_prob, offsets, owner):
     Parameters
     ----------
     log_prob : ndarray of shape (n_stacked, n_samples)
-        From :func:`_stacked_log_prob`; left unchanged.
+        From :func:`_direct_log_prob`; left unchanged.
 
     offsets : ndarray of shape (n_runs,)
 
@@ -596,7 +535,7 @@ def _expanded_features(X, sample_weight, kind):
 
 
 def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind):
-    """:func:`_stacked_log_prob`, expanded.
+    """:func:`_direct_log_prob`, expanded.
 
     ``features @ coef + intercept`` (``_gaussian._expanded_coefficients``)
     for every component within the expansion's precision budget -- the
@@ -614,7 +553,7 @@ def _expanded_log_prob(XT, features, centre, spread, means, factors, log_w, kind
         From :func:`_expanded_features`.
 
     means, factors, log_w, kind
-        As in :func:`_stacked_log_prob`.
+        As in :func:`_direct_log_prob`.
 
     Returns
     -------

@@ -155,13 +155,13 @@ def test_expanded_lockstep_takes_the_differences_where_it_must(
     # _fit_one's.
     X = _with_tight_far_cluster()
     partial = []
-    stacked = _lockstep._stacked_log_prob
+    stacked = _lockstep._direct_log_prob
 
     def counting(XT, means, factors, log_w, kind):
         partial.append(len(means))
         return stacked(XT, means, factors, log_w, kind)
 
-    monkeypatch.setattr(_lockstep, "_stacked_log_prob", counting)
+    monkeypatch.setattr(_lockstep, "_direct_log_prob", counting)
     _assert_lockstep_is_fit_one(X, covariance_type, None, [3, 4, 6])
     # Some E-steps computed a few components directly.
     assert partial and min(partial) < 3
@@ -236,13 +236,13 @@ def test_tied_lockstep_is_the_tied_direct_form(far, monkeypatch):
     )
     tied = _lockstep._tied_features(X, None)
     calls = []
-    m_step, stacked = _lockstep._m_step, _lockstep._stacked_log_prob
+    m_step, stacked = _lockstep._m_step, _lockstep._direct_log_prob
     monkeypatch.setattr(
         _lockstep, "_m_step", lambda *args: calls.append("m") or m_step(*args)
     )
     monkeypatch.setattr(
         _lockstep,
-        "_stacked_log_prob",
+        "_direct_log_prob",
         lambda *args: calls.append("e") or stacked(*args),
     )
     ours, ours_norm = batch.tied_e_step(XT, tied)

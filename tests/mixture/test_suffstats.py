@@ -845,12 +845,14 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
     ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
 )
 @pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("samples_per_feature", [0, np.inf])
 def test_direct_small_e_step_matches_the_fused_form(
-    covariance_type, weighted, monkeypatch
+    covariance_type, weighted, samples_per_feature, monkeypatch
 ):
     # Small fits take _direct_e_step_chunk (every x - mu_k at once), larger
     # ones the fused form: the same statistics, and fits that agree but for
-    # rounding.
+    # rounding. Both layouts of the differences (see test_accuracy.py).
+    monkeypatch.setattr(_gaussian, "_FEATURE_MAJOR_SAMPLES", samples_per_feature)
     X = _blobs(n_samples=400, n_features=4, n_components=3)
     sample_weight = np.random.RandomState(1).uniform(0.5, 2, size=len(X))
     sample_weight = sample_weight if weighted else None
