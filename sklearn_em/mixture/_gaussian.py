@@ -3358,8 +3358,15 @@ class GaussianMixtureEM(BaseMixtureEM):
             # ahead at twice the differences (569 x 30, K = 3: 0.26 against
             # 0.33 ms an iteration; 400 x 32, K = 5: 0.27 against 0.33), where
             # with few features and many components the fused form is
-            # (500 x 8, K = 15: 0.42 against 0.37).
+            # (500 x 8, K = 15: 0.42 against 0.37). With fewer samples per
+            # feature than _FEATURE_MAJOR_SAMPLES, at four times (100 x 100,
+            # K = 12: 0.52 against 0.77; 30 x 200, K = 20: 0.55 against
+            # 0.85; 300 x 64, K = 6: 0.47 against 0.52), where with more rows
+            # the two are even (500 x 32, K = 8) or the fused form ahead
+            # (1,000 x 16, K = 8: 0.54 against 0.57).
             limit *= 2
+            if n_samples < _FEATURE_MAJOR_SAMPLES * n_features:
+                limit *= 2
         return n_values <= limit
 
     def _initial_resp(self, X, sample_weight, random_state):

@@ -936,6 +936,19 @@ def test_direct_small_e_step_only_where_it_is_small_complete_float64():
         assert (
             wide_gm._uses_direct_form(as_data(wide_gm, rows, reset=False)) is expected
         )
+    # With fewer samples per feature than _FEATURE_MAJOR_SAMPLES (few rows,
+    # many features), four times as many.
+    wider = np.tile(X, (1, 32))
+    wider_gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=1).fit(wider)
+    assert 4 * limit // (3 * 128) < _gaussian._FEATURE_MAJOR_SAMPLES * 128
+    for n_samples, expected in [
+        (4 * limit // (3 * 128), True),
+        (4 * limit // (3 * 128) + 1, False),
+    ]:
+        rows = np.resize(wider, (n_samples, 128))
+        assert (
+            wider_gm._uses_direct_form(as_data(wider_gm, rows, reset=False)) is expected
+        )
     # Missing values: their own kernels.
     holed = X.copy()
     holed[0, 0] = np.nan
@@ -1459,13 +1472,18 @@ def test_paired_direct_entries_are_the_grouped_statistics(covariance_type, monke
 def test_few_wide_rows_take_the_direct_form(covariance_type, monkeypatch):
     # A few rows in many dimensions with up to 16 components take the direct
     # form whatever their differences' count; its fit is the fused form's.
+    # (Without the limit for few samples per feature, four times
+    # _DIRECT_VALUES, which these differences are below.)
     X = _tight_far_clusters(30, 200, 12)
     gm = GaussianMixtureEM(12, covariance_type=covariance_type, random_state=0)
     gm.fit(X)
     data = as_data(gm, X, None, reset=False, dtype=np.float64)
-    assert 30 * 200 * 12 > 2 * _gaussian._DIRECT_VALUES
+    assert 2 * _gaussian._DIRECT_VALUES < 30 * 200 * 12 < 4 * _gaussian._DIRECT_VALUES
     assert gm._uses_direct_form(data)
     wide = GaussianMixtureEM(17, covariance_type=covariance_type, random_state=0)
+    assert wide._uses_direct_form(data)
+    monkeypatch.setattr(_gaussian, "_FEATURE_MAJOR_SAMPLES", 0)
+    assert gm._uses_direct_form(data)
     assert not wide._uses_direct_form(data)
     with monkeypatch.context() as patch:
         patch.setattr(_gaussian, "_DIRECT_SHORT_VALUES", 0)
