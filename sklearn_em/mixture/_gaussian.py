@@ -1562,11 +1562,30 @@ def _direct_log_prob(XT, means, factors, log_w, kind, sample_major=False):
 
 
 #: The direct form stores its differences feature-major from this many
-#: samples per feature (see :func:`_direct_log_prob`). Alternated on the
-#: E-step of one chunk (feature-major against sample-major): 300 x 4, K =
-#: 12, 0.76; 300 x 16, K = 12, 0.94; 100 x 32, K = 12, 1.01; 100 x 16,
-#: K = 3 ('full'), 1.04; 100 x 64, K = 12, 1.06; 30 x 200, K = 3, 1.12.
+#: samples per feature (see :func:`_feature_major`).
 _FEATURE_MAJOR_SAMPLES = 8
+
+#: ... and below this many features.
+_FEATURE_MAJOR_FEATURES = 32
+
+
+def _feature_major(n_samples, n_features, n_components):
+    """Whether the direct form stores its differences feature-major.
+
+    Feature-major needs a transposed copy of the chunk, and pays where the
+    sample-major loops are short: with several components, few features
+    and many samples per feature. Alternated on one chunk's E-step
+    (feature-major against sample-major): 300 x 4, K = 12, 0.76; 1,000 x 4,
+    K = 2, 0.82; 300 x 16, K = 12, 0.85-0.94; 1,000 x 16, K = 2, 1.00;
+    1,000 x 32, K = 2, 1.11; 1,000 x 64, K = 2, 1.33; with one component
+    1.02-1.10 at 8-16 features, 1.58 at 64; 100 x 16, K = 3 ('full'), 1.04;
+    30 x 200, K = 3, 1.12.
+    """
+    return (
+        n_components > 1
+        and n_features < _FEATURE_MAJOR_FEATURES
+        and n_samples >= _FEATURE_MAJOR_SAMPLES * n_features
+    )
 
 
 def _direct_e_step_chunk(
@@ -1607,7 +1626,7 @@ def _direct_e_step_chunk(
     if sample_weight is not None:
         sample_weight = sample_weight.astype(np.float64, copy=False)
     n_samples, n_features = X.shape
-    sample_major = n_samples < _FEATURE_MAJOR_SAMPLES * n_features
+    sample_major = not _feature_major(n_samples, n_features, len(means))
     if sample_major:
         XT = X.astype(np.float64, copy=False).T
     else:

@@ -845,14 +845,14 @@ def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components)
     ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
 )
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("samples_per_feature", [0, np.inf])
+@pytest.mark.parametrize("feature_major", [True, False])
 def test_direct_small_e_step_matches_the_fused_form(
-    covariance_type, weighted, samples_per_feature, monkeypatch
+    covariance_type, weighted, feature_major, monkeypatch
 ):
     # Small fits take _direct_e_step_chunk (every x - mu_k at once), larger
     # ones the fused form: the same statistics, and fits that agree but for
     # rounding. Both layouts of the differences (see test_accuracy.py).
-    monkeypatch.setattr(_gaussian, "_FEATURE_MAJOR_SAMPLES", samples_per_feature)
+    monkeypatch.setattr(_gaussian, "_feature_major", lambda *shape: feature_major)
     X = _blobs(n_samples=400, n_features=4, n_components=3)
     sample_weight = np.random.RandomState(1).uniform(0.5, 2, size=len(X))
     sample_weight = sample_weight if weighted else None
@@ -918,6 +918,18 @@ def test_direct_small_e_step_matches_the_fused_form(
     for name in ("weights_", "means_", "covariances_"):
         assert_allclose(getattr(small, name), getattr(large, name), rtol=1e-8)
     assert_allclose(small.lower_bound_, large.lower_bound_, rtol=1e-12)
+
+
+def test_direct_form_layout_by_shape():
+    # Feature-major where the sample-major loops would be short: several
+    # components, few features, many samples per feature; the transposed
+    # copy is not worth it with one component or wide rows.
+    assert _gaussian._feature_major(300, 4, 12)
+    assert _gaussian._feature_major(8 * 16, 16, 2)
+    assert not _gaussian._feature_major(8 * 16 - 1, 16, 2)
+    assert not _gaussian._feature_major(300, 4, 1)
+    assert not _gaussian._feature_major(1000, 32, 2)
+    assert not _gaussian._feature_major(30, 200, 3)
 
 
 def test_direct_small_e_step_only_where_it_is_small_complete_float64():
