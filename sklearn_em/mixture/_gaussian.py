@@ -1487,13 +1487,11 @@ def _direct_buffers(shape):
 def _direct_log_prob(XT, means, factors, log_w, kind, sample_major=False):
     """``log pi_k + log N(x_n | mu_k, Sigma_k)`` from every difference at once.
 
-    The differences are seen as (component, feature, sample) arrays. Stored
-    feature-major (the default), NumPy's element-wise loops run along the
-    samples rather than along a few features: at 150 x 4 the differences
-    took 3.5 times longer sample-major, and a direct E-step at 300 x 4,
-    K = 12, 134 against 175 us. With few samples per feature the loops
-    along the samples are the short ones (30 x 200, K = 3: 107 against 96
-    us): ``sample_major`` stores them (component, sample, feature).
+    The differences are seen as (component, feature, sample) arrays, and
+    stored so (the default: NumPy's element-wise loops then run along the
+    samples) or, with ``sample_major``, as (component, sample, feature);
+    :func:`_feature_major` chooses for the direct E-step. The lockstep
+    search calls it feature-major.
 
     Parameters
     ----------
