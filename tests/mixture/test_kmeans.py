@@ -462,11 +462,16 @@ def test_float32_kmeans_plusplus_is_sklearns(norms, n_samples):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 3), (5, 40), (3_000, 20), (20_000, 2)])
-def test_candidate_distances_are_sklearns(dtype, shape):
+@pytest.mark.parametrize("block", [None, 7])
+def test_candidate_distances_are_sklearns(dtype, shape, block, monkeypatch):
     # Each k-means++ step's distances, bit for bit: scikit-learn's
-    # _euclidean_distances (float32 on float64 copies of its batches).
+    # _euclidean_distances (float32 on float64 copies of its batches); for
+    # float64 also block by block (block=7: many blocks and a shorter last
+    # one), into a given array and with k-means++'s minima.
     from sklearn.metrics.pairwise import _euclidean_distances
 
+    if block is not None:
+        monkeypatch.setattr(_kmeans, "_DISTANCE_BLOCK", block)
     rng = np.random.RandomState(shape[0])
     X = (rng.normal(size=shape) * 10.0 ** rng.uniform(-2, 3, size=shape[1]) + 7).astype(
         dtype
@@ -476,6 +481,13 @@ def test_candidate_distances_are_sklearns(dtype, shape):
     expected = _euclidean_distances(candidates, X, Y_norm_squared=norms, squared=True)
     if dtype == np.float64:
         ours = _kmeans._candidate_distances(candidates, X, norms.reshape(1, -1))
+        closest = expected[0] * rng.uniform(0.5, 1.5, size=shape[0])
+        out = np.full_like(expected, np.nan)
+        minima = _kmeans._candidate_distances(
+            candidates, X, norms.reshape(1, -1), out=out, closest=closest
+        )
+        assert minima is out
+        assert_array_equal(minima, np.minimum(closest, expected))
     else:
         ours = _kmeans._candidate_distances_upcast(candidates, X, norms.reshape(1, -1))
         assert_array_equal(
