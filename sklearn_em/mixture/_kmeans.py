@@ -213,7 +213,9 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
         Xc, n_clusters, x_squared_norms, sample_weight, random_state
     )[0]
     with single_threaded_blas():
-        labels, centers, n_iter = _lloyd(Xc, sample_weight, centers, tol, n_jobs)
+        labels, centers, n_iter = _lloyd(
+            Xc, sample_weight, centers, tol, n_jobs, x_squared_norms=x_squared_norms
+        )
     centers += X_mean
     # (Counted without sorting: np.unique cost 0.1 ms at 10,000 rows.)
     n_distinct = np.count_nonzero(np.bincount(labels, minlength=n_clusters))
@@ -567,15 +569,24 @@ class _BoundedLabeller:
         Centred, C-ordered data.
 
     sample_weight : ndarray of shape (n_samples,)
+
+    bounded : bool, default=True
+        False labels every row with the kernel, every iteration.
+
+    squared_norms : ndarray of shape (n_samples,), default=None
+        The rows' squared norms in float64 (k-means++'s, for float64 data);
+        None computes them.
     """
 
-    def __init__(self, X, sample_weight, bounded=True):
+    def __init__(self, X, sample_weight, bounded=True, squared_norms=None):
         self.X, self.sample_weight, self.bounded = X, sample_weight, bounded
         self.iteration = 0
         if not bounded:
             return
         n_samples, n_features = X.shape
-        self.row_norms = row_norms(X.astype(np.float64, copy=False), squared=True)
+        if squared_norms is None:
+            squared_norms = row_norms(X.astype(np.float64, copy=False), squared=True)
+        self.row_norms = squared_norms
         eps = np.finfo(X.dtype).eps
         self.tau = 2 * (8 * n_features + 16) * eps * float(np.max(self.row_norms))
         self.margin = np.sqrt(self.tau)
@@ -1062,7 +1073,7 @@ def _center_shift(centers_old, centers_new):
     return np.sqrt(np.cumsum(terms, axis=1)[:, -1])
 
 
-def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
+def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=None):
     """``_kmeans._kmeans_single_lloyd`` over row blocks on threads.
 
     Parameters
@@ -1079,6 +1090,10 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
         The absolute tolerance on the squared centre shift.
 
     n_jobs : int or None, default=None
+
+    x_squared_norms : ndarray of shape (n_samples,), default=None
+        The rows' float64 squared norms, if known (see
+        :class:`_BoundedLabeller`).
 
     Returns
     -------
@@ -1109,7 +1124,9 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None):
     bounded = size >= _BOUNDED_MIN_SIZE and (
         n_samples >= _BOUNDED_MIN_ROWS or size >= _BOUNDED_FEW_ROWS_SIZE
     )
-    labeller = _BoundedLabeller(X, sample_weight, bounded=bounded)
+    labeller = _BoundedLabeller(
+        X, sample_weight, bounded=bounded, squared_norms=x_squared_norms
+    )
     everything = slice(0, n_samples)
     # Blocks of _INCREMENTAL_ROWS rows or more sum only the clusters whose
     # rows changed (see _BlockSums); on fewer, every cluster, in one product.

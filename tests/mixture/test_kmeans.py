@@ -557,9 +557,9 @@ def test_bounds_only_where_they_pay(monkeypatch):
     made = []
     labeller = _kmeans._BoundedLabeller
 
-    def spy(X, sample_weight, bounded=True):
+    def spy(X, sample_weight, bounded=True, **kwargs):
         made.append(bounded)
-        return labeller(X, sample_weight, bounded=bounded)
+        return labeller(X, sample_weight, bounded=bounded, **kwargs)
 
     monkeypatch.setattr(_kmeans, "_BoundedLabeller", spy)
     rng = np.random.RandomState(0)
