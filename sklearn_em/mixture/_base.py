@@ -47,9 +47,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import row_norms
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._arrays import ArrayData, check_enough_samples
+from ._arrays import ArrayData, check_enough_samples, validate_rows
 from ._data import as_data
 from ._kmeans import AVAILABLE as _EXACT_KMEANS
 from ._kmeans import kmeans_labels
@@ -258,15 +258,7 @@ class BaseMixtureEM(
 
         has_missing : bool
         """
-        X = validate_data(
-            self,
-            X,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            # check_missing rejects infinity and finds NaN in the same pass.
-            ensure_all_finite=False,
-            reset=reset,
-        )
+        X = validate_rows(self, X, reset=reset)
         return X, check_missing(X)
 
     def _check_parameters(self, X):

@@ -8,8 +8,8 @@ from scipy import sparse
 from scipy.special import betaln
 from sklearn.preprocessing import binarize as _binarize
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import validate_data
 
+from ._arrays import validate_rows
 from ._base import BaseMixtureEM, _check_parameter_array, _dense_resp
 from ._missing import (
     bernoulli_initial_statistics,
@@ -482,16 +482,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         """
         # Every sparse format becomes CSR: the engine slices rows. NaN marks
         # a missing value (an explicit NaN entry when sparse).
-        X = validate_data(
-            self,
-            X,
-            accept_sparse="csr",
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            # check_missing rejects infinity and finds NaN in the same pass.
-            ensure_all_finite=False,
-            reset=reset,
-        )
+        X = validate_rows(self, X, reset=reset, accept_sparse="csr")
         has_missing = check_missing(X)
         if self.binarize is None:
             _check_binary(X)

@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+from functools import partial
 
 import numpy as np
 import pytest
@@ -250,3 +251,56 @@ def test_partial_fit_float32_model_rejects_values_beyond_float32():
     gm = GaussianMixtureEM(3, random_state=0).partial_fit(X)
     with pytest.raises(ValueError, match="too large for the model's dtype float32"):
         gm.partial_fit(np.full((10, 3), 1e300))
+
+
+@pytest.mark.parametrize(
+    "Estimator", [GaussianMixtureEM, partial(BernoulliMixtureEM, binarize=0.5)]
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_prediction_takes_a_plain_float_array_as_it_is(Estimator, dtype, monkeypatch):
+    # A fitted model's prediction on a float ndarray with its features skips
+    # validate_data (which returns such an array itself); every other input
+    # still goes through it, with its errors.
+    from sklearn_em.mixture import _arrays
+
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(40, 3)).astype(dtype)
+    model = Estimator(n_components=2, random_state=0).fit(X)
+    validated = []
+    validate_data = _arrays.validate_data
+
+    def spy(*args, **kwargs):
+        validated.append(args[1])
+        return validate_data(*args, **kwargs)
+
+    monkeypatch.setattr(_arrays, "validate_data", spy)
+    # (A list is validated to float64: a float32 model predicts it in float64.)
+    expected = model.predict_proba(X.tolist())
+    assert len(validated) == 1
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_allclose(model.predict_proba(X), expected, rtol=rtol)
+    assert_allclose(model.predict_proba(X[::2]), expected[::2], rtol=rtol)
+    assert_allclose(model.predict_proba(np.asfortranarray(X)), expected, rtol=rtol)
+    assert len(validated) == 1
+    # Not plain: another dtype, other features, no rows, one dimension.
+    half = X.astype(np.float16)
+    assert_allclose(
+        model.predict_proba(half), model.predict_proba(half.astype(np.float64))
+    )
+    with pytest.raises(ValueError, match="X has 2 features, but .* is expecting 3"):
+        model.predict_proba(X[:, :2])
+    with pytest.raises(ValueError, match="Found array with 0 sample"):
+        model.predict_proba(X[:0])
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        model.predict_proba(X[0])
+    assert len(validated) == 5
+
+
+def test_prediction_of_a_model_fitted_on_named_features_still_warns():
+    pd = pytest.importorskip("pandas")
+    X = np.random.RandomState(0).normal(size=(40, 2))
+    model = GaussianMixtureEM(2, random_state=0).fit(
+        pd.DataFrame(X, columns=["a", "b"])
+    )
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        model.predict(X)
