@@ -39,8 +39,12 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
 - empty clusters are relocated, centres averaged and their shift measured
   with the arithmetic of scikit-learn's ``_k_means_common``.
 
-The blocks run on the engine's threads (:mod:`._suffstats`), without
-barriers that spin, and only when the data is large enough to pay for them.
+The iterations that compute every row's distances (the kernel's, and the
+second, which sets the bounds) run their blocks on the engine's threads
+(:mod:`._suffstats`), without barriers that spin, and only when the data is
+large enough to pay for them; the later ones, a few passes of bookkeeping
+and the sums of the few clusters whose rows changed, run in one thread,
+which waits on no other for the GIL.
 """
 
 import math
@@ -1168,12 +1172,15 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
                 n_changed = sum(result[0] for result in results)
                 return n_changed, [result[1] for result in results]
             # The bounds' arithmetic is a few passes over the rows, which
-            # one thread runs faster than two; the sums' sparse products
-            # run without the GIL.
+            # one thread runs faster than two; so are the sums of the few
+            # clusters whose rows changed: handed to the threads, they
+            # waited on the GIL (the k-means of 200,000 x 16 in 16 clusters
+            # 0.93-0.97 of its time in this thread, 400,000 x 32 0.89,
+            # 1,000,000 x 16 0.86, 100,000 x 64 in 64 1.00).
             n_changed = labeller.label(centers, labels, everything)
             if not with_sums:
                 return n_changed, None
-            return n_changed, list(pool.map(lambda summer: summer(labels), summers))
+            return n_changed, [summer(labels) for summer in summers]
 
     centers = np.array(centers_init, dtype=X.dtype, order="C", copy=True)
     labels = np.full(n_samples, -1, dtype=np.int32)
