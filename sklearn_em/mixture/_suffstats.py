@@ -45,11 +45,19 @@ _CACHE_BYTES = 2**24
 _LARGE_CHUNK = 2**20
 
 
-# Data whose chunk temporaries would total less than this is not split over
-# threads: handing chunks to threads costs tens of microseconds per E-step,
-# more than it saves on, say, 10,000 x 8 data with 3 components (measured:
-# no gain below about 2^23 bytes, a 1.6x gain at 10,000 x 16 with 16).
+# Data smaller than this is not worth threads (k-means's blocks, the first
+# M-step's clusters): handing work to threads costs tens of microseconds,
+# more than it saves on, say, 10,000 x 8 data with 3 components.
 _MIN_THREADED_BYTES = 2**23
+
+# Data whose chunk temporaries would total less than this is not split over
+# threads by the E-step and prediction. A second thread's chunk ran slower
+# than the first's (waking it, the shared caches): E-steps alternated with
+# one thread and two on 45 shapes of every covariance type took 0.90x the
+# threads' time on one thread at 8.5 MiB (38 shapes faster), 0.94x at 11 MiB
+# (32), 1.00x at 15 MiB (31, the others up to 1.3x slower); from 64 MiB the
+# threads won nearly everywhere, 1.3-1.9x from 128 MiB.
+_MIN_SPLIT_BYTES = 2**24
 
 
 class CollapseError(ValueError):
@@ -629,7 +637,7 @@ def chunk_rows(
     fit in a cache-sized budget, capped by scikit-learn's ``working_memory``
     setting, and so that every thread gets at least one chunk. By default
     (``n_jobs=None``) that split is made only when the data is large enough
-    for threads to pay for their hand-offs (``_MIN_THREADED_BYTES``);
+    for threads to pay for their hand-offs (``_MIN_SPLIT_BYTES``);
     smaller data stays in one cache-sized chunk.
 
     Parameters
@@ -681,7 +689,7 @@ def chunk_rows(
     rows = max(64, min(rows, 32768))
     # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
     if n_jobs is not None or (
-        n_samples * row_bytes >= _MIN_THREADED_BYTES and n_samples >= min_threaded_rows
+        n_samples * row_bytes >= _MIN_SPLIT_BYTES and n_samples >= min_threaded_rows
     ):
         threads = n_threads(n_jobs)
         if threads > 1:

@@ -364,7 +364,7 @@ def test_default_fit_uses_threads_and_equals_one_thread(monkeypatch):
         _fitted(X, "full", n_jobs=2).fit(X)
         assert used and used == [2] * len(used)
         used.clear()
-        monkeypatch.setattr(_suffstats, "_MIN_THREADED_BYTES", 0)
+        monkeypatch.setattr(_suffstats, "_MIN_SPLIT_BYTES", 0)
         default = _fitted(X, "full").fit(X)
     expected = min(2, cpu_count(only_physical_cores=False))
     assert used == ([2] * len(used) if expected == 2 else [])
@@ -1601,12 +1601,13 @@ def test_one_component_splits_over_threads_only_on_many_rows(
         gm = GaussianMixtureEM(n_components, covariance_type=covariance_type)
         return gm._chunk_rows(n_samples, n_features, 8, n_jobs, missing=False)
 
-    few = 3000
+    few = 6000
     assert few < _gaussian._MIN_THREADED_ROWS_ONE_COMPONENT
-    # Over _MIN_THREADED_BYTES, yet one chunk.
-    assert few * (2 * 200 + 8) * 8 >= _suffstats._MIN_THREADED_BYTES
-    assert rows(few, 200, 1) == few
-    assert rows(few, 200, 2) < few
-    assert rows(few, 200, 1, n_jobs=2) < few
+    # Over _MIN_SPLIT_BYTES, yet the chunks of one thread (cache-sized: a
+    # chunk and a remainder); split over two, at most half the rows each.
+    assert few * (2 * 200 + 8) * 8 >= _suffstats._MIN_SPLIT_BYTES
+    assert few / 2 < rows(few, 200, 1) < few
+    assert rows(few, 200, 1, n_jobs=2) <= few // 2
+    assert rows(few, 200, 2) <= few // 2
     many = 2 * _gaussian._MIN_THREADED_ROWS_ONE_COMPONENT
     assert rows(many, 64, 1) < many
