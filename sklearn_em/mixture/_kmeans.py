@@ -15,10 +15,10 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
   ``einsum`` loop in the same order: :func:`._suffstats.column_sums`);
 - the seeds are scikit-learn's ``_kmeans_plusplus``, run with the same
   arrays and ``RandomState`` (for float64, by :func:`kmeans_plusplus`, the
-  same arithmetic without its dispatch): the same draws, consumed the same way
-  (a version computing the candidates' distances block by block on threads
-  was no faster: 70 against 59-73 ms at 200,000 x 16, K = 16, its serial
-  cumulative sums and products being a third of the time);
+  same arithmetic without its dispatch): the same draws, consumed the same way;
+  on large data each step's distances are one product into a reused
+  buffer, finished in cache-sized blocks (:func:`_candidate_distances`;
+  computing the products block by block, or on threads, was no faster);
 - every Lloyd iteration labels the rows with scikit-learn's own Cython
   kernel (``lloyd_iter_chunked_dense`` without its centre update), on
   blocks of whole 256-row chunks, so that its matrix products have the
