@@ -389,8 +389,9 @@ def _cluster_term(count, trace, scatter, alpha):
     if count <= n_dims:
         return count * regularised, None
     # LAPACK's potrf directly: scipy.linalg.cholesky calls the same routine
-    # (the same factor to the last bit, tested) with its checks on top, and
-    # np.linalg.cholesky NumPy's own LAPACK, for about 4 us more a call.
+    # with its checks on top (the same factor to the last bit, tested), and
+    # np.linalg.cholesky, NumPy's own LAPACK, gives it up to rounding for
+    # about 4 us more a call.
     cholesky, info = potrf(scatter, lower=True, clean=True)
     diagonal = cholesky.diagonal()
     if info == 0 and diagonal.min() > 1e-7 * diagonal.max():
