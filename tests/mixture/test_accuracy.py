@@ -181,6 +181,50 @@ def test_direct_small_e_step_matches_long_double(
     _assert_match_reference(stats, X, gm, atol=1e-8, rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "n_samples, n_features, n_components, direct",
+    [
+        # Few rows per feature: the direct form at any count of components.
+        (100, 64, 40, True),
+        (300, 32, 12, True),
+        (30, 200, 12, True),
+        # More than 320 rows, more than 10 a feature, or more than 2^20
+        # differences: the fused forms.
+        (500, 64, 12, False),
+        (300, 16, 12, False),
+        (300, 200, 40, False),
+    ],
+)
+def test_full_direct_form_on_few_rows_per_feature(
+    n_samples, n_features, n_components, direct, monkeypatch
+):
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    offsets = rng.randint(0, 4, size=(n_samples, 1)) * 3.0
+    X = rng.normal(size=(n_samples, n_features)) + offsets
+    init = dict(
+        max_iter=5,
+        tol=0.0,
+        reg_covar=1e-3,
+        init_params="random_from_data",
+        random_state=0,
+    )
+    fitted = GaussianMixtureEM(n_components, **init).fit(X)
+    assert fitted._uses_direct_form(as_data(fitted, X, reset=False)) is direct
+    if not direct or n_samples * n_features * n_components > 2**19:
+        return
+    # Both forms fit the same model from the same start.
+    monkeypatch.setattr(
+        _gaussian.GaussianMixtureEM, "_uses_direct_form", lambda self, data: False
+    )
+    fused = GaussianMixtureEM(n_components, **init).fit(X)
+    assert_allclose(fitted.means_, fused.means_, rtol=1e-9, atol=1e-9)
+    assert_allclose(fitted.covariances_, fused.covariances_, rtol=1e-9, atol=1e-9)
+    assert_allclose(fitted.lower_bound_, fused.lower_bound_, rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_guard_falls_back_on_tight_far_clusters(dtype):
     # The guard must switch these components to the direct form ...
