@@ -1546,9 +1546,11 @@ def test_expansion_around_zero_is_refused_as_before(covariance_type, seed, monke
 @pytest.mark.parametrize("group_values", [0, 2**16])
 def test_tied_statistics_are_the_definitions(direct, group_values, monkeypatch):
     # The tied E-step's second moments: the components computed directly
-    # (one or a group at a time) get their own scatter, the others the
-    # correction terms and an equal share of the common scatter; the sum
-    # over the components, all the tied M-step reads, is the definition's.
+    # share their scatter around their own means equally (summed over their
+    # rows of nonzero responsibility, a block of pairs at a time), the
+    # others get the correction terms and an equal share of the common
+    # scatter; the sum over the components, all the tied M-step reads, is
+    # the definition's.
     monkeypatch.setattr(_gaussian, "_DIRECT_GROUP_VALUES", group_values)
     rng = np.random.RandomState(len(direct))
     X = rng.normal(size=(200, 7)) @ rng.normal(size=(7, 7)) + 3.0
@@ -1560,8 +1562,24 @@ def test_tied_statistics_are_the_definitions(direct, group_values, monkeypatch):
     stats = _gaussian._accumulate_tied(X - centre, resp, nk, means, centre, direct, X)
     reference = _brute_force_statistics(X, resp, means)
     assert_allclose(stats["sx"], reference["sx"], rtol=1e-12)
-    assert_allclose(stats["sxx"][direct], reference["sxx"][direct], rtol=1e-12)
+    assert_allclose(
+        stats["sxx"][direct].sum(axis=0),
+        reference["sxx"][direct].sum(axis=0),
+        rtol=1e-12,
+    )
     assert_allclose(stats["sxx"].sum(axis=0), reference["sxx"].sum(axis=0), rtol=1e-12)
+    if len(direct):
+        # A component's responsibilities of exactly zero add nothing.
+        resp[::3, direct[0]] = 0.0
+        resp /= resp.sum(axis=1, keepdims=True)
+        nk = resp.sum(axis=0)
+        stats = _gaussian._accumulate_tied(
+            X - centre, resp, nk, means, centre, direct, X
+        )
+        reference = _brute_force_statistics(X, resp, means)
+        assert_allclose(
+            stats["sxx"].sum(axis=0), reference["sxx"].sum(axis=0), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
