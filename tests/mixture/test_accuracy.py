@@ -213,6 +213,11 @@ def test_full_direct_form_on_few_rows_per_feature(
     )
     fitted = GaussianMixtureEM(n_components, **init).fit(X)
     assert fitted._uses_direct_form(as_data(fitted, X, reset=False)) is direct
+    # float32 data keep their fused forms, computed in float32 (the direct
+    # form computes in float64: 1.8x slower at 300 x 64, K = 8).
+    X32 = X.astype(np.float32)
+    fitted32 = GaussianMixtureEM(n_components, **init).fit(X32)
+    assert not fitted32._uses_direct_form(as_data(fitted32, X32, reset=False))
     if not direct or n_samples * n_features * n_components > 2**19:
         return
     # Both forms fit the same model from the same start.
