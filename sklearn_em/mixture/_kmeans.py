@@ -83,6 +83,12 @@ _DISTANCE_BLOCK = 32768
 #: k-means++ reuses buffers for its distances from this many values a step.
 _BUFFERED_DISTANCES = 2**15
 
+#: k-means++ splits float64 distances over the engine's threads from this
+#: many a step (candidates x rows x features; see kmeans_lloyd): below, a
+#: step's pool dispatch cost what it saved (70,000 x 16, three candidates:
+#: 1.03x; 200,000 x 16 with four: 0.94x, and 0.7x at 100,000 x 64 with six).
+_THREADED_SEEDING = 2**23
+
 #: Rows compared with every centre at a time (see _BoundedLabeller).
 _COMPARE_ROWS = 8192
 
@@ -209,16 +215,33 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     variances = _column_sums_of_squares(Xc)
     variances /= n_samples
     tol = np.mean(variances) * _TOL
-    # k-means++'s products of a few candidates with every row use BLAS's
-    # threads, as in KMeans (0.29 against 0.45 s at 100,000 x 64, K = 64),
-    # where the data is large enough for threads to pay (releasing and
-    # setting the limit again cost ~0.2 ms); the Lloyd iterations run in a
-    # one-thread window.
+    # k-means++'s products of a few candidates with every row are worth
+    # threads where the data is large (0.29 against 0.45 s at 100,000 x 64,
+    # K = 64): float64 data's on the engine's from _THREADED_SEEDING values
+    # a step, in a one-thread BLAS window. BLAS's own threads, as in KMeans,
+    # busy-wait after each product: their spinning outlived the seeding by
+    # a tenth of a second, on the core the Lloyd iterations and the first
+    # E-step wanted (200,000 x 16, K = 16: the first E-step took 40 against
+    # the next ones' 25 ms; the whole fit 0.87 of its time). Other large
+    # data gets BLAS's threads (releasing and setting the limit cost
+    # ~0.2 ms; with fewer values a step, the three ways were even); the
+    # Lloyd iterations run in a one-thread window.
+    threads = 1
     if Xc.nbytes >= _MIN_THREADED_BYTES:
-        release_blas_limit()
-    centers = kmeans_plusplus(
-        Xc, n_clusters, x_squared_norms, sample_weight, random_state
-    )[0]
+        n_local_trials = 2 + int(np.log(n_clusters))
+        if X.dtype == np.float64 and n_local_trials * Xc.size >= _THREADED_SEEDING:
+            threads = n_threads(n_jobs)
+        if threads == 1:
+            release_blas_limit()
+    if threads > 1:
+        with single_threaded_blas():
+            centers = kmeans_plusplus(
+                Xc, n_clusters, x_squared_norms, sample_weight, random_state, threads
+            )[0]
+    else:
+        centers = kmeans_plusplus(
+            Xc, n_clusters, x_squared_norms, sample_weight, random_state
+        )[0]
     with single_threaded_blas():
         labels, centers, n_iter = _lloyd(
             Xc, sample_weight, centers, tol, n_jobs, x_squared_norms=x_squared_norms
@@ -237,7 +260,9 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     return labels, centers, n_iter
 
 
-def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state):
+def kmeans_plusplus(
+    X, n_clusters, x_squared_norms, sample_weight, random_state, threads=1
+):
     """``sklearn.cluster._kmeans._kmeans_plusplus``'s seeds, to the last bit.
 
     The same draws from ``random_state``, consumed the same way, and the
@@ -268,6 +293,15 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
         Of ``X``'s dtype.
 
     random_state : numpy.random.RandomState
+
+    threads : int, default=1
+        Threads of the engine's pool over which large float64 data's
+        distances are split, a contiguous range of rows each (the products'
+        rounding does not depend on the columns a product has, so the bits
+        are the same; the sums over the rows stay whole). Called in a
+        one-thread BLAS window, this replaces BLAS's threads, which
+        busy-wait for a tenth of a second after each step's product, on the
+        cores the iterations that follow need.
 
     Returns
     -------
@@ -321,6 +355,9 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
     if buffered:
         buffers = np.empty((2, n_local_trials, n_samples))
         weighted = np.empty(n_samples)
+        step_distances = _candidate_distances
+        if threads > 1:
+            step_distances = _ThreadedDistances(X, x_squared_norms, threads)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
         if buffered:
@@ -331,7 +368,7 @@ def kmeans_plusplus(X, n_clusters, x_squared_norms, sample_weight, random_state)
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
         if buffered:
             # The distances, then their minima with the closest, in one pass.
-            distance_to_candidates = _candidate_distances(
+            distance_to_candidates = step_distances(
                 X[candidate_ids],
                 X,
                 x_squared_norms,
@@ -406,6 +443,50 @@ def _candidate_distances(candidates, X, x_squared_norms, out=None, closest=None)
         if closest is not None:
             np.minimum(closest[start:stop], block, out=block)
     return distances
+
+
+class _ThreadedDistances:
+    """:func:`_candidate_distances` with ``out`` and ``closest``, on threads.
+
+    Each thread computes the distances of a contiguous range of rows into
+    its columns of ``out``: a product of the candidates with those rows,
+    then the same element-wise operations. A product's value for one pair
+    is the same whichever columns the product has (BLAS blocks the columns,
+    not the sum over the features), so the result is the one-call
+    function's to the last bit.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        float64.
+
+    x_squared_norms : ndarray of shape (1, n_samples)
+
+    threads : int
+        At least 2.
+    """
+
+    def __init__(self, X, x_squared_norms, threads):
+        self.X = X
+        self.x_squared_norms = x_squared_norms
+        n_samples = X.shape[0]
+        bounds = np.linspace(0, n_samples, threads + 1).astype(int)
+        self.ranges = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+        self.pool = thread_pool(threads)
+
+    def __call__(self, candidates, X, x_squared_norms, out, closest):
+        def task(rows):
+            _candidate_distances(
+                candidates,
+                self.X[rows],
+                self.x_squared_norms[:, rows],
+                out=out[:, rows],
+                closest=closest[rows],
+            )
+
+        for _ in self.pool.map(task, self.ranges):
+            pass
+        return out
 
 
 def _candidate_distances_upcast(candidates, X, x_squared_norms=None):

@@ -169,6 +169,73 @@ def test_threads_change_nothing(kind, n_jobs):
     assert n_iter == reference[2]
 
 
+@pytest.mark.parametrize(
+    "kind", ["large", "weighted", "anisotropic", "duplicated", "integer_grid"]
+)
+@pytest.mark.parametrize("n_jobs", [2, 3])
+def test_threaded_seeding_is_sklearns(kind, n_jobs, monkeypatch):
+    # k-means++'s distances split over the engine's threads, a range of rows
+    # each (from _THREADED_SEEDING values a step on data of
+    # _MIN_THREADED_BYTES: lowered here to reach small data): KMeans's
+    # labels, centres and draws to the last bit.
+    monkeypatch.setattr(_kmeans, "_MIN_THREADED_BYTES", 0)
+    monkeypatch.setattr(_kmeans, "_THREADED_SEEDING", 0)
+    monkeypatch.setattr(_kmeans, "_BUFFERED_DISTANCES", 0)
+    calls = []
+    threaded = _kmeans._ThreadedDistances
+
+    class Spy(threaded):
+        def __call__(self, *args, **kwargs):
+            calls.append(len(self.ranges))
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr(_kmeans, "_ThreadedDistances", Spy)
+    X, n_clusters, sample_weight = _data(kind, 1)
+    km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, 1)
+    labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, 1, n_jobs)
+    assert calls == [n_jobs] * (n_clusters - 1)
+    assert_array_equal(labels, km.labels_)
+    assert n_iter == km.n_iter_
+    if _openmp_effective_n_threads() <= 2:
+        assert_array_equal(centers, km.cluster_centers_)
+    _assert_same_state(rs_sk, rs_ours)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_threaded_candidate_distances_are_sklearns(threads):
+    # The seeds of threaded k-means++ directly, on rows that do not divide
+    # evenly among the threads, against scikit-learn's function.
+    rng = np.random.RandomState(threads)
+    X = rng.normal(size=(10_007, 9)) * 10.0 ** rng.uniform(-2, 3, size=9) + 7
+    X -= X.mean(axis=0)
+    sample_weight = rng.uniform(0.2, 3, size=len(X))
+    norms = row_norms(X, squared=True)
+    rs_sk, rs_ours = np.random.RandomState(0), np.random.RandomState(0)
+    centers_sk, indices_sk = _kmeans_plusplus(
+        X, 12, x_squared_norms=norms, sample_weight=sample_weight, random_state=rs_sk
+    )
+    with single_threaded_blas():
+        centers, indices = _kmeans.kmeans_plusplus(
+            X, 12, norms, sample_weight, rs_ours, threads=threads
+        )
+    assert_array_equal(indices, indices_sk)
+    assert_array_equal(centers, centers_sk)
+    _assert_same_state(rs_sk, rs_ours)
+    # Each step's distances, every row of them, are the one-call function's.
+    from sklearn.metrics.pairwise import _euclidean_distances
+
+    candidates = X[rng.randint(len(X), size=4)]
+    expected = _euclidean_distances(candidates, X, Y_norm_squared=norms, squared=True)
+    closest = expected[0] * rng.uniform(0.5, 1.5, size=len(X))
+    out = np.full_like(expected, np.nan)
+    with single_threaded_blas():
+        distances = _kmeans._ThreadedDistances(X, norms.reshape(1, -1), threads)(
+            candidates, X, norms.reshape(1, -1), out, closest
+        )
+    assert distances is out
+    assert_array_equal(distances, np.minimum(closest, expected))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_empty_cluster_relocated_as_sklearn(dtype, monkeypatch):
     # Initial centres of which two are far from every row: both clusters are
