@@ -3340,11 +3340,30 @@ class GaussianMixtureEM(BaseMixtureEM):
         # iteration instead of 0.7-1.1). A prediction calls NumPy's BLAS
         # alone, where setting the limit (~0.2 ms) costs more than BLAS's
         # threads do (569 x 30, K = 3, 'full': 0.8-1.4 against 0.8-0.9 ms).
-        work = super()._largest_product(n_samples, n_features, itemsize)
+        # The E-step's product of the features with the coefficients (and
+        # the responsibilities' with the features), as it is run: for
+        # 'diag' (and wide 'spherical') two blocks of n_features columns,
+        # otherwise one of the quadratic and linear features, not the
+        # chunk's every value and temporary per row (counted so, fits of
+        # 300 x 16 in 12 diagonal components or 300 x 4 in 12 full ones set
+        # BLAS's limit and restored it, ~0.3 ms each way, around products
+        # that BLAS runs on one thread anyway).
+        # (The per-component form has no such product: its rows' values
+        # stand for its products with the factors, which a prediction leaves
+        # to BLAS.)
+        engine_type = _engine_covariance_type(self.covariance_type)
+        dtype = np.float64 if itemsize == 8 else np.float32
+        per_component = self._uses_per_component_form(n_features, dtype)
+        if per_component:
+            work = super()._largest_product(n_samples, n_features, itemsize)
+        elif _feature_blocks(engine_type, n_features):
+            work = n_samples * (n_features + 1) * self.n_components
+        else:
+            n_quadratic = _n_quadratic_features(engine_type, n_features)
+            work = n_samples * (n_quadratic + n_features) * self.n_components
         if not fitting:
             return work
-        dtype = np.float64 if itemsize == 8 else np.float32
-        if self._uses_per_component_form(n_features, dtype):
+        if per_component:
             work = max(work, n_samples * (n_features + 1) ** 2)
         elif self.covariance_type == "tied":
             work = max(work, n_samples * n_features**2)

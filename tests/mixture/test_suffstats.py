@@ -1,6 +1,7 @@
 """Tests of the sufficient-statistics engine and of the fused Gaussian E-step."""
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import sklearn
 from joblib import cpu_count
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
@@ -677,6 +679,70 @@ def test_small_fits_and_predictions_leave_blas_alone(blas_limit_sets):
     if max(outside) > 1:
         assert set(seen[0]) == {1}
     assert _blas_threads() == outside
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize(
+    "shape", [(300, 16, 12), (100, 200, 12), (100, 16, 40), (2000, 5, 3), (60, 3, 2)]
+)
+def test_diagonal_fits_count_their_largest_product(monkeypatch, covariance_type, shape):
+    # The window policy of diagonal and spherical fits counts the E-step's
+    # products as they are run, two blocks of n_features columns (not a
+    # row's every value and temporary, which had made fits of a few hundred
+    # rows set and restore BLAS's limit for products that BLAS runs on one
+    # thread): no product of a fit or a prediction is larger than the count.
+    n_samples, n_features, n_components = shape
+    X = _blobs(n_samples, n_features, n_components)
+    gm = GaussianMixtureEM(
+        n_components, covariance_type=covariance_type, max_iter=3, tol=0
+    )
+    sizes = []
+
+    def spying(original):
+        def spy(a, b, *args, **kwargs):
+            a_, b_ = np.asarray(a), np.asarray(b)
+            m = a_.shape[-2] if a_.ndim >= 2 else 1
+            n = b_.shape[-1] if b_.ndim >= 2 else 1
+            sizes.append(m * a_.shape[-1] * n)
+            return original(a, b, *args, **kwargs)
+
+        return spy
+
+    for name in ("dot", "matmul"):
+        monkeypatch.setattr(np, name, spying(getattr(np, name)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.set_params(random_state=0).fit(X)
+    gm.predict_proba(X)
+    assert sizes
+    assert max(sizes) <= gm._largest_product(n_samples, n_features)
+    # With K components and D features, about n D K: these shapes' fits are
+    # under the size at which BLAS starts threads, or over it, as counted.
+    assert gm._largest_product(n_samples, n_features) <= (
+        n_samples * (n_features + 1) * n_components
+    )
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_small_diagonal_fits_leave_blas_alone(blas_limit_sets, covariance_type):
+    # 300 x 16 in 12 components and 100 x 200 in 12: every product is under
+    # the size at which BLAS starts threads, so the fits set no limit (they
+    # had, at ~0.3 ms each, a tenth of such a fit); 20,000 x 16 in 3 holds it.
+    outside = _blas_threads()
+    for n_samples, n_features, n_components in [(300, 16, 12), (100, 200, 12)]:
+        X = _blobs(n_samples, n_features, n_components)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            GaussianMixtureEM(
+                n_components, covariance_type=covariance_type, random_state=0
+            ).fit(X).predict_proba(X)
+    assert blas_limit_sets == []
+    assert _blas_threads() == outside
+    if max(outside) > 1:
+        X = _blobs(20_000, 16, 3)
+        GaussianMixtureEM(3, covariance_type=covariance_type, max_iter=2).fit(X)
+        assert len(blas_limit_sets) == 1
+        assert _blas_threads() == outside
 
 
 @pytest.mark.parametrize(
