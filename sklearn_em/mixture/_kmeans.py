@@ -17,8 +17,10 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
   arrays and ``RandomState`` (for float64, by :func:`kmeans_plusplus`, the
   same arithmetic without its dispatch): the same draws, consumed the same way;
   on large data each step's distances are one product into a reused
-  buffer, finished in cache-sized blocks (:func:`_candidate_distances`;
-  computing the products block by block, or on threads, was no faster);
+  buffer, finished in cache-sized blocks (:func:`_candidate_distances`),
+  and on large float64 data split over the engine's threads by rows
+  (:class:`_ThreadedDistances`), whose workers, unlike BLAS's, do not
+  busy-wait on the cores after the seeding;
 - every Lloyd iteration labels the rows with scikit-learn's own Cython
   kernel (``lloyd_iter_chunked_dense`` without its centre update), on
   blocks of whole 256-row chunks, so that its matrix products have the
@@ -86,7 +88,8 @@ _BUFFERED_DISTANCES = 2**15
 #: k-means++ splits float64 distances over the engine's threads from this
 #: many a step (candidates x rows x features; see kmeans_lloyd): below, a
 #: step's pool dispatch cost what it saved (70,000 x 16, three candidates:
-#: 1.03x; 200,000 x 16 with four: 0.94x, and 0.7x at 100,000 x 64 with six).
+#: 1.03x; 200,000 x 16 with four: 0.94x, and 0.7x at 100,000 x 64 with six;
+#: whole fits, see kmeans_lloyd).
 _THREADED_SEEDING = 2**23
 
 #: Rows compared with every centre at a time (see _BoundedLabeller).
@@ -222,7 +225,8 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # busy-wait after each product: their spinning outlived the seeding by
     # a tenth of a second, on the core the Lloyd iterations and the first
     # E-step wanted (200,000 x 16, K = 16: the first E-step took 40 against
-    # the next ones' 25 ms; the whole fit 0.87 of its time). Other large
+    # the next ones' 25 ms; the whole fit 0.87-0.92 of its time on separated
+    # clusters, about the same on overlapping ones). Other large
     # data gets BLAS's threads (releasing and setting the limit cost
     # ~0.2 ms; with fewer values a step, the three ways were even); the
     # Lloyd iterations run in a one-thread window.
