@@ -3345,12 +3345,12 @@ class GaussianMixtureEM(BaseMixtureEM):
         # 'diag' (and wide 'spherical') two blocks of n_features columns,
         # otherwise one of the quadratic and linear features, not the
         # chunk's every value and temporary per row (counted so, fits of
-        # 300 x 16 in 12 diagonal components or 300 x 4 in 12 full ones set
+        # 300 x 16 in 12 diagonal components or 300 x 4 in 12 tied ones set
         # BLAS's limit and restored it, ~0.3 ms each way, around products
-        # that BLAS runs on one thread anyway).
-        # (The per-component form has no such product: its rows' values
-        # stand for its products with the factors, which a prediction leaves
-        # to BLAS.)
+        # that BLAS runs on one thread anyway). The per-component form has
+        # no such product: its rows' values stand for its products with the
+        # factors, which a prediction leaves to BLAS. (The direct form's
+        # products, on at most 320 rows, are smaller than either count.)
         engine_type = _engine_covariance_type(self.covariance_type)
         dtype = np.float64 if itemsize == 8 else np.float32
         per_component = self._uses_per_component_form(n_features, dtype)
