@@ -3350,7 +3350,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         # that BLAS runs on one thread anyway). The per-component form has
         # no such product: its rows' values stand for its products with the
         # factors, which a prediction leaves to BLAS. (The direct form's
-        # products, on at most 320 rows, are smaller than either count.)
+        # products with a factor, n_samples x n_features^2, are within the
+        # fused count from two components on; with one, under 16 features
+        # and on at most 320 rows, far below BLAS's threads.)
         engine_type = _engine_covariance_type(self.covariance_type)
         dtype = np.float64 if itemsize == 8 else np.float32
         per_component = self._uses_per_component_form(n_features, dtype)
