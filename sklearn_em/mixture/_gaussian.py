@@ -3369,7 +3369,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             work = max(work, n_samples * (n_features + 1) ** 2)
         elif self.covariance_type == "tied":
             work = max(work, n_samples * n_features**2)
-        if _engine_covariance_type(self.covariance_type) in ("full", "tied"):
+        if engine_type in ("full", "tied"):
             # The M-step's triangular solve with n_features right-hand sides
             # (SciPy's OpenBLAS): on 30 rows and 64 features, counted out,
             # its threads woke at every iteration and took the cores from the

@@ -19,7 +19,7 @@ iteration (measured on 2 cores under a load of 3-4: 23 ms per iteration at
   on large data each step's distances are one product into a reused
   buffer, finished in cache-sized blocks (:func:`_candidate_distances`),
   and on large float64 data split over the engine's threads by rows
-  (:class:`_ThreadedDistances`), whose workers, unlike BLAS's, do not
+  (:func:`_threaded_candidate_distances`), whose workers, unlike BLAS's, do not
   busy-wait on the cores after the seeding;
 - every Lloyd iteration labels the rows with scikit-learn's own Cython
   kernel (``lloyd_iter_chunked_dense`` without its centre update), on
@@ -51,6 +51,8 @@ which waits on no other for the GIL.
 
 import math
 import warnings
+from contextlib import nullcontext
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -232,19 +234,14 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # Lloyd iterations run in a one-thread window.
     threads = 1
     if Xc.nbytes >= _MIN_THREADED_BYTES:
-        n_local_trials = 2 + int(np.log(n_clusters))
-        if X.dtype == np.float64 and n_local_trials * Xc.size >= _THREADED_SEEDING:
+        step_values = _n_local_trials(n_clusters) * Xc.size
+        if X.dtype == np.float64 and step_values >= _THREADED_SEEDING:
             threads = n_threads(n_jobs)
         if threads == 1:
             release_blas_limit()
-    if threads > 1:
-        with single_threaded_blas():
-            centers = kmeans_plusplus(
-                Xc, n_clusters, x_squared_norms, sample_weight, random_state, threads
-            )[0]
-    else:
+    with single_threaded_blas() if threads > 1 else nullcontext():
         centers = kmeans_plusplus(
-            Xc, n_clusters, x_squared_norms, sample_weight, random_state
+            Xc, n_clusters, x_squared_norms, sample_weight, random_state, threads
         )[0]
     with single_threaded_blas():
         labels, centers, n_iter = _lloyd(
@@ -337,7 +334,7 @@ def kmeans_plusplus(
         distances = _candidate_distances_upcast
     n_samples, n_features = X.shape
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
-    n_local_trials = 2 + int(np.log(n_clusters))
+    n_local_trials = _n_local_trials(n_clusters)
     center_id = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
     indices = np.full(n_clusters, -1, dtype=int)
     centers[0] = X[center_id]
@@ -361,7 +358,7 @@ def kmeans_plusplus(
         weighted = np.empty(n_samples)
         step_distances = _candidate_distances
         if threads > 1:
-            step_distances = _ThreadedDistances(X, x_squared_norms, threads)
+            step_distances = partial(_threaded_candidate_distances, threads=threads)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
         if buffered:
@@ -449,48 +446,60 @@ def _candidate_distances(candidates, X, x_squared_norms, out=None, closest=None)
     return distances
 
 
-class _ThreadedDistances:
+def _threaded_candidate_distances(
+    candidates, X, x_squared_norms, out, closest, threads
+):
     """:func:`_candidate_distances` with ``out`` and ``closest``, on threads.
 
-    Each thread computes the distances of a contiguous range of rows into
-    its columns of ``out``: a product of the candidates with those rows,
-    then the same element-wise operations. A product's value for one pair
-    is the same whichever columns the product has (BLAS blocks the columns,
-    not the sum over the features), so the result is the one-call
-    function's to the last bit.
+    Each of ``threads`` threads of the engine's pool computes the distances
+    of a contiguous range of rows into its columns of ``out``: a product of
+    the candidates with those rows, then the same element-wise operations.
+    A product's value for one pair is the same whichever columns the
+    product has (BLAS blocks the columns, not the sum over the features),
+    so the result is the one-call function's to the last bit.
 
     Parameters
     ----------
+    candidates : ndarray of shape (n_candidates, n_features)
+        float64.
+
     X : ndarray of shape (n_samples, n_features)
         float64.
 
     x_squared_norms : ndarray of shape (1, n_samples)
 
+    out : ndarray of shape (n_candidates, n_samples)
+        C-ordered float64 array to write the distances to.
+
+    closest : ndarray of shape (n_samples,)
+        The result is ``np.minimum(closest, distances)``.
+
     threads : int
-        At least 2.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_candidates, n_samples)
+        ``out``.
     """
+    bounds = np.linspace(0, X.shape[0], threads + 1).astype(int)
 
-    def __init__(self, X, x_squared_norms, threads):
-        self.X = X
-        self.x_squared_norms = x_squared_norms
-        n_samples = X.shape[0]
-        bounds = np.linspace(0, n_samples, threads + 1).astype(int)
-        self.ranges = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-        self.pool = thread_pool(threads)
+    def task(rows):
+        _candidate_distances(
+            candidates,
+            X[rows],
+            x_squared_norms[:, rows],
+            out=out[:, rows],
+            closest=closest[rows],
+        )
 
-    def __call__(self, candidates, X, x_squared_norms, out, closest):
-        def task(rows):
-            _candidate_distances(
-                candidates,
-                self.X[rows],
-                self.x_squared_norms[:, rows],
-                out=out[:, rows],
-                closest=closest[rows],
-            )
+    ranges = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+    list(thread_pool(threads).map(task, ranges))
+    return out
 
-        for _ in self.pool.map(task, self.ranges):
-            pass
-        return out
+
+def _n_local_trials(n_clusters):
+    """k-means++'s candidates a step, as scikit-learn's ``_kmeans_plusplus``."""
+    return 2 + int(np.log(n_clusters))
 
 
 def _candidate_distances_upcast(candidates, X, x_squared_norms=None):

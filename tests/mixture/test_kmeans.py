@@ -182,14 +182,13 @@ def test_threaded_seeding_is_sklearns(kind, n_jobs, monkeypatch):
     monkeypatch.setattr(_kmeans, "_THREADED_SEEDING", 0)
     monkeypatch.setattr(_kmeans, "_BUFFERED_DISTANCES", 0)
     calls = []
-    threaded = _kmeans._ThreadedDistances
+    threaded = _kmeans._threaded_candidate_distances
 
-    class Spy(threaded):
-        def __call__(self, *args, **kwargs):
-            calls.append(len(self.ranges))
-            return super().__call__(*args, **kwargs)
+    def spy(*args, threads, **kwargs):
+        calls.append(threads)
+        return threaded(*args, threads=threads, **kwargs)
 
-    monkeypatch.setattr(_kmeans, "_ThreadedDistances", Spy)
+    monkeypatch.setattr(_kmeans, "_threaded_candidate_distances", spy)
     X, n_clusters, sample_weight = _data(kind, 1)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, 1)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, 1, n_jobs)
@@ -229,8 +228,8 @@ def test_threaded_candidate_distances_are_sklearns(threads):
     closest = expected[0] * rng.uniform(0.5, 1.5, size=len(X))
     out = np.full_like(expected, np.nan)
     with single_threaded_blas():
-        distances = _kmeans._ThreadedDistances(X, norms.reshape(1, -1), threads)(
-            candidates, X, norms.reshape(1, -1), out, closest
+        distances = _kmeans._threaded_candidate_distances(
+            candidates, X, norms.reshape(1, -1), out, closest, threads
         )
     assert distances is out
     assert_array_equal(distances, np.minimum(closest, expected))
