@@ -1469,21 +1469,13 @@ _MIN_THREADED_ROWS_ONE_COMPONENT = 8192
 
 #: From this many features, diagonal and spherical covariances take the
 #: direct form up to twice ``_DIRECT_VALUES`` (see
-#: :meth:`GaussianMixtureEM._uses_direct_form`).
+#: :meth:`GaussianMixtureEM._uses_direct_form`) ...
 _DIRECT_WIDE_FEATURES = 16
 
-#: Wide diagonal and spherical fits of at most ``_DIRECT_SHORT_VALUES``
-#: values (few rows) also take the direct form with up to
-#: ``_DIRECT_SHORT_COMPONENTS`` components, whatever their differences'
-#: count: the fused forms' fixed costs (their coefficients, computed twice
-#: when the expansion around zero is refused, and the precision guard's
-#: directly computed components) are then most of an iteration. 30 x 200,
-#: K = 12: 0.73 -> 0.40 ms an iteration (scikit-learn 0.39), float32 0.91
-#: -> 0.40; 100 x 64, K = 12: 1.03-1.05x, float32 1.43x. Alternated with
-#: more components and more rows (K <= 4 up to 2^18 differences), the
-#: direct form was 0.91-1.08x the fused forms' time: left to them.
-_DIRECT_SHORT_COMPONENTS = 16
-_DIRECT_SHORT_VALUES = 2**13
+#: ... and up to three times with fewer rows than this per component: on
+#: so few rows a component holds a point or two, and the fused forms'
+#: precision guard computes many of them directly anyway.
+_DIRECT_FEW_ROWS_PER_COMPONENT = 4
 
 
 #: Full covariances take the direct form on at most this many rows ...
@@ -3492,24 +3484,23 @@ class GaussianMixtureEM(BaseMixtureEM):
             _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
             and n_features >= _DIRECT_WIDE_FEATURES
         ):
-            if (
-                self.n_components <= _DIRECT_SHORT_COMPONENTS
-                and n_samples * n_features <= _DIRECT_SHORT_VALUES
-            ):
-                return True
-            # Their products with the precisions are long enough there: still
-            # ahead at twice the differences (569 x 30, K = 3: 0.26 against
-            # 0.33 ms an iteration; 400 x 32, K = 5: 0.27 against 0.33), where
-            # with few features and many components the fused form is
-            # (500 x 8, K = 15: 0.42 against 0.37). With fewer samples per
-            # feature than _FEATURE_MAJOR_SAMPLES, at four times (100 x 100,
-            # K = 12: 0.52 against 0.77; 30 x 200, K = 20: 0.55 against
-            # 0.85; 300 x 64, K = 6: 0.47 against 0.52), where with more rows
-            # the two are even (500 x 32, K = 8) or the fused form ahead
-            # (1,000 x 16, K = 8: 0.54 against 0.57).
+            # Their products with the precisions are long enough there: per
+            # iteration, alternated (direct against fused, ms), the direct
+            # form is ahead up to twice the differences (100 x 16, K = 40:
+            # 0.34 against 0.37; 1,000 x 16, K = 3: 0.27 against 0.29;
+            # 100 x 32, K = 20: 0.31 against 0.34), and beyond only on rows
+            # so few that the fused form's guard computes most components
+            # directly (30 x 200, K = 12: 0.35 against 0.39; float32, 0.36
+            # against 0.48). Elsewhere the fused form is ahead: 100 x 64,
+            # K = 12, 0.34 against 0.25 (float32 0.36 against 0.31); K = 20,
+            # 0.56 against 0.27-0.33; 100 x 100, K = 12, 0.51 against 0.41-0.43;
+            # 300 x 64, K = 6, 0.49 against 0.27; 30 x 200, K = 20, 0.52-0.55
+            # against 0.45-0.49. (At 300 x 16, K = 12, and 300 x 32, K = 6,
+            # within twice the differences, the fused form is 15% ahead: no
+            # rule measured told them from the shapes above.)
             limit *= 2
-            if n_samples < _FEATURE_MAJOR_SAMPLES * n_features:
-                limit *= 2
+            if n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components:
+                limit = 3 * _DIRECT_VALUES
         elif (
             self.covariance_type == "full"
             and data.dtype == np.float64

@@ -1014,14 +1014,23 @@ def test_direct_small_e_step_only_where_it_is_small_complete_float64():
         assert (
             wide_gm._uses_direct_form(as_data(wide_gm, rows, reset=False)) is expected
         )
-    # With fewer samples per feature than _FEATURE_MAJOR_SAMPLES (few rows,
-    # many features), four times as many.
+    # With fewer than _DIRECT_FEW_ROWS_PER_COMPONENT rows per component, three
+    # times as many; not with more rows, however few per feature.
+    many = GaussianMixtureEM(60, covariance_type="diag", max_iter=1).fit(
+        np.resize(wide, (240, 16))
+    )
+    assert 3 * limit // (60 * 16) < _gaussian._DIRECT_FEW_ROWS_PER_COMPONENT * 60
+    for n_samples, expected in [
+        (3 * limit // (60 * 16), True),
+        (3 * limit // (60 * 16) + 1, False),
+    ]:
+        rows = np.resize(wide, (n_samples, 16))
+        assert many._uses_direct_form(as_data(many, rows, reset=False)) is expected
     wider = np.tile(X, (1, 32))
     wider_gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=1).fit(wider)
-    assert 4 * limit // (3 * 128) < _gaussian._FEATURE_MAJOR_SAMPLES * 128
     for n_samples, expected in [
-        (4 * limit // (3 * 128), True),
-        (4 * limit // (3 * 128) + 1, False),
+        (2 * limit // (3 * 128), True),
+        (2 * limit // (3 * 128) + 1, False),
     ]:
         rows = np.resize(wider, (n_samples, 128))
         assert (
@@ -1548,23 +1557,28 @@ def test_paired_direct_entries_are_the_grouped_statistics(covariance_type, monke
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 def test_few_wide_rows_take_the_direct_form(covariance_type, monkeypatch):
-    # A few rows in many dimensions with up to 16 components take the direct
-    # form whatever their differences' count; its fit is the fused form's.
-    # (Without the limit for few samples per feature, four times
-    # _DIRECT_VALUES, which these differences are below.)
+    # A few rows in many dimensions, fewer than _DIRECT_FEW_ROWS_PER_COMPONENT
+    # per component, take the direct form up to three times _DIRECT_VALUES
+    # differences; its fit is the fused form's.
     X = _tight_far_clusters(30, 200, 12)
     gm = GaussianMixtureEM(12, covariance_type=covariance_type, random_state=0)
     gm.fit(X)
     data = as_data(gm, X, None, reset=False, dtype=np.float64)
-    assert 2 * _gaussian._DIRECT_VALUES < 30 * 200 * 12 < 4 * _gaussian._DIRECT_VALUES
+    assert 2 * _gaussian._DIRECT_VALUES < 30 * 200 * 12 < 3 * _gaussian._DIRECT_VALUES
     assert gm._uses_direct_form(data)
+    # 17 components: more than three times.
     wide = GaussianMixtureEM(17, covariance_type=covariance_type, random_state=0)
-    assert wide._uses_direct_form(data)
-    monkeypatch.setattr(_gaussian, "_FEATURE_MAJOR_SAMPLES", 0)
-    assert gm._uses_direct_form(data)
+    assert 30 * 200 * 17 > 3 * _gaussian._DIRECT_VALUES
     assert not wide._uses_direct_form(data)
+    # The same differences on rows enough per component: the fused form.
+    more_rows = np.tile(X, (2, 1))
+    fewer = GaussianMixtureEM(
+        6, covariance_type=covariance_type, max_iter=1, random_state=0
+    ).fit(more_rows)
+    assert 60 * 200 * 6 == 30 * 200 * 12
+    assert not fewer._uses_direct_form(as_data(fewer, more_rows, reset=False))
     with monkeypatch.context() as patch:
-        patch.setattr(_gaussian, "_DIRECT_SHORT_VALUES", 0)
+        patch.setattr(_gaussian, "_DIRECT_FEW_ROWS_PER_COMPONENT", 0)
         assert not gm._uses_direct_form(data)
         fused = GaussianMixtureEM(
             12, covariance_type=covariance_type, random_state=0
