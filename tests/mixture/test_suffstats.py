@@ -1295,15 +1295,21 @@ def test_float32_per_component_statistics_match_a_float64_reference(given):
     )
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("one_hot", [False, True])
 def test_partition_statistics_equal_one_hot_responsibilities(
-    covariance_type, dtype, weighted
+    covariance_type, dtype, weighted, one_hot, monkeypatch
 ):
-    # k-means labels go to the statistics cluster by cluster; they must be
+    # k-means labels go to the statistics cluster by cluster, or for small
+    # diagonal float64 partitions all clusters at once (products with the
+    # one-hot weights, up to _ONE_HOT_VALUES); either way they must be
     # those of the one-hot responsibilities, each cluster's second moments
     # around its own mean, an empty cluster included.
+    assert 3000 * 5 * 6 <= _gaussian._ONE_HOT_VALUES
+    if not one_hot:
+        monkeypatch.setattr(_gaussian, "_ONE_HOT_VALUES", 0)
     rng = np.random.RandomState(0)
     n_samples, n_features, n_components = 3000, 5, 6
     X = (rng.normal(size=(n_samples, n_features)) * 3 + 100).astype(dtype)
@@ -1336,11 +1342,13 @@ def test_partition_statistics_equal_one_hot_responsibilities(
 
 
 @pytest.mark.parametrize("n_components", [3, 256, 300])
-def test_partition_statistics_sum_each_cluster_in_row_order(n_components):
+def test_partition_statistics_sum_each_cluster_in_row_order(n_components, monkeypatch):
     # The labels are sorted as uint8 (up to 256 clusters) or uint16, which
     # NumPy's stable sort does by radix: each cluster's rows come in their
     # order in X, as with the int64 labels, so the sums are bit for bit those
     # of the rows taken in that order.
+    # (Cluster by cluster: not the one-hot products of small partitions.)
+    monkeypatch.setattr(_gaussian, "_ONE_HOT_VALUES", 0)
     rng = np.random.RandomState(0)
     X = rng.normal(size=(5000, 3)) + 10
     labels = rng.randint(n_components, size=len(X))
