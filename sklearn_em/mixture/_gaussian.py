@@ -30,6 +30,7 @@ from ._suffstats import (
     negligible_floor,
     resp_chunk,
     single_threaded_blas,
+    subtract_centre,
     thread_pool,
     workspace,
 )
@@ -1000,7 +1001,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
     if _feature_blocks(covariance_type, n_features):
         features = workspace("features", (2, n_samples, n_features), dtype)
         if centre.any():
-            _subtract_centre(X, centre, out=features[1])
+            subtract_centre(X, centre, out=features[1])
             Z = features[1]
         else:
             Z = X
@@ -1060,42 +1061,6 @@ def _feature_blocks(covariance_type, n_features):
     return covariance_type == "diag" or (
         covariance_type == "spherical" and n_features >= _SPHERICAL_BLOCK_FEATURES
     )
-
-
-# Rows of the centre tiled for _subtract_centre: the inner loop of the
-# subtraction runs over this many rows at once instead of one row.
-_TILE_ROWS = 64
-
-
-def _subtract_centre(X, centre, out):
-    """``out = X - centre`` for a C-ordered ``X``, in long vectorised loops.
-
-    Broadcasting ``centre`` over the rows makes NumPy loop over one row of
-    n_features values at a time; viewing the rows in blocks of
-    ``_TILE_ROWS`` and subtracting the tiled centre makes the inner loop
-    ``_TILE_ROWS`` times longer (about twice as fast on narrow data).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-
-    centre : ndarray of shape (n_features,)
-
-    out : ndarray of shape (n_samples, n_features), C-ordered
-    """
-    n_samples, n_features = X.shape
-    if not X.flags.c_contiguous or n_samples < 4 * _TILE_ROWS:
-        # (On a few rows tiling the centre costs more than it saves.)
-        np.subtract(X, centre, out=out)
-        return
-    head = n_samples - n_samples % _TILE_ROWS
-    width = _TILE_ROWS * n_features
-    np.subtract(
-        X[:head].reshape(-1, width),
-        np.tile(centre, _TILE_ROWS),
-        out=out[:head].reshape(-1, width),
-    )
-    np.subtract(X[head:], centre, out=out[head:])
 
 
 def _expanded_coefficients(

@@ -76,6 +76,7 @@ from ._suffstats import (
     n_threads,
     release_blas_limit,
     single_threaded_blas,
+    subtract_centre,
     thread_pool,
     workspace,
 )
@@ -212,7 +213,9 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # KMeans.fit: centre a C-ordered copy, then the rows' squared norms
     # (which k-means++ recomputes in float64 for float32 data).
     X_mean = _column_means(X)
-    Xc = X - X_mean
+    # (The same differences in long loops: see subtract_centre.)
+    Xc = np.empty_like(X)
+    subtract_centre(X, X_mean, out=Xc)
     x_squared_norms = row_norms(Xc, squared=True) if X.dtype == np.float64 else None
     # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
     # times tol: np.var's mean and deviations are X.mean(axis=0) and Xc, so

@@ -188,6 +188,42 @@ def column_sums(a, dtype=None):
     return np.einsum("ij->j", a, dtype=dtype)
 
 
+# Rows of the centre tiled for subtract_centre: the inner loop of the
+# subtraction runs over this many rows at once instead of one row.
+_TILE_ROWS = 64
+
+
+def subtract_centre(X, centre, out):
+    """``out = X - centre`` for a C-ordered ``X``, in long vectorised loops.
+
+    Broadcasting ``centre`` over the rows makes NumPy loop over one row of
+    n_features values at a time; viewing the rows in blocks of
+    ``_TILE_ROWS`` and subtracting the tiled centre makes the inner loop
+    ``_TILE_ROWS`` times longer (about twice as fast on narrow data).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    centre : ndarray of shape (n_features,)
+
+    out : ndarray of shape (n_samples, n_features), C-ordered
+    """
+    n_samples, n_features = X.shape
+    if not X.flags.c_contiguous or n_samples < 4 * _TILE_ROWS:
+        # (On a few rows tiling the centre costs more than it saves.)
+        np.subtract(X, centre, out=out)
+        return
+    head = n_samples - n_samples % _TILE_ROWS
+    width = _TILE_ROWS * n_features
+    np.subtract(
+        X[:head].reshape(-1, width),
+        np.tile(centre, _TILE_ROWS),
+        out=out[:head].reshape(-1, width),
+    )
+    np.subtract(X[head:], centre, out=out[head:])
+
+
 def negligible_floor(log_weights):
     """The E-step's floor on float64 log-probabilities, per component.
 

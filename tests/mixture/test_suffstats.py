@@ -16,17 +16,17 @@ from sklearn_em import BernoulliMixtureEM, GaussianMixtureEM
 from sklearn_em.mixture import _gaussian, _suffstats
 from sklearn_em.mixture._data import as_data
 from sklearn_em.mixture._gaussian import (
-    _TILE_ROWS,
     _accumulate_gaussian,
     _centred_features,
     _estimate_log_gaussian_prob,
-    _subtract_centre,
 )
 from sklearn_em.mixture._suffstats import (
+    _TILE_ROWS,
     chunk_rows,
     logsumexp_rows,
     map_reduce,
     n_threads,
+    subtract_centre,
     workspace,
 )
 
@@ -391,7 +391,7 @@ def test_subtract_centre_equals_broadcasting(n_samples, order, dtype):
     X_before = X.copy()
     centre = rng.normal(size=5).astype(dtype)
     out = np.full((n_samples, 5), np.nan, dtype=dtype)
-    _subtract_centre(X, centre, out=out)
+    subtract_centre(X, centre, out=out)
     assert_array_equal(out, X - centre)
     assert_array_equal(X, X_before)
 
