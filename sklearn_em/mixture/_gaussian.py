@@ -213,9 +213,9 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
     return stats
 
 
-#: Diagonal and spherical partitions of float64 data with at most this many
-#: values ``n_samples x n_features x n_components`` take their statistics
-#: from products with the one-hot weights (see :func:`_partition_statistics`).
+#: Diagonal and spherical partitions with at most this many values
+#: ``n_samples x n_features x n_components`` take their statistics from
+#: products with the one-hot weights (see :func:`_partition_statistics`).
 _ONE_HOT_VALUES = 2**19
 
 
@@ -261,13 +261,11 @@ def _partition_statistics(
     nk = np.bincount(labels, weights=sample_weight, minlength=n_components)
     nk = nk.astype(np.float64)
     guard = np.maximum(nk, 10 * np.finfo(X.dtype).eps)
-    if (
-        not full
-        and X.dtype == np.float64
-        and n_samples * n_features * n_components <= _ONE_HOT_VALUES
-    ):
+    if not full and n_samples * n_features * n_components <= _ONE_HOT_VALUES:
         # Few rows: every cluster at once, by products with the one-hot
-        # weights, rather than about ten NumPy calls a cluster.
+        # weights, rather than about ten NumPy calls a cluster (in float64,
+        # float32 rows too: a copy of so few costs less than those calls).
+        X = X.astype(np.float64, copy=False)
         one_hot = np.zeros((n_components, n_samples))
         one_hot[labels, np.arange(n_samples)] = (
             1.0 if sample_weight is None else sample_weight
