@@ -3563,11 +3563,13 @@ class GaussianMixtureEM(BaseMixtureEM):
             _PREDICTION_CACHE[self] = cached
         return partial(_gaussian_log_prob_chunk, **cached[1])
 
-    def _fused_parameters(self, dtype, recentred=False):
+    def _fused_parameters(self, dtype, recentred=False, centred=None):
         """Keyword arguments of the fused kernels, for chunks of ``dtype``.
 
         ``recentred``: the E-step accumulates its second moments around
         ``_moments_shift``, not the means (see :meth:`_e_step_statistics`).
+        ``centred``: the expanded coefficients around the centre, if already
+        computed (they are float64 whatever the chunks' dtype).
         """
         dtype = np.result_type(dtype, self._dtype())
         engine_type, precisions_chol = self._engine_parameters()
@@ -3614,9 +3616,11 @@ class GaussianMixtureEM(BaseMixtureEM):
             return self._per_component_parameters(
                 parameters, precisions_chol, centre, dtype, recentred
             )
-        coef, intercept, cancelled = _expanded_coefficients(
-            self.means_, precisions_chol, engine_type, log_w, centre
-        )
+        if centred is None:
+            centred = _expanded_coefficients(
+                self.means_, precisions_chol, engine_type, log_w, centre
+            )
+        coef, intercept, cancelled = centred
         direct = np.flatnonzero(cancelled > _expansion_limit(dtype))
         # Where float32's expansion would cancel too many digits for more
         # than a few components (most of them from about 32 features with
@@ -3631,8 +3635,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.n_components / 16 if engine_type in ("full", "tied") else 0
         ):
             if _feature_blocks(engine_type, n_features):
-                # float64 may expand around zero (see above).
-                return self._fused_parameters(np.float64, recentred)
+                # float64 may expand around zero (see above); if not, around
+                # the centre with these coefficients.
+                return self._fused_parameters(np.float64, recentred, centred)
             # The same coefficients (computed in float64), float64's limit.
             dtype = np.dtype(np.float64)
             parameters = in_dtype(dtype)
