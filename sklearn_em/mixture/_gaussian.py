@@ -1456,7 +1456,11 @@ _MIN_THREADED_ROWS_ONE_COMPONENT = 8192
 #: :meth:`GaussianMixtureEM._uses_direct_form`) ...
 _DIRECT_WIDE_FEATURES = 16
 
-#: ... and up to three times with fewer rows than this per component: on
+#: ... and tied covariances up to this many (see
+#: :meth:`GaussianMixtureEM._uses_direct_form`) ...
+_DIRECT_TIED_VALUES = 20_000
+
+#: ... and both up to three times with fewer rows than this per component: on
 #: so few rows a component holds a point or two, and the fused forms'
 #: precision guard computes many of them directly anyway.
 _DIRECT_FEW_ROWS_PER_COMPONENT = 4
@@ -3483,6 +3487,18 @@ class GaussianMixtureEM(BaseMixtureEM):
             # within twice the differences, the fused form is 15% ahead: no
             # rule measured told them from the shapes above.)
             limit *= 2
+            if n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components:
+                limit = 3 * _DIRECT_VALUES
+        elif _engine_covariance_type(self.covariance_type) == "tied":
+            # Tied covariances' fused form has no per-component products:
+            # per iteration (direct against fused, ms) it is ahead from about
+            # 20,000 differences (100 x 16, K = 20: 0.38 against 0.30; 300 x
+            # 16, K = 6: 0.34 against 0.30; 200 x 32, K = 4: 0.35 against
+            # 0.33), the direct form below (100 x 64, K = 3: 0.49 against
+            # 0.53; 300 x 4, K = 20: 0.28 against 0.29) and, again, on fewer
+            # than _DIRECT_FEW_ROWS_PER_COMPONENT rows a component (30 x 64,
+            # K = 20: 0.78 against 0.99; 30 x 128, K = 20: 2.18 against 2.32).
+            limit = _DIRECT_TIED_VALUES
             if n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components:
                 limit = 3 * _DIRECT_VALUES
         elif (

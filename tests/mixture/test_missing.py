@@ -303,6 +303,7 @@ def test_missing_value_kernels_on_complete_chunks_change_nothing(
     # (The fused form's: small diagonal fits of known-complete data take
     # another form, _direct_e_step_chunk, equal only up to rounding.)
     monkeypatch.setattr(_gaussian, "_DIRECT_VALUES", 0)
+    monkeypatch.setattr(_gaussian, "_DIRECT_TIED_VALUES", 0)
     X, _ = _mixture_data(200)
     params = dict(n_components=2, covariance_type=covariance_type, random_state=0)
     expected = GaussianMixtureEM(**params).fit(X)

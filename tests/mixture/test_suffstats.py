@@ -939,6 +939,7 @@ def test_direct_small_e_step_matches_the_fused_form(
     assert calls
     with monkeypatch.context() as patch:
         patch.setattr(_gaussian, "_DIRECT_VALUES", 0)
+        patch.setattr(_gaussian, "_DIRECT_TIED_VALUES", 0)
         assert not gm._uses_direct_form(data)
         fused = gm._e_step_statistics(data)
     assert len(calls) == 1
@@ -979,6 +980,7 @@ def test_direct_small_e_step_matches_the_fused_form(
     small = GaussianMixtureEM(3, **params).fit(X, sample_weight=sample_weight)
     with monkeypatch.context() as patch:
         patch.setattr(_gaussian, "_DIRECT_VALUES", 0)
+        patch.setattr(_gaussian, "_DIRECT_TIED_VALUES", 0)
         large = GaussianMixtureEM(3, **params).fit(X, sample_weight=sample_weight)
     assert small.n_iter_ == large.n_iter_
     for name in ("weights_", "means_", "covariances_"):
@@ -1561,6 +1563,29 @@ def test_paired_direct_entries_are_the_grouped_statistics(covariance_type, monke
         grouped = gm._e_step_statistics(data)
     assert len(calls) == 1
     _assert_same_statistics(paired, grouped, covariance_type)
+
+
+def test_tied_direct_form_limits():
+    # Tied covariances take the direct form up to _DIRECT_TIED_VALUES
+    # differences, or three times _DIRECT_VALUES on fewer than
+    # _DIRECT_FEW_ROWS_PER_COMPONENT rows a component.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(400, 16))
+
+    def direct(n_samples, n_components):
+        gm = GaussianMixtureEM(n_components, covariance_type="tied", max_iter=1)
+        gm.fit(X)
+        rows = X[:n_samples]
+        return gm._uses_direct_form(as_data(gm, rows, reset=False))
+
+    limit = _gaussian._DIRECT_TIED_VALUES
+    assert direct(limit // (16 * 5), 5)
+    assert not direct(limit // (16 * 5) + 1, 5)
+    few = 3 * _gaussian._DIRECT_VALUES // (16 * 60)
+    assert few < _gaussian._DIRECT_FEW_ROWS_PER_COMPONENT * 60
+    assert limit < few * 16 * 60
+    assert direct(few, 60)
+    assert not direct(few + 1, 60)
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
