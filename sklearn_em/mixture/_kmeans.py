@@ -371,7 +371,8 @@ def kmeans_plusplus(
         else:
             weighted = sample_weight * closest_dist_sq
         candidate_ids = np.searchsorted(np.cumsum(weighted, out=weighted), rand_vals)
-        np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
+        # (np.clip with no lower bound, without its Python-level dispatch.)
+        np.minimum(candidate_ids, n_samples - 1, out=candidate_ids)
         if buffered:
             # The distances, then their minima with the closest, in one pass.
             distance_to_candidates = step_distances(
