@@ -79,6 +79,8 @@ BENCHMARK_TABLES = {
     "scikit-learn",
     "small_shapes_default.md": "Gaussian mixtures on small shapes: default fits "
     "against scikit-learn",
+    "small_shapes_default_float32.md": "Gaussian mixtures on small shapes: "
+    "default fits of float32 data against scikit-learn",
 }
 
 

@@ -227,7 +227,9 @@ def _partition_statistics(
     The statistics :func:`_accumulate_gaussian` gives for one-hot
     responsibilities (each cluster's second moments around its own mean),
     from each cluster's rows only: no ``n_samples x n_components``
-    responsibilities, and one pass instead of two.
+    responsibilities, and one pass instead of two. Small diagonal and
+    spherical partitions (``_ONE_HOT_VALUES``) take every cluster at once,
+    in float64, from products with the one-hot weights.
 
     Parameters
     ----------
