@@ -493,11 +493,18 @@ def test_kmeans_plusplus_is_sklearns(kind, seed):
 
 @pytest.mark.parametrize("norms", ["none", "float32", "float64"])
 @pytest.mark.parametrize("n_samples", [50, 2_999, 12_345])
-def test_float32_kmeans_plusplus_is_sklearns(norms, n_samples):
+@pytest.mark.parametrize("upcast_once", [True, False])
+def test_float32_kmeans_plusplus_is_sklearns(
+    norms, n_samples, upcast_once, monkeypatch
+):
     # float32 data: scikit-learn computes each candidate's distances on
     # float64 copies of batches of rows (several batches from a few thousand
     # rows), with float64 norms if given and recomputed otherwise; ours are
-    # the same seeds to the last bit, and leave the generator where it does.
+    # the same seeds to the last bit, and leave the generator where it does,
+    # whether the rows are converted once for all steps (up to
+    # _UPCAST_ROWS_VALUES values) or batch by batch at every step.
+    if not upcast_once:
+        monkeypatch.setattr(_kmeans, "_UPCAST_ROWS_VALUES", 0)
     rng = np.random.RandomState(n_samples)
     X = (rng.normal(size=(n_samples, 7)) * [1, 10, 100, 1e3, 0.1, 1, 5] + 50).astype(
         np.float32
