@@ -3463,7 +3463,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         """Whether the E-step on ``data`` takes :func:`_direct_e_step_chunk`.
 
         Complete data in memory (float32 computed in float64) and at most
-        ``_DIRECT_VALUES`` differences.
+        ``_DIRECT_VALUES`` differences ``n_samples x n_features x
+        n_components``; diagonal and spherical covariances from
+        ``_DIRECT_WIDE_FEATURES`` features up to twice as many, tied ones up
+        to ``_DIRECT_TIED_VALUES``, both up to three times ``_DIRECT_VALUES``
+        with fewer than ``_DIRECT_FEW_ROWS_PER_COMPONENT`` rows a component;
+        full covariances of float64 data on few rows up to
+        ``_DIRECT_FULL_VALUES``.
         """
         if not isinstance(data, ArrayData) or data.has_missing is not False:
             return False
