@@ -331,12 +331,15 @@ def kmeans_plusplus(
         )
     if x_squared_norms is not None:
         x_squared_norms = x_squared_norms.reshape(1, -1)
+    # The rows and norms each step's distances read: for float32 data on
+    # float64 copies of batches of rows, converted once (see _upcast_rows).
+    distance_rows, distance_norms = X, x_squared_norms
     if X.dtype == np.float64:
         distances = _candidate_distances
     else:
-        distances = partial(
-            _candidate_distances_upcast, rows64=_upcast_rows(X, x_squared_norms)
-        )
+        distances = _candidate_distances_upcast
+        if X.size <= _UPCAST_ROWS_VALUES:
+            distance_rows, distance_norms = _upcast_rows(X, x_squared_norms)
     n_samples, n_features = X.shape
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
     n_local_trials = _n_local_trials(n_clusters)
@@ -344,7 +347,7 @@ def kmeans_plusplus(
     indices = np.full(n_clusters, -1, dtype=int)
     centers[0] = X[center_id]
     indices[0] = center_id
-    closest_dist_sq = distances(centers[0, np.newaxis], X, x_squared_norms)
+    closest_dist_sq = distances(centers[0, np.newaxis], distance_rows, distance_norms)
     current_pot = closest_dist_sq @ sample_weight
     # (A row of shape (1, n) until here, as in scikit-learn: its products
     # above are matrix-vector products.)
@@ -383,7 +386,9 @@ def kmeans_plusplus(
                 closest=closest_dist_sq,
             )
         else:
-            distance_to_candidates = distances(X[candidate_ids], X, x_squared_norms)
+            distance_to_candidates = distances(
+                X[candidate_ids], distance_rows, distance_norms
+            )
             np.minimum(
                 closest_dist_sq, distance_to_candidates, out=distance_to_candidates
             )
@@ -509,7 +514,8 @@ def _n_local_trials(n_clusters):
 
 
 #: float32 data of at most this many values is converted to float64 once for
-#: all of k-means++'s steps (see :func:`_upcast_rows`).
+#: all of k-means++'s steps (see :func:`_upcast_rows`; its copy is kept
+#: while the seeding runs).
 _UPCAST_ROWS_VALUES = 2**21
 
 
@@ -530,20 +536,18 @@ def _upcast_rows(X, x_squared_norms=None):
 
     Returns
     -------
-    rows64 : tuple of ndarray or None
-        ``X`` in float64 and the norms, of shape (1, n_samples); None above
-        ``_UPCAST_ROWS_VALUES`` values (a float64 copy of the data is kept
-        while the seeding runs).
+    X64 : ndarray of shape (n_samples, n_features), float64
+
+    x_squared_norms : ndarray of shape (1, n_samples)
+        The given norms, or those of ``X64``.
     """
-    if X.size > _UPCAST_ROWS_VALUES:
-        return None
     X64 = X.astype(np.float64)
     if x_squared_norms is None:
         x_squared_norms = np.einsum("ij,ij->i", X64, X64)[np.newaxis, :]
     return X64, x_squared_norms
 
 
-def _candidate_distances_upcast(candidates, X, x_squared_norms=None, rows64=None):
+def _candidate_distances_upcast(candidates, X, x_squared_norms=None):
     """:func:`_candidate_distances` of float32 data, as scikit-learn computes them.
 
     ``_euclidean_distances_upcast``: batches of candidates and of rows,
@@ -561,15 +565,11 @@ def _candidate_distances_upcast(candidates, X, x_squared_norms=None, rows64=None
         float32.
 
     X : ndarray of shape (n_samples, n_features)
-        float32.
+        float32, or float32 rows already converted to float64 (see
+        :func:`_upcast_rows`: the values each batch's copy would hold).
 
     x_squared_norms : ndarray of shape (1, n_samples), default=None
         float64 norms of the rows; None computes them batch by batch.
-
-    rows64 : tuple of ndarray, default=None
-        :func:`_upcast_rows`' float64 rows and norms, used for every batch
-        instead of converting it (the same values: a row's norm does not
-        depend on its batch).
 
     Returns
     -------
@@ -590,14 +590,11 @@ def _candidate_distances_upcast(candidates, X, x_squared_norms=None, rows64=None
         c_norms = np.einsum("ij,ij->i", C, C)[:, np.newaxis]
         for y_start in range(0, n_samples, batch):
             y_slice = slice(y_start, min(y_start + batch, n_samples))
-            if rows64 is not None:
-                Y, y_norms = rows64[0][y_slice], rows64[1][:, y_slice]
+            Y = X[y_slice].astype(np.float64, copy=False)
+            if x_squared_norms is None:
+                y_norms = np.einsum("ij,ij->i", Y, Y)[np.newaxis, :]
             else:
-                Y = X[y_slice].astype(np.float64)
-                if x_squared_norms is None:
-                    y_norms = np.einsum("ij,ij->i", Y, Y)[np.newaxis, :]
-                else:
-                    y_norms = x_squared_norms[:, y_slice]
+                y_norms = x_squared_norms[:, y_slice]
             d = -2 * (C @ Y.T)
             d += c_norms
             d += y_norms
