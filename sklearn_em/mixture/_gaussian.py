@@ -3476,10 +3476,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         n_samples, n_features = data.shape
         limit = _DIRECT_VALUES
         n_values = n_samples * n_features * self.n_components
-        if (
-            _engine_covariance_type(self.covariance_type) in ("diag", "spherical")
-            and n_features >= _DIRECT_WIDE_FEATURES
-        ):
+        engine_type = _engine_covariance_type(self.covariance_type)
+        few_rows = n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components
+        if engine_type in ("diag", "spherical") and n_features >= _DIRECT_WIDE_FEATURES:
             # Their products with the precisions are long enough there: per
             # iteration, alternated (direct against fused, ms), the direct
             # form is ahead up to twice the differences (100 x 16, K = 40:
@@ -3494,10 +3493,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             # against 0.45-0.49. (At 300 x 16, K = 12, and 300 x 32, K = 6,
             # within twice the differences, the fused form is 15% ahead: no
             # rule measured told them from the shapes above.)
-            limit *= 2
-            if n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components:
-                limit = 3 * _DIRECT_VALUES
-        elif _engine_covariance_type(self.covariance_type) == "tied":
+            limit = 3 * _DIRECT_VALUES if few_rows else 2 * _DIRECT_VALUES
+        elif engine_type == "tied":
             # Tied covariances' fused form has no per-component products:
             # per iteration (direct against fused, ms) it is ahead from about
             # 20,000 differences (100 x 16, K = 20: 0.38 against 0.30; 300 x
@@ -3506,9 +3503,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             # 0.53; 300 x 4, K = 20: 0.28 against 0.29) and, again, on fewer
             # than _DIRECT_FEW_ROWS_PER_COMPONENT rows a component (30 x 64,
             # K = 20: 0.78 against 0.99; 30 x 128, K = 20: 2.18 against 2.32).
-            limit = _DIRECT_TIED_VALUES
-            if n_samples < _DIRECT_FEW_ROWS_PER_COMPONENT * self.n_components:
-                limit = 3 * _DIRECT_VALUES
+            limit = 3 * _DIRECT_VALUES if few_rows else _DIRECT_TIED_VALUES
         elif (
             self.covariance_type == "full"
             and data.dtype == np.float64
