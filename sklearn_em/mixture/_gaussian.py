@@ -219,6 +219,19 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
 _ONE_HOT_VALUES = 2**19
 
 
+def _one_hot_weights(labels, n_components, sample_weight=None):
+    """Each row's weight in its cluster's column: shape (n_components, n_samples).
+
+    float64; the weights are ones when ``sample_weight`` is None.
+    """
+    n_samples = len(labels)
+    one_hot = np.zeros((n_components, n_samples))
+    one_hot[labels, np.arange(n_samples)] = (
+        1.0 if sample_weight is None else sample_weight
+    )
+    return one_hot
+
+
 def _partition_statistics(
     X, sample_weight, labels, n_components, *, covariance_type, float64=False, n_jobs=1
 ):
@@ -268,10 +281,7 @@ def _partition_statistics(
         # weights, rather than about ten NumPy calls a cluster (in float64,
         # float32 rows too: a copy of so few costs less than those calls).
         X = X.astype(np.float64, copy=False)
-        one_hot = np.zeros((n_components, n_samples))
-        one_hot[labels, np.arange(n_samples)] = (
-            1.0 if sample_weight is None else sample_weight
-        )
+        one_hot = _one_hot_weights(labels, n_components, sample_weight)
         sx = np.dot(one_hot, X)
         diff = X - (sx / guard[:, np.newaxis])[labels]
         diff *= diff

@@ -62,6 +62,7 @@ from ._gaussian import (
     GaussianMixtureEM,
     _compute_precision_cholesky_from_precisions,
     _engine_covariance_type,
+    _one_hot_weights,
 )
 from ._gaussian import _partition_statistics as _gaussian_partition_statistics
 from ._hierarchical import _hc_cuts, _hc_vvv, _svd_transform
@@ -554,14 +555,7 @@ def _one_hot_statistics(X, sample_weight, labels, n_components):
         As :func:`_partition_statistics`.
     """
     X = X.astype(np.float64, copy=False)
-    n_samples = X.shape[0]
-    w = (
-        np.ones(n_samples)
-        if sample_weight is None
-        else sample_weight.astype(np.float64)
-    )
-    one_hot = np.zeros((n_components, n_samples))
-    one_hot[labels, np.arange(n_samples)] = w
+    one_hot = _one_hot_weights(labels, n_components, sample_weight)
     nk = one_hot.sum(axis=1)
     sums = one_hot @ X
     means = sums / np.maximum(nk, 10 * np.finfo(np.float64).eps)[:, np.newaxis]
