@@ -1310,6 +1310,7 @@ def test_partition_statistics_equal_one_hot_responsibilities(
     # those of the one-hot responsibilities, each cluster's second moments
     # around its own mean, an empty cluster included.
     assert 3000 * 5 * 6 <= _gaussian._ONE_HOT_VALUES
+    assert 3000 * 5 <= _gaussian._ONE_HOT_DATA_VALUES // 2
     if not one_hot:
         monkeypatch.setattr(_gaussian, "_ONE_HOT_VALUES", 0)
     rng = np.random.RandomState(0)
