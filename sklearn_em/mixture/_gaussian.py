@@ -20,6 +20,7 @@ from ._missing import (
     pairwise_initial_covariances,
 )
 from ._suffstats import (
+    _FLOAT32_LOG_FLOOR,
     _FLOAT64_LOG_TINY,
     _LOG_LIGHT_COMPONENT,
     _MIN_THREADED_BYTES,
@@ -944,10 +945,36 @@ def _far_log_prob(X, means, precisions_chol, covariance_type, log_w):
 _EXPANSION_ERROR = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 
 
-def _expansion_limit(dtype):
-    """Largest kappa_k the expanded form is used for, for data of ``dtype``."""
+#: float32's budget for diagonal and spherical expansions, per feature: a
+#: log-density of ``D`` features may lose ``D`` times this (and at least
+#: ``_EXPANSION_ERROR``'s 1e-4). Their expansion adds up about ``2 D`` terms
+#: whatever the centre, so its rounding grows with ``D`` as the rounding of
+#: the float32 data itself does; a fixed 1e-4 computed every component of a
+#: float32 fit in float64 from about 32 features on well-separated data
+#: (100,000 x 64, K = 16: 1.02x float64's time), at float64's speed.
+#: scikit-learn's float32 E-step and M-step for these types expand around
+#: the origin, not the mixture's centre, and lose more on the same model:
+#: measured against a long-double reference at the fitted parameters of
+#: data at the origin (bench_small_shapes' data, 300-3,000 rows, 64-200
+#: features, 3-40 components), the mean error of a row's log-densities,
+#: weighted by its responsibilities, was 1e-4 to 4.5e-4 nats for this
+#: expansion and 2.6e-4 to 1.2e-3 for scikit-learn's (with an offset of
+#: 100, 0.07-0.4 nats).
+_FLOAT32_FEATURE_ERROR = 2e-5
+
+
+def _expansion_limit(dtype, n_features=0):
+    """Largest measure of cancellation the expanded form is used for.
+
+    For data of ``dtype``; ``n_features`` raises float32's budget for
+    diagonal and spherical expansions (see ``_FLOAT32_FEATURE_ERROR``), 0
+    keeps ``_EXPANSION_ERROR``'s.
+    """
     dtype = np.dtype(dtype)
-    return _EXPANSION_ERROR.get(dtype, 1e-10) / np.finfo(dtype).eps
+    error = _EXPANSION_ERROR.get(dtype, 1e-10)
+    if dtype == np.float32:
+        error = max(error, _FLOAT32_FEATURE_ERROR * n_features)
+    return error / np.finfo(dtype).eps
 
 
 @lru_cache
@@ -1226,7 +1253,8 @@ def _refused_at_zero(means, precisions_chol, dtype):
         kappa = precisions * np.einsum("kd,kd->k", means, means)
     else:
         kappa = np.einsum("kd,kd->k", precisions * means, means)
-    return bool(kappa.max() > _expansion_limit(dtype) * (1 + 1e-12))
+    limit = _expansion_limit(dtype, means.shape[1])
+    return bool(kappa.max() > limit * (1 + 1e-12))
 
 
 def _factor_inverses(factors, triangle=None):
@@ -1363,7 +1391,10 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
         float64: the fit's E-step lets masses below this (relative to their
         row's largest, :func:`~._suffstats.negligible_floor`'s) be zero; see
         :meth:`GaussianMixtureEM._keep_negligible_mass`. None keeps every
-        normal mass.
+        normal mass. float32: ``_FLOAT32_LOG_FLOOR`` lets the direct
+        diagonal and spherical components' masses below it be zero rather
+        than raised to it (see :func:`_surviving_direct_pairs`); None
+        raises every one.
 
     Returns
     -------
@@ -1445,7 +1476,7 @@ def _gaussian_e_step_chunk_body(
             direct=direct,
             X=X,
             triangle=triangle,
-            normalised=True,
+            normalised=dtype == np.float64 or floor is not None,
         ),
         accumulate=partial(
             _accumulate_expanded,
@@ -2183,10 +2214,11 @@ def _expanded_log_prob(
 
     ``normalised``: the result is only normalised into responsibilities
     (the E-step's :func:`~._suffstats.logsumexp_rows`, which zeroes every
-    mass below the smallest normal number relative to its row's largest).
-    A float64 chunk's direct diagonal and spherical components are then
-    computed only where their mass can survive that (see
-    :func:`_surviving_direct_pairs`), and are ``-inf`` elsewhere.
+    float64 mass below the smallest normal number relative to its row's
+    largest, and raises float32 ones to ``_FLOAT32_LOG_FLOOR``). The
+    chunk's direct diagonal and spherical components are then computed, in
+    float64, only where their mass can survive that or exceed the floor
+    (see :func:`_surviving_direct_pairs`), and are ``-inf`` elsewhere.
     """
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
@@ -2219,11 +2251,7 @@ def _expanded_log_prob(
         log_det = _compute_log_det_cholesky(
             precisions_chol, covariance_type, n_features
         )
-        if (
-            normalised
-            and covariance_type in ("diag", "spherical")
-            and X.dtype == np.float64
-        ):
+        if normalised and covariance_type in ("diag", "spherical"):
             pairs = _surviving_direct_pairs(
                 log_prob, features, means, precisions_chol, centre, direct
             )
@@ -2437,7 +2465,10 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
 
     The E-step normalises each row of log-probabilities and zeroes every
     mass below ``exp(_FLOAT64_LOG_TINY)`` times the row's largest (see
-    :func:`~._suffstats.logsumexp_rows`). Tight diagonal or spherical
+    :func:`~._suffstats.logsumexp_rows`); a float32 fit's E-step raises the
+    masses below ``exp(_FLOAT32_LOG_FLOOR)`` times it to that floor, and
+    lets those of its direct components be zero instead (their share of a
+    row, 6e-30, is far below float32's rounding). Tight diagonal or spherical
     components far from the features' centre are computed directly (their
     expansion would cancel too many digits), but most rows are far from
     them too: hundreds of nats below their row's largest entry. The expanded
@@ -2452,14 +2483,16 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     centred row, ``m_k`` the centred mean, ``p_k`` the precisions) adds up
     ``2 D + 1`` terms whose absolute values sum to at most
     ``2 (max_d p_kd |z|^2 + kappa_k)`` (``kappa_k = sum_d p_kd m_kd^2``), so
-    its rounding error is below ``(2 D + 8) eps`` times that. A row's
-    bound is taken as four times that with the largest precision and the
-    largest ``kappa`` of the direct components.
+    its rounding error is below ``(2 D + 8) eps`` times that (``eps`` the
+    chunk's: float32 features and coefficients round as float64 ones do).
+    A row's bound is taken as four times that with the largest precision
+    and the largest ``kappa`` of the direct components.
 
     Parameters
     ----------
     log_prob : ndarray of shape (n_samples, n_components)
-        The expanded log-probabilities of every component.
+        The expanded log-probabilities of every component, float64 or
+        float32.
 
     features : pair of ndarray or ndarray
         The chunk's features (:func:`_centred_features`), for ``|z|^2``.
@@ -2483,6 +2516,7 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
         components at a time).
     """
     n_features = means.shape[1]
+    dtype = log_prob.dtype
     if isinstance(features, tuple):
         quadratic = features[0]
         squared = quadratic[:, 0] if quadratic.shape[1] == 1 else quadratic.sum(axis=1)
@@ -2500,12 +2534,12 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     # Each row's largest bound over the direct components, bounded in turn
     # by the largest precision and kappa (one pass over the rows); the other
     # components' entries are within the expansion's budget.
-    slack = squared * largest.max()
+    slack = squared.astype(np.float64) * largest.max()
     slack += kappa.max()
-    slack *= 4 * (2 * n_features + 8) * np.finfo(np.float64).eps
-    slack += _EXPANSION_ERROR[np.dtype(np.float64)]
-    floor = log_prob.max(axis=1)
-    floor += _FLOAT64_LOG_TINY - 1.0
+    slack *= 4 * (2 * n_features + 8) * np.finfo(dtype).eps
+    slack += _EXPANSION_ERROR[np.dtype(dtype)]
+    floor = log_prob.max(axis=1).astype(np.float64)
+    floor += (_FLOAT64_LOG_TINY if dtype == np.float64 else _FLOAT32_LOG_FLOOR) - 1.0
     floor -= 2 * slack
     survive = log_prob[:, direct] >= floor[:, np.newaxis]
     # Rows without a finite floor (no finite entry): every entry.
@@ -2795,21 +2829,18 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     else:
         sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
     sx = sz + np.outer(nk, centre)
-    if (
-        len(direct)
-        and covariance_type in ("diag", "spherical")
-        and _direct_group_size(X.shape) > 1
-    ):
-        shift = means.astype(X.dtype, copy=False)
-        moments = None
-        if X.dtype == np.float64:
-            moments = _paired_direct_moments(X, shift, resp, direct)
-        if moments is None:
+    if not len(direct):
+        return {"nk": nk, "sx": sx, "sxx": sxx}
+    shift = means.astype(X.dtype, copy=False)
+    moments = None
+    if covariance_type in ("diag", "spherical"):
+        moments = _paired_direct_moments(X, shift, resp, direct)
+        if moments is None and _direct_group_size(X.shape) > 1:
             moments = _grouped_direct_moments(X, shift, resp, direct)
+    if moments is not None:
         sxx[direct], first = moments
         sx[direct] = first + nk[direct, np.newaxis] * shift[direct]
-    elif len(direct):
-        shift = means.astype(X.dtype, copy=False)
+    else:
         for k in direct:
             # Far from the centre: its sums around its own shift.
             sxx[k], first = _direct_scatter(
@@ -3569,13 +3600,20 @@ class GaussianMixtureEM(BaseMixtureEM):
         dtype = self._dtype()
         shift = getattr(self, "_moments_shift", None)
         recentred = shift is not None and shift is not self.means_
-        parameters = self._fused_parameters(dtype, recentred=recentred)
+        exact = getattr(self, "_exact_e_step", False)
+        parameters = self._fused_parameters(
+            dtype, recentred=recentred, paired=not exact
+        )
         # Masses negligible next to their row's largest are not computed
-        # (float64 chunks; see _keep_negligible_mass).
+        # (see _keep_negligible_mass).
         floor = None
         log_w = parameters["log_w"]
-        if log_w.dtype == np.float64 and not getattr(self, "_exact_e_step", False):
-            floor = negligible_floor(log_w)
+        if not exact:
+            floor = (
+                negligible_floor(log_w)
+                if log_w.dtype == np.float64
+                else _FLOAT32_LOG_FLOOR
+            )
         return partial(
             _gaussian_e_step_chunk,
             shift=shift if recentred else None,
@@ -3605,13 +3643,16 @@ class GaussianMixtureEM(BaseMixtureEM):
             _PREDICTION_CACHE[self] = cached
         return partial(_gaussian_log_prob_chunk, **cached[1])
 
-    def _fused_parameters(self, dtype, recentred=False, centred=None):
+    def _fused_parameters(self, dtype, recentred=False, centred=None, paired=False):
         """Keyword arguments of the fused kernels, for chunks of ``dtype``.
 
         ``recentred``: the E-step accumulates its second moments around
         ``_moments_shift``, not the means (see :meth:`_e_step_statistics`).
         ``centred``: the expanded coefficients around the centre, if already
         computed (they are float64 whatever the chunks' dtype).
+        ``paired``: for a fit's E-step, whose float32 chunks may compute
+        their direct diagonal and spherical components by surviving pairs
+        (see :func:`_surviving_direct_pairs`).
         """
         dtype = np.result_type(dtype, self._dtype())
         engine_type, precisions_chol = self._engine_parameters()
@@ -3626,11 +3667,19 @@ class GaussianMixtureEM(BaseMixtureEM):
             )
 
         parameters = in_dtype(dtype)
+        n_features = self.means_.shape[1]
+        limit = _expansion_limit(
+            dtype, n_features if engine_type in ("diag", "spherical") else 0
+        )
         # Centred on the mixture's mean, or on the mean of the points the
         # moments go around when they are not the means.
         anchor = self._moments_shift if recentred else self.means_
         centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
-        n_features = self.means_.shape[1]
+        # The features are centred on the centre in the chunks' dtype: the
+        # coefficients must expand around that same point (a float32 centre
+        # 1e5 from the origin is 3e-3 away from its float64 value, which
+        # moved a row's log-densities by about D times that).
+        centre = centre.astype(dtype).astype(np.float64)
         if (
             _feature_blocks(engine_type, n_features)
             and not recentred
@@ -3646,7 +3695,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             coef, intercept, cancelled = _expanded_coefficients(
                 self.means_, precisions_chol, engine_type, log_w, zero
             )
-            if (cancelled <= _expansion_limit(dtype)).all():
+            if (cancelled <= limit).all():
                 return dict(
                     parameters,
                     centre=zero.astype(dtype),
@@ -3663,7 +3712,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 self.means_, precisions_chol, engine_type, log_w, centre
             )
         coef, intercept, cancelled = centred
-        direct = np.flatnonzero(cancelled > _expansion_limit(dtype))
+        direct = np.flatnonzero(cancelled > limit)
         # Where float32's expansion would cancel too many digits for more
         # than a few components (most of them from about 32 features with
         # full covariances), computing them directly on top of the expanded
@@ -3672,14 +3721,19 @@ class GaussianMixtureEM(BaseMixtureEM):
         # 0.74x): the chunks are computed in float64 instead.
         # A diagonal expansion is so cheap that one direct component costs
         # more than float32 saves (100,000 x 16, K = 16: 18.7 ms per
-        # iteration, 15.8 in float64).
-        if dtype == np.float32 and len(direct) > (
-            self.n_components / 16 if engine_type in ("full", "tied") else 0
-        ):
+        # iteration, 15.8 in float64), unless a fit's E-step computes it
+        # only where its mass survives: tight components far from the
+        # centre, near few rows (1,000 x 64, K = 40, with 5 of them: a
+        # default float32 fit takes 0.89 of its time in float64).
+        if engine_type in ("full", "tied"):
+            allowed = self.n_components / 16
+        else:
+            allowed = self.n_components / 4 if paired and not recentred else 0
+        if dtype == np.float32 and len(direct) > allowed:
             if _feature_blocks(engine_type, n_features):
                 # float64 may expand around zero (see above); if not, around
                 # the centre with these coefficients.
-                return self._fused_parameters(np.float64, recentred, centred)
+                return self._fused_parameters(np.float64, recentred, centred, paired)
             # The same coefficients (computed in float64), float64's limit.
             dtype = np.dtype(np.float64)
             parameters = in_dtype(dtype)

@@ -10,6 +10,7 @@ and compare with a direct, per-component computation in long double.
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from scipy.special import logsumexp
 
 from sklearn_em import GaussianMixtureEM
 from sklearn_em.mixture._data import as_data
@@ -22,11 +23,13 @@ from sklearn_em.mixture._gaussian import (
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-def _data(offset, spread, scale, dtype, n_samples=600, n_features=4, seed=0):
-    """Three clusters ``spread`` apart with noise ``scale``, shifted by ``offset``."""
+def _data(
+    offset, spread, scale, dtype, n_samples=600, n_features=4, seed=0, n_clusters=3
+):
+    """Clusters ``spread`` apart with noise ``scale``, shifted by ``offset``."""
     rng = np.random.RandomState(seed)
-    centres = offset + spread * rng.normal(size=(3, n_features))
-    labels = np.arange(n_samples) % 3
+    centres = offset + spread * rng.normal(size=(n_clusters, n_features))
+    labels = np.arange(n_samples) % n_clusters
     noise = rng.normal(size=(n_samples, n_features)) * scale
     return (centres[labels] + noise).astype(dtype), centres, labels
 
@@ -34,9 +37,10 @@ def _data(offset, spread, scale, dtype, n_samples=600, n_features=4, seed=0):
 def _model(X, centres, labels, covariance_type):
     """A model set at the clusters' sample moments (the EM fixed point)."""
     X64 = X.astype(np.float64)
-    means = np.stack([X64[labels == k].mean(0) for k in range(3)])
+    n = len(centres)
+    means = np.stack([X64[labels == k].mean(0) for k in range(n)])
     covs = np.stack(
-        [np.cov(X64[labels == k].T, bias=True) for k in range(3)]
+        [np.cov(X64[labels == k].T, bias=True) for k in range(n)]
     ) + 1e-12 * np.eye(X.shape[1])
     covariances = {
         "full": covs,
@@ -44,8 +48,8 @@ def _model(X, centres, labels, covariance_type):
         "diag": np.diagonal(covs, axis1=1, axis2=2).copy(),
         "spherical": np.diagonal(covs, axis1=1, axis2=2).mean(1),
     }[covariance_type]
-    gm = GaussianMixtureEM(n_components=3, covariance_type=covariance_type)
-    gm.weights_ = np.full(3, 1 / 3).astype(X.dtype)
+    gm = GaussianMixtureEM(n_components=n, covariance_type=covariance_type)
+    gm.weights_ = np.full(n, 1 / n).astype(X.dtype)
     gm.means_ = means.astype(X.dtype)
     gm.precisions_cholesky_ = _compute_precision_cholesky(
         covariances, covariance_type
@@ -60,8 +64,9 @@ def _reference(X, gm):
     means = gm.means_.astype(np.longdouble)
     chol = np.asarray(gm.precisions_cholesky_, dtype=np.longdouble)
     n_features = X.shape[1]
-    log_prob = np.empty((X.shape[0], 3), dtype=np.longdouble)
-    for k in range(3):
+    n = gm.n_components
+    log_prob = np.empty((X.shape[0], n), dtype=np.longdouble)
+    for k in range(n):
         diff = X - means[k]
         if gm.covariance_type in ("full", "tied"):
             u = chol[k] if gm.covariance_type == "full" else chol
@@ -84,7 +89,7 @@ def _reference(X, gm):
     sxx = np.stack(
         [
             np.einsum("n,nd,ne->de", resp[:, k], X - means[k], X - means[k])
-            for k in range(3)
+            for k in range(n)
         ]
     )
     return log_norm, resp.sum(0), sxx
@@ -422,3 +427,127 @@ def test_many_direct_components_take_the_per_component_form():
     X, centres, labels = _data(0.0, 1.0, 1e-4, np.float64, n_features=8)
     gm = _model(X, centres, labels, "full")
     assert not gm._fused_parameters(np.float64).get("per_component", False)
+
+
+def _row_log_norm_error(gm, X, log_prob):
+    """Largest error of the rows' ``log sum_k pi_k N(x | k)`` from
+    ``log_prob`` (n_samples, n_components), against :func:`_reference`."""
+    log_norm = _reference(X, gm)[0].astype(np.float64)
+    return np.abs(logsumexp(np.asarray(log_prob, dtype=np.float64), 1) - log_norm).max()
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_float32_diagonal_budget_grows_with_features(covariance_type):
+    # In 64 dimensions these well-separated components cancel more than
+    # 1e-4 nats in float32's expansion, but less than the budget of 2e-5
+    # per feature: the chunks stay in float32 (they were computed in
+    # float64 with a fixed 1e-4), to within that budget, and closer to the
+    # exact log-densities than scikit-learn's float32 E-step on the same
+    # model.
+    from sklearn.mixture._gaussian_mixture import _estimate_log_gaussian_prob
+
+    X, centres, labels = _data(0.0, 3.0, 1.0, np.float32, n_samples=3000, n_features=64)
+    gm = _model(X, centres, labels, covariance_type)
+    log_w = np.log(gm.weights_.astype(np.float64))
+    centre = gm.weights_.astype(np.float64) @ gm.means_.astype(np.float64)
+    engine_type, chol = gm._engine_parameters()
+    _, _, cancelled = _expanded_coefficients(
+        gm.means_, chol, engine_type, log_w, centre
+    )
+    assert np.all(cancelled > _expansion_limit(np.float32))
+    assert np.all(cancelled <= _expansion_limit(np.float32, 64))
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["log_w"].dtype == np.float32
+    assert len(parameters["direct"]) == 0
+    budget = 2e-5 * 64
+    ours = _row_log_norm_error(gm, X, gm._log_prob_chunk_function(np.float32)(X))
+    theirs = _row_log_norm_error(
+        gm,
+        X,
+        _estimate_log_gaussian_prob(X, gm.means_, chol, covariance_type)
+        + np.log(gm.weights_),
+    )
+    assert ours < budget
+    assert ours < theirs
+    stats = gm._e_step_chunk_function()(X, None)
+    _assert_match_reference(stats, X, gm, atol=budget, rtol=1e-3)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_float32_tight_component_by_surviving_pairs(covariance_type, monkeypatch):
+    # A tight cluster among wide ones: float32's expansion would cancel too
+    # much for its component, which a fit's float32 E-step computes in
+    # float64 only for the rows where its mass can exceed float32's floor
+    # (its own cluster), the other components staying in float32.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._suffstats import _FLOAT32_LOG_FLOOR
+
+    X, centres, labels = _data(
+        0.0, 3.0, 1.0, np.float64, n_samples=4000, n_features=20, n_clusters=4
+    )
+    tight = labels == 0
+    X[tight] = centres[0] + (X[tight] - centres[0]) * 1e-3
+    X = X.astype(np.float32)
+    gm = _model(X, centres, labels, covariance_type)
+    parameters = gm._fused_parameters(np.float32, paired=True)
+    assert parameters["log_w"].dtype == np.float32
+    np.testing.assert_array_equal(parameters["direct"], [0])
+    # Prediction, which has no floor, computes in float64 instead.
+    assert gm._fused_parameters(np.float32)["log_w"].dtype == np.float64
+
+    seen = []
+    surviving = _gaussian._surviving_direct_pairs
+
+    def spy(log_prob, *args):
+        pairs = surviving(log_prob, *args)
+        seen.append(pairs)
+        return pairs
+
+    monkeypatch.setattr(_gaussian, "_surviving_direct_pairs", spy)
+    stats = gm._e_step_chunk_function()(X, None)
+    rows, components = seen[0]
+    np.testing.assert_array_equal(rows, np.flatnonzero(tight))
+    np.testing.assert_array_equal(components, 0)
+    # The entries left out are below float32's floor, exactly computed.
+    X64 = X.astype(np.float64)
+    precisions = np.asarray(gm.precisions_cholesky_, dtype=np.float64) ** 2
+    if covariance_type == "spherical":
+        precisions = np.repeat(precisions[:, None], X.shape[1], axis=1)
+    log_prob = -0.5 * np.einsum(
+        "nkd,kd->nk", (X64[:, None, :] - gm.means_.astype(np.float64)) ** 2, precisions
+    ) + 0.5 * np.log(precisions).sum(1)
+    relative = log_prob[:, 0] - log_prob.max(axis=1)
+    assert np.all(relative[~tight] < _FLOAT32_LOG_FLOOR)
+    # The tight component's sums are float64's; the others float32's.
+    log_norm, nk, sxx = _reference(X, gm)
+    assert_allclose(
+        float(stats["log_likelihood"]) / len(X), float(log_norm.mean()), atol=1e-4
+    )
+    assert_allclose(stats["nk"], nk.astype(np.float64), rtol=1e-6)
+    expected = np.diagonal(sxx.astype(np.float64), axis1=1, axis2=2)
+    got = stats["sxx"]
+    if covariance_type == "spherical":
+        expected, got = expected.mean(1, keepdims=True), got.mean(1, keepdims=True)
+    err = np.abs(got - expected).max(1) / np.abs(expected).max(1)
+    assert err[0] < 1e-10
+    assert np.all(err < 1e-4), err
+    # An E-step that keeps every mass (see _keep_negligible_mass) computes
+    # in float64, as before.
+    gm._exact_e_step = True
+    exact = gm._e_step_chunk_function()
+    assert exact.keywords["log_w"].dtype == np.float64
+    assert_allclose(exact(X, None)["nk"], stats["nk"], rtol=1e-6)
+
+
+def test_float32_coefficients_expand_around_the_features_centre():
+    # The features of a float32 chunk are centred on the centre rounded to
+    # float32; the coefficients expand around the same point. Around the
+    # float64 centre instead, 1e5 from the origin (3e-3 away from its
+    # float32 value), a row's log-density moved by 0.017 nats.
+    X, centres, labels = _data(1e5, 1.0, 1.0, np.float32, n_samples=3000)
+    gm = _model(X, centres, labels, "diag")
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["log_w"].dtype == np.float32
+    assert parameters["centre"].any()
+    log_prob = gm._log_prob_chunk_function(np.float32)(X)
+    assert _row_log_norm_error(gm, X, log_prob) < 1e-4
