@@ -107,21 +107,6 @@ _BOUNDED_FEW_ROWS_SIZE = 1024
 #: Blocks of this many rows or more sum only the clusters whose rows changed.
 _INCREMENTAL_ROWS = 8192
 
-#: Below this many rows the Lloyd iterations are scikit-learn's own kernel,
-#: on KMeans's OpenMP threads (see _lloyd_kernel), where the engine may use
-#: as many: on few rows its per-iteration bookkeeping cost more than it
-#: saved. Measured over k-means (k-means++ included), alternated, on
-#: bench_small_shapes' overlapping clusters: 1,000 x 64 in 40 clusters,
-#: 15.4 -> 7.1 ms (float32 18.7 -> 9.2; KMeans's iterations alone took 1.8
-#: ms against our 14.4 in a fit); 3,000 x 200 in 40, float32, 75 -> 30;
-#: 5,000 x 16 in 16, 18.8 -> 12.0; 569 x 30 in 12, 2.1 -> 1.7. On
-#: well-separated blobs the bounds win from about 10,000 rows (default
-#: diag fits of 50,000 x 16, K = 16: 1.5x as long with the kernel; 10,000
-#: x 8, K = 8, 0.87 in float64 but 1.05 in float32), and below it the
-#: kernel (5,000 x 16, K = 16, 0.87 of the fit's time; 3,000 x 64, K = 40,
-#: 0.88; 2,000 x 32, K = 16, float32, 1.08).
-_KERNEL_ROWS = 8192
-
 #: scikit-learn's KMeans defaults, which GaussianMixture uses.
 _TOL = 1e-4
 _MAX_ITER = 300
@@ -1279,14 +1264,8 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
     n_samples = X.shape[0]
     n_clusters = centers_init.shape[0]
     if n_samples <= CHUNK_SIZE:
-        # One chunk: one thread computes it and the others add zeros.
-        return _lloyd_kernel(X, sample_weight, centers_init, tol, 1)
-    omp_threads = _openmp_effective_n_threads()
-    if n_samples < _KERNEL_ROWS and (
-        n_jobs is None or n_threads(n_jobs) >= omp_threads
-    ):
-        return _lloyd_kernel(X, sample_weight, centers_init, tol, omp_threads)
-    blocks = _omp_blocks(n_samples, omp_threads)
+        return _lloyd_one_chunk(X, sample_weight, centers_init, tol)
+    blocks = _omp_blocks(n_samples, _openmp_effective_n_threads())
     if len(blocks) == 1 or (
         n_jobs is None and n_samples * n_clusters * X.itemsize < _MIN_THREADED_BYTES
     ):
@@ -1383,19 +1362,17 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
     return labels, centers, n_iter
 
 
-def _lloyd_kernel(X, sample_weight, centers_init, tol, n_omp_threads):
-    """``_kmeans._kmeans_single_lloyd``'s loop over scikit-learn's kernel.
+def _lloyd_one_chunk(X, sample_weight, centers_init, tol):
+    """``_kmeans._kmeans_single_lloyd`` on data of one 256-row chunk.
 
-    The kernel with its centre update, on ``KMeans``'s thread count, is
-    ``KMeans``'s iteration to the last bit (its threads' partial sums are
-    added in their order); on data of one 256-row chunk, one thread is (it
-    computes the only chunk and the others add zeros). Without the block
+    Whatever ``KMeans``'s thread count, one thread computes the only chunk
+    and the others add zeros: the kernel with its centre update, on one
+    thread, is ``KMeans``'s iteration to the last bit. Without the block
     machinery of :func:`_lloyd` and the BLAS limit ``_kmeans_single_lloyd``
-    sets (the caller's window limits BLAS), an iteration on iris takes a
-    few microseconds (the Lloyd iterations of a fit: 0.25 -> 0.07 ms).
+    sets, an iteration on iris takes a few microseconds (the Lloyd
+    iterations of a fit: 0.25 -> 0.07 ms).
 
-    Parameters and returns as :func:`_lloyd`, with ``n_omp_threads`` the
-    kernel's OpenMP threads.
+    Parameters and returns as :func:`_lloyd`.
     """
     n_clusters = centers_init.shape[0]
     centers = np.array(centers_init, dtype=X.dtype, order="C", copy=True)
@@ -1414,7 +1391,7 @@ def _lloyd_kernel(X, sample_weight, centers_init, tol, n_omp_threads):
             weight_in_clusters,
             labels,
             center_shift,
-            n_omp_threads,
+            1,
         )
         centers, centers_new = centers_new, centers
         if np.array_equal(labels, labels_old):
@@ -1432,7 +1409,7 @@ def _lloyd_kernel(X, sample_weight, centers_init, tol, n_omp_threads):
             weight_in_clusters,
             labels,
             center_shift,
-            n_omp_threads,
+            1,
             update_centers=False,
         )
     return labels, centers, n_iter

@@ -73,8 +73,7 @@ def _data(kind, seed):
     if kind == "wide":
         # n_features x n_clusters over _BOUNDED_MIN_SIZE, overlapping
         # clusters, over many iterations (Hamerly's bounds with
-        # bounded="always"; on so few rows scikit-learn's kernel by
-        # default, and our unbounded labeller with bounded="labeller").
+        # bounded="always"; on so few rows the kernel by default).
         X, _ = make_blobs(
             3000, n_features=16, centers=20, cluster_std=4.0, random_state=seed
         )
@@ -135,14 +134,11 @@ def _assert_same_state(rs1, rs2):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("bounded", ["default", "labeller", "always"])
+@pytest.mark.parametrize("bounded", ["default", "always"])
 def test_same_as_sklearn_kmeans(kind, seed, bounded, monkeypatch):
-    if bounded != "default":
-        # Our labeller on every shape, not only from _KERNEL_ROWS rows ...
-        monkeypatch.setattr(_kmeans, "_KERNEL_ROWS", 0)
     if bounded == "always":
-        # ... and Hamerly's bounds on every shape, not only where they pay:
-        # their labels must still be KMeans's, ties and near-ties included.
+        # Hamerly's bounds on every shape, not only where they pay: their
+        # labels must still be KMeans's, ties and near-ties included.
         monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
         monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_ROWS", 0)
     X, n_clusters, sample_weight = _data(kind, seed)
@@ -256,8 +252,6 @@ def test_empty_cluster_relocated_as_sklearn(dtype, monkeypatch):
         return relocate(X, sample_weight, centers_old, sums, weights, labels)
 
     monkeypatch.setattr(_kmeans, "_relocate_empty_clusters", spy)
-    # (Our labeller's relocation, not scikit-learn's kernel's.)
-    monkeypatch.setattr(_kmeans, "_KERNEL_ROWS", 0)
     tol = np.mean(np.var(X, axis=0)) * 1e-4
     labels, centers, n_iter = _kmeans._lloyd(X, w, centers_init, tol)
     assert calls[0] == 2
@@ -629,32 +623,8 @@ def test_centre_updates_are_the_kernels_arithmetic(dtype, seed):
     )
 
 
-@pytest.mark.parametrize("n_jobs", [None, 1])
-def test_sklearn_kernel_on_few_rows(n_jobs, monkeypatch):
-    # Below _KERNEL_ROWS rows the iterations are scikit-learn's kernel on
-    # KMeans's threads, unless the engine may use fewer threads (n_jobs=1
-    # on a machine with several cores); from it, our labeller.
-    made = []
-    labeller = _kmeans._BoundedLabeller
-
-    def spy(*args, **kwargs):
-        made.append(True)
-        return labeller(*args, **kwargs)
-
-    monkeypatch.setattr(_kmeans, "_BoundedLabeller", spy)
-    rng = np.random.RandomState(0)
-    for n_samples, kernel in [(1000, True), (8191, True), (8192, False)]:
-        made.clear()
-        X = rng.normal(size=(n_samples, 8))
-        _ours(X, 16, None, 0, n_jobs)
-        if n_jobs == 1 and _openmp_effective_n_threads() > 1:
-            kernel = False
-        assert made == ([] if kernel else [True])
-
-
 def test_bounds_only_where_they_pay(monkeypatch):
-    # Our labeller (from _KERNEL_ROWS rows; lowered here) keeps the full
-    # comparisons on few rows unless distances are costly; many rows take
+    # Few rows keep the kernel unless distances are costly; many rows take
     # the bounds from n_features x n_clusters >= 256 (same labels either way,
     # see test_same_as_sklearn_kmeans).
     made = []
@@ -665,7 +635,6 @@ def test_bounds_only_where_they_pay(monkeypatch):
         return labeller(X, sample_weight, bounded=bounded, **kwargs)
 
     monkeypatch.setattr(_kmeans, "_BoundedLabeller", spy)
-    monkeypatch.setattr(_kmeans, "_KERNEL_ROWS", 0)
     rng = np.random.RandomState(0)
     for n_samples, n_features, n_clusters, bounded in [
         (3000, 16, 16, False),
