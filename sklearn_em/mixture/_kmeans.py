@@ -99,10 +99,9 @@ _THREADED_SEEDING = 2**23
 _COMPARE_ROWS = 8192
 
 #: Bounds are kept where n_features x n_clusters is at least this, on at
-#: least _BOUNDED_MIN_ROWS rows; on fewer, from _BOUNDED_FEW_ROWS_SIZE.
+#: least _BOUNDED_MIN_ROWS rows.
 _BOUNDED_MIN_SIZE = 256
 _BOUNDED_MIN_ROWS = 8192
-_BOUNDED_FEW_ROWS_SIZE = 1024
 
 #: Blocks of this many rows or more sum only the clusters whose rows changed.
 _INCREMENTAL_ROWS = 8192
@@ -1274,14 +1273,17 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
         threads = min(n_threads(n_jobs), len(blocks))
     # Bounds pay where a distance costs more than their bookkeeping (at
     # 100,000 x 16 and 8 clusters, they take 5% longer; at 16 clusters, 25%
-    # less time, at 64 x 64, 45% less), and on few rows only where it costs
-    # much more: their per-iteration bookkeeping made 569 x 30 in 12
-    # clusters, 2,000 x 32 in 16 and 5,000 x 16 in 16 take 1.35-1.4x the
-    # kernel's time (5,000 x 64 in 32 clusters: 0.86x).
+    # less time, at 64 x 64, 45% less), on many rows: their per-iteration
+    # bookkeeping made 569 x 30 in 12 clusters, 2,000 x 32 in 16 and 5,000
+    # x 16 in 16 take 1.35-1.4x the kernel's time. Below 8,192 rows they
+    # had been kept from n_features x n_clusters >= 1,024, where default
+    # fits without them took 0.64-0.99 of their time on overlapping
+    # clusters (float32 spherical 3,000 x 200, K = 12: 0.64; diag 1,000 x
+    # 64, K = 40: 0.83-0.88; 300 x 64, K = 40: 0.83) and 0.91-0.99 on
+    # separated blobs (2,000 x 32, K = 32: 0.94), except near 8,192 rows
+    # (7,000 x 32, K = 40: 1.06; 5,000 x 64, K = 32: 1.02).
     size = X.shape[1] * n_clusters
-    bounded = size >= _BOUNDED_MIN_SIZE and (
-        n_samples >= _BOUNDED_MIN_ROWS or size >= _BOUNDED_FEW_ROWS_SIZE
-    )
+    bounded = size >= _BOUNDED_MIN_SIZE and n_samples >= _BOUNDED_MIN_ROWS
     labeller = _BoundedLabeller(
         X, sample_weight, bounded=bounded, squared_norms=x_squared_norms
     )

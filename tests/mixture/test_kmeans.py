@@ -624,9 +624,9 @@ def test_centre_updates_are_the_kernels_arithmetic(dtype, seed):
 
 
 def test_bounds_only_where_they_pay(monkeypatch):
-    # Few rows keep the kernel unless distances are costly; many rows take
-    # the bounds from n_features x n_clusters >= 256 (same labels either way,
-    # see test_same_as_sklearn_kmeans).
+    # Fewer than 8,192 rows keep the kernel, however costly the distances;
+    # more take the bounds from n_features x n_clusters >= 256 (same labels
+    # either way, see test_same_as_sklearn_kmeans).
     made = []
     labeller = _kmeans._BoundedLabeller
 
@@ -638,7 +638,8 @@ def test_bounds_only_where_they_pay(monkeypatch):
     rng = np.random.RandomState(0)
     for n_samples, n_features, n_clusters, bounded in [
         (3000, 16, 16, False),
-        (3000, 32, 32, True),
+        (3000, 32, 32, False),
+        (8191, 64, 64, False),
         (9000, 16, 16, True),
         (9000, 8, 16, False),
     ]:
