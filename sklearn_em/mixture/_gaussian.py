@@ -2459,6 +2459,16 @@ def _grouped_direct_moments(X, means, resp, direct):
 #: fraction of them.
 _DIRECT_PAIRS_FRACTION = 0.5
 
+#: The fewest features with which a float32 fit's E-step computes its
+#: direct diagonal and spherical components by surviving pairs rather than
+#: every chunk in float64 (see GaussianMixtureEM._fused_parameters). On
+#: fewer, overlapping components leave many pairs and float32's products
+#: save little. Default fits by pairs, against float64 chunks: 4 features,
+#: 1.39x the time (1,000 rows, K = 40; spherical 1.09x); 16, 0.98-1.07x;
+#: 32, 0.96-1.01x; 64 and 200, 0.72-1.02x (spherical 1,000 x 64, K = 40,
+#: 0.72; diag 1,000 x 200, K = 40, 0.77).
+_FLOAT32_PAIRED_FEATURES = 32
+
 
 def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, direct):
     """The direct entries of an E-step whose mass can be nonzero.
@@ -3724,11 +3734,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         # iteration, 15.8 in float64), unless a fit's E-step computes it
         # only where its mass survives: tight components far from the
         # centre, near few rows (1,000 x 64, K = 40, with 5 of them: a
-        # default float32 fit takes 0.89 of its time in float64).
+        # default float32 fit takes 0.89 of its time in float64), from
+        # _FLOAT32_PAIRED_FEATURES features.
         if engine_type in ("full", "tied"):
             allowed = self.n_components / 16
+        elif paired and not recentred and n_features >= _FLOAT32_PAIRED_FEATURES:
+            allowed = self.n_components / 4
         else:
-            allowed = self.n_components / 4 if paired and not recentred else 0
+            allowed = 0
         if dtype == np.float32 and len(direct) > allowed:
             if _feature_blocks(engine_type, n_features):
                 # float64 may expand around zero (see above); if not, around
