@@ -479,23 +479,25 @@ def test_float32_tight_component_by_surviving_pairs(covariance_type, monkeypatch
     # much for its component, which a fit's float32 E-step computes in
     # float64 only for the rows where its mass can exceed float32's floor
     # (its own cluster), the other components staying in float32; from 32
-    # features (_FLOAT32_PAIRED_FEATURES), on fewer the chunks are float64.
+    # features (_FLOAT32_PAIRED_FEATURES) and for one component in eight,
+    # else the chunks are float64.
     from sklearn_em.mixture import _gaussian
     from sklearn_em.mixture._suffstats import _FLOAT32_LOG_FLOOR
 
-    def tight_first(n_features):
+    def tight_first(n_features, n_tight=1):
         X, centres, labels = _data(
-            0.0, 3.0, 1.0, np.float64, 4000, n_features, n_clusters=4
+            0.0, 3.0, 1.0, np.float64, 8000, n_features, n_clusters=8
         )
-        tight = labels == 0
-        X[tight] = centres[0] + (X[tight] - centres[0]) * 1e-3
+        tight = labels < n_tight
+        own = centres[labels[tight]]
+        X[tight] = own + (X[tight] - own) * 1e-3
         X = X.astype(np.float32)
         return X, _model(X, centres, labels, covariance_type), tight
 
-    _, narrow, _ = tight_first(_gaussian._FLOAT32_PAIRED_FEATURES - 1)
-    assert narrow._fused_parameters(np.float32, paired=True)["log_w"].dtype == (
-        np.float64
-    )
+    for n_features, n_tight in [(_gaussian._FLOAT32_PAIRED_FEATURES - 1, 1), (32, 2)]:
+        _, other, _ = tight_first(n_features, n_tight)
+        parameters = other._fused_parameters(np.float32, paired=True)
+        assert parameters["log_w"].dtype == np.float64
     X, gm, tight = tight_first(_gaussian._FLOAT32_PAIRED_FEATURES)
     parameters = gm._fused_parameters(np.float32, paired=True)
     assert parameters["log_w"].dtype == np.float32
