@@ -561,3 +561,53 @@ def test_float32_coefficients_expand_around_the_features_centre():
     assert parameters["centre"].any()
     log_prob = gm._log_prob_chunk_function(np.float32)(X)
     assert _row_log_norm_error(gm, X, log_prob) < 1e-4
+
+
+def test_float32_diagonal_pairs_bound_each_entry(monkeypatch):
+    # A component tight in two features of 32 (precision 1e5 there): a
+    # row's bound from the largest precision times |z|^2 is thousands of
+    # nats and would keep about 5% of its entries; each entry's own bound
+    # (sum_d p_kd z_d^2) keeps about those whose exact mass is above
+    # float32's floor -- and every one of those.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._suffstats import _FLOAT32_LOG_FLOOR
+
+    rng = np.random.RandomState(0)
+    n_samples, n_features, n_components = 4000, 32, 8
+    X = rng.normal(size=(n_samples, n_features))
+    X[:, 2:] *= 10
+    X = X.astype(np.float32)
+    means = rng.normal(scale=0.5, size=(n_components, n_features))
+    means[0] = 0
+    precisions = np.full((n_components, n_features), 1e-2)
+    precisions[:, :2] = 1.0
+    precisions[0, :2] = 1e5
+    gm = GaussianMixtureEM(n_components=n_components, covariance_type="diag")
+    gm.weights_ = np.full(n_components, 1 / n_components, dtype=np.float32)
+    gm.means_ = means.astype(np.float32)
+    gm.precisions_cholesky_ = np.sqrt(precisions).astype(np.float32)
+    parameters = gm._fused_parameters(np.float32, paired=True)
+    assert parameters["log_w"].dtype == np.float32
+    np.testing.assert_array_equal(parameters["direct"], [0])
+    seen = []
+    surviving = _gaussian._surviving_direct_pairs
+
+    def spy(*args):
+        pairs = surviving(*args)
+        seen.append(pairs)
+        return pairs
+
+    monkeypatch.setattr(_gaussian, "_surviving_direct_pairs", spy)
+    gm._e_step_chunk_function()(X, None)
+    rows = np.concatenate([pairs[0] for pairs in seen])
+    X64 = X.astype(np.float64)
+    means64 = gm.means_.astype(np.float64)
+    precisions64 = np.asarray(gm.precisions_cholesky_, dtype=np.float64) ** 2
+    log_prob = -0.5 * np.einsum(
+        "nkd,kd->nk", (X64[:, None, :] - means64) ** 2, precisions64
+    ) + 0.5 * np.log(precisions64).sum(1)
+    relative = log_prob[:, 0] - log_prob.max(axis=1)
+    above = np.flatnonzero(relative >= _FLOAT32_LOG_FLOOR)
+    assert len(above)
+    assert np.isin(above, rows).all()
+    assert len(rows) <= 2 * len(above) + 5, (len(rows), len(above))
