@@ -3756,11 +3756,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         # moments go around when they are not the means.
         anchor = self._moments_shift if recentred else self.means_
         centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
-        # The features are centred on the centre in the chunks' dtype: the
-        # coefficients must expand around that same point (a float32 centre
-        # 1e5 from the origin is 3e-3 away from its float64 value, which
-        # moved a row's log-densities by about D times that).
-        centre = centre.astype(dtype).astype(np.float64)
+        # A float32 chunk's features are centred on the centre in float32:
+        # the coefficients must expand around that same point (a float32
+        # centre 1e5 from the origin is 3e-3 away from its float64 value,
+        # which moved a row's log-densities by about D times that). Rounded
+        # to the model's dtype, not the chunks': a float32 model's chunks
+        # computed in float64 reuse these coefficients (``centred``).
+        centre = centre.astype(self._dtype()).astype(np.float64)
         if (
             _feature_blocks(engine_type, n_features)
             and not recentred

@@ -561,6 +561,16 @@ def test_float32_coefficients_expand_around_the_features_centre():
     assert parameters["centre"].any()
     log_prob = gm._log_prob_chunk_function(np.float32)(X)
     assert _row_log_norm_error(gm, X, log_prob) < 1e-4
+    # A far component sends the chunks to float64, which reuse the
+    # coefficients around the float32 centre: they are centred on it too
+    # (on the float64 centre, 0.02 nats off).
+    gm.means_[0] += 30
+    gm.weights_ = np.array([0.02, 0.49, 0.49], dtype=np.float32)
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["log_w"].dtype == np.float64
+    assert parameters["centre"].any()
+    log_prob = gm._log_prob_chunk_function(np.float32)(X)
+    assert _row_log_norm_error(gm, X, log_prob) < 1e-9
 
 
 def test_float32_diagonal_pairs_bound_each_entry(monkeypatch):
