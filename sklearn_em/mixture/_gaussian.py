@@ -2535,9 +2535,11 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
         kappa = np.einsum("kd,kd->k", precisions, offsets**2)
     scale = 4 * (2 * n_features + 8) * np.finfo(dtype).eps
     cut = (_FLOAT64_LOG_TINY if dtype == np.float64 else _FLOAT32_LOG_FLOOR) - 1.0
+    # The other components' entries are within the expansion's budget.
+    budget = _expansion_limit(dtype, n_features) * np.finfo(dtype).eps
     if dtype == np.float32 and precisions.ndim == 2:
         return _surviving_pairs_by_entry(
-            log_prob, features[0], precisions, kappa, direct, scale, cut
+            log_prob, features[0], precisions, kappa, direct, scale, cut, budget
         )
     if isinstance(features, tuple):
         quadratic = features[0]
@@ -2547,17 +2549,24 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
         squared = features[:, 0]
     largest = precisions if precisions.ndim == 1 else precisions.max(axis=1)
     # Each row's largest bound over the direct components, bounded in turn
-    # by the largest precision and kappa (one pass over the rows); the other
-    # components' entries are within the expansion's budget.
+    # by the largest precision and kappa (one pass over the rows).
     slack = squared.astype(np.float64) * largest.max()
     slack += kappa.max()
     slack *= scale
-    slack += _EXPANSION_ERROR[np.dtype(dtype)]
+    slack += budget
     floor = log_prob.max(axis=1).astype(np.float64)
     floor += cut
     floor -= 2 * slack
-    survive = log_prob[:, direct] >= floor[:, np.newaxis]
-    # Rows without a finite floor (no finite entry): every entry.
+    return _pairs_above(log_prob[:, direct] >= floor[:, np.newaxis], floor, direct)
+
+
+def _pairs_above(survive, floor, direct):
+    """``(rows, components)`` of the entries ``survive`` marks, or None.
+
+    Rows without a finite ``floor`` (no finite entry) keep every entry;
+    None when more than ``_DIRECT_PAIRS_FRACTION`` of the entries survive.
+    ``survive`` (n_samples, len(direct)) is modified.
+    """
     survive[~np.isfinite(floor)] = True
     if np.count_nonzero(survive) > _DIRECT_PAIRS_FRACTION * survive.size:
         return None
@@ -2565,7 +2574,9 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     return rows, direct[where]
 
 
-def _surviving_pairs_by_entry(log_prob, squares, precisions, kappa, direct, scale, cut):
+def _surviving_pairs_by_entry(
+    log_prob, squares, precisions, kappa, direct, scale, cut, budget
+):
     """:func:`_surviving_direct_pairs` for float32 'diag', with a bound per entry.
 
     float32's rounding is 2^29 times float64's, and a row's bound from the
@@ -2599,6 +2610,9 @@ def _surviving_pairs_by_entry(log_prob, squares, precisions, kappa, direct, scal
         The log-mass relative to a row's largest below which an entry may
         be dropped (less a nat).
 
+    budget : float
+        The other components' entries' largest error.
+
     Returns
     -------
     pairs : tuple of two ndarrays of int, or None
@@ -2615,20 +2629,11 @@ def _surviving_pairs_by_entry(log_prob, squares, precisions, kappa, direct, scal
     slot[direct] = np.arange(len(direct))
     slot = slot[top]
     floor = log_prob[rows, top].astype(np.float64)
-    floor -= np.where(
-        slot >= 0,
-        slack[rows, np.maximum(slot, 0)],
-        _EXPANSION_ERROR[np.dtype(np.float32)],
-    )
+    floor -= np.where(slot >= 0, slack[rows, np.maximum(slot, 0)], budget)
     floor += cut
     expanded = log_prob[:, direct].astype(np.float64)
     expanded += slack
-    survive = expanded >= floor[:, np.newaxis]
-    survive[~np.isfinite(floor)] = True
-    if np.count_nonzero(survive) > _DIRECT_PAIRS_FRACTION * survive.size:
-        return None
-    where, rows = np.nonzero(survive.T)
-    return rows, direct[where]
+    return _pairs_above(expanded >= floor[:, np.newaxis], floor, direct)
 
 
 def _paired_direct_mahalanobis(X, means, precisions_chol, rows, components):
