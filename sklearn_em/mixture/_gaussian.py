@@ -3729,13 +3729,15 @@ class GaussianMixtureEM(BaseMixtureEM):
             _PREDICTION_CACHE[self] = cached
         return partial(_gaussian_log_prob_chunk, **cached[1])
 
-    def _fused_parameters(self, dtype, recentred=False, centred=None, paired=False):
+    def _fused_parameters(self, dtype, recentred=False, expanded=None, paired=False):
         """Keyword arguments of the fused kernels, for chunks of ``dtype``.
 
         ``recentred``: the E-step accumulates its second moments around
         ``_moments_shift``, not the means (see :meth:`_e_step_statistics`).
-        ``centred``: the expanded coefficients around the centre, if already
-        computed (they are float64 whatever the chunks' dtype).
+        ``expanded``: a dict of the expanded coefficients already computed,
+        around ``"zero"`` and the ``"centre"`` (float64 whatever the chunks'
+        dtype), filled in here: a float32 model's chunks that fall back to
+        float64 reuse them.
         ``paired``: for a fit's E-step, whose float32 chunks may compute
         their direct diagonal and spherical components by surviving pairs
         (see :func:`_surviving_direct_pairs`).
@@ -3766,8 +3768,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         # centre 1e5 from the origin is 3e-3 away from its float64 value,
         # which moved a row's log-densities by about D times that). Rounded
         # to the model's dtype, not the chunks': a float32 model's chunks
-        # computed in float64 reuse these coefficients (``centred``).
+        # computed in float64 reuse these coefficients (``expanded``).
         centre = centre.astype(self._dtype()).astype(np.float64)
+        expanded = {} if expanded is None else expanded
         if (
             _feature_blocks(engine_type, n_features)
             and not recentred
@@ -3780,9 +3783,11 @@ class GaussianMixtureEM(BaseMixtureEM):
             # the centring pass (a fifth of an iteration at 100,000 x 128,
             # K = 2).
             zero = np.zeros(len(centre))
-            coef, intercept, cancelled = _expanded_coefficients(
-                self.means_, precisions_chol, engine_type, log_w, zero
-            )
+            if "zero" not in expanded:
+                expanded["zero"] = _expanded_coefficients(
+                    self.means_, precisions_chol, engine_type, log_w, zero
+                )
+            coef, intercept, cancelled = expanded["zero"]
             if (cancelled <= limit).all():
                 return dict(
                     parameters,
@@ -3795,11 +3800,11 @@ class GaussianMixtureEM(BaseMixtureEM):
             return self._per_component_parameters(
                 parameters, precisions_chol, centre, dtype, recentred
             )
-        if centred is None:
-            centred = _expanded_coefficients(
+        if "centre" not in expanded:
+            expanded["centre"] = _expanded_coefficients(
                 self.means_, precisions_chol, engine_type, log_w, centre
             )
-        coef, intercept, cancelled = centred
+        coef, intercept, cancelled = expanded["centre"]
         direct = np.flatnonzero(cancelled > limit)
         # Where float32's expansion would cancel too many digits for more
         # than a few components (most of them from about 32 features with
@@ -3827,7 +3832,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             if _feature_blocks(engine_type, n_features):
                 # float64 may expand around zero (see above); if not, around
                 # the centre with these coefficients.
-                return self._fused_parameters(np.float64, recentred, centred, paired)
+                return self._fused_parameters(np.float64, recentred, expanded, paired)
             # The same coefficients (computed in float64), float64's limit.
             dtype = np.dtype(np.float64)
             parameters = in_dtype(dtype)

@@ -621,3 +621,35 @@ def test_float32_diagonal_pairs_bound_each_entry(monkeypatch):
     assert len(above)
     assert np.isin(above, rows).all()
     assert len(rows) <= 2 * len(above) + 5, (len(rows), len(above))
+
+
+def test_float32_fallback_reuses_the_expanded_coefficients(monkeypatch):
+    # A tight component at the origin: float32 refuses the expansion
+    # around zero (its precision times the data's spread) and computes it
+    # directly around the centre, so on 20 features the chunks fall back to
+    # float64, which accepts neither zero nor that component. The float64
+    # call reuses the coefficients the float32 one computed: each expansion
+    # is computed once.
+    from sklearn_em.mixture import _gaussian
+
+    X, centres, labels = _data(0.0, 3.0, 1.0, np.float64, 8000, 20, n_clusters=8)
+    centres[0] = 0
+    tight = labels == 0
+    X[tight] = (X[tight] - X[tight].mean(axis=0)) * 1e-3
+    X = X.astype(np.float32)
+    gm = _model(X, centres, labels, "diag")
+    calls = []
+    expand = _gaussian._expanded_coefficients
+
+    def spy(*args, **kwargs):
+        calls.append("centre" if args[4].any() else "zero")
+        return expand(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_expanded_coefficients", spy)
+    parameters = gm._fused_parameters(np.float32, paired=True)
+    assert parameters["log_w"].dtype == np.float64
+    np.testing.assert_array_equal(parameters["direct"], [0])
+    assert calls == ["zero", "centre"]
+    monkeypatch.undo()
+    stats = gm._e_step_chunk_function()(X, None)
+    _assert_match_reference(stats, X, gm, atol=1e-9, rtol=1e-8)
