@@ -25,6 +25,8 @@ from ._suffstats import (
     _LOG_LIGHT_COMPONENT,
     _MIN_THREADED_BYTES,
     CollapseError,
+    _row_max,
+    _row_sum,
     column_sums,
     e_step_chunk,
     n_threads,
@@ -801,15 +803,23 @@ def _resolve_far_rows(log_prob, X, *, means, precisions_chol, covariance_type, l
     """
     # The best two are apart by at most the rounding where two values are
     # at least the best minus the rounding: counted, not sorted out (a
-    # partition of each row took 4 times as long; the log-probabilities
-    # are usually the transpose of a C-ordered product, so these
-    # reductions along rows run over contiguous columns).
+    # partition of each row took 4 times as long). The log-probabilities
+    # are usually the transpose of a C-ordered product: the row maxima and
+    # sums go column by column (see _row_max), and the count is a sum of
+    # small integers (count_nonzero's, in intp after a boolean copy, was
+    # most of this function and a sixth of a prediction: 10,000 x 96,
+    # K = 12, diagonal, 0.38 of 2.5 ms a chunk).
+    n_components = log_prob.shape[1]
     with np.errstate(invalid="ignore", over="ignore"):
-        top = log_prob.max(axis=1)
+        top = _row_max(log_prob)
         rounding = 16 * np.finfo(log_prob.dtype).eps * np.abs(top)
-        close = np.count_nonzero(log_prob >= (top - rounding)[:, np.newaxis], axis=1)
+        close = np.add.reduce(
+            log_prob >= (top - rounding)[:, np.newaxis],
+            axis=1,
+            dtype=np.uint8 if n_components < 256 else np.intp,
+        )
         # Any NaN or infinity (or a sum past the largest float) in the row.
-        finite = np.isfinite(log_prob.sum(axis=1))
+        finite = np.isfinite(_row_sum(log_prob))
         unresolved = ~finite | ((close >= 2) & (rounding > 0))
     rows = np.flatnonzero(unresolved)
     if len(rows):

@@ -639,7 +639,13 @@ def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
     # One hold spans the initialisation's windows and the loop's.
     assert len(calls) == 1
     assert _blas_threads() == outside
+    # A prediction on one chunk leaves BLAS its threads (see
+    # BaseMixtureEM._blas_limit); on several, one window for all of them.
     gm.predict_proba(X)
+    assert len(calls) == 1
+    X_large = np.tile(X, (5, 1))
+    assert gm._rows(X_large) < len(X_large)
+    gm.predict_proba(X_large)
     assert len(calls) == 2
     assert _blas_threads() == outside
 
