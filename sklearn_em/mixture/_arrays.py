@@ -399,6 +399,26 @@ class ArrayData:
         out = np.empty(shape, dtype=dtype)
         return map_rows(row_function, self.X, out, n_jobs=self.n_jobs, rows=self.rows)
 
+    def fill_rows(self, value, *, n_outputs=None, dtype):
+        """``value`` for every row, in the shape :meth:`map_rows` gives.
+
+        Parameters
+        ----------
+        value : scalar
+
+        n_outputs : int or None, default=None
+            Columns of the result; None for one value per row.
+
+        dtype : numpy dtype
+            The result's dtype.
+
+        Returns
+        -------
+        result : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        shape = (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
+        return np.full(shape, value, dtype=dtype)
+
     def init_sample(self, random_state):
         """The rows the initialisation runs on: all of them, in memory."""
         return self

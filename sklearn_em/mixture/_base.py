@@ -851,10 +851,20 @@ class BaseMixtureEM(
     # ------------------------------------------------------------------
     # Prediction: a row-wise map of the model's per-chunk log-probabilities
     # on the same chunks and threads as fitting (lazy for Dask).
-    def _map_rows(self, X, rows_function, *, n_outputs=None, dtype=None):
+    def _map_rows(self, X, rows_function, *, n_outputs=None, dtype=None, alone=None):
+        """``rows_function`` of every row of ``X``, on the log-densities.
+
+        ``alone``: what every row gets from a model with one certain
+        component (``_certain_when_alone``; 0 for labels, 1 for
+        responsibilities), after the same validation and without computing
+        a log-density (which was all of such a prediction's time: a quarter
+        to three quarters of scikit-learn's speed at 96-200 features).
+        """
         check_is_fitted(self)
         data = as_data(self, X, reset=False)
         dtype = self._dtype() if dtype is None else dtype
+        if alone is not None and self.n_components == 1 and self._certain_when_alone:
+            return data.fill_rows(alone, n_outputs=n_outputs, dtype=dtype)
         # One set and one restore of BLAS's limit for the whole call.
         with self._blas_limit(data, fitting=False):
             weighted_log_prob = self._log_prob_chunk_function(data.dtype)
@@ -865,6 +875,11 @@ class BaseMixtureEM(
 
     def _dtype(self):
         return self.means_.dtype
+
+    #: Whether a one-component model's responsibility is 1 for every row it
+    #: predicts (its log-density always finite), so that ``predict`` and
+    #: ``predict_proba`` need not compute it (see :meth:`_map_rows`).
+    _certain_when_alone = False
 
     def score_samples(self, X):
         """Log-likelihood of each sample under the model.
@@ -912,7 +927,7 @@ class BaseMixtureEM(
         labels : ndarray of shape (n_samples,)
             Component labels.
         """
-        return self._map_rows(X, label_rows, dtype=np.intp)
+        return self._map_rows(X, label_rows, dtype=np.intp, alone=0)
 
     def predict_proba(self, X):
         """Responsibilities: the posterior probability of each component.
@@ -930,7 +945,7 @@ class BaseMixtureEM(
         resp : ndarray of shape (n_samples, n_components)
             Responsibilities; every row sums to one.
         """
-        return self._map_rows(X, proba_rows, n_outputs=self.n_components)
+        return self._map_rows(X, proba_rows, n_outputs=self.n_components, alone=1)
 
     def transform(self, X):
         """Responsibilities of ``X``, as features for a pipeline.

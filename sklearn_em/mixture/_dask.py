@@ -276,6 +276,12 @@ def _block_rows(X, *, row_function, rows, n_outputs, out_dtype):
     return map_rows(row_function, X, out, n_jobs=1, rows=rows)
 
 
+def _block_fill(X, *, value, n_outputs, out_dtype):
+    """One block's rows, each ``value``: see :meth:`DaskData.fill_rows`."""
+    shape = (X.shape[0],) if n_outputs is None else (X.shape[0], n_outputs)
+    return np.full(shape, value, dtype=out_dtype)
+
+
 class DaskData:
     """A Dask array's rows: blocks on the current scheduler, chunks inside.
 
@@ -391,23 +397,43 @@ class DaskData:
         result : dask.array.Array of shape (n_samples,) or \
                 (n_samples, n_outputs)
         """
+        return self._map_blocks(
+            _block_rows,
+            n_outputs,
+            dtype,
+            row_function=row_function,
+            rows=self.rows,
+        )
+
+    def fill_rows(self, value, *, n_outputs=None, dtype):
+        """``value`` for every row, lazily, as a Dask array.
+
+        See :meth:`._arrays.ArrayData.fill_rows`. Each block is still
+        validated when computed.
+        """
+        return self._map_blocks(_block_fill, n_outputs, dtype, value=value)
+
+    def _map_blocks(self, block_function, n_outputs, dtype, **kwargs):
+        """``block_function`` of each block of rows, with ``n_outputs``
+        columns (None: one value per row) of ``dtype``."""
         dtype = np.dtype(dtype)
-        kwargs = dict(row_function=row_function, rows=self.rows, out_dtype=dtype)
         if n_outputs is None:
             return self.X.map_blocks(
-                _block_rows,
+                block_function,
                 n_outputs=None,
                 drop_axis=1,
                 dtype=dtype,
                 meta=np.empty((0,), dtype=dtype),
+                out_dtype=dtype,
                 **kwargs,
             )
         return self.X.map_blocks(
-            _block_rows,
+            block_function,
             n_outputs=n_outputs,
             chunks=(self.X.chunks[0], (n_outputs,)),
             dtype=dtype,
             meta=np.empty((0, 0), dtype=dtype),
+            out_dtype=dtype,
             **kwargs,
         )
 

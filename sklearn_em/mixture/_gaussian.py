@@ -3302,6 +3302,10 @@ class GaussianMixtureEM(BaseMixtureEM):
     array([[...]])
     """
 
+    # Every row's log-density is resolved to a finite value (see
+    # _resolve_far_rows): one component's responsibility is always 1.
+    _certain_when_alone = True
+
     _parameter_constraints: dict = {
         **BaseMixtureEM._parameter_constraints,
         "covariance_type": [

@@ -287,3 +287,22 @@ def test_bernoulli_fit_on_dask_with_missing_values(client):
     result = BernoulliMixtureEM(**params).fit(da.from_array(X, chunks=300))
     assert result.n_iter_ == expected.n_iter_
     _assert_same_model(result, expected, ["weights_", "means_", "lower_bound_"])
+
+
+def test_one_component_prediction_stays_lazy_and_validated():
+    # One component's labels and responsibilities are filled in without a
+    # log-density: on a Dask array still a lazy array of the same blocks,
+    # each block validated when computed.
+    X, _ = _blobs()
+    gm = GaussianMixtureEM(1, random_state=0).fit(X)
+    X_dask = da.from_array(X, chunks=(400, X.shape[1]))
+    proba = gm.predict_proba(X_dask)
+    labels = gm.predict(X_dask)
+    assert isinstance(proba, da.Array) and isinstance(labels, da.Array)
+    assert proba.chunks[0] == X_dask.chunks[0]
+    assert_array_equal(proba.compute(), gm.predict_proba(X))
+    assert_array_equal(labels.compute(), gm.predict(X))
+    bad = X.copy()
+    bad[-10, 0] = np.inf
+    with pytest.raises(ValueError, match="inf"):
+        gm.predict_proba(da.from_array(bad, chunks=(400, X.shape[1]))).compute()

@@ -743,3 +743,47 @@ def test_partition_statistics_threads_change_nothing(covariance_type, weighted):
     assert calls == [2]
     for key in one:
         assert_array_equal(one[key], two[key])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_one_component_labels_and_responsibilities_are_not_computed(
+    covariance_type, monkeypatch
+):
+    # With one component every row's responsibility is 1 and its label 0:
+    # predict and predict_proba (and transform) return them after the
+    # prediction's validation, without computing a log-density, and they
+    # are what the computation gives, for rows with missing values and
+    # rows far from the model too.
+    from sklearn_em.mixture._suffstats import label_rows, proba_rows
+
+    rng = np.random.RandomState(0)
+    gm = GaussianMixtureEM(1, covariance_type=covariance_type, random_state=0)
+    gm.fit(rng.normal(size=(200, 3)))
+    X = rng.normal(size=(50, 3))
+    X[3, 1] = np.nan
+    X[4] = 1e9
+    computed_proba = gm._map_rows(X, proba_rows, n_outputs=1)
+    computed_labels = gm._map_rows(X, label_rows, dtype=np.intp)
+    assert_array_equal(computed_proba, np.ones((50, 1)))
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a log-density was computed")
+
+    monkeypatch.setattr(gm, "_log_prob_chunk_function", computed)
+    proba = gm.predict_proba(X)
+    assert proba.dtype == computed_proba.dtype
+    assert_array_equal(proba, computed_proba)
+    assert_array_equal(gm.transform(X), computed_proba)
+    labels = gm.predict(X)
+    assert labels.dtype == computed_labels.dtype
+    assert_array_equal(labels, computed_labels)
+    with pytest.raises(ValueError, match="3 features"):
+        gm.predict(X[:, :2])
+    with pytest.raises(ValueError, match="infinity|inf"):
+        gm.predict_proba(np.full((2, 3), np.inf))
+    # Two components compute them.
+    two = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+    two.fit(rng.normal(size=(200, 3)))
+    monkeypatch.setattr(two, "_log_prob_chunk_function", computed)
+    with pytest.raises(AssertionError, match="computed"):
+        two.predict(X)
