@@ -395,29 +395,18 @@ class ArrayData:
         -------
         result : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        shape = (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
-        out = np.empty(shape, dtype=dtype)
+        out = np.empty(self._rows_shape(n_outputs), dtype=dtype)
         return map_rows(row_function, self.X, out, n_jobs=self.n_jobs, rows=self.rows)
 
     def fill_rows(self, value, *, n_outputs=None, dtype):
-        """``value`` for every row, in the shape :meth:`map_rows` gives.
+        """``value`` for every row: :meth:`map_rows`'s result for a
+        ``row_function`` that returns ``value`` (same ``n_outputs`` and
+        ``dtype``), without calling one."""
+        return np.full(self._rows_shape(n_outputs), value, dtype=dtype)
 
-        Parameters
-        ----------
-        value : scalar
-
-        n_outputs : int or None, default=None
-            Columns of the result; None for one value per row.
-
-        dtype : numpy dtype
-            The result's dtype.
-
-        Returns
-        -------
-        result : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-        """
-        shape = (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
-        return np.full(shape, value, dtype=dtype)
+    def _rows_shape(self, n_outputs):
+        """(n_samples,), or (n_samples, n_outputs) unless it is None."""
+        return (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
 
     def init_sample(self, random_state):
         """The rows the initialisation runs on: all of them, in memory."""
