@@ -363,13 +363,14 @@ class BaseMixtureEM(
         work = None
         if isinstance(data, ArrayData):
             n_samples, n_features = data.shape
-            if not fitting and n_samples <= data.rows:
-                # A prediction on one chunk has no threads of its own for
-                # BLAS's to oversubscribe: its products take BLAS's threads,
-                # as scikit-learn's do, and it saves setting the limit (a
-                # prediction's time at 2,000 x 96, 'tied', one component:
-                # 0.6; 500 x 200 with 12 components, 'full' 0.8, 'spherical'
-                # 0.7).
+            if not fitting and n_samples <= data.rows and self.n_jobs is None:
+                # A default prediction on one chunk has no threads of its own
+                # for BLAS's to oversubscribe: its products take BLAS's
+                # threads, as scikit-learn's do, and it saves setting the
+                # limit (a prediction's time at 2,000 x 96, 'tied', one
+                # component: 0.6; 500 x 200 with 12 components, 'full' 0.8,
+                # 'spherical' 0.7). An explicit n_jobs keeps BLAS at one
+                # thread.
                 work = 0
             else:
                 work = self._largest_product(

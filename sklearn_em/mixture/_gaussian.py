@@ -3228,7 +3228,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         ``OPENBLAS_NUM_THREADS`` variables (joblib's process workers set
         them), as scikit-learn's ``KMeans`` uses its OpenMP threads. So a
         default fit uses the cores scikit-learn's ``GaussianMixture`` uses
-        through BLAS. ``1`` runs one thread; -1 means all processors.
+        through BLAS (and a prediction on data of one chunk leaves BLAS its
+        own threads, as scikit-learn's products use them). ``1`` runs one
+        thread; -1 means all processors.
 
     learning_decay : float, default=0.7
         Exponent kappa in (0.5, 1] of :meth:`partial_fit`'s step size

@@ -648,6 +648,10 @@ def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
     gm.predict_proba(X_large)
     assert len(calls) == 2
     assert _blas_threads() == outside
+    # An explicit n_jobs keeps BLAS at one thread on one chunk too.
+    gm.set_params(n_jobs=1).predict_proba(X)
+    assert len(calls) == 3
+    assert _blas_threads() == outside
 
 
 def test_small_fits_and_predictions_leave_blas_alone(blas_limit_sets):
