@@ -134,6 +134,38 @@ def _row_max(a):
     return out
 
 
+#: From this many rows :func:`_row_argmax` goes column by column: below,
+#: its calls cost more than ``argmax``'s copy (1,000 x 8: 21 against 14
+#: us; 2,000 x 8: 31 against 39).
+_COLUMN_ARGMAX_ROWS = 2048
+
+
+def _row_argmax(a):
+    """``a.argmax(axis=1)`` of a 2-D array with at least one column, faster.
+
+    NumPy's ``argmax`` along the rows of a column-major array (the
+    log-probabilities' usual layout) copies it to row-major first and then
+    runs one short search per row; up to ``_COLUMN_MAX`` columns the row
+    maxima (:func:`_row_max`) and one comparison a column, from the last,
+    give the first position of each maximum (5,000 x 12: 125 against 164
+    us; x 3: 51 against 74; 50,000 x 8: 1.09 against 1.38 ms). Rows holding
+    NaN, whose first NaN is ``argmax``'s answer, are searched by
+    ``argmax``.
+    """
+    n_rows, n_columns = a.shape
+    if n_columns > _COLUMN_MAX or n_rows < _COLUMN_ARGMAX_ROWS or a.flags.c_contiguous:
+        return a.argmax(axis=1)
+    top = _row_max(a)
+    labels = np.zeros(n_rows, dtype=np.intp)
+    # From the last column back, so that the first of equal maxima stays.
+    for j in range(n_columns - 1, -1, -1):
+        labels[a[:, j] == top] = j
+    nan = np.isnan(top)
+    if nan.any():
+        labels[nan] = a[nan].argmax(axis=1)
+    return labels
+
+
 def _row_sum(a):
     """``a.sum(axis=1)`` of a 2-D float array with at least one column, faster.
 
@@ -585,7 +617,7 @@ def label_rows(X, *, weighted_log_prob):
 
     ``weighted_log_prob`` is as in :func:`e_step_chunk`.
     """
-    return weighted_log_prob(X).argmax(axis=1)
+    return _row_argmax(weighted_log_prob(X))
 
 
 def add_statistics(stats_list):

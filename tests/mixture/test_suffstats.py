@@ -86,13 +86,20 @@ def test_row_reductions_are_numpys(n_columns):
     # infinities included; the sum bit for bit below _COLUMN_SUM columns.
     rng = np.random.RandomState(n_columns)
     a = rng.normal(scale=100.0, size=(500, n_columns))
+    # (Enough rows for the column-wise argmax.)
+    a = np.tile(a, (_suffstats._COLUMN_ARGMAX_ROWS // 500 + 1, 1))
     a[::7, 0] = -np.inf
     a[::11, -1] = np.inf
     a[3] = np.nan
     a[4] = -np.inf
+    # Ties (the first maximum is argmax's) and a NaN after a maximum.
+    a[5] = 1.0
+    a[6, -1] = np.nan
+    a[7, :] = a[7, ::-1].max()
     f = np.asfortranarray(a)
     for array in (a, f, a[:, ::-1], a.astype(np.float32)):
         assert_array_equal(_suffstats._row_max(array), array.max(axis=1))
+        assert_array_equal(_suffstats._row_argmax(array), array.argmax(axis=1))
         finite = np.where(np.isfinite(array), array, 1.0)
         expected = finite.sum(axis=1)
         if n_columns < _suffstats._COLUMN_SUM:
