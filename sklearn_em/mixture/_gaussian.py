@@ -801,6 +801,22 @@ def _resolve_far_rows(log_prob, X, *, means, precisions_chol, covariance_type, l
     log_prob : ndarray of shape (n_samples, n_components)
         ``log_prob`` itself.
     """
+    n_components = log_prob.shape[1]
+    if n_components == 1:
+        # Nothing to tell apart: only the non-finite rows.
+        rows = np.flatnonzero(~np.isfinite(log_prob[:, 0]))
+    else:
+        rows = _unresolved_rows(log_prob, n_components)
+    if len(rows):
+        log_prob[rows] = _far_log_prob(
+            X[rows], means, precisions_chol, covariance_type, log_w
+        ).astype(log_prob.dtype)
+    return log_prob
+
+
+def _unresolved_rows(log_prob, n_components):
+    """The rows :func:`_resolve_far_rows` computes again, of two or more
+    components: non-finite, or with their best two within rounding."""
     # The best two are apart by at most the rounding where two values are
     # at least the best minus the rounding: counted, not sorted out (a
     # partition of each row took 4 times as long). The log-probabilities
@@ -809,7 +825,6 @@ def _resolve_far_rows(log_prob, X, *, means, precisions_chol, covariance_type, l
     # small integers (count_nonzero's, in intp after a boolean copy, was
     # most of this function and a sixth of a prediction: 10,000 x 96,
     # K = 12, diagonal, 0.38 of 2.5 ms a chunk).
-    n_components = log_prob.shape[1]
     with np.errstate(invalid="ignore", over="ignore"):
         top = _row_max(log_prob)
         rounding = 16 * np.finfo(log_prob.dtype).eps * np.abs(top)
@@ -821,12 +836,7 @@ def _resolve_far_rows(log_prob, X, *, means, precisions_chol, covariance_type, l
         # Any NaN or infinity (or a sum past the largest float) in the row.
         finite = np.isfinite(_row_sum(log_prob))
         unresolved = ~finite | ((close >= 2) & (rounding > 0))
-    rows = np.flatnonzero(unresolved)
-    if len(rows):
-        log_prob[rows] = _far_log_prob(
-            X[rows], means, precisions_chol, covariance_type, log_w
-        ).astype(log_prob.dtype)
-    return log_prob
+    return np.flatnonzero(unresolved)
 
 
 def _full_precisions(precisions_chol, covariance_type, n_components, n_features):

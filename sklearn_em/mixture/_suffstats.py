@@ -310,6 +310,8 @@ def logsumexp_rows(a, floor=None):
     log_norm : ndarray of shape (n_samples,)
         ``log(sum_k exp(a[:, k]))`` for every row.
     """
+    if a.shape[1] == 1:
+        return _logsumexp_single(a)
     if floor is None:
         floor = _FLOAT64_LOG_TINY
     if a.shape[1] == 2 and a.dtype == np.float64:
@@ -413,6 +415,35 @@ _SAMPLED_ROWS = 16
 #: Up to this many entries, :func:`_exp_above` makes the fewest calls (on
 #: small data, each costs more than its arithmetic).
 _SMALL_EXP = 2**12
+
+
+def _logsumexp_single(a):
+    """:func:`logsumexp_rows` of one column: the column itself.
+
+    A one-component model's log-likelihoods are its log-densities (exactly,
+    as scipy's ``logsumexp`` gives them; the general case's shift off zero
+    left them within rounding) and its probabilities 1: 0 where the entry
+    is ``-inf``, NaN where it is ``+inf`` or NaN, as in the general case.
+    Its dozen passes over the rows were a tenth of a one-component
+    ``score_samples`` on narrow data.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n_samples, 1)
+        Overwritten as in :func:`logsumexp_rows`.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_samples,)
+    """
+    column = a[:, 0]
+    log_norm = column.copy()
+    with np.errstate(invalid="ignore"):
+        # 0 where finite, NaN where not: exp gives 1 and NaN.
+        np.subtract(column, log_norm, out=column)
+    np.exp(column, out=column)
+    column[log_norm == -np.inf] = 0.0
+    return log_norm
 
 
 def _logsumexp_pair(a, floor=_FLOAT64_LOG_TINY):

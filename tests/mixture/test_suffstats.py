@@ -1760,3 +1760,25 @@ def test_one_component_splits_over_threads_only_on_many_rows(
     assert rows(few, 200, 2) <= few // 2
     many = 2 * _gaussian._MIN_THREADED_ROWS_ONE_COMPONENT
     assert rows(many, 64, 1) < many
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logsumexp_rows_of_one_column_is_the_column(dtype):
+    # One column: the log-normaliser is the column itself, exactly (as
+    # scipy's), and the probabilities those of the general case: 1, 0 for a
+    # row without mass, NaN for +inf and NaN.
+    column = np.array([[3.5], [-1e30], [0.0], [-np.inf], [np.inf], [np.nan]])
+    a = column.astype(dtype)
+    log_norm = logsumexp_rows(a)
+    assert log_norm.dtype == dtype
+    assert_array_equal(log_norm, column[:, 0].astype(dtype))
+    assert_array_equal(log_norm[:3], logsumexp(column[:3].astype(dtype), axis=1))
+    assert_array_equal(a[:, 0], [1.0, 1.0, 1.0, 0.0, np.nan, np.nan])
+    # The general case on the same entries and a column of no mass.
+    general = np.hstack([column, np.full((6, 1), -np.inf)]).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        general_norm = logsumexp_rows(general)
+    # (The general case's shift off zero leaves 0 within rounding, 1e-19.)
+    assert_allclose(general_norm[:4], log_norm[:4], rtol=1e-6, atol=1e-15)
+    assert_array_equal(general[:4, 0], a[:4, 0])
+    assert np.isnan(general[4:, 0]).all()
