@@ -1084,9 +1084,9 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
             return features[0], Z
         # |z|^2 by einsum, one pass over z, from _SPHERICAL_BLOCK_FEATURES
         # features on (the squares written out, then their product with
-        # ones, took 1.3-3.5x as long: 5,000 x 96, float64, 463 against 141
-        # us; and predictions with one component at 96-200 features ran at
-        # half scikit-learn's speed).
+        # ones, took up to 3.5x as long: 5,000 x 96, float64, 463 against
+        # 141 us; about as long at 16 features; and predictions with one
+        # component at 96-200 features ran at half scikit-learn's speed).
         norms = workspace("squared_norms", (n_samples, 1), dtype)
         np.einsum("ij,ij->i", Z, Z, out=norms[:, 0])
         return norms, Z
