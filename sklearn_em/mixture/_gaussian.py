@@ -25,6 +25,7 @@ from ._suffstats import (
     _LOG_LIGHT_COMPONENT,
     _MIN_THREADED_BYTES,
     CollapseError,
+    _row_argmax,
     _row_max,
     _row_sum,
     column_sums,
@@ -2592,7 +2593,7 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     slack += kappa.max()
     slack *= scale
     slack += budget
-    floor = log_prob.max(axis=1).astype(np.float64)
+    floor = _row_max(log_prob).astype(np.float64)
     floor += cut
     floor -= 2 * slack
     return _pairs_above(log_prob[:, direct] >= floor[:, np.newaxis], floor, direct)
@@ -2662,7 +2663,7 @@ def _surviving_pairs_by_entry(
     slack += kappa
     slack *= scale
     rows = np.arange(len(log_prob))
-    top = log_prob.argmax(axis=1)
+    top = _row_argmax(log_prob)
     slot = np.full(log_prob.shape[1], -1)
     slot[direct] = np.arange(len(direct))
     slot = slot[top]
