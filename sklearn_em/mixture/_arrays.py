@@ -14,7 +14,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
 from ._missing import empty_features, has_missing_values, row_missing_counts
-from ._suffstats import map_reduce, map_rows, normalise_weights
+from ._suffstats import map_reduce, map_rows, normalise_weights, rows_shape
 
 
 def validate_rows(estimator, X, *, reset, accept_sparse=False):
@@ -395,18 +395,14 @@ class ArrayData:
         -------
         result : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        out = np.empty(self._rows_shape(n_outputs), dtype=dtype)
+        out = np.empty(rows_shape(self.n_samples, n_outputs), dtype=dtype)
         return map_rows(row_function, self.X, out, n_jobs=self.n_jobs, rows=self.rows)
 
     def fill_rows(self, value, *, n_outputs=None, dtype):
         """``value`` for every row: :meth:`map_rows`'s result for a
         ``row_function`` that returns ``value`` (same ``n_outputs`` and
         ``dtype``), without calling one."""
-        return np.full(self._rows_shape(n_outputs), value, dtype=dtype)
-
-    def _rows_shape(self, n_outputs):
-        """(n_samples,), or (n_samples, n_outputs) unless it is None."""
-        return (self.n_samples,) if n_outputs is None else (self.n_samples, n_outputs)
+        return np.full(rows_shape(self.n_samples, n_outputs), value, dtype=dtype)
 
     def init_sample(self, random_state):
         """The rows the initialisation runs on: all of them, in memory."""

@@ -45,7 +45,13 @@ from ._arrays import (
     drop_empty_rows,
 )
 from ._missing import has_missing_values
-from ._suffstats import add_statistics, map_reduce, map_rows, normalise_weights
+from ._suffstats import (
+    add_statistics,
+    map_reduce,
+    map_rows,
+    normalise_weights,
+    rows_shape,
+)
 
 #: Largest number of rows the initialisation is run on.
 INIT_SAMPLE_SIZE = 100_000
@@ -271,15 +277,13 @@ def _block_statistics(X, sample_weight, *, chunk_function, rows):
 
 def _block_rows(X, *, row_function, rows, n_outputs, out_dtype):
     """The row map of one block, over cache-sized row chunks."""
-    shape = (X.shape[0],) if n_outputs is None else (X.shape[0], n_outputs)
-    out = np.empty(shape, out_dtype)
+    out = np.empty(rows_shape(X.shape[0], n_outputs), out_dtype)
     return map_rows(row_function, X, out, n_jobs=1, rows=rows)
 
 
 def _block_fill(X, *, value, n_outputs, out_dtype):
     """One block's rows, each ``value``: see :meth:`DaskData.fill_rows`."""
-    shape = (X.shape[0],) if n_outputs is None else (X.shape[0], n_outputs)
-    return np.full(shape, value, dtype=out_dtype)
+    return np.full(rows_shape(X.shape[0], n_outputs), value, dtype=out_dtype)
 
 
 class DaskData:

@@ -862,6 +862,12 @@ def map_reduce(chunk_function, X, sample_weight=None, *extra, n_jobs=None, rows)
     return add_statistics(_map_chunk_blocks(block_function, X, n_jobs, rows))
 
 
+def rows_shape(n_rows, n_outputs=None):
+    """The shape of a row map's result: ``(n_rows,)``, or ``(n_rows,
+    n_outputs)`` unless ``n_outputs`` is None."""
+    return (n_rows,) if n_outputs is None else (n_rows, n_outputs)
+
+
 def map_rows(row_function, X, out, *, n_jobs=None, rows):
     """``out[s] = row_function(X[s])`` for every row chunk ``s`` of ``X``.
 
