@@ -2279,7 +2279,7 @@ def _expanded_log_prob(
             out += coef[0][:, np.newaxis] * quadratic[:, 0]
         else:
             _component_product(coef[:n_quad].T, quadratic.T, out=out)
-            out += _component_product(coef[n_quad:].T, Z.T)
+            _component_product(coef[n_quad:].T, Z.T, out=out, add=True)
         log_prob = out.T
         log_prob += intercept
     else:
@@ -2753,6 +2753,21 @@ _VECTOR_MOMENTS = 16
 _VECTOR_FEATURES = {np.dtype(np.float64): 16, np.dtype(np.float32): 32}
 
 
+#: float32 products of the coefficients with a chunk's features, with this
+#: many components (inclusive), are computed rows first, ``B^T A^T``:
+#: OpenBLAS's float32 product of a few rows with the long transposed chunk
+#: ran at half the speed of the transposed orientation's, whose row-major
+#: result is then copied into the column-major log-densities (the copy
+#: costs a few percent up to 16 components, but most of the gain at 64).
+#: One thread, 2,000-12,500 rows, the product's time over the transposed
+#: one and its copy: 1.1-1.9x from 32 features at 4-16 components; 0.4-1.0x
+#: below 32 features, and at 64 components.
+_ROWS_FIRST = (4, 16)
+
+#: ... from this many features (the product's inner dimension).
+_ROWS_FIRST_FEATURES = 32
+
+
 def _short_side(A, B):
     """Which side of a moments product ``A @ B`` goes a vector at a time.
 
@@ -2777,19 +2792,27 @@ def _short_side(A, B):
     return None
 
 
-def _component_product(A, B, out=None):
-    """``A @ B``, one matrix-vector product per row of a short ``A``.
+def _component_product(A, B, out=None, add=False):
+    """``A @ B`` for a short ``A``, in the fastest of three ways.
 
-    For the E-step's products of the coefficients with a chunk's features
-    (see ``_VECTOR_PRODUCTS`` and ``_VECTOR_FEATURES``).
+    For the E-step's products of the coefficients with a chunk's features:
+    one matrix-vector product per row of ``A`` (see ``_VECTOR_PRODUCTS``
+    and ``_VECTOR_FEATURES``); for float32, the transposed product ``B^T
+    A^T`` into a row-major buffer, then copied (see ``_ROWS_FIRST``);
+    otherwise one matrix product.
 
     Parameters
     ----------
     A : ndarray of shape (n_components, m)
 
     B : ndarray of shape (m, n_samples)
+        The transpose of a C-ordered chunk of features.
 
     out : ndarray of shape (n_components, n_samples), C-ordered, default=None
+
+    add : bool, default=False
+        Add the product to ``out`` (which must be given) rather than
+        overwrite it.
 
     Returns
     -------
@@ -2797,6 +2820,24 @@ def _component_product(A, B, out=None):
         ``out`` when given.
     """
     n_components, n_features = A.shape
+    if (
+        A.dtype == np.float32
+        and _ROWS_FIRST[0] <= n_components <= _ROWS_FIRST[1]
+        and n_features >= _ROWS_FIRST_FEATURES
+        and B.flags.f_contiguous
+    ):
+        rows_first = workspace("rows_first", (B.shape[1], n_components), A.dtype)
+        np.matmul(B.T, A.T, out=rows_first)
+        if out is None:
+            return rows_first.T.copy()
+        if add:
+            np.add(out.T, rows_first, out=out.T)
+        else:
+            np.copyto(out.T, rows_first)
+        return out
+    if add:
+        out += _component_product(A, B)
+        return out
     if not (
         2 <= n_components <= _VECTOR_PRODUCTS
         and n_features >= _VECTOR_FEATURES.get(A.dtype, 16)

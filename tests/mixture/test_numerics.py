@@ -533,13 +533,14 @@ def test_float32_tight_clusters_far_apart_keep_their_spread(monkeypatch, per_com
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_components", [1, 2, 3, 4])
+@pytest.mark.parametrize("n_components", [1, 2, 3, 4, 12, 17])
 @pytest.mark.parametrize("n_columns", [4, 16, 40])
 def test_products_with_few_components_are_the_products(dtype, n_components, n_columns):
     # With 2 or 3 components, the chunk's products are one matrix-vector
-    # product per component: the same products, to rounding (relative to
-    # the sums of the terms' magnitudes), on either side and in either
-    # memory order.
+    # product per component, and float32's with 4 to 16 from 32 columns the
+    # transposed product, copied: the same products, to rounding (relative
+    # to the sums of the terms' magnitudes), on either side and in either
+    # memory order, written to ``out`` or added to it.
     from sklearn_em.mixture._gaussian import _component_product, _inner_product
 
     rng = np.random.RandomState(0)
@@ -561,7 +562,16 @@ def test_products_with_few_components_are_the_products(dtype, n_components, n_co
         product = _component_product(coef.T, features.T, out=out)
         assert product is out
         assert_product(product, coef.T, features.T)
-        assert_product(_component_product(coef.T, features.T), coef.T, features.T)
+        fresh = _component_product(coef.T, features.T)
+        assert_product(fresh, coef.T, features.T)
+        # A product returned without ``out`` is not a reused buffer.
+        _component_product(-coef.T, features.T, out=out)
+        assert_product(fresh, coef.T, features.T)
+        # ``add``: the product is added to what ``out`` holds.
+        out[...] = 1
+        added = _component_product(coef.T, features.T, out=out, add=True)
+        assert added is out
+        assert_product(added - 1, coef.T, features.T)
 
 
 @pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
