@@ -2053,8 +2053,7 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     sx = sz + np.outer(nk, centre)
     for k in range(len(nk)):
         if centred[k]:
-            np.multiply(Z, root[k, :, np.newaxis], out=weighted)
-            sxx[k] = _gram(weighted)
+            sxx[k] = _weighted_gram(Z, root[k], weighted)
         else:
             # Far from the centre: its sums around its own shift.
             sxx[k], first = _direct_scatter(X, shift[k], resp[:, k], full=True)
@@ -2901,6 +2900,46 @@ def _inner_product(A, B):
     if head < n_samples:
         product += np.dot(A[:, head:], B[head:])
     return product
+
+
+#: A component's scatter is taken over only the rows of non-zero
+#: responsibility where they are at most this fraction of the chunk's (see
+#: :func:`_weighted_gram`).
+_SPARSE_GRAM_ROWS = 0.75
+
+
+def _weighted_gram(Z, root, out):
+    """``sum_n root_n^2 z_n z_n^T`` as ``W^T W`` with ``W = root * Z``.
+
+    Rows whose ``root`` is zero add exact zeros: on separated clusters, where
+    the E-step's responsibilities are exactly zero outside a component's own
+    rows (see :func:`~._suffstats.negligible_floor`), only the others are
+    gathered into ``W``, and the product (``syrk``, the moments' largest
+    cost) runs over those alone. The same sums up to the order of their
+    additions.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+
+    root : ndarray of shape (n_samples,)
+        Square roots of the weighted responsibilities (non-negative).
+
+    out : ndarray of shape (n_samples, n_features), C-ordered
+        Workspace for ``W`` over every row.
+
+    Returns
+    -------
+    gram : ndarray of shape (n_features, n_features)
+    """
+    if np.count_nonzero(root) > _SPARSE_GRAM_ROWS * len(root):
+        return _gram(np.multiply(Z, root[:, np.newaxis], out=out))
+    rows = np.flatnonzero(root)
+    # (Indexing gathers the strided rows several times faster than np.take
+    # into a buffer: 1,000 of 4,000 rows of 128 features, 62 against 481 us.)
+    W = Z[rows]
+    W *= root[rows, np.newaxis]
+    return _gram(W)
 
 
 def _gram(W):

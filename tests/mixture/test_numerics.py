@@ -574,6 +574,38 @@ def test_products_with_few_components_are_the_products(dtype, n_components, n_co
         assert_product(added - 1, coef.T, features.T)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nonzero", [0.0, 0.01, 0.3, 0.75, 0.8, 1.0])
+def test_weighted_scatter_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
+    # A component's scatter sum_n r_n z_n z_n^T in the per-component form is
+    # taken over the rows with r_n > 0 alone when they are few (separated
+    # clusters, where the E-step's responsibilities are exactly zero
+    # elsewhere): the same sums, to rounding, as over every row; strided
+    # rows as the augmented features give them, the buffer's rows beyond
+    # the gathered ones untouched.
+    from sklearn_em.mixture._gaussian import _SPARSE_GRAM_ROWS, _weighted_gram
+
+    rng = np.random.RandomState(0)
+    n_samples, n_features = 3000, 40
+    augmented = rng.normal(size=(n_samples, n_features + 1)).astype(dtype)
+    Z = augmented[:, 1:]
+    root = rng.uniform(0.1, 1, n_samples).astype(dtype)
+    root[rng.uniform(size=n_samples) >= nonzero] = 0
+    out = np.full((n_samples, n_features), 7, dtype=dtype)
+    gram = _weighted_gram(Z, root, out)
+    Z64 = Z.astype(np.float64) * root.astype(np.float64)[:, np.newaxis]
+    exact = Z64.T @ Z64
+    magnitude = np.abs(Z64).T @ np.abs(Z64)
+    eps = np.finfo(dtype).eps
+    assert gram.shape == (n_features, n_features)
+    assert np.all(np.abs(gram - exact) <= 8 * n_samples * eps * magnitude)
+    gathered = np.count_nonzero(root) <= _SPARSE_GRAM_ROWS * n_samples
+    assert gathered == (nonzero <= 0.3)
+    if gathered:
+        # The workspace is not written.
+        assert np.all(out == 7)
+
+
 @pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
