@@ -2052,11 +2052,13 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     centred[direct] = False
     sx = sz + np.outer(nk, centre)
     for k in range(len(nk)):
+        rows = _kept_rows(resp[:, k])
         if centred[k]:
-            sxx[k] = _weighted_gram(Z, root[k], weighted)
+            sxx[k] = _weighted_gram(Z, root[k], weighted, rows)
         else:
             # Far from the centre: its sums around its own shift.
-            sxx[k], first = _direct_scatter(X, shift[k], resp[:, k], full=True)
+            Xk, resp_k = _gathered(rows, X, resp[:, k])
+            sxx[k], first = _direct_scatter(Xk, shift[k], resp_k, full=True)
             sx[k] = first + nk[k] * shift[k]
     # Around shift_k: S - sz d^T - d sz^T + N_k d d^T = S - (e d^T + d e^T)
     # with e = sz - N_k d / 2, for all the centred components at once: three
@@ -2902,21 +2904,56 @@ def _inner_product(A, B):
     return product
 
 
-#: A component's scatter is taken over only the rows of non-zero
+#: A component's moments are taken over only its rows of non-negligible
 #: responsibility where they are at most this fraction of the chunk's (see
-#: :func:`_weighted_gram`).
+#: :func:`_kept_rows`).
 _SPARSE_GRAM_ROWS = 0.75
 
 
-def _weighted_gram(Z, root, out):
+def _kept_rows(weights):
+    """The rows whose weight adds to a component's moments, if few.
+
+    Rows of zero weight add exact zeros: on separated clusters, where the
+    E-step's responsibilities are exactly zero outside a component's own
+    rows (see :func:`~._suffstats.negligible_floor`), its moments need only
+    the others, gathered, and the products (``syrk`` for a full scatter,
+    the moments' largest cost) run over those alone. float32's E-step
+    raises negligible masses to a floor rather than to zero (see
+    :func:`~._suffstats.logsumexp_rows`): there the rows below 2^-64 of the
+    component's largest weight are left out as zeros are (they add less
+    than 2^-64 n of its sums, far below float32's rounding).
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_samples,)
+        A component's responsibilities times the sample weights.
+
+    Returns
+    -------
+    rows : ndarray of int or None
+        The rows to keep, or None (every row) when more than
+        ``_SPARSE_GRAM_ROWS`` of them are.
+    """
+    kept = weights
+    if weights.dtype == np.float32 and len(weights):
+        kept = weights > np.float32(2.0**-64) * weights.max()
+    if np.count_nonzero(kept) > _SPARSE_GRAM_ROWS * len(weights):
+        return None
+    return np.flatnonzero(kept)
+
+
+def _gathered(rows, X, weights):
+    """``X`` and ``weights`` at ``rows`` (all of them for None)."""
+    if rows is None:
+        return X, weights
+    return X[rows], weights[rows]
+
+
+def _weighted_gram(Z, root, out, rows=None):
     """``sum_n root_n^2 z_n z_n^T`` as ``W^T W`` with ``W = root * Z``.
 
-    Rows whose ``root`` is zero add exact zeros: on separated clusters, where
-    the E-step's responsibilities are exactly zero outside a component's own
-    rows (see :func:`~._suffstats.negligible_floor`), only the others are
-    gathered into ``W``, and the product (``syrk``, the moments' largest
-    cost) runs over those alone. The same sums up to the order of their
-    additions.
+    Over ``rows`` only when given (see :func:`_kept_rows`): the same sums up
+    to the order of their additions (and the masses left out).
 
     Parameters
     ----------
@@ -2928,13 +2965,15 @@ def _weighted_gram(Z, root, out):
     out : ndarray of shape (n_samples, n_features), C-ordered
         Workspace for ``W`` over every row.
 
+    rows : ndarray of int, default=None
+        The rows to gather into ``W``; None for every row, in ``out``.
+
     Returns
     -------
     gram : ndarray of shape (n_features, n_features)
     """
-    if np.count_nonzero(root) > _SPARSE_GRAM_ROWS * len(root):
+    if rows is None:
         return _gram(np.multiply(Z, root[:, np.newaxis], out=out))
-    rows = np.flatnonzero(root)
     # (Indexing gathers the strided rows several times faster than np.take
     # into a buffer: 1,000 of 4,000 rows of 128 features, 62 against 481 us.)
     W = Z[rows]
@@ -3045,9 +3084,12 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         sx[direct] = first + nk[direct, np.newaxis] * shift[direct]
     else:
         for k in direct:
-            # Far from the centre: its sums around its own shift.
+            # Far from the centre: its sums around its own shift (over its
+            # own rows where they are few, see _kept_rows).
+            rows = _kept_rows(resp[:, k]) if covariance_type == "full" else None
+            Xk, resp_k = _gathered(rows, X, resp[:, k])
             sxx[k], first = _direct_scatter(
-                X, shift[k], resp[:, k], covariance_type == "full"
+                Xk, shift[k], resp_k, covariance_type == "full"
             )
             sx[k] = first + nk[k] * shift[k]
     return {"nk": nk, "sx": sx, "sxx": sxx}

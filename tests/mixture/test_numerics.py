@@ -576,34 +576,63 @@ def test_products_with_few_components_are_the_products(dtype, n_components, n_co
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("nonzero", [0.0, 0.01, 0.3, 0.75, 0.8, 1.0])
-def test_weighted_scatter_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
-    # A component's scatter sum_n r_n z_n z_n^T in the per-component form is
-    # taken over the rows with r_n > 0 alone when they are few (separated
+def test_moments_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
+    # A component's moments in the per-component form are taken over the
+    # rows of non-zero responsibility alone when they are few (separated
     # clusters, where the E-step's responsibilities are exactly zero
-    # elsewhere): the same sums, to rounding, as over every row; strided
-    # rows as the augmented features give them, the buffer's rows beyond
-    # the gathered ones untouched.
-    from sklearn_em.mixture._gaussian import _SPARSE_GRAM_ROWS, _weighted_gram
+    # elsewhere; in float32, raised to a floor far below rounding): the same
+    # sums, to rounding, as over every row; strided rows as the augmented
+    # features give them, the buffer untouched when gathered.
+    from sklearn_em.mixture._gaussian import (
+        _SPARSE_GRAM_ROWS,
+        _direct_scatter,
+        _gathered,
+        _kept_rows,
+        _weighted_gram,
+    )
 
     rng = np.random.RandomState(0)
     n_samples, n_features = 3000, 40
     augmented = rng.normal(size=(n_samples, n_features + 1)).astype(dtype)
     Z = augmented[:, 1:]
-    root = rng.uniform(0.1, 1, n_samples).astype(dtype)
-    root[rng.uniform(size=n_samples) >= nonzero] = 0
+    resp = rng.uniform(0.01, 1, n_samples).astype(dtype)
+    negligible = rng.uniform(size=n_samples) >= nonzero
+    # float32's floor (relative to the largest: about 1e-29) or exact zeros.
+    resp[negligible] = 1e-30 if dtype == np.float32 else 0
+    rows = _kept_rows(resp)
+    # (A component whose every mass is at float32's floor keeps them all.)
+    kept = resp > 2.0**-64 * resp.max() if dtype == np.float32 else resp > 0
+    gathered = np.count_nonzero(kept) <= _SPARSE_GRAM_ROWS * n_samples
+    assert gathered == (0 < nonzero <= 0.3 or (nonzero == 0 and dtype == np.float64))
+    if gathered:
+        assert_array_equal(rows, np.flatnonzero(kept))
+    else:
+        assert rows is None
     out = np.full((n_samples, n_features), 7, dtype=dtype)
-    gram = _weighted_gram(Z, root, out)
+    root = np.sqrt(resp)
+    gram = _weighted_gram(Z, root, out, rows)
     Z64 = Z.astype(np.float64) * root.astype(np.float64)[:, np.newaxis]
     exact = Z64.T @ Z64
     magnitude = np.abs(Z64).T @ np.abs(Z64)
     eps = np.finfo(dtype).eps
     assert gram.shape == (n_features, n_features)
     assert np.all(np.abs(gram - exact) <= 8 * n_samples * eps * magnitude)
-    gathered = np.count_nonzero(root) <= _SPARSE_GRAM_ROWS * n_samples
-    assert gathered == (nonzero <= 0.3)
     if gathered:
-        # The workspace is not written.
         assert np.all(out == 7)
+    # The direct form's scatter and first moments over the same rows.
+    shift = Z[:3].mean(axis=0)
+    Z_kept, resp_kept = _gathered(rows, Z, resp)
+    scatter, first = _direct_scatter(Z_kept, shift, resp_kept, True)
+    D64 = Z.astype(np.float64) - shift
+    weighted = D64 * np.sqrt(resp.astype(np.float64))[:, np.newaxis]
+    exact = weighted.T @ weighted
+    magnitude = np.abs(weighted).T @ np.abs(weighted)
+    assert np.all(np.abs(scatter - exact) <= 8 * n_samples * eps * magnitude)
+    exact_first = resp.astype(np.float64) @ D64
+    assert np.all(
+        np.abs(first - exact_first)
+        <= 8 * n_samples * eps * (resp.astype(np.float64) @ np.abs(D64))
+    )
 
 
 @pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
