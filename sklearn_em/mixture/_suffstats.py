@@ -787,20 +787,26 @@ def chunk_rows(
     rows = min(cache_bytes // (8 * row_values), int(working_memory // row_bytes))
     rows = max(64, min(rows, 32768))
     # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
-    if n_jobs is not None or (
+    split = n_jobs is not None or (
         n_samples * row_bytes >= _MIN_SPLIT_BYTES and n_samples >= min_threaded_rows
-    ):
+    )
+    if split or (n_samples > rows and n_samples >= min_threaded_rows):
         threads = n_threads(n_jobs)
         if threads > 1:
-            if shared_row_values:
-                rows = min(
-                    rows, max(64, cache_bytes // (8 * threads * shared_row_values))
-                )
-            rows = min(rows, math.ceil(n_samples / threads))
+            if split:
+                if shared_row_values:
+                    rows = min(
+                        rows, max(64, cache_bytes // (8 * threads * shared_row_values))
+                    )
+                rows = min(rows, math.ceil(n_samples / threads))
             # As many equal chunks as a multiple of the threads: 100,000 rows
             # in chunks of 32,768 left one of two threads a chunk and a half
             # of work more than the other (diagonal covariances, D = 16,
             # K = 2: 6.3 against 3.5 ms per iteration in chunks of 25,000).
+            # Data too small to split that still takes several chunks goes
+            # to the threads too (see map_reduce): 2,000 x 200 in three
+            # chunks of 868 rows left one thread two of them ('full', one
+            # component: a prediction 1.8x the balanced chunks' time).
             n_chunks = threads * math.ceil(math.ceil(n_samples / rows) / threads)
             rows = math.ceil(n_samples / n_chunks)
     return max(1, min(rows, n_samples))

@@ -1235,6 +1235,28 @@ def test_chunks_are_split_evenly_over_the_threads(n_jobs):
     assert 100_000 - (n_chunks - 1) * rows >= rows - n_chunks
 
 
+def test_several_chunks_of_unsplit_data_are_even_over_the_threads(monkeypatch):
+    # Data too small to be split over threads (below _MIN_SPLIT_BYTES) whose
+    # temporaries still take several cache-sized chunks runs them on the
+    # threads all the same: as many equal chunks as a multiple of the
+    # threads, not two of 868 rows and one of 264 (one thread doing two
+    # thirds of the work). Below ``min_threaded_rows`` they stay as they
+    # are, and data of one chunk stays one chunk.
+    monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: 2)
+    row_values = 3 * 200 + 3
+    assert 2000 * 8 * (row_values + 1) < _suffstats._MIN_SPLIT_BYTES
+    kwargs = dict(model_row_values=row_values, exact=True, cache_bytes=2**22)
+    alone = 2**22 // (8 * (row_values + 1))
+    assert 2000 / 3 < alone < 1000
+    rows = chunk_rows(2000, 200, 1, 8, n_jobs=None, **kwargs)
+    assert rows == 500
+    assert (
+        chunk_rows(2000, 200, 1, 8, n_jobs=None, min_threaded_rows=4096, **kwargs)
+        == alone
+    )
+    assert chunk_rows(alone, 200, 1, 8, n_jobs=None, **kwargs) == alone
+
+
 @pytest.mark.parametrize(
     "covariance_type, n_features", [("diag", 6), ("spherical", 20)]
 )
