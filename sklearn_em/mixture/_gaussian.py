@@ -2733,25 +2733,29 @@ def _paired_direct_moments(X, means, resp, direct):
 _FLOAT32_BLOCK = 1024
 
 
-#: Products over a chunk's rows with 2 or 3 components on one side (the
-#: log-densities' coefficients, the responsibilities) are computed one
-#: matrix-vector product per component: OpenBLAS's general product is slow
-#: for so few columns. Measured on one thread, on chunks of cache size
-#: (up to 25,000 rows), as the single product's time over the matrix-vector
-#: products': the moments (responsibilities times a chunk of 16 to 528
-#: columns) 1.4-2.6x (1.3x at 8 columns, where two threads' fits showed no
-#: gain); the log-densities (coefficients times the features) 1.1-2.9x from
-#: 16 features in float64 and from 32 in float32, 0.5-0.9x below. With one
-#: and with four components or more the single product is kept, and so are
-#: float32's row blocks (see :func:`_inner_product`).
+#: float32 products over a chunk's rows with 2 or 3 components on one side
+#: (the log-densities' coefficients, the responsibilities) are computed one
+#: matrix-vector product per component: OpenBLAS's general float32 product
+#: is slow for so few rows (one thread, 5,000 x 96, three components: 267
+#: against 104 us; float32 fits at 100,000 x 128, two and three diagonal
+#: components, took 1.1x longer without them). float64 keeps the single
+#: product: on this machine's OpenBLAS it was as fast or faster (the moments
+#: of 12,500 x 16: 25 against 60 us; 3,846 x 128, three components: 243
+#: against 406), and float64 fits without the vectors took 0.83-0.99 of
+#: their time ('diag' at 100,000 x 16-128 with two or three components,
+#: 'full' 0.85-0.96, 'tied' and 'spherical' 0.96-1.02, small default fits
+#: 0.95-0.99), where an older measurement had found them 1.1-2.9x faster.
+#: With one and with four components or more the single product is kept,
+#: and so are float32's row blocks (see :func:`_inner_product`).
 _VECTOR_PRODUCTS = 3
 
-#: The fewest columns a chunk needs for its moments' matrix-vector products.
+#: The fewest columns a float32 chunk needs for its moments' matrix-vector
+#: products.
 _VECTOR_MOMENTS = 16
 
 #: The fewest features a chunk needs for its log-densities' matrix-vector
-#: products, by dtype.
-_VECTOR_FEATURES = {np.dtype(np.float64): 16, np.dtype(np.float32): 32}
+#: products, by dtype (float32 only).
+_VECTOR_FEATURES = {np.dtype(np.float32): 32}
 
 
 #: float32 products of the coefficients with a chunk's features, with this
@@ -2841,7 +2845,7 @@ def _component_product(A, B, out=None, add=False):
         return out
     if not (
         2 <= n_components <= _VECTOR_PRODUCTS
-        and n_features >= _VECTOR_FEATURES.get(A.dtype, 16)
+        and n_features >= _VECTOR_FEATURES.get(A.dtype, np.inf)
     ):
         if out is None:
             return np.matmul(A, B)
@@ -2861,9 +2865,9 @@ def _inner_product(A, B):
     the result is small (the K x D moments), so the E-step's threads ran
     their products one at a time (on 100,000 x 16 data with two diagonal
     components, two threads' chunks took 1.8x one chunk's time with
-    ``@``, 1.1x with ``np.dot``). With 2 or 3 components on one side, one
-    matrix-vector product per component (see :func:`_short_side`), except
-    in float32's row blocks.
+    ``@``, 1.1x with ``np.dot``). float32 with 2 or 3 components on one
+    side: one matrix-vector product per component (see
+    :func:`_short_side`), except in its row blocks.
 
     Parameters
     ----------
@@ -2878,7 +2882,9 @@ def _inner_product(A, B):
         than ``_FLOAT32_BLOCK``.
     """
     n_samples = A.shape[1]
-    if A.dtype != np.float32 or n_samples <= _FLOAT32_BLOCK:
+    if A.dtype != np.float32:
+        return np.dot(A, B)
+    if n_samples <= _FLOAT32_BLOCK:
         side = _short_side(A, B)
         if side == "rows":
             return np.vstack([np.dot(row, B) for row in A])
