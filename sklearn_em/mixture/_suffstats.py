@@ -806,7 +806,7 @@ def chunk_rows(
             # Data too small to split that still takes several chunks goes
             # to the threads too (see map_reduce): 2,000 x 200 in three
             # chunks of 868 rows left one thread two of them ('full', one
-            # component: a prediction 1.8x the balanced chunks' time).
+            # component: a prediction 1.3x the balanced chunks' time).
             n_chunks = threads * math.ceil(math.ceil(n_samples / rows) / threads)
             rows = math.ceil(n_samples / n_chunks)
     return max(1, min(rows, n_samples))
