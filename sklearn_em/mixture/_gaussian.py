@@ -201,18 +201,13 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
     shift = shift.astype(X.dtype, copy=False)
     full = covariance_type in ("full", "tied")
     sxx = np.empty((n_components, n_features, n_features) if full else shift.shape)
-    n_samples = X.shape[0]
     for k in range(n_components):
-        resp_k = resp[:, k]
         # Sparse responsibilities (the one row per component of the
         # 'k-means++' and 'random_from_data' starts; k-means labels go to
         # _partition_statistics): a component's scatter over its own rows
-        # only, not K passes over all of them (zero weights add exact zeros).
-        rows = np.flatnonzero(resp_k) if n_components > 1 else None
-        if rows is not None and 2 * rows.size <= n_samples:
-            sxx[k] = _direct_scatter(X[rows], shift[k], resp_k[rows], full)[0]
-        else:
-            sxx[k] = _direct_scatter(X, shift[k], resp_k, full)[0]
+        # only, not K passes over all of them (see _kept_rows).
+        Xk, resp_k = _gathered(_kept_rows(resp[:, k]), X, resp[:, k])
+        sxx[k] = _direct_scatter(Xk, shift[k], resp_k, full)[0]
     stats["sxx"] = sxx
     return stats
 
@@ -3092,8 +3087,7 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
         for k in direct:
             # Far from the centre: its sums around its own shift (over its
             # own rows where they are few, see _kept_rows).
-            rows = _kept_rows(resp[:, k]) if covariance_type == "full" else None
-            Xk, resp_k = _gathered(rows, X, resp[:, k])
+            Xk, resp_k = _gathered(_kept_rows(resp[:, k]), X, resp[:, k])
             sxx[k], first = _direct_scatter(
                 Xk, shift[k], resp_k, covariance_type == "full"
             )
