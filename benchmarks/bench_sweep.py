@@ -37,7 +37,7 @@ from bench_em import make_data
 from sklearn.mixture import GaussianMixture
 
 from sklearn_em import GaussianMixtureEM
-from sklearn_em.mixture._gaussian import _SPARSE_GRAM_ROWS, _n_quadratic_features
+from sklearn_em.mixture._gaussian import _KEPT_ROWS_FRACTION, _n_quadratic_features
 
 RESULTS = Path(__file__).parent / "results" / "sweep.md"
 
@@ -134,12 +134,12 @@ def scatter_rows(estimator, X):
 
     The E-step's responsibilities below 2^-64 of their row's largest are
     exactly zero (``negligible_floor``); a component whose rows of larger
-    ones are more than ``_SPARSE_GRAM_ROWS`` of the data takes every row
+    ones are more than ``_KEPT_ROWS_FRACTION`` of the data takes every row
     (counted over the whole data, not chunk by chunk: an estimate).
     """
     resp = estimator.predict_proba(X)
     kept = np.count_nonzero(resp > 2.0**-64 * resp.max(axis=1, keepdims=True), axis=0)
-    kept = np.where(kept > _SPARSE_GRAM_ROWS * len(X), len(X), kept)
+    kept = np.where(kept > _KEPT_ROWS_FRACTION * len(X), len(X), kept)
     return int(kept.sum())
 
 

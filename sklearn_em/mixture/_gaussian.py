@@ -2908,7 +2908,7 @@ def _inner_product(A, B):
 #: A component's moments are taken over only its rows of non-negligible
 #: responsibility where they are at most this fraction of the chunk's (see
 #: :func:`_kept_rows`).
-_SPARSE_GRAM_ROWS = 0.75
+_KEPT_ROWS_FRACTION = 0.75
 
 
 def _kept_rows(weights):
@@ -2933,12 +2933,12 @@ def _kept_rows(weights):
     -------
     rows : ndarray of int or None
         The rows to keep, or None (every row) when more than
-        ``_SPARSE_GRAM_ROWS`` of them are.
+        ``_KEPT_ROWS_FRACTION`` of them are.
     """
     kept = weights
     if weights.dtype == np.float32 and len(weights):
         kept = weights > np.float32(2.0**-64) * weights.max()
-    if np.count_nonzero(kept) > _SPARSE_GRAM_ROWS * len(weights):
+    if np.count_nonzero(kept) > _KEPT_ROWS_FRACTION * len(weights):
         return None
     return np.flatnonzero(kept)
 

@@ -584,7 +584,7 @@ def test_moments_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
     # sums, to rounding, as over every row; strided rows as the augmented
     # features give them, the buffer untouched when gathered.
     from sklearn_em.mixture._gaussian import (
-        _SPARSE_GRAM_ROWS,
+        _KEPT_ROWS_FRACTION,
         _direct_scatter,
         _gathered,
         _kept_rows,
@@ -602,7 +602,7 @@ def test_moments_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
     rows = _kept_rows(resp)
     # (A component whose every mass is at float32's floor keeps them all.)
     kept = resp > 2.0**-64 * resp.max() if dtype == np.float32 else resp > 0
-    gathered = np.count_nonzero(kept) <= _SPARSE_GRAM_ROWS * n_samples
+    gathered = np.count_nonzero(kept) <= _KEPT_ROWS_FRACTION * n_samples
     assert gathered == (0 < nonzero <= 0.3 or (nonzero == 0 and dtype == np.float64))
     if gathered:
         assert_array_equal(rows, np.flatnonzero(kept))
