@@ -97,7 +97,8 @@ def test_row_reductions_are_numpys(n_columns):
     a[6, -1] = np.nan
     a[7, :] = a[7, ::-1].max()
     f = np.asfortranarray(a)
-    for array in (a, f, a[:, ::-1], a.astype(np.float32)):
+    # Row-major, column-major (reduced in one call), strided, float32 both ways.
+    for array in (a, f, a[:, ::-1], f[::2], a.astype(np.float32), f.astype(np.float32)):
         assert_array_equal(_suffstats._row_max(array), array.max(axis=1))
         assert_array_equal(_suffstats._row_argmax(array), array.argmax(axis=1))
         finite = np.where(np.isfinite(array), array, 1.0)
