@@ -491,6 +491,82 @@ def test_kmeans_plusplus_is_sklearns(kind, seed):
     _assert_same_state(rs_sk, rs_ours)
 
 
+def _spy_whole_cumsums(monkeypatch, n_values):
+    """Count the calls of np.cumsum on ``n_values`` values (the fallback)."""
+    calls = []
+    cumsum = np.cumsum
+
+    def spy(a, *args, **kwargs):
+        if np.shape(a) == (n_values,):
+            calls.append(1)
+        return cumsum(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "cumsum", spy)
+    return calls
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cumulative_search_is_numpys(seed, monkeypatch):
+    # Where draws fall in the cumulative sum: NumPy's positions, found
+    # without its cumulative sum unless a target is within rounding of a
+    # sum (exact hits, zeros, integers, targets past the total).
+    rng = np.random.RandomState(seed)
+    n_values = [8192, 20_000, 33_333, 65_536, 100_001, 8191][seed]
+    values = rng.exponential(size=n_values) * 10.0 ** rng.uniform(-6, 6)
+    if seed % 2:
+        values[rng.uniform(size=n_values) < 0.5] = 0.0
+    if seed == 2:
+        values = np.round(values * 10)
+    sums = np.cumsum(values)
+    calls = _spy_whole_cumsums(monkeypatch, n_values)
+    targets = rng.uniform(0, 1, size=50) * sums[-1]
+    targets[:2] = [sums[-1] * 1.01, sums[-1] * (1 - 1e-3)]
+    assert_array_equal(
+        _kmeans._cumulative_search(values, targets), np.searchsorted(sums, targets)
+    )
+    # Decided without the whole sum (below _SEARCH_ROWS, NumPy's way).
+    assert calls == ([1] if n_values < _kmeans._SEARCH_ROWS else [])
+    # A target on a sum (or at zero, on a leading zero) is left to NumPy's
+    # cumulative sum.
+    hits = np.append(sums[rng.randint(n_values, size=4)], 0.0)
+    assert_array_equal(
+        _kmeans._cumulative_search(values, hits), np.searchsorted(sums, hits)
+    )
+    assert len(calls) == (2 if n_values < _kmeans._SEARCH_ROWS else 1)
+
+
+def test_cumulative_search_where_roundings_differ():
+    # After 2^53 NumPy's running sum cannot add 1 (it stays at 2^53), while
+    # the blocks' sums add their ones first: positions the blocked sums
+    # would put elsewhere must be decided by NumPy's cumulative sum.
+    values = np.ones(20_000)
+    values[0] = 2.0**53
+    targets = np.array([2.0**53 + 1000, 2.0**53 - 1, 2.0**53 + 19_000])
+    assert_array_equal(
+        _kmeans._cumulative_search(values, targets),
+        np.searchsorted(np.cumsum(values), targets),
+    )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_large_kmeans_plusplus_is_sklearns(weighted):
+    # Above _SEARCH_ROWS (blocked search) and _BUFFERED_DISTANCES, unit
+    # weights (no products with them) and others.
+    rng = np.random.RandomState(3)
+    X, _ = make_blobs(30_000, n_features=5, centers=12, random_state=3)
+    X -= X.mean(axis=0)
+    sample_weight = rng.uniform(0.1, 3, size=len(X)) if weighted else np.ones(len(X))
+    norms = row_norms(X, squared=True)
+    rs_sk, rs_ours = np.random.RandomState(0), np.random.RandomState(0)
+    centers_sk, indices_sk = _kmeans_plusplus(
+        X, 12, x_squared_norms=norms, sample_weight=sample_weight, random_state=rs_sk
+    )
+    centers, indices = _kmeans.kmeans_plusplus(X, 12, norms, sample_weight, rs_ours)
+    assert_array_equal(indices, indices_sk)
+    assert_array_equal(centers, centers_sk)
+    _assert_same_state(rs_sk, rs_ours)
+
+
 @pytest.mark.parametrize("norms", ["none", "float32", "float64"])
 @pytest.mark.parametrize("n_samples", [50, 2_999, 12_345])
 @pytest.mark.parametrize("upcast_once", [True, False])
