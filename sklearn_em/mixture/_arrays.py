@@ -231,7 +231,15 @@ class ArrayData:
 
     @classmethod
     def from_user(
-        cls, estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None
+        cls,
+        estimator,
+        X,
+        sample_weight=None,
+        *,
+        reset,
+        dtype=None,
+        weight_scale=None,
+        prediction=False,
     ):
         """Validate a user's ``X`` and weights for ``estimator``.
 
@@ -261,6 +269,9 @@ class ArrayData:
             The power of two to multiply the weights by; None chooses it (see
             :func:`~._suffstats.normalise_weights`).
 
+        prediction : bool, default=False
+            As in :meth:`from_validated`.
+
         Returns
         -------
         data : ArrayData
@@ -283,11 +294,19 @@ class ArrayData:
             sample_weight,
             has_missing=has_missing,
             weight_scale=weight_scale,
+            prediction=prediction,
         )
 
     @classmethod
     def from_validated(
-        cls, estimator, X, sample_weight=None, *, has_missing, weight_scale=None
+        cls,
+        estimator,
+        X,
+        sample_weight=None,
+        *,
+        has_missing,
+        weight_scale=None,
+        prediction=False,
     ):
         """Wrap data already validated for ``estimator``.
 
@@ -312,6 +331,10 @@ class ArrayData:
         weight_scale : float, default=None
             As in :meth:`from_user`.
 
+        prediction : bool, default=False
+            The data of a prediction: ``estimator._chunk_rows`` sizes its
+            chunks for prediction.
+
         Returns
         -------
         data : ArrayData
@@ -325,6 +348,7 @@ class ArrayData:
             X.dtype.itemsize,
             estimator.n_jobs,
             missing=has_missing,
+            prediction=prediction,
         )
         return cls(
             X,

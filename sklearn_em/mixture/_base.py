@@ -325,11 +325,14 @@ class BaseMixtureEM(
 
     # ------------------------------------------------------------------
     # Passes over the data.
-    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs, missing=None):
+    def _chunk_rows(
+        self, n_samples, n_features, itemsize, n_jobs, missing=None, prediction=False
+    ):
         """Rows per chunk of the model's per-chunk functions.
 
         ``missing``: whether the data has missing values (None: unknown),
-        whose kernels have temporaries of their own.
+        whose kernels have temporaries of their own. ``prediction``: the
+        chunks of a prediction, not of a fit.
         """
         return chunk_rows(
             n_samples,
@@ -338,10 +341,10 @@ class BaseMixtureEM(
             itemsize,
             n_jobs=n_jobs,
             model_row_values=self._chunk_row_values(n_features, itemsize),
-            **self._chunk_sizing(n_features, itemsize, missing),
+            **self._chunk_sizing(n_features, itemsize, missing, prediction),
         )
 
-    def _chunk_sizing(self, n_features, itemsize, missing):
+    def _chunk_sizing(self, n_features, itemsize, missing, prediction=False):
         """Further keyword arguments of :func:`._suffstats.chunk_rows`
         (``exact``, ``cache_bytes``), if the model knows better."""
         return {}
@@ -862,7 +865,7 @@ class BaseMixtureEM(
         to three quarters of scikit-learn's speed at 96-200 features).
         """
         check_is_fitted(self)
-        data = as_data(self, X, reset=False)
+        data = as_data(self, X, reset=False, prediction=True)
         dtype = self._dtype() if dtype is None else dtype
         if alone is not None and self.n_components == 1 and self._certain_when_alone:
             return data.fill_rows(alone, n_outputs=n_outputs, dtype=dtype)

@@ -534,7 +534,9 @@ class BernoulliMixtureEM(BaseMixtureEM):
 
     # ------------------------------------------------------------------
     # The model's maths for the shared EM loop.
-    def _chunk_rows(self, n_samples, n_features, itemsize, n_jobs, missing=None):
+    def _chunk_rows(
+        self, n_samples, n_features, itemsize, n_jobs, missing=None, prediction=False
+    ):
         # A chunk's temporaries are the rows of X (a view when dense) and a
         # few arrays of n_components values per row -- not n_features *
         # n_components as for Gaussians -- so chunks can be larger.

@@ -316,7 +316,16 @@ class DaskData:
 
     has_missing = None
 
-    def __init__(self, X, sample_weight, *, estimator, split_every=8, weight_scale=1.0):
+    def __init__(
+        self,
+        X,
+        sample_weight,
+        *,
+        estimator,
+        split_every=8,
+        weight_scale=1.0,
+        prediction=False,
+    ):
         self.X = X
         self.sample_weight = sample_weight
         self.weight_scale = weight_scale
@@ -325,12 +334,24 @@ class DaskData:
         # Inside a block the chunks run in the worker's thread: Dask's
         # workers are the parallelism.
         self.rows = estimator._chunk_rows(
-            max(1, int(max(X.chunks[0]))), X.shape[1], X.dtype.itemsize, 1
+            max(1, int(max(X.chunks[0]))),
+            X.shape[1],
+            X.dtype.itemsize,
+            1,
+            prediction=prediction,
         )
 
     @classmethod
     def from_user(
-        cls, estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None
+        cls,
+        estimator,
+        X,
+        sample_weight=None,
+        *,
+        reset,
+        dtype=None,
+        weight_scale=None,
+        prediction=False,
     ):
         """Validate a Dask ``X`` and its weights for ``estimator``.
 
@@ -343,7 +364,13 @@ class DaskData:
         sample_weight, weight_scale = normalise_weights(
             validate_sample_weight(sample_weight, X), weight_scale
         )
-        return cls(X, sample_weight, estimator=estimator, weight_scale=weight_scale)
+        return cls(
+            X,
+            sample_weight,
+            estimator=estimator,
+            weight_scale=weight_scale,
+            prediction=prediction,
+        )
 
     @property
     def shape(self):

@@ -66,7 +66,16 @@ class MixtureData(Protocol):
         """An in-memory ArrayData of the rows the initialisation runs on."""
 
 
-def as_data(estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale=None):
+def as_data(
+    estimator,
+    X,
+    sample_weight=None,
+    *,
+    reset,
+    dtype=None,
+    weight_scale=None,
+    prediction=False,
+):
     """Validate ``X`` and wrap it in the data object of its kind.
 
     Parameters
@@ -93,6 +102,10 @@ def as_data(estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale
         :func:`~._suffstats.normalise_weights`) and records it as the data's
         ``weight_scale``.
 
+    prediction : bool, default=False
+        The data of a prediction, whose chunks the model may size otherwise
+        (see ``BaseMixtureEM._chunk_sizing``).
+
     Returns
     -------
     data : ArrayData or DaskData
@@ -105,4 +118,5 @@ def as_data(estimator, X, sample_weight=None, *, reset, dtype=None, weight_scale
         reset=reset,
         dtype=dtype,
         weight_scale=weight_scale,
+        prediction=prediction,
     )

@@ -1805,3 +1805,55 @@ def test_logsumexp_rows_of_one_column_is_the_column(dtype):
     assert_allclose(general_norm[:4], log_norm[:4], rtol=1e-6, atol=1e-15)
     assert_array_equal(general[:4, 0], a[:4, 0])
     assert np.isnan(general[4:, 0]).all()
+
+
+def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
+    # A prediction's chunks hold no weighted differences: the per-component
+    # form sizes them with _PER_COMPONENT_PREDICTION_CACHE_BYTES, and
+    # predict, predict_proba and score_samples ask for them.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(2000, 96)).astype(np.float32)
+    gm = GaussianMixtureEM(3, max_iter=2, random_state=0).fit(X)
+    assert gm._uses_per_component_form(96, np.float32)
+    fit_rows = as_data(gm, X, reset=False).rows
+    assert fit_rows == chunk_rows(
+        2000,
+        96,
+        3,
+        4,
+        n_jobs=None,
+        exact=True,
+        model_row_values=gm._chunk_row_values(96, 4),
+        cache_bytes=_gaussian._PER_COMPONENT_CACHE_BYTES,
+    )
+    prediction_rows = as_data(gm, X, reset=False, prediction=True).rows
+    assert prediction_rows == chunk_rows(
+        2000,
+        96,
+        3,
+        4,
+        n_jobs=None,
+        exact=True,
+        model_row_values=gm._chunk_row_values(96, 4),
+        cache_bytes=_gaussian._PER_COMPONENT_PREDICTION_CACHE_BYTES,
+    )
+    assert prediction_rows > fit_rows
+    calls = []
+    chunk_rows_of = GaussianMixtureEM._chunk_rows
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("prediction", False))
+        return chunk_rows_of(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureEM, "_chunk_rows", spy)
+    expected = gm.predict_proba(X)
+    for method in ("predict", "predict_proba", "score_samples"):
+        getattr(gm, method)(X)
+    assert calls and all(calls)
+    # The chunks change no result beyond rounding.
+    monkeypatch.setattr(
+        _gaussian,
+        "_PER_COMPONENT_PREDICTION_CACHE_BYTES",
+        _gaussian._PER_COMPONENT_CACHE_BYTES,
+    )
+    assert_allclose(gm.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
