@@ -511,7 +511,7 @@ def test_cumulative_search_is_numpys(seed, monkeypatch):
     # without its cumulative sum unless a target is within rounding of a
     # sum (exact hits, zeros, integers, targets past the total).
     rng = np.random.RandomState(seed)
-    n_values = [8192, 20_000, 33_333, 65_536, 100_001, 8191][seed]
+    n_values = [8192, 20_000, 33_333, 65_536, 100_001, 1000][seed]
     values = rng.exponential(size=n_values) * 10.0 ** rng.uniform(-6, 6)
     if seed % 2:
         values[rng.uniform(size=n_values) < 0.5] = 0.0
@@ -524,15 +524,16 @@ def test_cumulative_search_is_numpys(seed, monkeypatch):
     assert_array_equal(
         _kmeans._cumulative_search(values, targets), np.searchsorted(sums, targets)
     )
-    # Decided without the whole sum (below _SEARCH_ROWS, NumPy's way).
-    assert calls == ([1] if n_values < _kmeans._SEARCH_ROWS else [])
+    # Decided without the whole sum (on fewer than four blocks, NumPy's way).
+    small = n_values < 4 * _kmeans._SEARCH_BLOCK
+    assert calls == ([1] if small else [])
     # A target on a sum (or at zero, on a leading zero) is left to NumPy's
     # cumulative sum.
     hits = np.append(sums[rng.randint(n_values, size=4)], 0.0)
     assert_array_equal(
         _kmeans._cumulative_search(values, hits), np.searchsorted(sums, hits)
     )
-    assert len(calls) == (2 if n_values < _kmeans._SEARCH_ROWS else 1)
+    assert len(calls) == (2 if small else 1)
 
 
 def test_cumulative_search_where_roundings_differ():
@@ -549,9 +550,17 @@ def test_cumulative_search_where_roundings_differ():
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_large_kmeans_plusplus_is_sklearns(weighted):
-    # Above _SEARCH_ROWS (blocked search) and _BUFFERED_DISTANCES, unit
-    # weights (no products with them) and others.
+def test_large_kmeans_plusplus_is_sklearns(weighted, monkeypatch):
+    # Above _SEARCH_ROWS_PER_DRAW rows a draw (the blocked search) and
+    # _BUFFERED_DISTANCES; unit weights (no products with them) and others.
+    searches = []
+    search = _kmeans._cumulative_search
+
+    def spy(values, targets):
+        searches.append(len(values))
+        return search(values, targets)
+
+    monkeypatch.setattr(_kmeans, "_cumulative_search", spy)
     rng = np.random.RandomState(3)
     X, _ = make_blobs(30_000, n_features=5, centers=12, random_state=3)
     X -= X.mean(axis=0)
@@ -562,6 +571,7 @@ def test_large_kmeans_plusplus_is_sklearns(weighted):
         X, 12, x_squared_norms=norms, sample_weight=sample_weight, random_state=rs_sk
     )
     centers, indices = _kmeans.kmeans_plusplus(X, 12, norms, sample_weight, rs_ours)
+    assert searches == [len(X)] * 11
     assert_array_equal(indices, indices_sk)
     assert_array_equal(centers, centers_sk)
     _assert_same_state(rs_sk, rs_ours)
