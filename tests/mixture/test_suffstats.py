@@ -1815,28 +1815,24 @@ def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
     X = rng.normal(size=(2000, 96)).astype(np.float32)
     gm = GaussianMixtureEM(3, max_iter=2, random_state=0).fit(X)
     assert gm._uses_per_component_form(96, np.float32)
+    row_values = gm._chunk_row_values(96, 4)
+
+    def rows(cache_bytes):
+        return chunk_rows(
+            2000,
+            96,
+            3,
+            4,
+            n_jobs=None,
+            exact=True,
+            model_row_values=row_values,
+            cache_bytes=cache_bytes,
+        )
+
     fit_rows = as_data(gm, X, reset=False).rows
-    assert fit_rows == chunk_rows(
-        2000,
-        96,
-        3,
-        4,
-        n_jobs=None,
-        exact=True,
-        model_row_values=gm._chunk_row_values(96, 4),
-        cache_bytes=_gaussian._PER_COMPONENT_CACHE_BYTES,
-    )
+    assert fit_rows == rows(_gaussian._PER_COMPONENT_CACHE_BYTES)
     prediction_rows = as_data(gm, X, reset=False, prediction=True).rows
-    assert prediction_rows == chunk_rows(
-        2000,
-        96,
-        3,
-        4,
-        n_jobs=None,
-        exact=True,
-        model_row_values=gm._chunk_row_values(96, 4),
-        cache_bytes=_gaussian._PER_COMPONENT_PREDICTION_CACHE_BYTES,
-    )
+    assert prediction_rows == rows(_gaussian._PER_COMPONENT_PREDICTION_CACHE_BYTES)
     assert prediction_rows > fit_rows
     calls = []
     chunk_rows_of = GaussianMixtureEM._chunk_rows
