@@ -1809,8 +1809,9 @@ def test_logsumexp_rows_of_one_column_is_the_column(dtype):
 
 def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
     # A prediction's chunks hold no weighted differences: the per-component
-    # form sizes them with _PER_COMPONENT_PREDICTION_CACHE_BYTES, and
-    # predict, predict_proba and score_samples ask for them.
+    # form sizes them with _PER_COMPONENT_PREDICTION_CACHE_BYTES (one
+    # component: _ONE_COMPONENT_PREDICTION_CACHE_BYTES), and predict,
+    # predict_proba and score_samples ask for them.
     rng = np.random.RandomState(0)
     X = rng.normal(size=(2000, 96)).astype(np.float32)
     gm = GaussianMixtureEM(3, max_iter=2, random_state=0).fit(X)
@@ -1834,6 +1835,19 @@ def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
     prediction_rows = as_data(gm, X, reset=False, prediction=True).rows
     assert prediction_rows == rows(_gaussian._PER_COMPONENT_PREDICTION_CACHE_BYTES)
     assert prediction_rows > fit_rows
+    # One component: a budget of its own.
+    one = GaussianMixtureEM(1, max_iter=2, random_state=0).fit(X)
+    assert one._uses_per_component_form(96, np.float32)
+    assert as_data(one, X, reset=False, prediction=True).rows == chunk_rows(
+        2000,
+        96,
+        1,
+        4,
+        n_jobs=None,
+        exact=True,
+        model_row_values=one._chunk_row_values(96, 4),
+        cache_bytes=_gaussian._ONE_COMPONENT_PREDICTION_CACHE_BYTES,
+    )
     calls = []
     chunk_rows_of = GaussianMixtureEM._chunk_rows
 
