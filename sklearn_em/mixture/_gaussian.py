@@ -2225,25 +2225,22 @@ _PER_COMPONENT_CACHE_BYTES = 2**22
 
 #: ... and of its predictions' chunks, which hold a difference and its
 #: product per component, not the scatter's weighted difference as well.
-#: Per call, alternated against 4 MiB in blocks of calls ('full'; 8 MiB /
-#: 4 MiB / scikit-learn, ms): float32 2,000 x 96, K = 3, predict 1.48 /
-#: 2.05 / 1.46; float32 2,000 x 200, K = 12, predict_proba 10.5 / 12.5 /
-#: 14.1; float32 10,000 x 96, K = 12, predict 17.6 / 20.1 / 23.4; 10,000
-#: x 32, K = 2, predict 2.51 / 3.02 / 4.76; 50,000 x 64, K = 4,
-#: predict_proba 28.3 / 32.2 / 89.3; 2,000 x 96, K = 12, predict_proba
-#: 6.6 / 6.3 / 13.1. 16 MiB, one chunk a thread, was slower at 2,000 x
-#: 200, K = 12 (14.0).
+#: Per call, against 4 MiB, alternated in blocks of calls with this code's
+#: block right after scikit-learn's (whose spinning BLAS threads slow it:
+#: these ratios favour 4 MiB, if anything): 'full' float32 2,000 x 96,
+#: K = 3, predict 0.68 of its time; float32 2,000 x 200, K = 12,
+#: predict_proba 0.83; float32 10,000 x 96, K = 12, predict 0.83; float64
+#: 10,000 x 32, K = 2, and 2,000 x 96, K = 12, 1.04-1.11; 2,000 x 200,
+#: K = 3, 0.98.
 _PER_COMPONENT_PREDICTION_CACHE_BYTES = 2**23
 
 #: ... and twice that with one component (``score_samples``; its ``predict``
 #: and ``predict_proba`` compute nothing): its product per chunk is the
 #: whole model's, and a few thousand wide rows in one chunk run it on
-#: BLAS's threads rather than as two threads' smaller triangular blocks
-#: (alternated, ms; 16 MiB / 8 MiB / scikit-learn): float32 2,000 x 200
-#: 1.41 / 2.11 / 1.51; float64 2.73 / 3.66 / 2.68; float32 10,000 x 96
-#: 2.27 / 2.96 / 2.39; 10,000 x 200 and 50,000 x 96 the same within
-#: noise. With two components the smaller budget stayed ahead (2,000 x
-#: 200: 4.3 against 4.6).
+#: BLAS's threads rather than as two threads' smaller triangular blocks.
+#: Against 4 MiB, measured as above: float32 2,000 x 200 0.66 of its time,
+#: float32 10,000 x 32 0.64, float32 10,000 x 96 0.88, float64 50,000 x 96
+#: 0.87, float64 10,000 x 96-200 0.88-0.94, float64 500 x 200 1.01.
 _ONE_COMPONENT_PREDICTION_CACHE_BYTES = 2**24
 
 
