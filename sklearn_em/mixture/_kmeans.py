@@ -377,7 +377,11 @@ def kmeans_plusplus(
         step_distances = _candidate_distances
         if threads > 1:
             step_distances = partial(_threaded_candidate_distances, threads=threads)
-    blocked = n_samples >= _SEARCH_ROWS_PER_DRAW * n_local_trials
+    # (float32 data's distances are float32: NumPy's way, see
+    # _cumulative_search.)
+    blocked = (
+        X.dtype == np.float64 and n_samples >= _SEARCH_ROWS_PER_DRAW * n_local_trials
+    )
     # Weights of one change nothing in their products with the distances.
     unit_weights = blocked and bool(np.all(sample_weight == 1))
     for c in range(1, n_clusters):
