@@ -1072,7 +1072,8 @@ class _BlockSums:
     200,000 x 16 in 16 clusters, from the second iteration on, about 2 of
     the 16 in each thread's block). With ``incremental``, only the clusters
     that gained or lost a row since the last call are summed again, over
-    their own rows, by the same product: the same sums to the last bit.
+    their own rows, with the product's additions: the same sums to the last
+    bit.
 
     Parameters
     ----------
@@ -1107,6 +1108,7 @@ class _BlockSums:
         # In X's dtype, row after row (bincount would add float32 weights
         # in float64).
         self.ones = np.ones(m, dtype=X.dtype)
+        self.unit_weights = incremental and bool(np.all(self.sample_weight == 1))
         self.labels = None
 
     def __call__(self, labels):
@@ -1142,23 +1144,38 @@ class _BlockSums:
         return sums, weights
 
     def _update(self, new, touched):
-        """Sum the rows of the ``touched`` clusters again."""
-        # A comparison per touched cluster costs less than a lookup per row.
-        clusters = np.flatnonzero(touched)
-        mask = new == clusters[0]
-        for j in clusters[1:]:
-            mask |= new == j
-        rows = np.flatnonzero(mask)
-        onehot = sp.csc_array(
-            (
-                self.sample_weight[rows],
-                new[rows],
-                np.arange(rows.size + 1, dtype=np.int32),
-            ),
-            shape=(self.n_clusters, rows.size),
-        )
-        self.sums[touched] = (onehot @ np.take(self.X, rows, axis=0))[touched]
-        self.weights[touched] = (onehot @ self.ones[: rows.size])[touched]
+        """Sum the rows of the ``touched`` clusters again.
+
+        Each cluster's rows in order: their products ``w_i x_i`` (none for
+        unit weights), added row after row from zero by ``einsum``, the
+        additions of the sparse product's loop, without building a sparse
+        matrix (0.6 -> 0.4 ms a block and iteration at 200,000 x 16 in 16
+        clusters); its weights by a cumulative sum, the same additions
+        (with unit weights, the count of its rows, where the additions of
+        ones are exact).
+        """
+        for j in np.flatnonzero(touched):
+            rows = np.flatnonzero(new == j)
+            if rows.size == 0:
+                self.sums[j] = 0
+                self.weights[j] = 0
+                continue
+            products = np.take(self.X, rows, axis=0)
+            if self.unit_weights and rows.size <= _EXACT_COUNT[self.X.dtype]:
+                self.weights[j] = rows.size
+            else:
+                weights = np.take(self.sample_weight, rows)
+                products *= weights[:, np.newaxis]
+                self.weights[j] = np.cumsum(weights)[-1]
+            if products.shape[1] == 1:
+                # (One column: einsum would add it pairwise.)
+                self.sums[j] = np.cumsum(products[:, 0])[-1]
+            else:
+                self.sums[j] = np.einsum("ij->j", products)
+
+
+#: The largest count of ones whose sum in each dtype is exact.
+_EXACT_COUNT = {np.dtype(np.float32): 2**24, np.dtype(np.float64): 2**53}
 
 
 def _serial_sums(X, sample_weight, blocks, n_clusters):

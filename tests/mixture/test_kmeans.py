@@ -736,13 +736,16 @@ def test_bounds_only_where_they_pay(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_incremental_block_sums_are_the_full_products(dtype, weighted):
+@pytest.mark.parametrize("n_features", [1, 5])
+def test_incremental_block_sums_are_the_full_products(dtype, weighted, n_features):
     # Summing again only the clusters that gained or lost rows gives every
     # cluster's sum to the last bit, whether one row moves, rows move
-    # between a few clusters or between most of them (a full product).
+    # between a few clusters, a cluster empties, or rows move between most
+    # of them (a full product).
     rng = np.random.RandomState(0)
     n_samples, n_clusters = 30_000, 12
-    X = (rng.normal(size=(n_samples, 5)) * 10.0 ** rng.uniform(-3, 3, 5)).astype(dtype)
+    scales = 10.0 ** rng.uniform(-3, 3, n_features)
+    X = (rng.normal(size=(n_samples, n_features)) * scales).astype(dtype)
     weights = rng.uniform(0.1, 3, n_samples) if weighted else np.ones(n_samples)
     weights = weights.astype(dtype)
     block = slice(1_000, 21_000)
@@ -763,7 +766,8 @@ def test_incremental_block_sums_are_the_full_products(dtype, weighted):
             elif step % 4 == 2:
                 pair = rng.choice(n_clusters, 2, replace=False)
                 rows = np.flatnonzero(np.isin(labels, pair))
-                labels[rows[rng.uniform(size=rows.size) < 0.1]] = pair[0]
+                fraction = 1.0 if step == 6 else 0.1
+                labels[rows[rng.uniform(size=rows.size) < fraction]] = pair[0]
             elif step % 4 == 3:
                 labels[rng.uniform(size=n_samples) < 0.3] = rng.randint(n_clusters)
             sums, totals = incremental(labels)
