@@ -30,12 +30,12 @@ from ._suffstats import (
     _row_sum,
     column_sums,
     e_step_chunk,
+    map_in_threads,
     n_threads,
     negligible_floor,
     resp_chunk,
     single_threaded_blas,
     subtract_centre,
-    thread_pool,
     workspace,
 )
 
@@ -334,7 +334,7 @@ def _partition_statistics(
             cluster(k)
     else:
         with single_threaded_blas():
-            list(thread_pool(threads).map(cluster, range(n_components)))
+            map_in_threads(cluster, range(n_components), threads)
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 

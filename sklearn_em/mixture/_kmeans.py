@@ -76,11 +76,11 @@ else:
 from ._suffstats import (
     _MIN_THREADED_BYTES,
     column_sums,
+    map_in_threads,
     n_threads,
     release_blas_limit,
     single_threaded_blas,
     subtract_centre,
-    thread_pool,
     workspace,
 )
 
@@ -553,7 +553,8 @@ def _threaded_candidate_distances(
 ):
     """:func:`_candidate_distances` with ``out`` and ``closest``, on threads.
 
-    Each of ``threads`` threads of the engine's pool computes the distances
+    Each of ``threads`` threads (the calling one and the engine's pool's, see
+    :func:`._suffstats.map_in_threads`) computes the distances
     of a contiguous range of rows into its columns of ``out``: a product of
     the candidates with those rows, then the same element-wise operations.
     A product's value for one pair is the same whichever columns the
@@ -595,7 +596,7 @@ def _threaded_candidate_distances(
         )
 
     ranges = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    list(thread_pool(threads).map(task, ranges))
+    map_in_threads(task, ranges, threads)
     return out
 
 
@@ -1418,7 +1419,6 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
             return n_changed, serial_sums(labels) if with_sums else None
 
     else:
-        pool = thread_pool(threads)
         summers = [
             _BlockSums(X, sample_weight, block, n_clusters, incremental)
             for block in blocks
@@ -1433,7 +1433,7 @@ def _lloyd(X, sample_weight, centers_init, tol, n_jobs=None, x_squared_norms=Non
                     n_changed = labeller.label(centers, labels, summer.block)
                     return n_changed, summer(labels) if with_sums else None
 
-                results = list(pool.map(task, summers))
+                results = map_in_threads(task, summers, threads)
                 n_changed = sum(result[0] for result in results)
                 return n_changed, [result[1] for result in results]
             # The bounds' arithmetic is a few passes over the rows, which

@@ -70,11 +70,11 @@ from ._lockstep import _run_reduce, fit_in_lockstep
 from ._suffstats import (
     blas_limit_for,
     logsumexp_rows,
+    map_in_threads,
     map_reduce,
     n_threads,
     normalise_weights,
     single_threaded_blas,
-    thread_pool,
 )
 
 #: Every covariance structure, from the most constrained to the richest: the
@@ -2539,10 +2539,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
             return members, fits, time.perf_counter() - tic
 
         with single_threaded_blas():
-            if threads > 1 and len(tasks) > 1:
-                done = list(thread_pool(threads).map(fit_group, tasks))
-            else:
-                done = [fit_group(task) for task in tasks]
+            done = map_in_threads(fit_group, tasks, threads)
 
         n_weight = n_samples if sample_weight is None else float(sample_weight.sum())
         weight_scale = normalise_weights(sample_weight)[1]

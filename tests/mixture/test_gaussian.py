@@ -724,13 +724,13 @@ def test_partition_statistics_threads_change_nothing(covariance_type, weighted):
     labels = rng.randint(0, 7, len(X))
     weights = rng.uniform(0.1, 2, len(X)) if weighted else None
     calls = []
-    pool = _gaussian.thread_pool
+    original = _gaussian.map_in_threads
 
-    def spy(n_jobs):
-        calls.append(n_jobs)
-        return pool(n_jobs)
+    def spy(function, items, threads):
+        calls.append(threads)
+        return original(function, items, threads)
 
-    _gaussian.thread_pool = spy
+    _gaussian.map_in_threads = spy
     try:
         one, two = (
             _gaussian._partition_statistics(
@@ -739,7 +739,7 @@ def test_partition_statistics_threads_change_nothing(covariance_type, weighted):
             for n_jobs in (1, 2)
         )
     finally:
-        _gaussian.thread_pool = pool
+        _gaussian.map_in_threads = original
     assert calls == [2]
     for key in one:
         assert_array_equal(one[key], two[key])

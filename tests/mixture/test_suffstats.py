@@ -415,6 +415,36 @@ def test_thread_pool_is_reused_and_replaced_after_fork(monkeypatch):
     assert list(child_pool.map(abs, [-4])) == [4]
 
 
+def test_map_in_threads_runs_items_in_order_and_on_the_caller_too():
+    import threading
+
+    # Two items on two threads: one must wait at the barrier for the other,
+    # and with one pool task submitted the other is the calling thread.
+    barrier = threading.Barrier(2, timeout=10)
+    runners = {}
+
+    def square(item):
+        barrier.wait()
+        runners[item] = threading.get_ident()
+        return item * item
+
+    assert _suffstats.map_in_threads(square, [3, 4], 2) == [9, 16]
+    assert threading.get_ident() in runners.values()
+    assert len(set(runners.values())) == 2
+    # More items than threads, in order; one thread runs them here.
+    assert _suffstats.map_in_threads(abs, range(-20, 0), 2) == list(range(20, 0, -1))
+    assert _suffstats.map_in_threads(abs, [-1, -2], 1) == [1, 2]
+    assert _suffstats.map_in_threads(abs, [], 2) == []
+
+    def fail(item):
+        if item == 5:
+            raise ValueError("item 5")
+        return item
+
+    with pytest.raises(ValueError, match="item 5"):
+        _suffstats.map_in_threads(fail, range(10), 2)
+
+
 # ----------------------------------------------------------------------
 # The fused E-step against the direct formulas.
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
