@@ -223,14 +223,27 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # KMeans.fit: centre a C-ordered copy, then the rows' squared norms
     # (which k-means++ recomputes in float64 for float32 data).
     X_mean = _column_means(X)
+    # Large data is centred on threads, a range of rows each, and its rows'
+    # norms and columns' sums of squares are taken side by side: the same
+    # element-wise differences, and each sum in its own order (200,000 x
+    # 16: 12 -> 7 ms).
+    prep_threads = n_threads(n_jobs) if X.nbytes >= _MIN_THREADED_BYTES else 1
+    bounds = np.linspace(0, n_samples, prep_threads + 1).astype(int)
     # (The same differences in long loops: see subtract_centre.)
     Xc = np.empty_like(X)
-    subtract_centre(X, X_mean, out=Xc)
-    x_squared_norms = row_norms(Xc, squared=True) if X.dtype == np.float64 else None
+    map_in_threads(
+        lambda rows: subtract_centre(X[rows], X_mean, out=Xc[rows]),
+        [slice(start, stop) for start, stop in zip(bounds, bounds[1:])],
+        prep_threads,
+    )
     # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
     # times tol: np.var's mean and deviations are X.mean(axis=0) and Xc, so
     # only the squares are left to add up.
-    variances = _column_sums_of_squares(Xc)
+    sums = [_column_sums_of_squares]
+    if X.dtype == np.float64:
+        sums.append(partial(row_norms, squared=True))
+    variances, *x_squared_norms = map_in_threads(lambda f: f(Xc), sums, prep_threads)
+    x_squared_norms = x_squared_norms[0] if x_squared_norms else None
     variances /= n_samples
     tol = np.mean(variances) * _TOL
     # k-means++'s products of a few candidates with every row are worth

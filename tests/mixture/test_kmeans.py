@@ -23,6 +23,7 @@ from sklearn.utils.extmath import row_norms
 import sklearn_em.mixture._base as base_module
 from sklearn_em import GaussianMixtureEM
 from sklearn_em.mixture import _kmeans
+from sklearn_em.mixture._suffstats import n_threads as _suffstats_n_threads
 from sklearn_em.mixture._suffstats import single_threaded_blas
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -167,6 +168,34 @@ def test_threads_change_nothing(kind, n_jobs):
     assert_array_equal(labels, reference[0])
     assert_array_equal(centers, reference[1])
     assert n_iter == reference[2]
+
+
+@pytest.mark.parametrize("kind", ["large", "float32", "weighted", "anisotropic"])
+@pytest.mark.parametrize("n_jobs", [2, 3])
+def test_threaded_preparation_is_sklearns(kind, n_jobs, monkeypatch):
+    # Large data is centred over threads, a range of rows each, and its
+    # row norms and column sums of squares taken side by side: KMeans's
+    # labels, centres, iterations and draws all the same.
+    monkeypatch.setattr(_kmeans, "_MIN_THREADED_BYTES", 0)
+    calls = []
+    original = _kmeans.map_in_threads
+
+    def spy(function, items, threads):
+        calls.append((len(items), threads))
+        return original(function, items, threads)
+
+    monkeypatch.setattr(_kmeans, "map_in_threads", spy)
+    X, n_clusters, sample_weight = _data(kind, 1)
+    km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, 1)
+    labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, 1, n_jobs)
+    ranges = min(n_jobs, _suffstats_n_threads(n_jobs))
+    assert calls[0] == (ranges, ranges) and ranges > 1
+    assert calls[1][0] == (1 if X.dtype == np.float32 else 2)
+    assert_array_equal(labels, km.labels_)
+    assert n_iter == km.n_iter_
+    if _openmp_effective_n_threads() <= 2:
+        assert_array_equal(centers, km.cluster_centers_)
+    _assert_same_state(rs_sk, rs_ours)
 
 
 @pytest.mark.parametrize(
