@@ -259,7 +259,7 @@ class BaseMixtureEM(
         has_missing : bool
         """
         X = validate_rows(self, X, reset=reset)
-        return X, check_missing(X)
+        return X, check_missing(X, self.n_jobs)
 
     def _check_parameters(self, X):
         """Validate the initial parameters shared by every mixture."""

@@ -484,7 +484,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
         # Every sparse format becomes CSR: the engine slices rows. NaN marks
         # a missing value (an explicit NaN entry when sparse).
         X = validate_rows(self, X, reset=reset, accept_sparse="csr")
-        has_missing = check_missing(X)
+        has_missing = check_missing(X, self.n_jobs)
         if self.binarize is None:
             _check_binary(X)
         elif has_missing:

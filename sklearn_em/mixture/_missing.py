@@ -52,7 +52,13 @@ import math
 import numpy as np
 from scipy import sparse
 
-from ._suffstats import logsumexp_rows, single_threaded_blas
+from ._suffstats import (
+    _MIN_THREADED_BYTES,
+    logsumexp_rows,
+    map_in_threads,
+    n_threads,
+    single_threaded_blas,
+)
 
 # Largest number of values of the incomplete-data temporaries of one part of
 # a chunk (the completed rows of every component and the conditional
@@ -101,16 +107,21 @@ def has_missing_values(X):
     return bool(np.isnan(values).any())
 
 
-def check_missing(X):
+def check_missing(X, n_jobs=None):
     """Reject infinite values and find whether ``X`` holds a NaN, in one pass.
 
     This replaces scikit-learn's finiteness check (``ensure_all_finite``),
     whose one sum it shares: complete data is read once, as before missing
-    values were accepted.
+    values were accepted. Large contiguous data is summed in parts on
+    threads: any non-finite value makes its part's sum non-finite, and a
+    finite sum that overflows falls through to the exact tests below.
 
     Parameters
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
+
+    n_jobs : int or None, default=None
+        Threads for large data; see :func:`._suffstats.n_threads`.
 
     Returns
     -------
@@ -125,13 +136,37 @@ def check_missing(X):
     if values.size == 0 or values.dtype.kind not in "fc":
         return False
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(values.sum()):
+        if np.isfinite(_sum(values, n_jobs)):
             return False
     if np.isinf(values).any():
         raise ValueError(
             f"Input X contains infinity or a value too large for {values.dtype!r}."
         )
     return bool(np.isnan(values).any())
+
+
+def _sum(values, n_jobs):
+    """The sum of ``values``, in parts on threads from ``_MIN_THREADED_BYTES``.
+
+    Only its finiteness is used: the parts' sums round differently from
+    one sum. (100,000 x 128 float64: 6.2 -> 5.0 ms on two threads: the
+    reads of memory are most of it.)
+    """
+    if values.nbytes < _MIN_THREADED_BYTES or not (
+        values.flags.c_contiguous or values.flags.f_contiguous
+    ):
+        return values.sum()
+    flat = values.reshape(-1, order="A")
+    threads = n_threads(n_jobs)
+    bounds = np.linspace(0, flat.size, threads + 1).astype(int)
+    parts = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+    def part_sum(part):
+        # (NumPy's error state is the thread's own.)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return flat[part].sum()
+
+    return sum(map_in_threads(part_sum, parts, threads))
 
 
 def row_missing_counts(X):

@@ -105,6 +105,39 @@ def _tiny_fitted(covariance_type, seed=0):
     return gm, X
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("threaded", [False, True])
+def test_check_missing_finds_nan_and_rejects_infinity(order, threaded, monkeypatch):
+    # Large data is summed in parts on threads (forced here on small data):
+    # a NaN or an infinity anywhere is found, in the last part too, and a
+    # finite sum that overflows is neither, without a warning.
+    if threaded:
+        monkeypatch.setattr(_missing, "_MIN_THREADED_BYTES", 0)
+    X = np.asarray(np.random.RandomState(0).normal(size=(300, 7)), order=order)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _missing.check_missing(X, n_jobs=2)
+        for where in [(0, 0), (299, 6), (150, 3)]:
+            Y = X.copy(order=order)
+            Y[where] = np.nan
+            assert _missing.check_missing(Y, n_jobs=2)
+            Y[where] = -np.inf
+            with pytest.raises(ValueError, match="infinity"):
+                _missing.check_missing(Y, n_jobs=2)
+        large = np.full((300, 7), np.finfo(np.float64).max, order=order)
+        assert not _missing.check_missing(large, n_jobs=2)
+    calls = []
+    original = _missing.map_in_threads
+
+    def spy(function, items, threads):
+        calls.append(len(items))
+        return original(function, items, threads)
+
+    monkeypatch.setattr(_missing, "map_in_threads", spy)
+    _missing.check_missing(X, n_jobs=2)
+    assert calls == ([2] if threaded else [])
+
+
 # ----------------------------------------------------------------------
 # The E-step and the expected statistics against brute force.
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
