@@ -1047,8 +1047,11 @@ def map_in_threads(function, items, threads):
     try:
         work()
     finally:
+        # A task the pool has not started finds nothing left: cancelled, it
+        # is not waited for (the pool's threads may be busy elsewhere).
         for future in futures:
-            future.result()
+            if not future.cancel():
+                future.result()
     return results
 
 

@@ -444,6 +444,20 @@ def test_map_in_threads_runs_items_in_order_and_on_the_caller_too():
     with pytest.raises(ValueError, match="item 5"):
         _suffstats.map_in_threads(fail, range(10), 2)
 
+    # With the pool's threads busy, the calling thread does every item and
+    # does not wait for them.
+    pool = _suffstats.thread_pool(2)
+    release = threading.Event()
+    busy = [pool.submit(release.wait, 10) for _ in range(2)]
+    try:
+        assert _suffstats.map_in_threads(abs, [-1, -2, -3], 2) == [1, 2, 3]
+        # (Not waiting for a busy pool: its threads are still held here.)
+        assert not any(future.done() for future in busy)
+    finally:
+        release.set()
+        for future in busy:
+            future.result()
+
 
 # ----------------------------------------------------------------------
 # The fused E-step against the direct formulas.
