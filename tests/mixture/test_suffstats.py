@@ -416,8 +416,6 @@ def test_thread_pool_is_reused_and_replaced_after_fork(monkeypatch):
 
 
 def test_map_in_threads_runs_items_in_order_and_on_the_caller_too():
-    import threading
-
     # Two items on two threads: one must wait at the barrier for the other,
     # and with one pool task submitted the other is the calling thread.
     barrier = threading.Barrier(2, timeout=10)
