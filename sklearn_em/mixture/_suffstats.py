@@ -1043,7 +1043,8 @@ def map_in_threads(function, items, threads):
         while (i := next(counter)) < n_items:
             results[i] = function(items[i])
 
-    futures = [thread_pool(threads).submit(work) for _ in range(threads - 1)]
+    pool = thread_pool(threads)
+    futures = [pool.submit(work) for _ in range(threads - 1)]
     try:
         work()
     finally:
