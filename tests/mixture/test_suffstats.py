@@ -1909,3 +1909,42 @@ def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
         _gaussian._PER_COMPONENT_CACHE_BYTES,
     )
     assert_allclose(gm.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_blocked_diag_chunks_are_the_whole_chunks(offset, monkeypatch):
+    # Wide float64 diagonal chunks with few components are centred, squared
+    # and multiplied a cache-sized block of rows at a time, the products the
+    # other way round: the statistics of the whole chunk's passes up to
+    # rounding, around zero (offset 0) and around the mixture's centre.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(3000, 64)) * rng.uniform(0.5, 2, 64) + offset
+    X[:1000] += 3
+    gm = GaussianMixtureEM(3, covariance_type="diag", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    # Up to 4 components; not float32, nor 'spherical'.
+    coef = np.zeros((128, 5))
+    assert not _gaussian._blocked_diag("diag", X, coef, np.float64)
+    assert not _gaussian._blocked_diag(
+        "diag", X.astype(np.float32), coef[:, :2], np.float32
+    )
+    assert not _gaussian._blocked_diag("spherical", X, coef[:, :2], np.float64)
+    assert _gaussian._blocked_diag("diag", X, coef[:, :4], np.float64)
+    # Blocks of 700 rows: four, the last shorter.
+    monkeypatch.setattr(_gaussian, "_BLOCKED_DIAG_BYTES", 8 * 64 * 700)
+    calls = []
+    original = _gaussian._blocked_diag_features
+
+    def spy(X, centre, coef):
+        calls.append(bool(centre.any()))
+        return original(X, centre, coef)
+
+    monkeypatch.setattr(_gaussian, "_blocked_diag_features", spy)
+    blocked = gm._e_step_chunk_function()(X, None)
+    assert calls == [offset != 0]
+    monkeypatch.setattr(_gaussian, "_BLOCKED_DIAG_FEATURES", 65)
+    whole = gm._e_step_chunk_function()(X, None)
+    assert len(calls) == 1
+    _assert_same_statistics(blocked, whole, "diag")
