@@ -80,6 +80,7 @@ from ._suffstats import (
     n_threads,
     release_blas_limit,
     single_threaded_blas,
+    split_range,
     subtract_centre,
     workspace,
 )
@@ -228,12 +229,11 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # element-wise differences, and each sum in its own order (200,000 x
     # 16: 12 -> 7 ms).
     prep_threads = n_threads(n_jobs) if X.nbytes >= _MIN_THREADED_BYTES else 1
-    bounds = np.linspace(0, n_samples, prep_threads + 1).astype(int)
     # (The same differences in long loops: see subtract_centre.)
     Xc = np.empty_like(X)
     map_in_threads(
         lambda rows: subtract_centre(X[rows], X_mean, out=Xc[rows]),
-        [slice(start, stop) for start, stop in zip(bounds, bounds[1:])],
+        split_range(n_samples, prep_threads),
         prep_threads,
     )
     # KMeans._check_params_vs_input's tolerance, np.mean(np.var(X, axis=0))
@@ -597,7 +597,6 @@ def _threaded_candidate_distances(
     distances : ndarray of shape (n_candidates, n_samples)
         ``out``.
     """
-    bounds = np.linspace(0, X.shape[0], threads + 1).astype(int)
 
     def task(rows):
         _candidate_distances(
@@ -608,8 +607,7 @@ def _threaded_candidate_distances(
             closest=closest[rows],
         )
 
-    ranges = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    map_in_threads(task, ranges, threads)
+    map_in_threads(task, split_range(X.shape[0], threads), threads)
     return out
 
 

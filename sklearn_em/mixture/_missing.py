@@ -58,6 +58,7 @@ from ._suffstats import (
     map_in_threads,
     n_threads,
     single_threaded_blas,
+    split_range,
 )
 
 # Largest number of values of the incomplete-data temporaries of one part of
@@ -158,15 +159,13 @@ def _sum(values, n_jobs):
         return values.sum()
     flat = values.reshape(-1, order="A")
     threads = n_threads(n_jobs)
-    bounds = np.linspace(0, flat.size, threads + 1).astype(int)
-    parts = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
     def part_sum(part):
         # (NumPy's error state is the thread's own.)
         with np.errstate(over="ignore", invalid="ignore"):
             return flat[part].sum()
 
-    return sum(map_in_threads(part_sum, parts, threads))
+    return sum(map_in_threads(part_sum, split_range(flat.size, threads), threads))
 
 
 def row_missing_counts(X):

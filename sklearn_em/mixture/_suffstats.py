@@ -988,21 +988,34 @@ def _map_chunk_blocks(block_function, X, n_jobs, rows):
         if n_jobs == 1:
             return [block_function(slices)]
         # One task per thread, each running a contiguous block of chunks
-        # itself: no per-chunk dispatch, and one result per thread. The
-        # calling thread runs the first block instead of waiting (waking a
-        # thread costs ~0.1 ms here, a large part of a small E-step).
-        blocks = np.array_split(np.arange(len(slices)), n_jobs)
+        # itself: no per-chunk dispatch, and one result per block, in order
+        # whichever thread ran it. The calling thread runs a block instead
+        # of waiting (waking a thread costs ~0.1 ms here, a large part of a
+        # small E-step; see map_in_threads).
+        return map_in_threads(
+            lambda block: block_function(slices[block]),
+            split_range(len(slices), n_jobs),
+            n_jobs,
+        )
 
-        def run(block):
-            return block_function([slices[i] for i in block])
 
-        pool = thread_pool(n_jobs)
-        futures = [pool.submit(run, block) for block in blocks[1:]]
-        try:
-            first = run(blocks[0])
-        finally:
-            others = [future.result() for future in futures]
-        return [first, *others]
+def split_range(n_items, parts):
+    """``parts`` contiguous slices of ``range(n_items)``, as even as can be.
+
+    Parameters
+    ----------
+    n_items, parts : int
+
+    Returns
+    -------
+    slices : list of slice
+        The first ``n_items % parts`` one item longer than the others.
+    """
+    size, extra = divmod(n_items, parts)
+    bounds = [0]
+    for i in range(parts):
+        bounds.append(bounds[-1] + size + (i < extra))
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 def map_in_threads(function, items, threads):

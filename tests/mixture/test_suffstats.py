@@ -433,6 +433,9 @@ def test_map_in_threads_runs_items_in_order_and_on_the_caller_too():
     assert _suffstats.map_in_threads(abs, range(-20, 0), 2) == list(range(20, 0, -1))
     assert _suffstats.map_in_threads(abs, [-1, -2], 1) == [1, 2]
     assert _suffstats.map_in_threads(abs, [], 2) == []
+    # The blocks of rows the maps split: contiguous, the first ones longer.
+    assert _suffstats.split_range(7, 3) == [slice(0, 3), slice(3, 5), slice(5, 7)]
+    assert _suffstats.split_range(2, 3) == [slice(0, 1), slice(1, 2), slice(2, 2)]
 
     def fail(item):
         if item == 5:
