@@ -1149,6 +1149,78 @@ def test_triangular_factors_skip_their_zero_blocks(n_features):
         assert not np.allclose(wrong, np.einsum("ij,ij->i", diff @ upper, diff @ upper))
 
 
+@pytest.mark.parametrize("n_features", [5, 64, 70, 200])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stacked_factors_give_each_components_own_norms(n_features, dtype):
+    # Several components' column blocks side by side, one product a group:
+    # every component's squared norms are those of its own blocked product
+    # (the same sums of products, which BLAS may round in another order for
+    # another shape of product), for upper, lower and general factors, with
+    # groups split at _STACKED_COLUMNS and components left out (the direct
+    # ones).
+    rng = np.random.RandomState(0)
+    n_components = 20
+    rtol = 1e-13 if dtype == np.float64 else 1e-5
+    features = rng.normal(size=(300, n_features + 1)).astype(dtype)
+    A = rng.normal(size=(n_components, n_features + 1, n_features))
+    out = np.empty((300, n_features), dtype=dtype)
+    for triangle in ("upper", "lower", None):
+        leading = _gaussian._bias_first(triangle)
+        factors = A.copy()
+        square = factors[:, leading : leading + n_features]
+        if triangle == "upper":
+            square[...] = np.triu(square)
+        elif triangle == "lower":
+            square[...] = np.tril(square)
+        factors = factors.astype(dtype)
+        components = np.delete(np.arange(n_components), [0, 7, 19])
+        stacked = _gaussian._stacked_factors(factors, components, triangle)
+        width = (
+            n_features
+            if triangle is None or n_features < 2 * _gaussian._TRIANGLE_BLOCK
+            else _gaussian._TRIANGLE_BLOCK * (1 if n_features < 192 else 2)
+        )
+        assert len(stacked["blocks"]) == -(-n_features // width)
+        for rows, groups in stacked["blocks"]:
+            # (The last block of a triangular factor may be narrower.)
+            members, block = groups[0]
+            block_width = block.shape[1] // (members.stop - members.start)
+            assert block.shape[0] == len(features[0, rows])
+            per_group = max(1, _gaussian._STACKED_COLUMNS // block_width)
+            assert len(groups) == -(-len(components) // per_group)
+        got_components, norms = _gaussian._stacked_whitened_norms(features, stacked)
+        assert_array_equal(got_components, components)
+        assert norms.dtype == dtype
+        for j, k in enumerate(components):
+            expected = _gaussian._whitened_norms(
+                features, factors[k], triangle, out, leading
+            )
+            assert_allclose(norms[:, j], expected, rtol=rtol)
+            full = features @ factors[k].astype(np.float64)
+            assert_allclose(norms[:, j], np.einsum("ij,ij->i", full, full), rtol=1e-3)
+
+
+def test_per_component_parameters_stack_the_components_not_direct():
+    # The fit's per-component parameters carry the stacked factors of every
+    # component but the directly computed ones (a tight one far off).
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(3000, 40)) + 4 * (np.arange(3000) % 2)[:, None]
+    X[:60] = 300 + 1e-2 * rng.normal(size=(60, 40))
+    gm = GaussianMixtureEM(3, random_state=0, max_iter=2, tol=0).fit(X)
+    parameters = gm._fused_parameters(np.float64)
+    assert parameters["per_component"]
+    assert len(parameters["direct"]) == 1
+    stacked = parameters["stacked"]
+    assert_array_equal(
+        np.sort(np.concatenate([stacked["components"], parameters["direct"]])),
+        np.arange(3),
+    )
+    gm._moments_shift = gm.means_.copy()
+    parameters = gm._fused_parameters(np.float64, recentred=True)
+    assert len(parameters["direct"]) == 3
+    assert parameters["stacked"] is None
+
+
 @pytest.mark.parametrize("far", [False, True])
 @pytest.mark.parametrize("given", [False, True])
 def test_per_component_statistics_match_a_brute_force_reference(given, far):
