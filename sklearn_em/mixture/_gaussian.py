@@ -2399,17 +2399,35 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     on overlapping clusters (D = 64, K = 16: 268 / 220*). The
     per-component form also takes ``K <= max(D / 4, D^3 / 16000)`` from
     24 features on.
+
+    Since its products take several components' column blocks at once
+    (:func:`_stacked_factors`), it wins up to more components still, from
+    32 features on ``K <= max(D^2 / 85, D^3 / 4000)``. Measured on this
+    machine's Xeon, alternated in one process (expanded / per-component,
+    ms per iteration at 100,000 rows, on the sweep's separated blobs, then
+    on one overlapping cloud): D = 32: 82.5 / 73.7 and 103.4 / 101.0
+    (K = 12), 82.7 / 91.5 and 143.5 / 139.5 (K = 16); D = 40: 135 / 123
+    (K = 16), 152.8 / 155.1 and 253.4 / 238.8 (K = 24); D = 48: 224 / 205
+    (K = 24), 261.9 / 261.7 and 396.0 / 371.8 (K = 32), 336.7 / 390.8 and
+    595.5 / 582.4 (K = 48); D = 56: 413.1 / 410.5 and 611.6 / 554.0
+    (K = 40), 466.4 / 484.2 and 728.2 / 677.6 (K = 48); D = 64: 685.5 /
+    542.3 and 820.3 / 722.1 (K = 48), 896 / 711 (K = 64), 2071 / 1822 and
+    2474 / 2301 (K = 128); D = 80: 1624 / 1021 (K = 64); D = 96: 2774 /
+    1321 and 2381 / 1848 (K = 64). Below 32 features the rules above
+    stand (D = 24: 40.9 / 36.9 and 38.8 / 42.4 at K = 6; D = 28: 50.6 /
+    49.5 and 66.9 / 65.2 at K = 8).
     'full' only: 'tied' whitens once for every component, and 'diag' and
     'spherical' have no quadratic cross terms.
 
-    float32 from 32 features on: there the expansion cancels too many of
+    float32 alike: from 32 features the expansion cancels too many of
     float32's digits for most components, and the expanded form is computed
     in float64 (see :meth:`GaussianMixtureEM._fused_parameters`), while the
-    per-component form stays in float32. Measured (float64 expanded /
-    float32 per-component, ms per iteration, 100,000 rows): D = 32: 60 / 47
-    (K = 8), 73 / 88 (K = 16); D = 48: 165 / 125 (K = 16); D = 64: 313 /
-    180 (K = 16), 191 / 133 (K = 24, 50,000 rows), 390 / 434 (K = 64,
-    50,000 rows). Hence, for float32, also ``K <= D^2 / 85``.
+    per-component form stays in float32. Measured before the stacked
+    products (float64 expanded / float32 per-component, ms per iteration,
+    100,000 rows): D = 32: 60 / 47 (K = 8), 73 / 88 (K = 16); D = 48: 165 /
+    125 (K = 16); D = 64: 313 / 180 (K = 16), 191 / 133 (K = 24, 50,000
+    rows), 390 / 434 (K = 64, 50,000 rows); whence float32's ``K <= D^2 /
+    85`` from 32 features, which float64 now shares.
 
     Parameters
     ----------
@@ -2433,10 +2451,8 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
         4 * n_components <= n_features or 16_000 * n_components <= n_features**3
     ):
         return True
-    return (
-        np.dtype(dtype) == np.float32
-        and n_features >= 32
-        and 85 * n_components <= n_features**2
+    return n_features >= 32 and (
+        85 * n_components <= n_features**2 or 4_000 * n_components <= n_features**3
     )
 
 

@@ -324,33 +324,40 @@ def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
     assert_allclose(stats["sxx"], sxx.astype(np.float64), rtol=1e-8, atol=1e-8)
 
 
-def test_float32_per_component_form_from_32_features():
-    # float32's per-component form stays in float32 where its expanded form
-    # would be computed in float64: it is chosen for K <= D^2 / 85 there.
-    # Both dtypes take it for K <= max(D / 8, D^3 / 20000) from 16 features
-    # and K <= max(D / 4, D^3 / 16000) from 24.
+def test_per_component_form_cost_model():
+    # The per-component form is chosen for K <= max(D / 8, D^3 / 20000)
+    # from 16 features, K <= max(D / 4, D^3 / 16000) from 24 and
+    # K <= max(D^2 / 85, D^3 / 4000) from 32, whatever the dtype (float32's
+    # per-component form stays in float32 where its expanded form would be
+    # computed in float64).
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
-    for n_features, n_components, float32, float64 in [
-        (16, 2, True, True),
-        (16, 4, False, False),
-        (20, 4, False, False),
-        (24, 6, True, True),
-        (24, 7, False, False),
-        (32, 8, True, True),
-        (32, 9, True, False),
-        (32, 16, False, False),
-        (64, 16, True, True),
-        (64, 17, True, False),
-        (64, 48, True, False),
-        (64, 64, False, False),
-        (80, 32, True, True),
-        (80, 40, True, False),
-        (128, 64, True, True),
+    for n_features, n_components, expected in [
+        (16, 2, True),
+        (16, 4, False),
+        (20, 4, False),
+        (24, 6, True),
+        (24, 7, False),
+        (31, 7, True),
+        (31, 8, False),
+        (32, 8, True),
+        (32, 12, True),
+        (32, 13, False),
+        (48, 27, True),
+        (48, 28, False),
+        (64, 16, True),
+        (64, 48, True),
+        (64, 65, True),
+        (64, 66, False),
+        (96, 221, True),
+        (96, 222, False),
+        (128, 64, True),
     ]:
-        for dtype, expected in [(np.float32, float32), (np.float64, float64)]:
+        for dtype in (np.float32, np.float64):
             got = _prefer_per_component("full", n_features, n_components, dtype)
             assert got == expected, (n_features, n_components, dtype)
+    for covariance_type in ("tied", "diag", "spherical"):
+        assert not _prefer_per_component(covariance_type, 128, 2)
 
 
 def test_float32_diagonal_expansion_with_a_direct_component_runs_in_float64():
