@@ -2457,12 +2457,19 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
 
 
 #: Cache budget of the per-component form's chunks (see
-#: :meth:`GaussianMixtureEM._chunk_sizing`).
-_PER_COMPONENT_CACHE_BYTES = 2**22
+#: :meth:`GaussianMixtureEM._chunk_sizing`): 4 MiB until its products were
+#: stacked (:func:`_stacked_factors`), whose longer chunks then cost less
+#: per row. 3-iteration fits at 100,000 rows, alternated against 4 MiB:
+#: D = 16 and 32, K = 2, 0.85 and 0.83 of their time; D = 64, K = 4, 0.90,
+#: K = 16 0.95, K = 64 0.95; D = 128, K = 8, 0.93, K = 16 0.89; default
+#: fits of 2,000-20,000 rows 0.93-1.01. 16 MiB made D = 64, K = 16, 1.22x
+#: and D = 32, K = 8, 1.14x.
+_PER_COMPONENT_CACHE_BYTES = 2**23
 
 #: ... and of its predictions' chunks, which hold a difference and its
-#: product per component, not the scatter's weighted difference as well.
-#: Per call, against 4 MiB, alternated in blocks of calls with this code's
+#: product per component, not the scatter's weighted difference as well
+#: (twice the fits' budget until that became 8 MiB too). Per call, against
+#: 4 MiB, alternated in blocks of calls with this code's
 #: block right after scikit-learn's (whose spinning BLAS threads slow it:
 #: these ratios favour 4 MiB, if anything): 'full' float32 2,000 x 96,
 #: K = 3, predict 0.68 of its time; float32 2,000 x 200, K = 12,
@@ -3824,9 +3831,10 @@ class GaussianMixtureEM(BaseMixtureEM):
         # passes want a smaller budget, 4 MiB: at D = 128, K = 64, 5.5 s
         # per iteration with the generic 250-row chunks, 4.0 s with 1,000
         # rows; at D = 32, K = 4: 59, 55, 50 and 53 ms for 16, 8, 4 and
-        # 2 MiB. A prediction's chunks hold less of it (no weighted
-        # differences) and take twice that budget, four times with one
-        # component (see _PER_COMPONENT_PREDICTION_CACHE_BYTES and
+        # 2 MiB (8 MiB since its products are stacked; see
+        # _PER_COMPONENT_CACHE_BYTES). A prediction's chunks hold less of
+        # it (no weighted differences) and take that budget too, twice with
+        # one component (see _PER_COMPONENT_PREDICTION_CACHE_BYTES and
         # _ONE_COMPONENT_PREDICTION_CACHE_BYTES). Data with missing values
         # (or unknown: Dask) keeps the generic estimate for its kernels.
         if missing is not False:

@@ -1271,7 +1271,7 @@ def test_per_component_statistics_match_a_brute_force_reference(given, far):
 def test_per_component_chunks_are_sized_by_their_own_temporaries():
     # On complete data the per-component form holds three n_features-wide
     # buffers per row, not the generic estimate's n_features * n_components
-    # values: its chunks are longer (cache budget 4 MiB), and working_memory
+    # values: its chunks are longer (cache budget 8 MiB), and working_memory
     # still caps them. Data with missing values keeps the generic estimate.
     n_features, n_components = 128, 64
     X = np.zeros((100_000, n_features))
@@ -1282,7 +1282,7 @@ def test_per_component_chunks_are_sized_by_their_own_temporaries():
     def rows(X):
         return as_data(gm, X, None, reset=True).rows
 
-    assert rows(X) == 2**22 // (8 * row_values)
+    assert rows(X) == 2**23 // (8 * row_values)
     generic = chunk_rows(100_000, n_features, n_components, 8, n_jobs=1)
     assert rows(X) > 3 * generic
     with sklearn.config_context(working_memory=1):
@@ -1924,20 +1924,26 @@ def test_logsumexp_rows_of_one_column_is_the_column(dtype):
     assert np.isnan(general[4:, 0]).all()
 
 
-def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
+def test_predictions_of_the_per_component_form_take_their_own_chunks(monkeypatch):
     # A prediction's chunks hold no weighted differences: the per-component
     # form sizes them with _PER_COMPONENT_PREDICTION_CACHE_BYTES (one
     # component: _ONE_COMPONENT_PREDICTION_CACHE_BYTES), and predict,
-    # predict_proba and score_samples ask for them.
+    # predict_proba and score_samples ask for them. (The fit's budget is
+    # the same now: the prediction's is set apart here to tell them apart.)
+    monkeypatch.setattr(
+        _gaussian,
+        "_PER_COMPONENT_PREDICTION_CACHE_BYTES",
+        2 * _gaussian._PER_COMPONENT_CACHE_BYTES,
+    )
     rng = np.random.RandomState(0)
-    X = rng.normal(size=(2000, 96)).astype(np.float32)
+    X = rng.normal(size=(10_000, 96)).astype(np.float32)
     gm = GaussianMixtureEM(3, max_iter=2, random_state=0).fit(X)
     assert gm._uses_per_component_form(96, np.float32)
     row_values = gm._chunk_row_values(96, 4)
 
     def rows(cache_bytes):
         return chunk_rows(
-            2000,
+            10_000,
             96,
             3,
             4,
@@ -1956,7 +1962,7 @@ def test_predictions_of_the_per_component_form_take_larger_chunks(monkeypatch):
     one = GaussianMixtureEM(1, max_iter=2, random_state=0).fit(X)
     assert one._uses_per_component_form(96, np.float32)
     assert as_data(one, X, reset=False, prediction=True).rows == chunk_rows(
-        2000,
+        10_000,
         96,
         1,
         4,
