@@ -1210,7 +1210,7 @@ def test_per_component_parameters_stack_the_components_not_direct():
     parameters = gm._fused_parameters(np.float64)
     assert parameters["per_component"]
     assert len(parameters["direct"]) == 1
-    stacked = parameters["stacked"]
+    stacked = parameters["stacked"].get()
     assert_array_equal(
         np.sort(np.concatenate([stacked["components"], parameters["direct"]])),
         np.arange(3),
@@ -1219,6 +1219,43 @@ def test_per_component_parameters_stack_the_components_not_direct():
     parameters = gm._fused_parameters(np.float64, recentred=True)
     assert len(parameters["direct"]) == 3
     assert parameters["stacked"] is None
+
+
+@pytest.mark.parametrize("n_samples", [600, 3000])
+def test_only_long_chunks_stack_the_factors(monkeypatch, n_samples):
+    # Chunks shorter than _STACKED_MIN_ROWS multiply one factor at a time
+    # (the stacked product was no faster there), and a model whose chunks
+    # are all short never builds the stacked factors; longer ones do, with
+    # the same statistics.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n_samples, 40)) + 4 * (np.arange(n_samples) % 2)[:, None]
+    gm = GaussianMixtureEM(2, random_state=0, max_iter=2, tol=0, n_jobs=1).fit(X)
+    calls = []
+    stacked_norms = _gaussian._stacked_whitened_norms
+
+    def spy(*args):
+        calls.append(len(args[0]))
+        return stacked_norms(*args)
+
+    monkeypatch.setattr(_gaussian, "_stacked_whitened_norms", spy)
+    parameters = gm._fused_parameters(np.float64)
+    assert parameters["per_component"] and len(parameters["direct"]) == 0
+    data = as_data(gm, X, None, reset=False, dtype=np.float64)
+    assert data.rows == n_samples
+    stats = gm._e_step_chunk_function()(X, None)
+    long = n_samples >= _gaussian._STACKED_MIN_ROWS
+    assert calls == ([n_samples] if long else [])
+    monkeypatch.setattr(_gaussian, "_STACKED_MIN_ROWS", 0 if not long else 10**9)
+    other = gm._e_step_chunk_function()(X, None)
+    assert len(calls) == 1
+    for key in ("nk", "sx", "sxx", "log_likelihood"):
+        assert_allclose(stats[key], other[key], rtol=1e-12)
+    # Built on first use only.
+    lazy = _gaussian._LazyStack(
+        parameters["coef"], np.arange(2), parameters["triangle"]
+    )
+    assert lazy._stacked is None
+    assert lazy.get() is lazy.get()
 
 
 @pytest.mark.parametrize("far", [False, True])
