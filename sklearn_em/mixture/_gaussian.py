@@ -1997,16 +1997,16 @@ def _per_component_log_prob(
     # every allocation).
     whitened = workspace("whitened", X.shape, X.dtype)
     leading = _bias_first(triangle)
+    # (The stacked components are done: only the direct ones are left.)
+    remaining = range(len(means)) if stacked is None else direct.tolist()
     direct = set(direct.tolist())
-    for k in range(len(means)):
+    for k in remaining:
         if k in direct:
             maha = _direct_mahalanobis(
                 X, means[k], precisions_chol[k], covariance_type, triangle
             )
-        elif stacked is None:
-            maha = _whitened_norms(features, factors[k], triangle, whitened, leading)
         else:
-            continue
+            maha = _whitened_norms(features, factors[k], triangle, whitened, leading)
         log_prob[:, k] = -0.5 * (log_2pi + maha) + log_det[k] + log_w[k]
     return log_prob
 
@@ -2389,8 +2389,8 @@ def _stacked_whitened_norms(features, stacked):
     """
     n_samples = features.shape[0]
     components = stacked["components"]
-    norms = np.zeros((n_samples, len(components)), dtype=features.dtype)
-    for rows, groups in stacked["blocks"]:
+    norms = np.empty((n_samples, len(components)), dtype=features.dtype)
+    for index, (rows, groups) in enumerate(stacked["blocks"]):
         rows = features[:, rows]
         for members, block in groups:
             n_group = members.stop - members.start
@@ -2399,7 +2399,11 @@ def _stacked_whitened_norms(features, stacked):
             )
             np.matmul(rows, block, out=product)
             product = product.reshape(n_samples, n_group, -1)
-            norms[:, members] += np.einsum("ikj,ikj->ik", product, product)
+            if index == 0:
+                # (The first block's norms written, not added to zeros.)
+                np.einsum("ikj,ikj->ik", product, product, out=norms[:, members])
+            else:
+                norms[:, members] += np.einsum("ikj,ikj->ik", product, product)
     return components, norms
 
 
