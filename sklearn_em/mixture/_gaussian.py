@@ -2466,7 +2466,18 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     100,000 rows): D = 32: 60 / 47 (K = 8), 73 / 88 (K = 16); D = 48: 165 /
     125 (K = 16); D = 64: 313 / 180 (K = 16), 191 / 133 (K = 24, 50,000
     rows), 390 / 434 (K = 64, 50,000 rows); whence float32's ``K <= D^2 /
-    85`` from 32 features, which float64 now shares.
+    85`` from 32 features, which float64 now shares. With stacked products
+    float32's per-component form wins up to more components still, against
+    either fate of its expansion: on the sweep's separated blobs, where it
+    is computed in float64, and on one overlapping cloud, where it was as
+    slow. Alternated in one process (float32 per-component time over the
+    expanded form's, 100,000 rows, blobs then cloud): D = 32: 0.63 (K =
+    16), 0.78 and 0.58 (K = 24), 0.85 (K = 32), 0.98 and 0.58 (K = 48),
+    1.08 (K = 64); D = 40: 0.80 (K = 48), 0.89 (K = 64), 1.03 (K = 96);
+    D = 48: 0.54 (K = 32), 0.73 and 0.55 (K = 64), 0.93 (K = 128); D = 64:
+    0.66 (K = 128). Hence float32's ``K <= D^3 / 700`` from 32 features.
+    (Below 32 features it lost on the cloud: D = 24, 1.16 and 1.43 at
+    K = 12 and 16, though 0.73 and 0.83 on the blobs.)
 
     Parameters
     ----------
@@ -2490,9 +2501,11 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
         4 * n_components <= n_features or 16_000 * n_components <= n_features**3
     ):
         return True
-    return n_features >= 32 and (
-        85 * n_components <= n_features**2 or 4_000 * n_components <= n_features**3
-    )
+    if n_features < 32:
+        return False
+    if 85 * n_components <= n_features**2 or 4_000 * n_components <= n_features**3:
+        return True
+    return np.dtype(dtype) == np.float32 and 700 * n_components <= n_features**3
 
 
 #: Cache budget of the per-component form's chunks (see

@@ -327,11 +327,29 @@ def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
 def test_per_component_form_cost_model():
     # The per-component form is chosen for K <= max(D / 8, D^3 / 20000)
     # from 16 features, K <= max(D / 4, D^3 / 16000) from 24 and
-    # K <= max(D^2 / 85, D^3 / 4000) from 32, whatever the dtype (float32's
-    # per-component form stays in float32 where its expanded form would be
-    # computed in float64).
+    # K <= max(D^2 / 85, D^3 / 4000) from 32, whatever the dtype; float32's
+    # from 32 features up to K <= D^3 / 700 (its per-component form stays
+    # in float32 where its expanded form would be computed in float64).
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
+    for n_features, n_components, float32_expected in [
+        (31, 8, False),
+        (32, 13, True),
+        (32, 46, True),
+        (32, 47, False),
+        (48, 28, True),
+        (48, 157, True),
+        (48, 158, False),
+        (64, 66, True),
+        (64, 374, True),
+        (64, 375, False),
+    ]:
+        got = _prefer_per_component("full", n_features, n_components, np.float32)
+        assert got == float32_expected, (n_features, n_components)
+        if n_features >= 32:
+            assert not _prefer_per_component(
+                "full", n_features, n_components, np.float64
+            )
     for n_features, n_components, expected in [
         (16, 2, True),
         (16, 4, False),
@@ -353,9 +371,11 @@ def test_per_component_form_cost_model():
         (96, 222, False),
         (128, 64, True),
     ]:
-        for dtype in (np.float32, np.float64):
-            got = _prefer_per_component("full", n_features, n_components, dtype)
-            assert got == expected, (n_features, n_components, dtype)
+        got = _prefer_per_component("full", n_features, n_components, np.float64)
+        assert got == expected, (n_features, n_components)
+        if expected or n_features < 32:
+            got = _prefer_per_component("full", n_features, n_components, np.float32)
+            assert got == expected, (n_features, n_components)
     for covariance_type in ("tied", "diag", "spherical"):
         assert not _prefer_per_component(covariance_type, 128, 2)
 
