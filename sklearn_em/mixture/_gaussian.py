@@ -1426,6 +1426,11 @@ def _gaussian_e_step_chunk(X, sample_weight, **parameters):
         at least ``_STACKED_MIN_ROWS`` rows; None multiplies by one factor
         at a time.
 
+    shifted : ndarray of int, default=None
+        Components of the per-component form whose scatter is accumulated
+        around their own shift rather than the centre (see
+        :func:`_accumulate_per_component`).
+
     floor : float or ndarray of shape (n_components,), default=None
         float64: the fit's E-step lets masses below this (relative to their
         row's largest, :func:`~._suffstats.negligible_floor`'s) be zero; see
@@ -1464,6 +1469,7 @@ def _gaussian_e_step_chunk_body(
     triangle=None,
     floor=None,
     stacked=None,
+    shifted=None,
 ):
     """The body of :func:`_gaussian_e_step_chunk` (same parameters)."""
     dtype = log_w.dtype
@@ -1498,6 +1504,7 @@ def _gaussian_e_step_chunk_body(
                 direct=direct,
                 X=X,
                 triangle=triangle,
+                shifted=shifted,
             ),
             floor=floor,
         )
@@ -1889,6 +1896,7 @@ def _gaussian_log_prob_chunk(X, **parameters):
     per_component = parameters.pop("per_component", False)
     triangle = parameters.pop("triangle", None)
     stacked = parameters.pop("stacked", None)
+    parameters.pop("shifted", None)
     exact = {
         key: parameters[key]
         for key in ("means", "precisions_chol", "covariance_type", "log_w")
@@ -2117,7 +2125,9 @@ def _per_component_factors(means, precisions_chol, centre, triangle):
         return factors, np.einsum("kd,kd->k", bias, bias)
 
 
-def _accumulate_per_component(features, resp, *, shift, centre, direct, X, triangle):
+def _accumulate_per_component(
+    features, resp, *, shift, centre, direct, X, triangle, shifted=None
+):
     """Sufficient statistics of the per-component form, around ``shift``.
 
     ``sum_n r_nk z z^T`` as ``W^T W`` with the rows of ``W`` ``sqrt(r_nk) z``:
@@ -2147,6 +2157,10 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     triangle : {'upper', 'lower'} or None
         Where the ones are in ``features`` (see :func:`_bias_first`).
 
+    shifted : ndarray of int, default=None
+        Further components whose scatter is taken around their own shift,
+        as the direct ones' (see :meth:`GaussianMixtureEM._per_component_parameters`).
+
     Returns
     -------
     stats : dict
@@ -2165,6 +2179,8 @@ def _accumulate_per_component(features, resp, *, shift, centre, direct, X, trian
     sxx = np.empty((len(nk), n_features, n_features))
     centred = np.ones(len(nk), dtype=bool)
     centred[direct] = False
+    if shifted is not None:
+        centred[shifted] = False
     sx = sz + np.outer(nk, centre)
     for k in range(len(nk)):
         rows = _kept_rows(resp[:, k])
@@ -2405,6 +2421,12 @@ def _stacked_whitened_norms(features, stacked):
             else:
                 norms[:, members] += np.einsum("ikj,ikj->ik", product, product)
     return components, norms
+
+
+#: float32 per-component components with ``kappa_k`` above this many times
+#: the features accumulate their scatter around their own shift (see
+#: :meth:`GaussianMixtureEM._per_component_parameters`).
+_FLOAT32_SCATTER_KAPPA = 1.0
 
 
 def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.float64):
@@ -4387,6 +4409,15 @@ class GaussianMixtureEM(BaseMixtureEM):
         direct = np.flatnonzero(kappa > _expansion_limit(dtype))
         if recentred:
             direct = np.arange(self.n_components)
+        shifted = None
+        if dtype == np.float32:
+            # float32 scatters around the centre lose about eps kappa_k / D
+            # of a covariance to their move to the component's shift (on
+            # separated clusters 10x scikit-learn's float32 error); beyond
+            # kappa_k = D they are taken around the shift itself.
+            far = kappa > _FLOAT32_SCATTER_KAPPA * self.means_.shape[1]
+            far[direct] = False
+            shifted = np.flatnonzero(far)
         factors = factors.astype(dtype)
         stacked = None
         if len(direct) < self.n_components:
@@ -4401,6 +4432,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             coef=factors,
             direct=direct,
             stacked=stacked,
+            shifted=shifted,
         )
 
     def _uses_per_component_form(self, n_features, dtype):

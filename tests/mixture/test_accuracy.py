@@ -324,6 +324,48 @@ def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
     assert_allclose(stats["sxx"], sxx.astype(np.float64), rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_float32_per_component_scatter_around_each_shift():
+    # float32's per-component form accumulated every scatter around the
+    # mixture's centre, then moved it to the component's shift in float64:
+    # on separated clusters that cancelled about kappa_k / D of float32's
+    # digits, 10x scikit-learn's float32 error on the covariances (whose
+    # scatters are taken around each mean). Components with kappa_k > D are
+    # now taken around their own shift, as the direct ones.
+    rng = np.random.RandomState(0)
+    n_features, n_components = 32, 8
+    centres = rng.normal(scale=3.0, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.randint(n_components, size=6000)
+    X = (centres[labels] + rng.normal(size=(6000, n_features)) * scales[labels]).astype(
+        np.float32
+    )
+    start = GaussianMixtureEM(n_components, max_iter=3, random_state=0).fit(
+        X.astype(np.float64)
+    )
+    init = dict(
+        weights_init=start.weights_.astype(np.float32),
+        means_init=start.means_.astype(np.float32),
+        precisions_init=start.precisions_.astype(np.float32),
+    )
+    fit32 = GaussianMixtureEM(n_components, max_iter=1, tol=0, **init).fit(X)
+    parameters = fit32._fused_parameters(np.float32)
+    assert parameters["per_component"] and parameters["coef"].dtype == np.float32
+    assert len(parameters["shifted"]) == n_components
+    assert GaussianMixtureEM(n_components)._uses_per_component_form(
+        n_features, np.float32
+    )
+    fit64 = GaussianMixtureEM(n_components, max_iter=1, tol=0, **init).fit(
+        X.astype(np.float64)
+    )
+    error = np.abs(fit32.covariances_ - fit64.covariances_).max()
+    # Around the centre: 5e-6 of the largest covariance; now 3e-7, as
+    # scikit-learn's float32 fit from the same start.
+    assert error < 1e-6 * np.abs(fit64.covariances_).max()
+    # float64 takes them around the centre: its own rounding is far below.
+    assert fit64._fused_parameters(np.float64)["shifted"] is None
+
+
 def test_per_component_form_cost_model():
     # The per-component form is chosen for K <= max(D / 8, D^3 / 20000)
     # from 16 features, K <= max(D / 4, D^3 / 16000) from 24 and
