@@ -374,50 +374,37 @@ def test_per_component_form_cost_model():
     # in float32 where its expanded form would be computed in float64).
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
-    for n_features, n_components, float32_expected in [
-        (31, 8, False),
-        (32, 13, True),
-        (32, 46, True),
-        (32, 47, False),
-        (48, 28, True),
-        (48, 157, True),
-        (48, 158, False),
-        (64, 66, True),
-        (64, 374, True),
-        (64, 375, False),
+    # (n_features, n_components, float64's choice, float32's)
+    for n_features, n_components, float64, float32 in [
+        (16, 2, True, True),
+        (16, 4, False, False),
+        (20, 4, False, False),
+        (24, 6, True, True),
+        (24, 7, False, False),
+        (31, 7, True, True),
+        (31, 8, False, False),
+        (32, 8, True, True),
+        (32, 12, True, True),
+        (32, 13, False, True),
+        (32, 46, False, True),
+        (32, 47, False, False),
+        (48, 27, True, True),
+        (48, 28, False, True),
+        (48, 157, False, True),
+        (48, 158, False, False),
+        (64, 16, True, True),
+        (64, 48, True, True),
+        (64, 65, True, True),
+        (64, 66, False, True),
+        (64, 374, False, True),
+        (64, 375, False, False),
+        (96, 221, True, True),
+        (96, 222, False, True),
+        (128, 64, True, True),
     ]:
-        got = _prefer_per_component("full", n_features, n_components, np.float32)
-        assert got == float32_expected, (n_features, n_components)
-        if n_features >= 32:
-            assert not _prefer_per_component(
-                "full", n_features, n_components, np.float64
-            )
-    for n_features, n_components, expected in [
-        (16, 2, True),
-        (16, 4, False),
-        (20, 4, False),
-        (24, 6, True),
-        (24, 7, False),
-        (31, 7, True),
-        (31, 8, False),
-        (32, 8, True),
-        (32, 12, True),
-        (32, 13, False),
-        (48, 27, True),
-        (48, 28, False),
-        (64, 16, True),
-        (64, 48, True),
-        (64, 65, True),
-        (64, 66, False),
-        (96, 221, True),
-        (96, 222, False),
-        (128, 64, True),
-    ]:
-        got = _prefer_per_component("full", n_features, n_components, np.float64)
-        assert got == expected, (n_features, n_components)
-        if expected or n_features < 32:
-            got = _prefer_per_component("full", n_features, n_components, np.float32)
-            assert got == expected, (n_features, n_components)
+        for dtype, expected in ((np.float64, float64), (np.float32, float32)):
+            got = _prefer_per_component("full", n_features, n_components, dtype)
+            assert got == expected, (n_features, n_components, dtype)
     for covariance_type in ("tied", "diag", "spherical"):
         assert not _prefer_per_component(covariance_type, 128, 2)
 
