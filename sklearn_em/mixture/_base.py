@@ -752,8 +752,8 @@ class BaseMixtureEM(
 
         # BLAS's one-thread limit, set once for the whole fit (the
         # initialisation's and every iteration's windows) rather than twice a
-        # window: each setting costs ~0.2 ms, a large part of a fit on small
-        # data.
+        # window (each setting and restoring, about 15 us, adds up over
+        # the windows of a fit on small data).
         with self._blas_limit(data):
             for init in range(n_init):
                 self._print_verbose_msg_init_beg(init)

@@ -3984,8 +3984,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         # cores the other needed (counted as the E-step's product alone, a
         # fit of 569 x 30 with 1 to 3 full components ran at 8-14 ms an
         # iteration instead of 0.7-1.1). A prediction calls NumPy's BLAS
-        # alone, where setting the limit (~0.2 ms) costs more than BLAS's
-        # threads do (569 x 30, K = 3, 'full': 0.8-1.4 against 0.8-0.9 ms).
+        # alone, where its products are as fast on BLAS's threads (569 x 30,
+        # K = 3, 'full': 0.8-0.9 ms, when setting the limit cost ~0.2 ms).
         # The E-step's product of the features with the coefficients (and
         # the responsibilities' with the features), as it is run: for
         # 'diag' (and wide 'spherical') two blocks of n_features columns,

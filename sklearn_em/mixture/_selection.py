@@ -1485,9 +1485,10 @@ class _BaseMixtureIC(
         random_state = check_random_state(self.random_state)
         # One BLAS window policy for the whole search, the largest
         # candidate's (see BaseMixtureEM._blas_limit): on small data no
-        # window at all, instead of a hop to set and restore BLAS's limit
-        # (~0.1 ms each way) around every candidate's initial factors and
-        # criteria outside its fit (120 hops on iris, 5% of the search).
+        # window at all, instead of setting and restoring BLAS's limit
+        # around every candidate's initial factors and criteria outside its
+        # fit (120 settings on iris; 5% of the search when each took a hop
+        # to another thread).
         work = max(
             self._make_estimator(int(grid.max()), covariance_type, 0)._largest_product(
                 n_samples, X.shape[1], X.dtype.itemsize

@@ -1151,13 +1151,16 @@ class _BlasWindow:
     which every 'kmeans' initialisation runs, limits BLAS the same way).
     Here every limit of the process is one window: the first caller to enter
     sets the limit, the last to leave restores what the first saw, and the
-    calls in between only count. Both changes run on one dedicated thread,
-    because threadpoolctl (>= 3.8) lets only the thread that set a limit
-    restore it.
+    calls in between only count.
 
-    That hop to the dedicated thread costs about 0.1 ms each way, which an
-    EM iteration on small data would pay twice per window. Within
-    :meth:`held` (the EM loop holds it) the limit is therefore kept between
+    The first and the last may be different threads. threadpoolctl (>= 3.8)
+    lets one thread at a time set OpenBLAS's count (its "controlling
+    thread"; the others' settings are silently ignored), so each setting
+    here takes that control and gives it up at once (see
+    :func:`_set_num_threads`), from whichever thread sets or restores: a
+    few microseconds, where a hop to a dedicated thread that did both cost
+    about 0.1 ms each way (0.2-0.27 ms of a 10 ms fit).
+    Within :meth:`held` (the EM loop holds it) the limit is kept between
     windows and restored once, when the last hold ends; code that wants
     BLAS's own threads in between calls :meth:`release` first.
     """
@@ -1176,11 +1179,8 @@ class _BlasWindow:
         self.pid = os.getpid()
         self.depth = 0
         self.holds = 0
-        self.limiter = None
+        self.libraries = None
         self.original = None
-        self.executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="sklearn_em_blas"
-        )
 
     def _check_process(self):
         if self.pid != os.getpid():
@@ -1191,8 +1191,8 @@ class _BlasWindow:
             return self
         with self.lock:
             self._check_process()
-            if self.limiter is None:
-                self.executor.submit(self._set).result()
+            if self.original is None:
+                self._set()
             self.depth += 1
         return self
 
@@ -1202,7 +1202,7 @@ class _BlasWindow:
         with self.lock:
             self.depth -= 1
             if self.depth == 0 and self.holds == 0:
-                self.executor.submit(self._restore).result()
+                self._restore()
 
     @contextmanager
     def held(self):
@@ -1223,8 +1223,8 @@ class _BlasWindow:
         finally:
             with self.lock:
                 self.holds -= 1
-                if self.holds == 0 and self.depth == 0 and self.limiter is not None:
-                    self.executor.submit(self._restore).result()
+                if self.holds == 0 and self.depth == 0:
+                    self._restore()
 
     @contextmanager
     def unskipped(self):
@@ -1247,8 +1247,8 @@ class _BlasWindow:
 
         For work whose every BLAS product is too small for BLAS to run on
         several threads (see :func:`blas_limit_for`): there the limit saves
-        nothing, and setting and restoring it costs ~0.2 ms, more than a
-        prediction on a few hundred rows.
+        nothing, and setting and restoring it (about 15 us, under the
+        process-wide lock) is all it would do.
         """
         self.local.skips = getattr(self.local, "skips", 0) + 1
         try:
@@ -1262,18 +1262,20 @@ class _BlasWindow:
             return
         with self.lock:
             self._check_process()
-            if self.depth == 0 and self.limiter is not None:
-                self.executor.submit(self._restore).result()
+            if self.depth == 0:
+                self._restore()
 
     def _set(self):
-        controller = _controller().select(user_api="blas")
-        self.original = [lib.num_threads for lib in controller.lib_controllers]
-        self.limiter = controller.limit(limits=1)
-        self.limiter.__enter__()
+        # (Called with the lock held.)
+        self.libraries = _controller().select(user_api="blas").lib_controllers
+        self.original = [library.num_threads for library in self.libraries]
+        _set_num_threads(self.libraries, [1] * len(self.libraries))
 
     def _restore(self):
-        limiter, self.limiter, self.original = self.limiter, None, None
-        limiter.__exit__(None, None, None)
+        # (Called with the lock held; nothing to do if no limit is set.)
+        if self.original is not None:
+            original, self.original = self.original, None
+            _set_num_threads(self.libraries, original)
 
     def original_num_threads(self):
         """BLAS's thread counts outside the window, or None if none is open."""
@@ -1350,6 +1352,33 @@ def single_threaded_blas():
     the cores the chunk threads need.
     """
     return _BLAS_WINDOW
+
+
+def _set_num_threads(libraries, counts):
+    """Set each BLAS library's thread count, from any thread.
+
+    threadpoolctl (>= 3.8) ignores an OpenBLAS setting from any thread but
+    its controlling one, the first to set a count until it gives up
+    control: control is taken for the call (``clear_controlling_thread``
+    with ``force=True``) and given up after it, so that neither this thread
+    nor another keeps it (OpenBLAS's pthreads count is the process's
+    either way).
+
+    Parameters
+    ----------
+    libraries : list of threadpoolctl.LibController
+
+    counts : list of int
+    """
+    for library, count in zip(libraries, counts):
+        clear = getattr(type(library), "clear_controlling_thread", None)
+        if clear is not None:
+            clear(force=True)
+        try:
+            library.set_num_threads(count)
+        finally:
+            if clear is not None:
+                clear(force=True)
 
 
 def _controller():

@@ -917,8 +917,7 @@ def test_small_search_sets_no_blas_limit_and_large_one_sets_it_once(
     blas_limit_sets,
 ):
     # The search takes one BLAS window policy, its largest candidate's: on
-    # small data no window at all (each set and restore hops to another
-    # thread, ~0.1 ms each way, and every candidate's initial factors and
+    # small data no window at all (every candidate's initial factors and
     # criteria outside its fit used to open one); on larger data one
     # setting held over every candidate.
     calls = blas_limit_sets

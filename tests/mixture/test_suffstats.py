@@ -661,7 +661,7 @@ def test_blas_window_is_shared_and_reports_the_original():
 
 def test_held_blas_limit_spans_windows_and_is_restored():
     # Within a hold, the limit set by the first window stays between windows
-    # (no second hop to set it), release() lifts it, and BLAS is back to its
+    # (no second setting), release() lifts it, and BLAS is back to its
     # own count when the hold ends.
     if max(_blas_threads()) == 1:
         pytest.skip("BLAS already runs one thread")
@@ -680,8 +680,8 @@ def test_held_blas_limit_spans_windows_and_is_restored():
 
 
 def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
-    # Setting the limit costs a hop to the window's thread (~0.1 ms each
-    # way): an EM loop sets it once for all its iterations.
+    # An EM loop sets the limit once for all its iterations, not once a
+    # window.
     if max(_blas_threads()) == 1:
         pytest.skip("BLAS already runs one thread")
     calls = blas_limit_sets
@@ -709,7 +709,7 @@ def test_fit_sets_the_blas_limit_once_not_per_iteration(blas_limit_sets):
 
 def test_small_fits_and_predictions_leave_blas_alone(blas_limit_sets):
     # Where every product is below the size at which BLAS starts threads,
-    # setting and restoring its limit (~0.2 ms) is all the limit would do:
+    # setting and restoring its limit is all the limit would do:
     # a fit and predictions on a few hundred rows never set it.
     calls = blas_limit_sets
     outside = _blas_threads()
