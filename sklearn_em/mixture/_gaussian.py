@@ -1048,12 +1048,14 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
     features : ndarray of shape (n_samples, n_quadratic + n_features), or \
             a pair of ndarrays
         With z = x - centre: ``[z_i z_j for i <= j, z]`` (n_quadratic =
-        n_features (n_features + 1) / 2) for 'full' and ``[|z|^2, z]``
-        (n_quadratic = 1) for 'spherical', the transpose of a C-ordered
-        array (the last n_features columns are z). For 'tied', the pair
-        ``(z U, z)``: the whitened rows, the transpose of a C-ordered
-        array, and the centred chunk, C-ordered. For 'diag', and for
-        'spherical' from ``_SPHERICAL_BLOCK_FEATURES`` features (see
+        n_features (n_features + 1) / 2) for 'full', ``[z ** 2, z]``
+        (n_quadratic = n_features) for 'diag' below
+        ``_DIAG_BLOCK_FEATURES`` features and ``[|z|^2, z]`` (n_quadratic =
+        1) for 'spherical', the transpose of a C-ordered array (the last
+        n_features columns are z). For 'tied', the pair ``(z U, z)``: the
+        whitened rows, the transpose of a C-ordered array, and the centred
+        chunk, C-ordered. For 'diag' from ``_DIAG_BLOCK_FEATURES`` features,
+        and for 'spherical' from ``_SPHERICAL_BLOCK_FEATURES`` (see
         :func:`_feature_blocks`), two C-ordered blocks: ``(z ** 2, z)``, or
         ``(|z|^2, z)`` with ``|z|^2`` of shape (n_samples, 1). Each is then
         built by long vectorised loops (short rows of a wider array make
@@ -1064,7 +1066,7 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
     """
     n_samples, n_features = X.shape
     dtype = X.dtype if dtype is None else np.dtype(dtype)
-    if _feature_blocks(covariance_type, n_features):
+    if _feature_blocks(covariance_type, n_features, dtype):
         diag = covariance_type == "diag"
         features = workspace(
             "features", (2 if diag else 1, n_samples, n_features), dtype
@@ -1109,6 +1111,8 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
             stop = start + n_features - i
             np.multiply(Z[i], Z[i:], out=features[start:stop])
             start = stop
+    elif covariance_type == "diag":
+        np.multiply(Z, Z, out=features[:n_quad])
     else:
         np.einsum("ij,ij->j", Z, Z, out=features[0])
     return features.T
@@ -1122,8 +1126,22 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
 #: 652), while at 8 features and fewer the transposed layout is the faster.
 _SPHERICAL_BLOCK_FEATURES = 16
 
+#: From this many features (by the features' dtype), 'diag' builds its
+#: features in two C-ordered blocks ``(z ** 2, z)``; below, as the
+#: transpose of one array ``[z ** 2, z]``, like 'full' and narrow
+#: 'spherical'. On few features the transposing centring costs little, and
+#: each of the E-step's two products is one product of inner dimension
+#: ``2 D`` over long rows, where the blocks' are two of inner dimension
+#: ``D`` over rows of ``D`` values (and the log-densities' second adds a
+#: temporary). 3-iteration fits at 100,000 rows with 2-16 components,
+#: alternated against the blocks: float64 at 2-6 features 0.84-0.97 of
+#: their time, at 8 features 0.92-1.09 (and a default fit of 10,000 x 8
+#: with 8 components 1.04x); float32 at 2-6 features 0.79-0.96, at 8 and
+#: 12 features 0.86-0.98, at 16 0.94-1.06.
+_DIAG_BLOCK_FEATURES = {np.dtype(np.float64): 8, np.dtype(np.float32): 16}
 
-def _feature_blocks(covariance_type, n_features):
+
+def _feature_blocks(covariance_type, n_features, dtype=np.float64):
     """Whether :func:`_centred_features` returns two C-ordered blocks.
 
     Parameters
@@ -1132,18 +1150,21 @@ def _feature_blocks(covariance_type, n_features):
 
     n_features : int
 
+    dtype : numpy dtype, default=np.float64
+        The dtype the features are computed in.
+
     Returns
     -------
     blocks : bool
-        True for 'diag', and for 'spherical' from
-        ``_SPHERICAL_BLOCK_FEATURES`` features: the features are then the
+        True for 'diag' from ``_DIAG_BLOCK_FEATURES`` features, and for
+        'spherical' from ``_SPHERICAL_BLOCK_FEATURES``: the features are then the
         pair ``(quadratic, z)`` of arrays of shape (n_samples, n_quadratic)
         and (n_samples, n_features), and the centre may be zero (no
         centring pass; see :meth:`GaussianMixtureEM._fused_parameters`).
     """
-    return covariance_type == "diag" or (
-        covariance_type == "spherical" and n_features >= _SPHERICAL_BLOCK_FEATURES
-    )
+    if covariance_type == "diag":
+        return n_features >= _DIAG_BLOCK_FEATURES[np.dtype(dtype)]
+    return covariance_type == "spherical" and n_features >= _SPHERICAL_BLOCK_FEATURES
 
 
 def _expanded_coefficients(
@@ -2920,16 +2941,16 @@ def _surviving_direct_pairs(log_prob, features, means, precisions_chol, centre, 
     cut = (_FLOAT64_LOG_TINY if dtype == np.float64 else _FLOAT32_LOG_FLOOR) - 1.0
     # The other components' entries are within the expansion's budget.
     budget = _expansion_limit(dtype, n_features) * np.finfo(dtype).eps
-    if dtype == np.float32 and precisions.ndim == 2:
-        return _surviving_pairs_by_entry(
-            log_prob, features[0], precisions, kappa, direct, scale, cut, budget
-        )
     if isinstance(features, tuple):
         quadratic = features[0]
-        squared = quadratic[:, 0] if quadratic.shape[1] == 1 else quadratic.sum(axis=1)
     else:
-        # (Transposed 'spherical' features: |z|^2 first.)
-        squared = features[:, 0]
+        # (Transposed features: |z|^2, or the n_features squares, first.)
+        quadratic = features[:, : n_features if precisions.ndim == 2 else 1]
+    if dtype == np.float32 and precisions.ndim == 2:
+        return _surviving_pairs_by_entry(
+            log_prob, quadratic, precisions, kappa, direct, scale, cut, budget
+        )
+    squared = quadratic[:, 0] if quadratic.shape[1] == 1 else quadratic.sum(axis=1)
     largest = precisions if precisions.ndim == 1 else precisions.max(axis=1)
     # Each row's largest bound over the direct components, bounded in turn
     # by the largest precision and kappa (one pass over the rows).
@@ -3926,7 +3947,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 cache_bytes = _PER_COMPONENT_PREDICTION_CACHE_BYTES
             return {"exact": True, "cache_bytes": cache_bytes}
         engine_type = _engine_covariance_type(self.covariance_type)
-        if not _feature_blocks(engine_type, n_features):
+        if not _feature_blocks(engine_type, n_features, dtype):
             return {"exact": True}
         # Both halves of the E-step read the two feature blocks: split over
         # threads, the chunks' blocks together stay within the cache budget.
@@ -3969,7 +3990,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         # in 12,500-row ones).
         engine_type = _engine_covariance_type(self.covariance_type)
         n_quadratic = _n_quadratic_features(engine_type, n_features)
-        if engine_type == "spherical" and _feature_blocks(engine_type, n_features):
+        if engine_type == "spherical" and _feature_blocks(
+            engine_type, n_features, dtype
+        ):
             # The squares z ** 2 from which |z|^2 is summed.
             n_quadratic += n_features
         return n_quadratic + n_features + 8 * self.n_components
@@ -3988,7 +4011,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         # K = 3, 'full': 0.8-0.9 ms, when setting the limit cost ~0.2 ms).
         # The E-step's product of the features with the coefficients (and
         # the responsibilities' with the features), as it is run: for
-        # 'diag' (and wide 'spherical') two blocks of n_features columns,
+        # wide 'diag' and 'spherical' two blocks of n_features columns,
         # otherwise one of the quadratic and linear features, not the
         # chunk's every value and temporary per row (counted so, fits of
         # 300 x 16 in 12 diagonal components or 300 x 4 in 12 tied ones set
@@ -4004,7 +4027,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         per_component = self._uses_per_component_form(n_features, dtype)
         if per_component:
             work = super()._largest_product(n_samples, n_features, itemsize)
-        elif _feature_blocks(engine_type, n_features):
+        elif _feature_blocks(engine_type, n_features, dtype):
             work = n_samples * (n_features + 1) * self.n_components
         else:
             n_quadratic = _n_quadratic_features(engine_type, n_features)
@@ -4296,7 +4319,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         centre = centre.astype(self._dtype()).astype(np.float64)
         expanded = {} if expanded is None else expanded
         if (
-            _feature_blocks(engine_type, n_features)
+            _feature_blocks(engine_type, n_features, dtype)
             and not recentred
             and not _refused_at_zero(self.means_, precisions_chol, dtype)
         ):
@@ -4353,7 +4376,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         else:
             allowed = 0
         if dtype == np.float32 and len(direct) > allowed:
-            if _feature_blocks(engine_type, n_features):
+            if _feature_blocks(engine_type, n_features, np.float64):
                 # float64 may expand around zero (see above); if not, around
                 # the centre with these coefficients.
                 return self._fused_parameters(np.float64, recentred, expanded, paired)

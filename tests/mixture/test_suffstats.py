@@ -779,10 +779,12 @@ def test_diagonal_fits_count_their_largest_product(monkeypatch, covariance_type,
     gm.predict_proba(X)
     assert sizes
     assert max(sizes) <= gm._largest_product(n_samples, n_features)
-    # With K components and D features, about n D K: these shapes' fits are
+    # With K components and D features, about n D K (n 2 D K for narrow
+    # 'diag', one product of inner dimension 2 D): these shapes' fits are
     # under the size at which BLAS starts threads, or over it, as counted.
+    row_features = n_features + 1 if covariance_type == "spherical" else 2 * n_features
     assert gm._largest_product(n_samples, n_features) <= (
-        n_samples * (n_features + 1) * n_components
+        n_samples * row_features * n_components
     )
 
 
@@ -1413,13 +1415,13 @@ def test_several_chunks_of_unsplit_data_are_even_over_the_threads(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "covariance_type, n_features", [("diag", 6), ("spherical", 20)]
+    "covariance_type, n_features", [("diag", 12), ("spherical", 20)]
 )
 @pytest.mark.parametrize("offset", [0.0, 1e4])
 def test_block_features_around_zero_near_the_origin(
     covariance_type, n_features, offset
 ):
-    # Diagonal covariances (and spherical ones from 16 features) build their
+    # Diagonal covariances from 8 features (and spherical ones from 16) build their
     # features as two C-ordered blocks, and skip the centring pass where the
     # expansion around zero is within the precision budget (data near the
     # origin), and keep it where it is not (data far from it): the same
@@ -1599,6 +1601,74 @@ def test_default_fit_starts_from_partition_statistics(covariance_type, monkeypat
     assert_allclose(by_labels.means_, by_resp.means_, rtol=1e-10)
     assert_allclose(by_labels.covariances_, by_resp.covariances_, rtol=1e-10)
     assert_allclose(by_labels.lower_bound_, by_resp.lower_bound_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 4, "widest"])
+@pytest.mark.parametrize("tight", [False, True])
+def test_narrow_diagonal_features_are_one_transposed_array(
+    n_features, dtype, tight, monkeypatch
+):
+    # Below _DIAG_BLOCK_FEATURES features (8 in float64, 16 in float32),
+    # 'diag' builds [z ** 2, z] as the transpose of one array (one product
+    # each way), not two C-ordered blocks: the same statistics as the
+    # blocks, and as the brute force, including where tight clusters far
+    # from the centre are computed directly (whose moments a float32 fit
+    # takes in float64, in blocks from 8 features).
+    threshold = _gaussian._DIAG_BLOCK_FEATURES[np.dtype(dtype)]
+    if n_features == "widest":
+        n_features = threshold - 1
+    assert not _gaussian._feature_blocks("diag", n_features, dtype)
+    assert _gaussian._feature_blocks("diag", threshold, dtype)
+    if tight:
+        X = _tight_far_clusters(600, n_features, 6)
+    else:
+        X = _blobs(n_samples=3000, n_features=n_features, n_components=3) + 50.0
+    X = X.astype(dtype)
+    n_components = 6 if tight else 3
+    gm = GaussianMixtureEM(
+        n_components, covariance_type="diag", random_state=0, max_iter=2
+    ).fit(X)
+    parameters = gm._fused_parameters(dtype)
+    if tight:
+        assert len(parameters["direct"]) > 0
+    else:
+        assert parameters["centre"].dtype == dtype
+    centre = parameters["centre"]
+    features = _centred_features(X, centre, "diag", dtype=centre.dtype)
+    if isinstance(features, tuple):
+        # Only a float32 fit's chunks computed in float64, from 8 features.
+        assert centre.dtype != dtype and n_features >= 8
+        squares, Z = features
+    else:
+        assert features.flags.f_contiguous
+        squares, Z = features[:, :n_features], features[:, n_features:]
+    assert_allclose(Z, X.astype(centre.dtype) - centre, rtol=0, atol=0)
+    assert_allclose(squares, Z**2, rtol=0, atol=0)
+    data = as_data(gm, X, None, reset=False, dtype=dtype)
+    transposed = gm._e_step_statistics(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            _gaussian,
+            "_DIAG_BLOCK_FEATURES",
+            {np.dtype(np.float64): 1, np.dtype(np.float32): 1},
+        )
+        blocks = gm._e_step_statistics(data)
+    X64 = X.astype(np.float64)
+    log_prob = _estimate_log_gaussian_prob(
+        X64, gm.means_, gm.precisions_cholesky_, "diag"
+    ) + np.log(gm.weights_)
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None])
+    reference = _brute_force_statistics(X64, resp, gm.means_)
+    reference["sxx"] = np.einsum("kdd->kd", reference["sxx"])
+    # (The blocks may skip the centring where the expansion around zero is
+    # within the budget, data at 50 here: float64 moments to about 1e-11.
+    # The transposed features are always centred.)
+    tolerances = {np.float64: (1e-12, 1e-9), np.float32: (1e-4, 1e-4)}[dtype]
+    for stats, rtol in zip((transposed, blocks), tolerances):
+        for key in ("nk", "sx", "sxx"):
+            scale = np.abs(reference[key]).max()
+            assert_allclose(stats[key], reference[key], rtol=rtol, atol=rtol * scale)
 
 
 def _tight_far_clusters(n_samples, n_features, n_components, seed=0):
