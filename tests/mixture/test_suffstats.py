@@ -185,13 +185,18 @@ def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("far_fraction", [0.0, 0.3, 0.9])
 @pytest.mark.parametrize("n_rows", [4000, 500])
-def test_exp_above_floor(layout, far_fraction, n_rows):
+@pytest.mark.parametrize("one_floor", [False, True])
+def test_exp_above_floor(layout, far_fraction, n_rows, one_floor):
     # exp(a) to the last bit where a is at or above its column's floor;
-    # below it, zero where most entries are (only the others are computed)
-    # or the array is small, and otherwise exp(a) down to the smallest
-    # normal number, zero below. NaN propagates either way.
+    # below it, zero where most entries are (only the others are computed),
+    # the array is small or the floor is one above _FAST_EXP_LOG (a fit's
+    # E-step without light components), and otherwise exp(a) down to the
+    # smallest normal number, zero below. NaN propagates either way.
     rng = np.random.RandomState(0)
-    floors = np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
+    if one_floor:
+        floors = -44.0
+    else:
+        floors = np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
     a = -rng.uniform(0, 30, size=(n_rows, 3))
     far = rng.uniform(size=(n_rows, 3)) < far_fraction
     a[far] = -rng.uniform(45, 900, size=far.sum())
@@ -213,7 +218,7 @@ def test_exp_above_floor(layout, far_fraction, n_rows):
     sparse = np.mean(a[::16] < floors) >= _suffstats._SPARSE_EXP_FRACTION
     assert sparse == (far_fraction == 0.9)
     below = ~above
-    if sparse or small:
+    if sparse or small or one_floor:
         assert not out[below].any()
     else:
         normal = below & (a >= _suffstats._FLOAT64_LOG_TINY)
