@@ -185,18 +185,22 @@ def test_logsumexp_rows_of_two_columns_are_the_general_case(order):
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("far_fraction", [0.0, 0.3, 0.9])
 @pytest.mark.parametrize("n_rows", [4000, 500])
-@pytest.mark.parametrize("one_floor", [False, True])
-def test_exp_above_floor(layout, far_fraction, n_rows, one_floor):
+@pytest.mark.parametrize("floor", ["columns", "fit", "prediction"])
+def test_exp_above_floor(layout, far_fraction, n_rows, floor):
     # exp(a) to the last bit where a is at or above its column's floor;
     # below it, zero where most entries are (only the others are computed),
     # the array is small or the floor is one above _FAST_EXP_LOG (a fit's
     # E-step without light components), and otherwise exp(a) down to the
-    # smallest normal number, zero below. NaN propagates either way.
+    # smallest normal number, zero below, including the entries between it
+    # and _FAST_EXP_LOG where many are far below (exponentiated apart). NaN
+    # propagates either way.
     rng = np.random.RandomState(0)
-    if one_floor:
-        floors = -44.0
-    else:
-        floors = np.array([-44.0, -44.0, _suffstats._FLOAT64_LOG_TINY])
+    tiny = _suffstats._FLOAT64_LOG_TINY
+    floors = {
+        "columns": np.array([-44.0, -44.0, tiny]),
+        "fit": -44.0,
+        "prediction": tiny,
+    }[floor]
     a = -rng.uniform(0, 30, size=(n_rows, 3))
     far = rng.uniform(size=(n_rows, 3)) < far_fraction
     a[far] = -rng.uniform(45, 900, size=far.sum())
@@ -216,13 +220,21 @@ def test_exp_above_floor(layout, far_fraction, n_rows, one_floor):
     small = a.size <= _suffstats._SMALL_EXP
     assert small == (n_rows == 500)
     sparse = np.mean(a[::16] < floors) >= _suffstats._SPARSE_EXP_FRACTION
-    assert sparse == (far_fraction == 0.9)
+    assert sparse == (far_fraction == 0.9 and floor != "prediction")
+    # Entries between the smallest normal number and _FAST_EXP_LOG.
+    band = (a >= tiny) & (a < _suffstats._FAST_EXP_LOG)
+    assert band.any() == (far_fraction > 0)
+    if floor == "prediction" and not small:
+        deep = np.mean(a[::16] < _suffstats._FAST_EXP_LOG)
+        assert (deep >= _suffstats._DEEP_EXP_FRACTION) == (far_fraction > 0)
+        assert_array_equal(out[band], exact[band])
     below = ~above
-    if sparse or small or one_floor:
+    if sparse or small or floor == "fit":
         assert not out[below].any()
     else:
-        normal = below & (a >= _suffstats._FLOAT64_LOG_TINY)
-        assert normal.any() == (far_fraction > 0)
+        normal = below & (a >= tiny)
+        if floor == "columns":
+            assert normal.any() == (far_fraction > 0)
         assert_array_equal(out[normal], exact[normal])
         assert not out[below & ~normal].any()
     if layout == "strided":
