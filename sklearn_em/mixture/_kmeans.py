@@ -254,10 +254,9 @@ def kmeans_lloyd(X, n_clusters, sample_weight, random_state, n_jobs=None):
     # a tenth of a second, on the core the Lloyd iterations and the first
     # E-step wanted (200,000 x 16, K = 16: the first E-step took 40 against
     # the next ones' 25 ms; the whole fit 0.87-0.92 of its time on separated
-    # clusters, about the same on overlapping ones). Other large
-    # data gets BLAS's threads (with fewer values a step, the three ways
-    # were even); the
-    # Lloyd iterations run in a one-thread window.
+    # clusters, about the same on overlapping ones). Other large data gets
+    # BLAS's threads (with fewer values a step, the three ways were even);
+    # the Lloyd iterations run in a one-thread window.
     threads = 1
     if Xc.nbytes >= _MIN_THREADED_BYTES:
         step_values = _n_local_trials(n_clusters) * Xc.size
