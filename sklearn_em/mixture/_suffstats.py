@@ -399,7 +399,8 @@ def _exp_above(a, floor):
     (with a floor below ``_FAST_EXP_LOG``, or one per component, those
     below the smallest normal number): raised to ``_FAST_EXP_LOG`` first,
     since NumPy's exponentials of results near or below the smallest normal
-    number take a slow path (11 ns each at its log, -708.4; 80 ns below),
+    number take a slow path (11 ns each at its log, -708.4; up to 80 ns in
+    the subnormal range below),
     then multiplied by zero (masked copies and ``exp(-inf)`` in random
     positions cost 4 and 5 ns an entry in mispredicted branches). With the
     smallest normal number as the floor, the few entries between it and
