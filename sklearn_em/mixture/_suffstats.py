@@ -400,9 +400,9 @@ def _exp_above(a, floor):
     below the smallest normal number): raised to ``_FAST_EXP_LOG`` first,
     since NumPy's exponentials of results near or below the smallest normal
     number take a slow path (11 ns each at its log, -708.4; up to 80 ns in
-    the subnormal range below),
-    then multiplied by zero (masked copies and ``exp(-inf)`` in random
-    positions cost 4 and 5 ns an entry in mispredicted branches). With the
+    the subnormal range below), then multiplied by zero (masked copies and
+    ``exp(-inf)`` in random positions cost 4 and 5 ns an entry in
+    mispredicted branches). With the
     smallest normal number as the floor, the few entries between it and
     ``_FAST_EXP_LOG`` are exponentiated apart, where many entries are far
     below (on a sample of rows, ``_DEEP_EXP_FRACTION``); where few are,
@@ -443,7 +443,7 @@ def _exp_above(a, floor):
         flat.fill(0)
         flat[where] = values
         return
-    rescued = None
+    rescue = False
     if np.ndim(floor) == 0 and floor >= _FAST_EXP_LOG:
         # A fit's E-step (one floor, above _FAST_EXP_LOG): the entries below
         # it are zeroed, as the other way does. Raised to the smallest
@@ -460,22 +460,22 @@ def _exp_above(a, floor):
         # _FAST_EXP_LOG are exponentiated apart (predict_proba of 100,000 x
         # 16 rows, 12 diagonal components, a third of the entries that far:
         # see the design note).
-        cut, raised = _FAST_EXP_LOG, _FAST_EXP_LOG
-        rescued = np.flatnonzero(
-            np.less(flat, _FAST_EXP_LOG) & ~np.less(flat, _FLOAT64_LOG_TINY)
-        )
-        rescued_values = np.exp(flat[rescued])
+        cut = raised = _FAST_EXP_LOG
+        rescue = True
     else:
         cut = raised = _FLOAT64_LOG_TINY
     below = np.less(flat, cut)
     if not below.any():
         np.exp(flat, out=flat)
         return
+    if rescue:
+        rescued = np.flatnonzero(below & np.greater_equal(flat, _FLOAT64_LOG_TINY))
+        rescued_values = np.exp(flat[rescued])
     np.maximum(flat, raised, out=flat)
     np.exp(flat, out=flat)
     np.logical_not(below, out=below)
     flat *= below
-    if rescued is not None:
+    if rescue:
         flat[rescued] = rescued_values
 
 
