@@ -34,6 +34,7 @@ from ._suffstats import (
     negligible_floor,
     resp_chunk,
     single_threaded_blas,
+    small_gemm_work,
     subtract_centre,
     workspace,
 )
@@ -1529,9 +1530,15 @@ def _gaussian_e_step_chunk_body(
             ),
             floor=floor,
         )
-    product = None
-    if _blocked_diag(covariance_type, X, coef, dtype):
-        features, product = _blocked_diag_features(X, centre, coef)
+    product = moment_rows = None
+    if _blocked_diag(covariance_type, X, coef.shape[1], dtype):
+        block_rows = _diag_block_rows(X.shape[1], coef.shape[1])
+        features, product = _blocked_diag_features(X, centre, coef, block_rows)
+        work = small_gemm_work()
+        if work:
+            # The moments' products in blocks of rows within the same
+            # small-matrix kernels.
+            moment_rows = work // (X.shape[1] * coef.shape[1])
     else:
         features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
     return e_step_chunk(
@@ -1559,6 +1566,7 @@ def _gaussian_e_step_chunk_body(
             centre=centre,
             direct=direct,
             X=X,
+            block_rows=moment_rows,
         ),
         floor=floor,
     )
@@ -1573,32 +1581,66 @@ def _gaussian_e_step_chunk_body(
 _BLOCKED_DIAG_FEATURES = 64
 _BLOCKED_DIAG_COMPONENTS = 4
 
+#: Where BLAS has small-matrix kernels (see
+#: :func:`~._suffstats.small_gemm_work`), float64 diagonal chunks take
+#: :func:`_blocked_diag_features` from this many features with
+#: ``_BLOCKED_DIAG_COMPONENTS`` to ``_SMALL_BLOCKED_DIAG_COMPONENTS``
+#: components (and from ``_BLOCKED_DIAG_FEATURES`` with fewer), in blocks
+#: within the kernels' size, their moments' products too. 3-iteration fits
+#: at 100,000 rows, against the whole chunk's products (or 2 MiB blocks):
+#: 0.79-0.87 of their time at 32-128 features with 4 to 16 components
+#: (128 features: 0.83, 0.81, 0.84 with 4, 8, 16), but 1.07-1.17x with 32
+#: and 64 components, whose blocks of a few hundred rows cost more than the
+#: packed products, 1.07x at 32 features with 2 components and 1.8x at 16
+#: with 8 (measured with the moments' blocks; the blocks of the log-densities
+#: alone, 128 features, 4 components: 0.87).
+_SMALL_BLOCKED_DIAG_FEATURES = 32
+_SMALL_BLOCKED_DIAG_COMPONENTS = 16
+
 #: Bytes of a block of rows of :func:`_blocked_diag_features`: this
 #: machine's L2 cache. (Blocks of 2,048 rows at 200 features, 3.2 MiB, made
 #: a default fit of 3,000 x 200 with 3 components 1.05x.)
 _BLOCKED_DIAG_BYTES = 2**21
 
 
-def _blocked_diag(covariance_type, X, coef, dtype):
+def _blocked_diag(covariance_type, X, n_components, dtype):
     """Whether a chunk's E-step takes :func:`_blocked_diag_features`."""
-    return (
-        covariance_type == "diag"
-        and dtype == np.float64
-        and X.dtype == np.float64
-        and X.shape[1] >= _BLOCKED_DIAG_FEATURES
-        and coef.shape[1] <= _BLOCKED_DIAG_COMPONENTS
-    )
+    if not (
+        covariance_type == "diag" and dtype == np.float64 and X.dtype == np.float64
+    ):
+        return False
+    n_features = X.shape[1]
+    if small_gemm_work() and n_components <= _SMALL_BLOCKED_DIAG_COMPONENTS:
+        if n_components >= _BLOCKED_DIAG_COMPONENTS:
+            return n_features >= _SMALL_BLOCKED_DIAG_FEATURES
+    elif n_components > _BLOCKED_DIAG_COMPONENTS:
+        return False
+    return n_features >= _BLOCKED_DIAG_FEATURES
 
 
-def _blocked_diag_features(X, centre, coef):
+def _diag_block_rows(n_features, n_components):
+    """Rows of a block of :func:`_blocked_diag_features`.
+
+    ``_BLOCKED_DIAG_BYTES`` of rows, and, where BLAS has small-matrix
+    kernels, few enough that each product of the block stays within them.
+    """
+    rows = _BLOCKED_DIAG_BYTES // (8 * n_features)
+    work = small_gemm_work()
+    if work:
+        rows = min(rows, work // (n_features * n_components))
+    return max(64, rows)
+
+
+def _blocked_diag_features(X, centre, coef, block_rows):
     """A float64 'diag' chunk's features and their products with ``coef``.
 
     :func:`_centred_features` squares the whole chunk, then the E-step
     multiplies both feature blocks by a few columns of coefficients: on
     wide data each pass reads the chunk from memory again, and OpenBLAS's
     product of a few coefficient rows with the transposed chunk is slow.
-    Here a block of ``_BLOCKED_DIAG_BYTES`` of rows at a time is centred,
-    squared and multiplied, ``(rows, D) @ (D, K)``, while it is in cache
+    Here a block of ``block_rows`` rows at a time (see
+    :func:`_diag_block_rows`) is centred, squared and multiplied,
+    ``(rows, D) @ (D, K)``, while it is in cache
     (one thread, the products and squares of a chunk: 0.64-0.82 of their
     time from 32 features with 2 to 8 components, in blocks of 1,024
     rows); the column-major log-densities are then one copy. The same
@@ -1614,6 +1656,9 @@ def _blocked_diag_features(X, centre, coef):
     coef : ndarray of shape (2 n_features, n_components)
         From :func:`_expanded_coefficients`.
 
+    block_rows : int
+        Rows of a block (:func:`_diag_block_rows`).
+
     Returns
     -------
     features : tuple of two ndarrays of shape (n_samples, n_features)
@@ -1624,7 +1669,6 @@ def _blocked_diag_features(X, centre, coef):
     """
     n_samples, n_features = X.shape
     n_components = coef.shape[1]
-    block_rows = max(64, _BLOCKED_DIAG_BYTES // (8 * n_features))
     features = workspace("features", (2, n_samples, n_features), np.float64)
     squares = features[0]
     Z = features[1] if centre.any() else X
@@ -1932,6 +1976,22 @@ def _gaussian_log_prob_chunk(X, **parameters):
                 X=X,
                 stacked=stacked,
                 **exact,
+            )
+        elif _blocked_diag(
+            parameters["covariance_type"],
+            X,
+            parameters["coef"].shape[1],
+            parameters["log_w"].dtype,
+        ):
+            coef = parameters["coef"]
+            features, product = _blocked_diag_features(
+                X,
+                parameters["centre"],
+                coef,
+                _diag_block_rows(X.shape[1], coef.shape[1]),
+            )
+            log_prob = _expanded_log_prob(
+                features, X=X, triangle=triangle, product=product, **parameters
             )
         else:
             features = _centred_features(
@@ -3222,7 +3282,7 @@ def _component_product(A, B, out=None, add=False):
     return out
 
 
-def _inner_product(A, B):
+def _inner_product(A, B, block_rows=None):
     """``A @ B``; for float32, float64 sums of products over row blocks.
 
     Computed with ``np.dot``, as every product over a chunk's rows in this
@@ -3240,6 +3300,11 @@ def _inner_product(A, B):
 
     B : ndarray of shape (n_samples, k)
 
+    block_rows : int, default=None
+        Not float32: the sum of the products of blocks of this many rows
+        (within BLAS's small-matrix kernels, see
+        :func:`_blocked_diag_features`); None is one product.
+
     Returns
     -------
     product : ndarray of shape (m, k)
@@ -3248,7 +3313,13 @@ def _inner_product(A, B):
     """
     n_samples = A.shape[1]
     if A.dtype != np.float32:
-        return np.dot(A, B)
+        if block_rows is None or block_rows >= n_samples:
+            return np.dot(A, B)
+        product = np.dot(A[:, :block_rows], B[:block_rows])
+        for start in range(block_rows, n_samples, block_rows):
+            stop = start + block_rows
+            product += np.dot(A[:, start:stop], B[start:stop])
+        return product
     if n_samples <= _FLOAT32_BLOCK:
         side = _short_side(A, B)
         if side == "rows":
@@ -3374,7 +3445,9 @@ def _gram(W):
     return gram
 
 
-def _accumulate_expanded(features, resp, *, means, covariance_type, centre, direct, X):
+def _accumulate_expanded(
+    features, resp, *, means, covariance_type, centre, direct, X, block_rows=None
+):
     """Sufficient statistics from the chunk's features, around ``means``.
 
     Parameters
@@ -3399,6 +3472,11 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     X : ndarray of shape (n_samples, n_features)
         The chunk, in the dtype of ``features``.
 
+    block_rows : int, default=None
+        float64 feature blocks: the moments' products are summed over blocks
+        of this many rows (see :func:`_blocked_diag_features`); None
+        multiplies the whole chunk at once.
+
     Returns
     -------
     stats : dict
@@ -3412,8 +3490,8 @@ def _accumulate_expanded(features, resp, *, means, covariance_type, centre, dire
     if covariance_type == "tied":
         return _accumulate_tied(features[1], resp, nk, means, centre, direct, X)
     if isinstance(features, tuple):
-        moments = _inner_product(resp.T, features[0])
-        sz = _inner_product(resp.T, features[1])
+        moments = _inner_product(resp.T, features[0], block_rows)
+        sz = _inner_product(resp.T, features[1], block_rows)
     else:
         # features is the transpose of a C-ordered array: float32 BLAS runs
         # this product order 1.8x faster than resp.T @ features (float64

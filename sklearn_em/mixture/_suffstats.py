@@ -1426,6 +1426,49 @@ def _set_num_threads(libraries, counts):
                 clear(force=True)
 
 
+#: OpenBLAS cores with small-matrix GEMM kernels: the AVX-512 ones, whose
+#: kernel lists take SkylakeX's ``*gemm_small_kernel_*_skylakex.c``.
+_SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+#: The largest ``m n k`` those kernels take (their
+#: ``gemm_small_kernel_permit``: 100^3, for every orientation but a
+#: transposed first operand with an inner dimension below 32). Larger
+#: products pack both operands into buffers first, which for a long, narrow
+#: product costs more than its arithmetic: one thread, ``(rows, 128) @ (128,
+#: K)`` in float64 took 10-22 ns a row up to this size and 42-61 ns beyond
+#: it (K = 2 to 8; float32 6-12 against 18-29 ns), the step at exactly this
+#: many multiply-adds whatever the shape.
+_SMALL_GEMM_WORK = 100**3
+
+
+@lru_cache(maxsize=1)
+def small_gemm_work():
+    """The largest product NumPy's BLAS runs on small-matrix kernels.
+
+    Returns
+    -------
+    work : int
+        ``m n k`` of the largest ``(m, k) @ (k, n)`` product that takes
+        OpenBLAS's small-matrix kernels (see ``_SMALL_GEMM_WORK``), where
+        NumPy's BLAS is an OpenBLAS running one of ``_SMALL_GEMM_CORES``;
+        0 for any other BLAS or core (none is known, so no product is cut
+        to fit).
+    """
+    libraries = _controller().select(internal_api="openblas").lib_controllers
+    # NumPy's own OpenBLAS (SciPy's wheel brings another): the one in NumPy's
+    # directories, or the only one loaded.
+    own = [
+        lib
+        for lib in libraries
+        if "numpy" in os.path.basename(os.path.dirname(lib.filepath or ""))
+    ]
+    if len(own) != 1:
+        own = libraries if len(libraries) == 1 else []
+    if own and str(getattr(own[0], "architecture", "")).lower() in _SMALL_GEMM_CORES:
+        return _SMALL_GEMM_WORK
+    return 0
+
+
 def _controller():
     """The process's ``ThreadpoolController``, created on first use."""
     if not _CONTROLLER:

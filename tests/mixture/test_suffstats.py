@@ -2122,6 +2122,7 @@ def test_blocked_diag_chunks_are_the_whole_chunks(offset, monkeypatch):
     # and multiplied a cache-sized block of rows at a time, the products the
     # other way round: the statistics of the whole chunk's passes up to
     # rounding, around zero (offset 0) and around the mixture's centre.
+    monkeypatch.setattr(_gaussian, "small_gemm_work", lambda: 0)
     rng = np.random.RandomState(0)
     X = rng.normal(size=(3000, 64)) * rng.uniform(0.5, 2, 64) + offset
     X[:1000] += 3
@@ -2130,26 +2131,143 @@ def test_blocked_diag_chunks_are_the_whole_chunks(offset, monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     # Up to 4 components; not float32, nor 'spherical'.
-    coef = np.zeros((128, 5))
-    assert not _gaussian._blocked_diag("diag", X, coef, np.float64)
-    assert not _gaussian._blocked_diag(
-        "diag", X.astype(np.float32), coef[:, :2], np.float32
-    )
-    assert not _gaussian._blocked_diag("spherical", X, coef[:, :2], np.float64)
-    assert _gaussian._blocked_diag("diag", X, coef[:, :4], np.float64)
+    assert not _gaussian._blocked_diag("diag", X, 5, np.float64)
+    assert not _gaussian._blocked_diag("diag", X.astype(np.float32), 2, np.float32)
+    assert not _gaussian._blocked_diag("spherical", X, 2, np.float64)
+    assert _gaussian._blocked_diag("diag", X, 4, np.float64)
+    assert not _gaussian._blocked_diag("diag", X[:, :63], 4, np.float64)
     # Blocks of 700 rows: four, the last shorter.
     monkeypatch.setattr(_gaussian, "_BLOCKED_DIAG_BYTES", 8 * 64 * 700)
+    assert _gaussian._diag_block_rows(64, 3) == 700
     calls = []
     original = _gaussian._blocked_diag_features
 
-    def spy(X, centre, coef):
-        calls.append(bool(centre.any()))
-        return original(X, centre, coef)
+    def spy(X, centre, coef, block_rows):
+        calls.append((bool(centre.any()), block_rows))
+        return original(X, centre, coef, block_rows)
 
     monkeypatch.setattr(_gaussian, "_blocked_diag_features", spy)
     blocked = gm._e_step_chunk_function()(X, None)
-    assert calls == [offset != 0]
+    assert calls == [(offset != 0, 700)]
     monkeypatch.setattr(_gaussian, "_BLOCKED_DIAG_FEATURES", 65)
     whole = gm._e_step_chunk_function()(X, None)
     assert len(calls) == 1
     _assert_same_statistics(blocked, whole, "diag")
+
+
+@pytest.mark.parametrize("n_components", [4, 9])
+def test_blocked_diag_within_small_matrix_kernels(n_components, monkeypatch):
+    # Where BLAS has small-matrix kernels (OpenBLAS on AVX-512 cores),
+    # diagonal chunks from 32 features with 4 to 16 components are blocked
+    # too, in blocks whose products stay within the kernels' m n k, the
+    # moments' products summed over such blocks: the whole chunk's
+    # statistics and log-densities up to rounding.
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(2500, 40)) * rng.uniform(0.5, 2, 40) + 5.0
+    X[:800] += 3
+    gm = GaussianMixtureEM(
+        n_components, covariance_type="diag", max_iter=2, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    monkeypatch.setattr(_gaussian, "small_gemm_work", lambda: 0)
+    assert not _gaussian._blocked_diag("diag", X, n_components, np.float64)
+    whole = gm._e_step_chunk_function()(X, None)
+    whole_proba = gm.predict_proba(X)
+    whole_scores = gm.score_samples(X)
+
+    # (A kernel size of 700 rows' products: four blocks, the last shorter.)
+    work = 40 * n_components * 700
+    monkeypatch.setattr(_gaussian, "small_gemm_work", lambda: work)
+    assert _gaussian._blocked_diag("diag", X, n_components, np.float64)
+    # Not below 32 features, nor below 4 components under 64 features, nor
+    # beyond 16 components; 64 features with 2 as without the kernels.
+    assert not _gaussian._blocked_diag("diag", X[:, :31], n_components, np.float64)
+    assert not _gaussian._blocked_diag("diag", X, 3, np.float64)
+    assert not _gaussian._blocked_diag("diag", X, 17, np.float64)
+    wide = np.zeros((10, 64))
+    assert _gaussian._blocked_diag("diag", wide, 2, np.float64)
+    assert not _gaussian._blocked_diag("diag", wide.astype(np.float32), 8, np.float32)
+    rows = _gaussian._diag_block_rows(40, n_components)
+    assert rows == 700
+    blocks, moments = [], []
+    original_features = _gaussian._blocked_diag_features
+    original_product = _gaussian._inner_product
+
+    def spy_features(X, centre, coef, block_rows):
+        blocks.append(block_rows)
+        return original_features(X, centre, coef, block_rows)
+
+    def spy_product(A, B, block_rows=None):
+        moments.append(block_rows)
+        return original_product(A, B, block_rows)
+
+    monkeypatch.setattr(_gaussian, "_blocked_diag_features", spy_features)
+    monkeypatch.setattr(_gaussian, "_inner_product", spy_product)
+    blocked = gm._e_step_chunk_function()(X, None)
+    assert blocks == [rows]
+    assert moments == [rows, rows]
+    _assert_same_statistics(blocked, whole, "diag")
+    assert_allclose(gm.predict_proba(X), whole_proba, rtol=1e-9, atol=1e-12)
+    assert_allclose(gm.score_samples(X), whole_scores, rtol=1e-12)
+    assert len(blocks) > 1
+
+
+def test_inner_product_in_row_blocks():
+    # float64 moments summed over blocks of rows (the last one shorter): the
+    # one product's up to rounding; blocks as long as the rows are one.
+    rng = np.random.RandomState(0)
+    A, B = rng.uniform(size=(5, 1001)), rng.normal(size=(1001, 7))
+    assert_allclose(_gaussian._inner_product(A, B, 300), A @ B, rtol=1e-12)
+    assert_array_equal(_gaussian._inner_product(A, B, 1001), np.dot(A, B))
+
+
+@pytest.mark.parametrize(
+    "libraries, expected",
+    [
+        ([("numpy.libs/libopenblas64_.so", "SkylakeX")], 100**3),
+        ([("numpy.libs/libopenblas64_.so", "Haswell")], 0),
+        ([("lib/libopenblas.so", "SapphireRapids")], 100**3),
+        # SciPy's wheel brings its own: NumPy's decides.
+        (
+            [
+                ("scipy.libs/libopenblas.so", "SkylakeX"),
+                ("numpy.libs/libopenblas64_.so", "Zen"),
+            ],
+            0,
+        ),
+        (
+            [
+                ("scipy.libs/libopenblas.so", "Haswell"),
+                ("numpy.libs/libopenblas64_.so", "Cooperlake"),
+            ],
+            100**3,
+        ),
+        # Two libraries, neither NumPy's: unknown.
+        ([("a/libopenblas.so", "SkylakeX"), ("b/libopenblas.so", "SkylakeX")], 0),
+        ([], 0),
+    ],
+)
+def test_small_gemm_work(libraries, expected, monkeypatch):
+    # The small-matrix kernels' size where NumPy's OpenBLAS runs an AVX-512
+    # core, 0 otherwise (MKL, other cores, or a library it cannot tell).
+    class Library:
+        def __init__(self, filepath, architecture):
+            self.filepath = "/site-packages/" + filepath
+            self.architecture = architecture
+
+    class Selection:
+        lib_controllers = [Library(*library) for library in libraries]
+
+    class Controller:
+        def select(self, **kwargs):
+            assert kwargs == {"internal_api": "openblas"}
+            return Selection()
+
+    monkeypatch.setattr(_suffstats, "_controller", Controller)
+    _suffstats.small_gemm_work.cache_clear()
+    try:
+        assert _suffstats.small_gemm_work() == expected
+    finally:
+        _suffstats.small_gemm_work.cache_clear()
