@@ -637,11 +637,21 @@ def test_moments_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
 
 @pytest.mark.parametrize("n_samples", [1000, 1024, 3000, 4096])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
+@pytest.mark.parametrize("n_columns", [3, 20])
+def test_float32_products_are_float64_sums_of_row_blocks(
+    n_samples, transposed, n_columns
+):
     # A float32 chunk's products over its rows are summed in float64 from
-    # blocks of _FLOAT32_BLOCK rows: the float32 rounding of one block, not
-    # of the whole chunk.
-    from sklearn_em.mixture._gaussian import _FLOAT32_BLOCK, _inner_product
+    # blocks of rows: the float32 rounding of one block, not of the whole
+    # chunk. Blocks of _FLOAT32_BLOCK rows for products of few values (7 x
+    # 3), of _FLOAT32_SHORT_BLOCK for larger ones (7 x 20); a chunk of at
+    # most _FLOAT32_BLOCK rows is one float32 product.
+    from sklearn_em.mixture._gaussian import (
+        _FLOAT32_BLOCK,
+        _FLOAT32_SHORT_BLOCK,
+        _FLOAT32_SHORT_BLOCK_PRODUCT,
+        _inner_product,
+    )
 
     rng = np.random.RandomState(0)
     A = (
@@ -650,20 +660,26 @@ def test_float32_products_are_float64_sums_of_row_blocks(n_samples, transposed):
         else rng.uniform(1, 2, (7, n_samples))
     ).astype(np.float32)
     A = A.T if transposed else A
-    B = rng.uniform(1, 2, (n_samples, 3)).astype(np.float32)
+    B = rng.uniform(1, 2, (n_samples, n_columns)).astype(np.float32)
     product = _inner_product(A, B)
     exact = A.astype(np.float64) @ B.astype(np.float64)
-    expected = np.zeros((7, 3))
-    for start in range(0, n_samples, _FLOAT32_BLOCK):
+    assert 7 * 3 < _FLOAT32_SHORT_BLOCK_PRODUCT <= 7 * 20
+    assert _FLOAT32_SHORT_BLOCK < _FLOAT32_BLOCK
+    block = _FLOAT32_SHORT_BLOCK if n_columns == 20 else _FLOAT32_BLOCK
+    if n_samples <= _FLOAT32_BLOCK:
+        block = n_samples
+    expected = np.zeros((7, n_columns))
+    for start in range(0, n_samples, block):
         # Each block's float32 product as the chunk's (a block takes one
         # float32 product; with 3 columns, a matrix-vector product each).
         expected += _inner_product(
-            A[:, start : start + _FLOAT32_BLOCK], B[start : start + _FLOAT32_BLOCK]
+            A[:, start : start + block], B[start : start + block]
         )
     assert product.dtype == (np.float64 if n_samples > _FLOAT32_BLOCK else np.float32)
-    assert_allclose(product, expected, rtol=1e-6)
+    # (The same blocks' float32 products, added up in another order.)
+    assert_allclose(product, expected, rtol=1e-12)
     # Sums of positive terms: within the rounding of one block.
-    tolerance = 2 * min(n_samples, _FLOAT32_BLOCK) * np.finfo(np.float32).eps
+    tolerance = 2 * block * np.finfo(np.float32).eps
     assert np.all(np.abs(product - exact) <= tolerance * exact)
 
 
