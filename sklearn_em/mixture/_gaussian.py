@@ -1587,13 +1587,13 @@ _BLOCKED_DIAG_COMPONENTS = 4
 #: ``_BLOCKED_DIAG_COMPONENTS`` to ``_SMALL_BLOCKED_DIAG_COMPONENTS``
 #: components (and from ``_BLOCKED_DIAG_FEATURES`` with fewer), in blocks
 #: within the kernels' size, their moments' products too. 3-iteration fits
-#: at 100,000 rows, against the whole chunk's products (or 2 MiB blocks):
-#: 0.79-0.87 of their time at 32-128 features with 4 to 16 components
-#: (128 features: 0.83, 0.81, 0.84 with 4, 8, 16), but 1.07-1.17x with 32
-#: and 64 components, whose blocks of a few hundred rows cost more than the
-#: packed products, 1.07x at 32 features with 2 components and 1.8x at 16
-#: with 8 (measured with the moments' blocks; the blocks of the log-densities
-#: alone, 128 features, 4 components: 0.87).
+#: at 100,000 rows, alternated against the whole chunk's products (or 2 MiB
+#: blocks): 0.75, 0.84 and 0.88 of their time at 128 features with 4, 8 and
+#: 16 components, 0.84, 0.84 and 0.88 at 64, 0.86, 0.98 and 1.01 at 32.
+#: Measured before the rule was drawn, blocked paths beyond it lost: 1.07-1.17x
+#: with 32 and 64 components (blocks of a few hundred rows cost more than
+#: the packed products), 1.07x at 32 features with 2 components, 1.8x at 16
+#: features with 8.
 _SMALL_BLOCKED_DIAG_FEATURES = 32
 _SMALL_BLOCKED_DIAG_COMPONENTS = 16
 
@@ -3157,8 +3157,9 @@ def _paired_direct_moments(X, means, resp, direct):
 #: fit: 3e-7), for 6% more time in the product.
 _FLOAT32_BLOCK = 1024
 
-#: ... of this many rows where the product's other two sides make at least
-#: ``_FLOAT32_SHORT_BLOCK_PRODUCT`` values (``m k``): more accurate, and
+#: The float32 row blocks are this many rows instead where the product's
+#: other two sides make at least ``_FLOAT32_SHORT_BLOCK_PRODUCT`` values
+#: (``m k``; see :func:`_inner_product`): more accurate, and
 #: faster where 1,024 rows overflowed the cache or, on OpenBLAS's AVX-512
 #: cores, its small-matrix kernels (at most 10^6 multiply-adds a product:
 #: 1,024 rows at 128 features and 8 components are past them). 3-iteration
