@@ -1593,7 +1593,10 @@ _BLOCKED_DIAG_COMPONENTS = 4
 #: Measured before the rule was drawn, blocked paths beyond it lost: 1.07-1.17x
 #: with 32 and 64 components (blocks of a few hundred rows cost more than
 #: the packed products), 1.07x at 32 features with 2 components, 1.8x at 16
-#: features with 8.
+#: features with 8. A chunk whose products are within the kernels already
+#: is one block, to which the path only adds its calls (per iteration,
+#: bench_small_shapes' data, 100 x 64 to 300 x 200 with 12 components:
+#: 1.00-1.05x): it keeps the whole chunk's products.
 _SMALL_BLOCKED_DIAG_FEATURES = 32
 _SMALL_BLOCKED_DIAG_COMPONENTS = 16
 
@@ -1609,10 +1612,16 @@ def _blocked_diag(covariance_type, X, n_components, dtype):
         covariance_type == "diag" and dtype == np.float64 and X.dtype == np.float64
     ):
         return False
-    n_features = X.shape[1]
-    if small_gemm_work() and n_components <= _SMALL_BLOCKED_DIAG_COMPONENTS:
+    n_samples, n_features = X.shape
+    work = small_gemm_work()
+    if work and n_components <= _SMALL_BLOCKED_DIAG_COMPONENTS:
         if n_components >= _BLOCKED_DIAG_COMPONENTS:
-            return n_features >= _SMALL_BLOCKED_DIAG_FEATURES
+            # (A chunk whose products are within the kernels already is
+            # one block: the blocked path would only add its calls.)
+            return (
+                n_features >= _SMALL_BLOCKED_DIAG_FEATURES
+                and n_samples * n_features * n_components > work
+            )
     elif n_components > _BLOCKED_DIAG_COMPONENTS:
         return False
     return n_features >= _BLOCKED_DIAG_FEATURES

@@ -2189,6 +2189,9 @@ def test_blocked_diag_within_small_matrix_kernels(n_components, monkeypatch):
     assert not _gaussian._blocked_diag("diag", X[:, :31], n_components, np.float64)
     assert not _gaussian._blocked_diag("diag", X, 3, np.float64)
     assert not _gaussian._blocked_diag("diag", X, 17, np.float64)
+    # Nor a chunk whose products are within the kernels already (one block).
+    assert not _gaussian._blocked_diag("diag", X[:700], n_components, np.float64)
+    assert _gaussian._blocked_diag("diag", X[:701], n_components, np.float64)
     wide = np.zeros((10, 64))
     assert _gaussian._blocked_diag("diag", wide, 2, np.float64)
     assert not _gaussian._blocked_diag("diag", wide.astype(np.float32), 8, np.float32)
