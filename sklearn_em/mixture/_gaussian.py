@@ -1530,17 +1530,14 @@ def _gaussian_e_step_chunk_body(
             ),
             floor=floor,
         )
-    product = moment_rows = None
-    if _blocked_diag(covariance_type, X, coef.shape[1], dtype):
-        block_rows = _diag_block_rows(X.shape[1], coef.shape[1])
-        features, product = _blocked_diag_features(X, centre, coef, block_rows)
-        work = small_gemm_work()
-        if work:
-            # The moments' products in blocks of rows within the same
-            # small-matrix kernels.
-            moment_rows = work // (X.shape[1] * coef.shape[1])
-    else:
-        features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
+    features, product = _fused_features(
+        X, centre, covariance_type, precisions_chol, coef, dtype
+    )
+    # Blocked diagonal features: the moments' products in blocks of rows
+    # within the same small-matrix kernels, where BLAS has them.
+    moment_rows = None
+    if product is not None:
+        moment_rows = _kernel_rows(X.shape[1], coef.shape[1])
     return e_step_chunk(
         features,
         sample_weight,
@@ -1627,6 +1624,13 @@ def _blocked_diag(covariance_type, X, n_components, dtype):
     return n_features >= _BLOCKED_DIAG_FEATURES
 
 
+def _kernel_rows(n_features, n_components):
+    """Most rows whose product with ``n_features x n_components``
+    coefficients BLAS's small-matrix kernels take; None without them."""
+    work = small_gemm_work()
+    return work // (n_features * n_components) if work else None
+
+
 def _diag_block_rows(n_features, n_components):
     """Rows of a block of :func:`_blocked_diag_features`.
 
@@ -1634,10 +1638,29 @@ def _diag_block_rows(n_features, n_components):
     kernels, few enough that each product of the block stays within them.
     """
     rows = _BLOCKED_DIAG_BYTES // (8 * n_features)
-    work = small_gemm_work()
-    if work:
-        rows = min(rows, work // (n_features * n_components))
+    kernel_rows = _kernel_rows(n_features, n_components)
+    if kernel_rows is not None:
+        rows = min(rows, kernel_rows)
     return max(64, rows)
+
+
+def _fused_features(X, centre, covariance_type, precisions_chol, coef, dtype):
+    """A chunk's features for the fused forms, the E-step's and predictions'.
+
+    Returns
+    -------
+    features : ndarray or tuple of ndarrays
+        :func:`_centred_features`'s, or :func:`_blocked_diag_features`'s
+        where :func:`_blocked_diag` says so.
+
+    product : ndarray of shape (n_components, n_samples) or None
+        The features' products with ``coef`` when the blocks computed them.
+    """
+    if _blocked_diag(covariance_type, X, coef.shape[1], dtype):
+        block_rows = _diag_block_rows(X.shape[1], coef.shape[1])
+        return _blocked_diag_features(X, centre, coef, block_rows)
+    features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
+    return features, None
 
 
 def _blocked_diag_features(X, centre, coef, block_rows):
@@ -1986,31 +2009,17 @@ def _gaussian_log_prob_chunk(X, **parameters):
                 stacked=stacked,
                 **exact,
             )
-        elif _blocked_diag(
-            parameters["covariance_type"],
-            X,
-            parameters["coef"].shape[1],
-            parameters["log_w"].dtype,
-        ):
-            coef = parameters["coef"]
-            features, product = _blocked_diag_features(
-                X,
-                parameters["centre"],
-                coef,
-                _diag_block_rows(X.shape[1], coef.shape[1]),
-            )
-            log_prob = _expanded_log_prob(
-                features, X=X, triangle=triangle, product=product, **parameters
-            )
         else:
-            features = _centred_features(
+            features, product = _fused_features(
                 X,
                 parameters["centre"],
                 parameters["covariance_type"],
                 parameters["precisions_chol"],
+                parameters["coef"],
+                parameters["log_w"].dtype,
             )
             log_prob = _expanded_log_prob(
-                features, X=X, triangle=triangle, **parameters
+                features, X=X, triangle=triangle, product=product, **parameters
             )
     return _resolve_far_rows(log_prob, X, **exact)
 
