@@ -135,13 +135,18 @@ def _assert_same_state(rs1, rs2):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("bounded", ["default", "always"])
+@pytest.mark.parametrize("bounded", ["default", "always", "certified"])
 def test_same_as_sklearn_kmeans(kind, seed, bounded, monkeypatch):
-    if bounded == "always":
+    if bounded in ("always", "certified"):
         # Hamerly's bounds on every shape, not only where they pay: their
         # labels must still be KMeans's, ties and near-ties included.
         monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
         monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_ROWS", 0)
+    if bounded == "certified":
+        # And sums that follow the rows that moved, within a bound of
+        # KMeans's (float64, unit weights), on every shape: labels,
+        # iterations and centres still KMeans's.
+        monkeypatch.setattr(_kmeans, "_INCREMENTAL_ROWS", 0)
     X, n_clusters, sample_weight = _data(kind, seed)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, seed)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, seed)
@@ -466,6 +471,153 @@ def test_bounded_labels_defer_near_ties_to_the_kernel(dtype, seed):
     assert set(np.unique(expected)) >= {0, 1}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_bounded_labels_from_centres_within_a_bound(seed):
+    # Centres within a bound of the exact ones (as _CertifiedSums gives
+    # them): rows near the bisector, whose label depends on the centres'
+    # last bits, still get the kernel's label from the exact centres.
+    rng = np.random.RandomState(seed)
+    n_features, n_clusters = 8, 4
+    centers = rng.normal(scale=3, size=(n_clusters, n_features))
+    middle = (centers[0] + centers[1]) / 2
+    normal = centers[1] - centers[0]
+    normal /= np.linalg.norm(normal)
+    along = rng.normal(size=(3000, n_features))
+    along -= np.outer(along @ normal, normal)
+    # Some rows on the bisector, others up to 1e-9 off it.
+    off = rng.uniform(-1e-9, 1e-9, 3000) * (rng.uniform(size=3000) < 0.5)
+    along += np.outer(off, normal)
+    X = middle + along
+    weights = np.ones(len(X))
+    everything = slice(0, len(X))
+    expected = np.empty(len(X), dtype=np.int32)
+    kernel = _kmeans._BoundedLabeller(X, weights, bounded=False)
+    kernel.move(centers)
+    kernel.label(centers, expected, everything)
+
+    shift = rng.normal(size=centers.shape)
+    shift *= 1e-10 / np.linalg.norm(shift, axis=1, keepdims=True)
+    error = np.full(n_clusters, 1.5e-10)
+    calls = []
+
+    def exact():
+        calls.append(1)
+        return centers
+
+    bounded = _kmeans._BoundedLabeller(X, weights, bounded=True)
+    bounded.move(centers + shift, error, exact)
+    bounded.move(centers + shift, error, exact)
+    labels = np.full(len(X), -1, dtype=np.int32)
+    bounded.label(centers + shift, labels, everything)
+    assert_array_equal(labels, expected)
+    assert calls and set(np.unique(expected)) >= {0, 1}
+    # Without the bound, the shifted centres label some rows differently.
+    unbounded = _kmeans._BoundedLabeller(X, weights, bounded=True)
+    unbounded.move(centers + shift)
+    unbounded.move(centers + shift)
+    unbounded.label(centers + shift, labels, everything)
+    assert np.any(labels != expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_certified_sums_bound_kmeans_centres(seed):
+    # Sums moved by the rows that changed cluster: centres within their
+    # bound of KMeans's (its blocks' sums, added in order), the bound a few
+    # 1e-12 of the largest row norm; None where a cluster empties or too
+    # many rows move.
+    rng = np.random.RandomState(seed)
+    n_samples, n_features, n_clusters = 30_000, 5, 9
+    X = rng.normal(size=(n_samples, n_features)) * 10.0 ** rng.uniform(
+        -3, 3, n_features
+    )
+    X += rng.normal(size=n_features) * 1e3
+    weights = np.ones(n_samples)
+    blocks = [slice(0, 12_000), slice(12_000, n_samples)]
+    radius = float(np.sqrt(row_norms(X, squared=True).max()))
+
+    def kmeans_centres(labels):
+        sums, counts = _kmeans._added_blocks(
+            [_kmeans._BlockSums(X, weights, b, n_clusters)(labels) for b in blocks]
+        )
+        centres = sums.copy()
+        _kmeans._average_centers(centres, counts)
+        return sums, counts, centres
+
+    labels = rng.randint(n_clusters, size=n_samples).astype(np.int32)
+    certified = _kmeans._CertifiedSums(X, radius)
+    sums, counts, _ = kmeans_centres(labels)
+    certified.sync(labels, sums, counts)
+    exceeded = []
+    for _ in range(30):
+        moved = rng.choice(n_samples, size=rng.randint(1, 2_000), replace=False)
+        labels[moved] = rng.randint(n_clusters, size=moved.size)
+        centres, error = certified.update(labels)
+        _, _, expected = kmeans_centres(labels)
+        distance = np.sqrt(((centres - expected) ** 2).sum(axis=1))
+        assert np.all(distance <= error)
+        assert np.all(error < 1e-11 * radius)
+        exceeded.append(np.any(distance > 0))
+    # The sums did drift from KMeans's, within the bound.
+    assert any(exceeded)
+    labels[labels == 3] = 4
+    assert certified.update(labels) is None
+    certified.sync(labels, *kmeans_centres(labels)[:2])
+    labels[: n_samples // 4] = (labels[: n_samples // 4] + 1) % n_clusters
+    assert certified.update(labels) is None
+
+
+@pytest.mark.parametrize("kind", ["uniform", "anisotropic", "large"])
+@pytest.mark.parametrize("forced", ["undecided", "many_moves", "wide_error"])
+def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
+    # Each way out of the certified sums, forced, gives KMeans's labels,
+    # iterations and centres: its own tolerance test at every iteration,
+    # its own sums after "many" moves (the path of an emptied cluster too),
+    # and the kernel's labels from its exact centres where a bound 1e9
+    # times wider makes near-ties common.
+    monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
+    monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_ROWS", 0)
+    monkeypatch.setattr(_kmeans, "_INCREMENTAL_ROWS", 0)
+    taken = []
+    if forced == "undecided":
+
+        def undecided(*args):
+            taken.append(1)
+
+        monkeypatch.setattr(_kmeans, "_certified_convergence", undecided)
+    elif forced == "many_moves":
+        update = _kmeans._CertifiedSums.update
+
+        def counted(self, labels):
+            taken.append(1)
+            return update(self, labels)
+
+        monkeypatch.setattr(_kmeans._CertifiedSums, "update", counted)
+        monkeypatch.setattr(_kmeans, "_CERTIFIED_MOVES", 0)
+    else:
+        update = _kmeans._CertifiedSums.update
+        kernel_rows = _kmeans._BoundedLabeller._kernel_rows
+
+        def wide(self, labels):
+            moved = update(self, labels)
+            return None if moved is None else (moved[0], moved[1] * 1e9)
+
+        def spy(self, *args):
+            if self.exact is not None:
+                taken.append(1)
+            return kernel_rows(self, *args)
+
+        monkeypatch.setattr(_kmeans._CertifiedSums, "update", wide)
+        monkeypatch.setattr(_kmeans._BoundedLabeller, "_kernel_rows", spy)
+    X, n_clusters, sample_weight = _data(kind, 2)
+    km, _ = _sklearn_kmeans(X, n_clusters, sample_weight, 2)
+    labels, centers, n_iter, _ = _ours(X, n_clusters, sample_weight, 2)
+    assert_array_equal(labels, km.labels_)
+    assert n_iter == km.n_iter_
+    if _openmp_effective_n_threads() <= 2:
+        assert_array_equal(centers, km.cluster_centers_)
+    assert taken
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_features", [1, 2, 5, 16])
 @pytest.mark.parametrize("n_samples", [100, 4096, 4097, 30_001])
@@ -783,9 +935,9 @@ def test_incremental_block_sums_are_the_full_products(dtype, weighted, n_feature
     updated = []
     original = _kmeans._BlockSums._update
 
-    def spy(self, new, touched):
+    def spy(self, new, touched, *args):
         updated.append(np.count_nonzero(touched))
-        return original(self, new, touched)
+        return original(self, new, touched, *args)
 
     _kmeans._BlockSums._update = spy
     try:
