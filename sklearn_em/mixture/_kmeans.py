@@ -902,6 +902,8 @@ class _BoundedLabeller:
             dtype, for the rows that only its kernel can label.
         """
         self.iteration += 1
+        # The rows this iteration's comparisons move (see moved_rows).
+        self.moved = []
         if self.by_kernel:
             return
         centers64 = centers.astype(np.float64)
@@ -1004,6 +1006,20 @@ class _BoundedLabeller:
             return 0
         return self._compare(centers, labels, rows)
 
+    def moved_rows(self):
+        """The rows whose labels changed in a bounded iteration, sorted.
+
+        From the third iteration on, only :meth:`_compare` changes labels,
+        a sorted set of rows at a time.
+
+        Returns
+        -------
+        rows : ndarray of shape (n_moved,)
+        """
+        if not self.moved:
+            return np.empty(0, dtype=np.intp)
+        return np.concatenate(self.moved)
+
     def _compare(self, centers, labels, rows):
         """Compare ``rows`` with every centre; set their labels and bounds.
 
@@ -1067,7 +1083,10 @@ class _BoundedLabeller:
                 self._kernel_rows(centers, rows[close], new, close)
             else:
                 self._kernel_rows(centers, close + rows.start, new, close)
-        n_changed = int(np.count_nonzero(gather(labels) != new))
+        moved = gather(labels) != new
+        n_changed = int(np.count_nonzero(moved))
+        if n_changed and indexed:
+            self.moved.append(rows[moved])
         scatter(labels, new)
         norms = gather(self.row_norms)
         upper = norms + nearest
@@ -1612,7 +1631,7 @@ def _lloyd(
         labeller.move(centers, error, exact)
         if certified is not None and not labeller.every_row:
             n_changed, _ = run(centers, labels, False)
-            moved = certified.update(labels)
+            moved = certified.update(labels, labeller.moved_rows())
             if moved is not None:
                 new_centers, new_error = moved
                 converged = _certified_convergence(
@@ -1766,12 +1785,15 @@ class _CertifiedSums:
         # Bounds on the distances from the exact sums.
         self.error = _gamma(self.counts) * self.counts * self.radius
 
-    def update(self, labels):
+    def update(self, labels, changed=None):
         """The centres after ``labels``, with bounds; None if not certified.
 
         Parameters
         ----------
         labels : ndarray of shape (n_samples,), dtype int32
+
+        changed : ndarray of shape (n_changed,), default=None
+            The rows whose labels differ from the last call's, if known.
 
         Returns
         -------
@@ -1783,7 +1805,8 @@ class _CertifiedSums:
         None instead where a cluster is empty (``KMeans`` relocates a row
         into it) or many rows moved (its sums cost less).
         """
-        changed = np.flatnonzero(labels != self.labels)
+        if changed is None:
+            changed = np.flatnonzero(labels != self.labels)
         n_moved = changed.size
         if n_moved > _CERTIFIED_MOVES * labels.size:
             return None

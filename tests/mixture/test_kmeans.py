@@ -145,8 +145,16 @@ def test_same_as_sklearn_kmeans(kind, seed, bounded, monkeypatch):
     if bounded == "certified":
         # And sums that follow the rows that moved, within a bound of
         # KMeans's (float64, unit weights), on every shape: labels,
-        # iterations and centres still KMeans's.
+        # iterations and centres still KMeans's. The rows the labeller
+        # says it moved are those whose labels changed.
         monkeypatch.setattr(_kmeans, "_INCREMENTAL_ROWS", 0)
+        update = _kmeans._CertifiedSums.update
+
+        def checked(self, labels, changed):
+            assert_array_equal(changed, np.flatnonzero(labels != self.labels))
+            return update(self, labels, changed)
+
+        monkeypatch.setattr(_kmeans._CertifiedSums, "update", checked)
     X, n_clusters, sample_weight = _data(kind, seed)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, seed)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, seed)
@@ -587,9 +595,9 @@ def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
     elif forced == "many_moves":
         update = _kmeans._CertifiedSums.update
 
-        def counted(self, labels):
+        def counted(self, labels, *args):
             taken.append(1)
-            return update(self, labels)
+            return update(self, labels, *args)
 
         monkeypatch.setattr(_kmeans._CertifiedSums, "update", counted)
         monkeypatch.setattr(_kmeans, "_CERTIFIED_MOVES", 0)
@@ -597,8 +605,8 @@ def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
         update = _kmeans._CertifiedSums.update
         kernel_rows = _kmeans._BoundedLabeller._kernel_rows
 
-        def wide(self, labels):
-            moved = update(self, labels)
+        def wide(self, labels, *args):
+            moved = update(self, labels, *args)
             return None if moved is None else (moved[0], moved[1] * 1e9)
 
         def spy(self, *args):
