@@ -992,19 +992,29 @@ class _BoundedLabeller:
                 self.gap[block] >= -(self.margin + 2 * self.watch_budget)
             )
             self.watched += block.start
-        rows = self.watched
-        own = np.take(labels, rows)
+            # Their labels and bounds side by side, kept up to date below:
+            # gathered from the whole arrays every iteration, they cost
+            # more than the tests.
+            self.watched_labels = np.take(labels, self.watched)
+            self.watched_gap = np.take(self.gap, self.watched)
+            self.watched_upper = np.take(self.upper, self.watched)
+        own = self.watched_labels
         near = np.take(self.shift_sum, own)
-        near += np.take(self.gap, rows)
+        near += self.watched_gap
         near = near >= -(self.shift_max_sum + self.margin)
         # Or u_i < s_a - margin / 2: (u_i - U_a) + (U_a - s_a) < -margin / 2.
         inside = np.take(self.shift_sum - self.half_separation, own)
-        inside += np.take(self.upper, rows)
+        inside += self.watched_upper
         near &= inside >= -0.5 * self.margin
-        rows = rows[near]
-        if rows.size == 0:
+        positions = np.flatnonzero(near)
+        if positions.size == 0:
             return 0
-        return self._compare(centers, labels, rows)
+        rows = np.take(self.watched, positions)
+        n_changed = self._compare(centers, labels, rows)
+        np.put(self.watched_labels, positions, np.take(labels, rows))
+        np.put(self.watched_gap, positions, np.take(self.gap, rows))
+        np.put(self.watched_upper, positions, np.take(self.upper, rows))
+        return n_changed
 
     def moved_rows(self):
         """The rows whose labels changed in a bounded iteration, sorted.
