@@ -215,14 +215,18 @@ def test_threaded_preparation_is_sklearns(kind, n_jobs, monkeypatch):
     "kind", ["large", "weighted", "anisotropic", "duplicated", "integer_grid"]
 )
 @pytest.mark.parametrize("n_jobs", [2, 3])
-def test_threaded_seeding_is_sklearns(kind, n_jobs, monkeypatch):
+@pytest.mark.parametrize("first", [False, True])
+def test_threaded_seeding_is_sklearns(kind, n_jobs, first, monkeypatch):
     # k-means++'s distances split over the engine's threads, a range of rows
     # each (from _THREADED_SEEDING values a step on data of
-    # _MIN_THREADED_BYTES: lowered here to reach small data): KMeans's
-    # labels, centres and draws to the last bit.
+    # _MIN_THREADED_BYTES, and the first centre's from _THREADED_FIRST
+    # values a thread: lowered here to reach small data): KMeans's labels,
+    # centres and draws to the last bit.
     monkeypatch.setattr(_kmeans, "_MIN_THREADED_BYTES", 0)
     monkeypatch.setattr(_kmeans, "_THREADED_SEEDING", 0)
     monkeypatch.setattr(_kmeans, "_BUFFERED_DISTANCES", 0)
+    if first:
+        monkeypatch.setattr(_kmeans, "_THREADED_FIRST", 0)
     calls = []
     threaded = _kmeans._threaded_candidate_distances
 
@@ -234,7 +238,7 @@ def test_threaded_seeding_is_sklearns(kind, n_jobs, monkeypatch):
     X, n_clusters, sample_weight = _data(kind, 1)
     km, rs_sk = _sklearn_kmeans(X, n_clusters, sample_weight, 1)
     labels, centers, n_iter, rs_ours = _ours(X, n_clusters, sample_weight, 1, n_jobs)
-    assert calls == [n_jobs] * (n_clusters - 1)
+    assert calls == [n_jobs] * (n_clusters - 1 + first)
     assert_array_equal(labels, km.labels_)
     assert n_iter == km.n_iter_
     if _openmp_effective_n_threads() <= 2:
