@@ -729,6 +729,70 @@ def test_cumulative_search_is_numpys(seed, monkeypatch):
     assert len(calls) == (2 if small else 1)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cumulative_search_of_fractions_is_numpys(seed, monkeypatch):
+    # RandomState.choice's placement of uniform draws in the normalised
+    # cumulative sum (side="right"), without the whole sum unless a draw is
+    # within rounding of one of its values.
+    rng = np.random.RandomState(seed)
+    n_values = [8192, 20_000, 65_536, 100_001][seed]
+    values = rng.exponential(size=n_values) * 10.0 ** rng.uniform(-6, 6)
+    if seed % 2:
+        values[rng.uniform(size=n_values) < 0.5] = 0.0
+    cdf = np.cumsum(values)
+    cdf /= cdf[-1]
+    calls = _spy_whole_cumsums(monkeypatch, n_values)
+    targets = rng.uniform(size=50)
+    assert_array_equal(
+        _kmeans._cumulative_search(values, targets, fractions=True),
+        np.searchsorted(cdf, targets, side="right"),
+    )
+    assert calls == []
+    # On a value of the normalised sum: NumPy's way, after equal values.
+    hits = cdf[rng.randint(n_values - 1, size=3)]
+    assert_array_equal(
+        _kmeans._cumulative_search(values, hits, fractions=True),
+        np.searchsorted(cdf, hits, side="right"),
+    )
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "kind", ["ones", "uniform", "zeros", "spread", "few_rows", "float32"]
+)
+def test_weighted_choice_is_choice(kind):
+    # k-means++'s first centre: RandomState.choice's index, and the
+    # generator left where choice leaves it, over many draws.
+    rng = np.random.RandomState(0)
+    n_samples = 5_000 if kind == "few_rows" else 40_000
+    weights = {
+        "ones": np.ones(n_samples),
+        "uniform": rng.uniform(0.1, 3, n_samples),
+        "zeros": rng.uniform(size=n_samples) * (rng.uniform(size=n_samples) < 0.3),
+        "spread": 10.0 ** rng.uniform(-8, 8, n_samples),
+        "few_rows": rng.uniform(0.1, 3, n_samples),
+        "float32": rng.uniform(0.1, 3, n_samples).astype(np.float32),
+    }[kind]
+    for seed in range(40):
+        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+        index = _kmeans._weighted_choice(ours, weights)
+        assert index == theirs.choice(n_samples, p=weights / weights.sum())
+        _assert_same_state(ours, theirs)
+
+
+def test_weighted_choice_rejects_as_choice():
+    # Weights choice rejects are left to it: the same error.
+    weights = np.ones(40_000)
+    weights[7] = -1.0
+    with pytest.raises(ValueError, match="probabilities are not non-negative"):
+        _kmeans._weighted_choice(np.random.RandomState(0), weights)
+    with (
+        np.errstate(invalid="ignore"),
+        pytest.raises(ValueError, match="probabilities contain NaN"),
+    ):
+        _kmeans._weighted_choice(np.random.RandomState(0), np.zeros(40_000))
+
+
 def test_cumulative_search_where_roundings_differ():
     # After 2^53 NumPy's running sum cannot add 1 (it stays at 2^53), while
     # the blocks' sums add their ones first: positions the blocked sums
@@ -749,9 +813,9 @@ def test_large_kmeans_plusplus_is_sklearns(weighted, monkeypatch):
     searches = []
     search = _kmeans._cumulative_search
 
-    def spy(values, targets):
+    def spy(values, targets, **kwargs):
         searches.append(len(values))
-        return search(values, targets)
+        return search(values, targets, **kwargs)
 
     monkeypatch.setattr(_kmeans, "_cumulative_search", spy)
     rng = np.random.RandomState(3)
@@ -764,7 +828,8 @@ def test_large_kmeans_plusplus_is_sklearns(weighted, monkeypatch):
         X, 12, x_squared_norms=norms, sample_weight=sample_weight, random_state=rs_sk
     )
     centers, indices = _kmeans.kmeans_plusplus(X, 12, norms, sample_weight, rs_ours)
-    assert searches == [len(X)] * 11
+    # (The first centre's draw too: see _weighted_choice.)
+    assert searches == [len(X)] * 12
     assert_array_equal(indices, indices_sk)
     assert_array_equal(centers, centers_sk)
     _assert_same_state(rs_sk, rs_ours)
