@@ -448,6 +448,21 @@ def test_layouts_same_as_sklearn(layout):
     _assert_same_state(rs_sk, rs_ours)
 
 
+def _bisector(rng, n_rows=3000, n_features=8, n_clusters=4):
+    """Four centres, and rows spread over the bisector of the first two.
+
+    Returns the centres, the bisector's middle point and unit normal, and
+    the rows' offsets from the middle point within the bisector.
+    """
+    centers = rng.normal(scale=3, size=(n_clusters, n_features))
+    middle = (centers[0] + centers[1]) / 2
+    normal = centers[1] - centers[0]
+    normal /= np.linalg.norm(normal)
+    along = rng.normal(size=(n_rows, n_features))
+    along -= np.outer(along @ normal, normal)
+    return centers, middle, normal, along
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("seed", range(3))
 def test_bounded_labels_defer_near_ties_to_the_kernel(dtype, seed):
@@ -456,13 +471,7 @@ def test_bounded_labels_defer_near_ties_to_the_kernel(dtype, seed):
     # distances. The bounded labeller's comparison must give the kernel's
     # label to every one of them (without the margin, 10-40% differ).
     rng = np.random.RandomState(seed)
-    n_features, n_clusters = 8, 4
-    centers = rng.normal(scale=3, size=(n_clusters, n_features))
-    middle = (centers[0] + centers[1]) / 2
-    normal = centers[1] - centers[0]
-    normal /= np.linalg.norm(normal)
-    along = rng.normal(size=(3000, n_features))
-    along -= np.outer(along @ normal, normal)
+    centers, middle, normal, along = _bisector(rng)
     X = np.ascontiguousarray(middle + along, dtype=dtype)
     centers = centers.astype(dtype)
     weights = np.ones(len(X), dtype=dtype)
@@ -489,13 +498,8 @@ def test_bounded_labels_from_centres_within_a_bound(seed):
     # them): rows near the bisector, whose label depends on the centres'
     # last bits, still get the kernel's label from the exact centres.
     rng = np.random.RandomState(seed)
-    n_features, n_clusters = 8, 4
-    centers = rng.normal(scale=3, size=(n_clusters, n_features))
-    middle = (centers[0] + centers[1]) / 2
-    normal = centers[1] - centers[0]
-    normal /= np.linalg.norm(normal)
-    along = rng.normal(size=(3000, n_features))
-    along -= np.outer(along @ normal, normal)
+    centers, middle, normal, along = _bisector(rng)
+    n_clusters = len(centers)
     # Some rows on the bisector, others up to 1e-9 off it.
     off = rng.uniform(-1e-9, 1e-9, 3000) * (rng.uniform(size=3000) < 0.5)
     along += np.outer(off, normal)
