@@ -1705,11 +1705,20 @@ def _lloyd(
         """KMeans's sums and weights of the clusters of ``labels_then``."""
         return _added_blocks([summer(labels_then) for summer in summers])
 
-    def exact_centers():
-        """KMeans's centres after the labels ``certified`` holds."""
-        sums, weights = exact_sums(certified.labels)
-        _average_centers(sums, weights)
-        return sums
+    def kmeans_centers():
+        """KMeans's centres after the labels ``certified`` holds now.
+
+        A function computing them when called, even after the next update
+        (see _CertifiedSums.labels_at).
+        """
+        generation = certified.generation
+
+        def compute():
+            sums, weights = exact_sums(certified.labels_at(generation))
+            _average_centers(sums, weights)
+            return sums
+
+        return _Once(compute)
 
     centers = np.array(centers_init, dtype=X.dtype, order="C", copy=True)
     labels = np.full(n_samples, -1, dtype=np.int32)
@@ -1736,7 +1745,7 @@ def _lloyd(
                     converged = (_center_shift(old, sums) ** 2).sum() <= tol
                     new_centers, new_error = sums, None
                 centers, error = new_centers, new_error
-                exact = None if error is None else _Once(exact_centers)
+                exact = None if error is None else kmeans_centers()
                 if n_changed == 0:
                     strict_convergence = True
                     break
@@ -1856,6 +1865,8 @@ class _CertifiedSums:
 
     def __init__(self, X, radius):
         self.X, self.radius = X, radius
+        # Counts the changes of the labels held; undo reverts the last.
+        self.generation, self.undo = 0, None
 
     def sync(self, labels, sums, weights):
         """Start from ``KMeans``'s sums and weights of ``labels``.
@@ -1874,6 +1885,29 @@ class _CertifiedSums:
         self.counts = weights.copy()
         # Bounds on the distances from the exact sums.
         self.error = _gamma(self.counts) * self.counts * self.radius
+        self.generation += 1
+        self.undo = None
+
+    def labels_at(self, generation):
+        """The labels this object held at ``generation``: now or one update ago.
+
+        Parameters
+        ----------
+        generation : int
+            A value of ``self.generation``, at most one update old.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int32
+        """
+        if generation == self.generation:
+            return self.labels
+        if generation != self.generation - 1 or self.undo is None:
+            raise RuntimeError("labels from before the last update are gone")
+        changed, left = self.undo
+        labels = self.labels.copy()
+        labels[changed] = left
+        return labels
 
     def update(self, labels, changed=None):
         """The centres after ``labels``, with bounds; None if not certified.
@@ -1913,6 +1947,8 @@ class _CertifiedSums:
             lost = np.bincount(left, minlength=n_clusters)
             self.counts += gained - lost
             np.put(self.labels, changed, joined)
+            self.generation += 1
+            self.undo = changed, left
             self.error += _gamma(n_moved) * (gained + lost) * self.radius
             self.error += _UNIT_ROUNDOFF * np.sqrt((self.sums**2).sum(axis=1))
         if not self.counts.all():

@@ -535,6 +535,33 @@ def test_bounded_labels_from_centres_within_a_bound(seed):
     assert np.any(labels != expected)
 
 
+def test_labels_without_exact_centres(monkeypatch):
+    # kmeans_labels only uses the labels: its k-means skips KMeans's final
+    # centres where they were only known within a bound, with the same
+    # labels and iterations, and centres within that bound.
+    monkeypatch.setattr(_kmeans, "_INCREMENTAL_ROWS", 0)
+    X, n_clusters, _ = _data("wide", 1)
+    X = np.ascontiguousarray(np.vstack([X] * 3))
+    sums = []
+    original = _kmeans._BlockSums.__call__
+
+    def spy(self, labels):
+        sums.append(1)
+        return original(self, labels)
+
+    monkeypatch.setattr(_kmeans._BlockSums, "__call__", spy)
+    exact = _kmeans.kmeans_lloyd(X, n_clusters, None, np.random.RandomState(0))
+    n_exact = len(sums)
+    sums.clear()
+    labels, centers, n_iter = _kmeans.kmeans_lloyd(
+        X, n_clusters, None, np.random.RandomState(0), exact_centers=False
+    )
+    assert_array_equal(labels, exact[0])
+    assert n_iter == exact[2]
+    assert len(sums) < n_exact
+    assert_allclose(centers, exact[1], rtol=0, atol=1e-9 * np.abs(X).max())
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_certified_sums_bound_kmeans_centres(seed):
     # Sums moved by the rows that changed cluster: centres within their
@@ -583,34 +610,53 @@ def test_certified_sums_bound_kmeans_centres(seed):
 
 
 @pytest.mark.parametrize("kind", ["uniform", "anisotropic", "large"])
-@pytest.mark.parametrize("forced", ["undecided", "many_moves", "wide_error"])
+@pytest.mark.parametrize("forced", ["undecided", "many_moves", "emptied", "wide_error"])
 def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
     # Each way out of the certified sums, forced, gives KMeans's labels,
-    # iterations and centres: its own tolerance test at every iteration,
-    # its own sums after "many" moves (the path of an emptied cluster too),
-    # and the kernel's labels from its exact centres where a bound 1e9
-    # times wider makes near-ties common.
+    # iterations and centres: its own tolerance test every other iteration
+    # (from centres that were only within a bound of its own), its own sums
+    # where "many" rows moved (before the update) or "a cluster emptied"
+    # (after it: the last labels are recovered), and the kernel's labels
+    # from its exact centres where a bound 1e9 times wider makes near-ties
+    # common.
     monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_SIZE", 0)
     monkeypatch.setattr(_kmeans, "_BOUNDED_MIN_ROWS", 0)
     monkeypatch.setattr(_kmeans, "_INCREMENTAL_ROWS", 0)
     taken = []
+    update = _kmeans._CertifiedSums.update
     if forced == "undecided":
+        decide = _kmeans._certified_convergence
+        calls = []
 
-        def undecided(*args):
-            taken.append(1)
+        def undecided(old, old_error, *args):
+            calls.append(1)
+            if len(calls) % 2:
+                return decide(old, old_error, *args)
+            taken.append(old_error is not None)
+            return None
 
         monkeypatch.setattr(_kmeans, "_certified_convergence", undecided)
     elif forced == "many_moves":
-        update = _kmeans._CertifiedSums.update
 
         def counted(self, labels, *args):
-            taken.append(1)
+            taken.append(True)
             return update(self, labels, *args)
 
         monkeypatch.setattr(_kmeans._CertifiedSums, "update", counted)
         monkeypatch.setattr(_kmeans, "_CERTIFIED_MOVES", 0)
+    elif forced == "emptied":
+        calls = []
+
+        def emptied(self, labels, *args):
+            moved = update(self, labels, *args)
+            calls.append(1)
+            if moved is not None and self.undo is not None and len(calls) % 2 == 0:
+                taken.append(True)
+                return None
+            return moved
+
+        monkeypatch.setattr(_kmeans._CertifiedSums, "update", emptied)
     else:
-        update = _kmeans._CertifiedSums.update
         kernel_rows = _kmeans._BoundedLabeller._kernel_rows
 
         def wide(self, labels, *args):
@@ -619,7 +665,7 @@ def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
 
         def spy(self, *args):
             if self.exact is not None:
-                taken.append(1)
+                taken.append(True)
             return kernel_rows(self, *args)
 
         monkeypatch.setattr(_kmeans._CertifiedSums, "update", wide)
@@ -631,7 +677,7 @@ def test_certified_fallbacks_are_kmeans(kind, forced, monkeypatch):
     assert n_iter == km.n_iter_
     if _openmp_effective_n_threads() <= 2:
         assert_array_equal(centers, km.cluster_centers_)
-    assert taken
+    assert any(taken)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
