@@ -328,7 +328,8 @@ def kmeans_data(draw):
     """Data for k-means with ties, duplicates, weights and far offsets."""
     n_features = draw(st.integers(1, 6))
     n_clusters = draw(st.integers(1, 8))
-    n_samples = draw(st.integers(max(n_clusters, 10), 400))
+    # (Past one 256-row chunk, where the bounded labeller can run.)
+    n_samples = draw(st.integers(max(n_clusters, 10), 1500))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.RandomState(seed)
     if draw(st.booleans()):
@@ -346,18 +347,24 @@ def kmeans_data(draw):
     return X, n_clusters, weights, seed
 
 
-@given(kmeans_data())
-def test_bounded_kmeans_is_sklearn_kmeans(data):
-    # Hamerly's bounds on every shape (not only where they pay): the labels,
-    # centres and iteration count are still KMeans's, bit for bit.
+@given(kmeans_data(), st.booleans())
+def test_bounded_kmeans_is_sklearn_kmeans(data, certified):
+    # Hamerly's bounds on every shape (not only where they pay), and with
+    # ``certified`` the sums that follow the moved rows within a bound of
+    # KMeans's (float64 rows of unit weight): the labels, centres and
+    # iteration count are still KMeans's, bit for bit.
     from sklearn.cluster import KMeans
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
     from sklearn_em.mixture import _kmeans
 
     X, n_clusters, weights, seed = data
-    bounded = _kmeans._BOUNDED_MIN_SIZE
-    _kmeans._BOUNDED_MIN_SIZE = 0
+    names = ["_BOUNDED_MIN_SIZE", "_BOUNDED_MIN_ROWS"]
+    if certified:
+        names.append("_INCREMENTAL_ROWS")
+    saved = {name: getattr(_kmeans, name) for name in names}
+    for name in names:
+        setattr(_kmeans, name, 0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -368,7 +375,8 @@ def test_bounded_kmeans_is_sklearn_kmeans(data):
                 X, n_clusters, weights, np.random.RandomState(seed)
             )
     finally:
-        _kmeans._BOUNDED_MIN_SIZE = bounded
+        for name, value in saved.items():
+            setattr(_kmeans, name, value)
     np.testing.assert_array_equal(labels, reference.labels_)
     assert n_iter == reference.n_iter_
     if _openmp_effective_n_threads() <= 2:
