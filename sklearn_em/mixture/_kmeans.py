@@ -65,7 +65,7 @@ which waits on no other for the GIL.
 import math
 import warnings
 from contextlib import nullcontext
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -1720,7 +1720,7 @@ def _lloyd(
             _average_centers(sums, weights)
             return sums
 
-        return _Once(compute)
+        return cache(compute)
 
     centers = np.array(centers_init, dtype=X.dtype, order="C", copy=True)
     labels = np.full(n_samples, -1, dtype=np.int32)
@@ -1770,7 +1770,7 @@ def _lloyd(
         _relocate_empty_clusters(X, sample_weight, centers, sums, weights, labels)
         _average_centers(sums, weights)
         center_shift = _center_shift(centers, sums)
-        centers = sums
+        centers, error, exact = sums, None, None
         if n_changed == 0:
             strict_convergence = True
             break
@@ -1806,24 +1806,20 @@ def _added_blocks(results):
     return sums, weights
 
 
-class _Once:
-    """A function of no arguments, called at most once."""
-
-    def __init__(self, function):
-        self.function, self.result = function, None
-
-    def __call__(self):
-        if self.result is None:
-            self.result = self.function()
-        return self.result
-
-
 #: Past this fraction of the rows moved, KMeans's sums are computed instead
 #: (see _CertifiedSums.update).
 _CERTIFIED_MOVES = 1 / 8
 
 #: The unit roundoff of float64.
 _UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
+
+
+def _sums_error(counts, radius):
+    """Bounds on the distances from ``KMeans``'s clusters' sums to the exact.
+
+    ``gamma_n n R``: ``n`` rows of norm at most ``R``, added in any order.
+    """
+    return _gamma(counts) * counts * radius
 
 
 def _gamma(n):
@@ -1886,7 +1882,7 @@ class _CertifiedSums:
         self.sums = sums.copy()
         self.counts = weights.copy()
         # Bounds on the distances from the exact sums.
-        self.error = _gamma(self.counts) * self.counts * self.radius
+        self.error = _sums_error(self.counts, self.radius)
         self.generation += 1
         self.undo = None
 
@@ -1957,8 +1953,7 @@ class _CertifiedSums:
             return None
         centers = self.sums.copy()
         _average_centers(centers, self.counts)
-        kmeans_error = _gamma(self.counts) * self.counts * self.radius
-        error = (self.error + kmeans_error) / self.counts
+        error = (self.error + _sums_error(self.counts, self.radius)) / self.counts
         error += 2 * _UNIT_ROUNDOFF * (np.sqrt((centers**2).sum(axis=1)) + self.radius)
         return centers, 2 * error
 
