@@ -3731,12 +3731,16 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
         precision of ``_RECENTRE_ERROR[dtype]``.
     """
     dtype = np.dtype(dtype)
+    eps = np.finfo(dtype).eps
     nk = stats["nk"]
-    means = stats["sx"] / np.maximum(nk, 10 * np.finfo(dtype).eps)[:, np.newaxis]
+    column = nk[:, np.newaxis]
+    means = stats["sx"] / np.maximum(column, 10 * eps)
     sxx = stats["sxx"]
     diagonal = np.diagonal(sxx, axis1=1, axis2=2) if sxx.ndim == 3 else sxx
-    moved = nk[:, np.newaxis] * (means - shift.astype(np.float64)) ** 2
-    regularised = reg_covar * nk[:, np.newaxis]
+    moved = means - shift.astype(np.float64, copy=False)
+    moved *= moved
+    moved *= column
+    regularised = reg_covar * column
     if covariance_type == "tied":
         moved, diagonal, regularised = (
             moved.sum(axis=0),
@@ -3746,12 +3750,15 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     elif covariance_type == "spherical":
         moved, diagonal = moved.mean(axis=1), diagonal.mean(axis=1)
         regularised = regularised[:, 0]
-    # What the covariance is made of, and what is cancelled to get it.
-    kept = diagonal - moved + regularised
-    limit = _RECENTRE_ERROR.get(dtype, 1e-12) / np.finfo(dtype).eps
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lossy = (moved > 0) & ~(moved <= limit * kept)
-    return means if lossy.any() else None
+    # What the covariance is made of, and what is cancelled to get it: lossy
+    # where moved > 0 and not moved <= limit kept (a NaN is not lossy), in
+    # few calls (this runs at every iteration; on small data each NumPy call
+    # is a few percent of one).
+    kept = diagonal - moved
+    kept += regularised
+    kept *= _RECENTRE_ERROR.get(dtype, 1e-12) / eps
+    np.maximum(kept, 0, out=kept)
+    return means if np.greater(moved, kept).any() else None
 
 
 class GaussianMixtureEM(BaseMixtureEM):
