@@ -27,6 +27,7 @@ from ._suffstats import (
     CollapseError,
     _row_max,
     _row_sum,
+    blas_limit_for,
     column_sums,
     e_step_chunk,
     map_in_threads,
@@ -2777,6 +2778,12 @@ def _expanded_log_prob(
     return log_prob
 
 
+#: The fewest multiply-adds of a one-chunk fit's E-step product for which
+#: the fit runs its products on BLAS's threads (see
+#: GaussianMixtureEM._fits_on_blas_threads).
+_THREADED_FIT_WORK = 2**22
+
+
 #: The most values ``x_n - mu_k`` of several components' differences computed
 #: at once for a chunk's directly computed diagonal and spherical components
 #: (see :func:`_direct_group_size`).
@@ -4171,6 +4178,49 @@ class GaussianMixtureEM(BaseMixtureEM):
             # its setting (~0.3 ms a fit).
             work = max(work, n_features**3)
         return work
+
+    def _blas_limit(self, data, fitting=True):
+        if fitting and self._fits_on_blas_threads(data):
+            # (No limit: every window of the fit is skipped.)
+            return blas_limit_for(0)
+        return super()._blas_limit(data, fitting)
+
+    def _fits_on_blas_threads(self, data):
+        """Whether a fit on ``data`` leaves its products to BLAS's threads.
+
+        A default fit (``n_jobs=None``) of float64 data in one chunk has no
+        threads of its own, and BLAS's are worth waking where the E-step's
+        products are large: diagonal and spherical covariances (whose M-step
+        makes no LAPACK call, so SciPy's OpenBLAS threads never wake beside
+        NumPy's; see :meth:`_largest_product`) with more than
+        ``_SMALL_BLOCKED_DIAG_COMPONENTS`` components (fewer take BLAS's
+        small-matrix kernels in row blocks, on one thread) and products of
+        at least ``_THREADED_FIT_WORK`` multiply-adds. Per iteration,
+        alternated against the limit (bench_small_shapes' data): 1,000 x
+        200, K = 40, 0.78-0.82 of the time (scikit-learn, on BLAS's threads,
+        about as fast as the limited fit); 1,000 x 120, 0.78; 2,000 and
+        3,000 x 64, 0.77-0.78, though 1.17-1.20 in a run where other work
+        took the second core; spherical 1,000 x 200, 0.85-0.87, 3,000 x 64,
+        0.83-0.95. Not below that size (1,000 x 64 and 300 x 200, K = 40:
+        0.87-1.27 and 0.89-1.16 between runs), nor with 12 components (the
+        small-matrix blocks): 1,000 x 200, 1.35x the time.
+        """
+        if (
+            self.n_jobs is not None
+            or self.n_components <= _SMALL_BLOCKED_DIAG_COMPONENTS
+            or not isinstance(data, ArrayData)
+            or data.has_missing is not False
+            or data.dtype != np.float64
+            or _engine_covariance_type(self.covariance_type)
+            not in ("diag", "spherical")
+        ):
+            return False
+        n_samples, n_features = data.shape
+        return (
+            n_samples <= data.rows
+            and self._largest_product(n_samples, n_features) >= _THREADED_FIT_WORK
+            and not self._uses_direct_form(data)
+        )
 
     def _engine_parameters(self):
         """The E-step's covariance type and per-component precision factors.

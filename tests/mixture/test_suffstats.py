@@ -827,6 +827,56 @@ def test_small_diagonal_fits_leave_blas_alone(blas_limit_sets, covariance_type):
         assert _blas_threads() == outside
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "tied_diag"])
+def test_wide_one_chunk_fits_with_many_components_use_blas_threads(
+    blas_limit_sets, monkeypatch, covariance_type
+):
+    # 1,000 x 200 in 40 diagonal components: one chunk whose E-step products
+    # (8 million multiply-adds) are faster on BLAS's threads, and an M-step
+    # without LAPACK. The fit sets no limit (every M-step sees BLAS's own
+    # thread count) and gives the model of a fit on one BLAS thread.
+    outside = _blas_threads()
+    X = _blobs(1000, 200, 40)
+    params = dict(covariance_type=covariance_type, max_iter=3, tol=0, random_state=0)
+    gm = GaussianMixtureEM(40, **params)
+    assert gm._fits_on_blas_threads(as_data(gm, X, None, reset=False))
+    seen = []
+    original = _gaussian._estimate_gaussian_parameters
+
+    def recording(*args, **kwargs):
+        seen.append(_blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_gaussian, "_estimate_gaussian_parameters", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+        assert blas_limit_sets == []
+        assert seen and all(threads == outside for threads in seen)
+        assert _blas_threads() == outside
+        # An explicit n_jobs keeps the limit (and the model, up to rounding).
+        single = GaussianMixtureEM(40, n_jobs=1, **params).fit(X)
+    assert len(blas_limit_sets) == 1
+    assert_allclose(gm.means_, single.means_, rtol=1e-10, atol=1e-10)
+    assert_allclose(gm.covariances_, single.covariances_, rtol=1e-9)
+    assert_allclose(gm.lower_bound_, single.lower_bound_, rtol=1e-12)
+    # Not for 12 components (BLAS's small-matrix blocks, on one thread), full
+    # covariances (SciPy's LAPACK in the M-step), float32 data, several
+    # chunks, or products under the size.
+    for n_components, kind, dtype, n_samples in [
+        (12, covariance_type, np.float64, 1000),
+        (40, "full", np.float64, 300),
+        (40, covariance_type, np.float32, 1000),
+        (40, covariance_type, np.float64, 100_000),
+        (40, covariance_type, np.float64, 300),
+    ]:
+        other = GaussianMixtureEM(n_components, covariance_type=kind)
+        rows = np.tile(X, (100, 1))[:n_samples].astype(dtype)
+        data = as_data(other, rows, None, reset=False)
+        assert not other._fits_on_blas_threads(data)
+    assert _blas_threads() == outside
+
+
 @pytest.mark.parametrize(
     "covariance_type, n_components", [("full", 1), ("full", 3), ("tied", 1)]
 )
