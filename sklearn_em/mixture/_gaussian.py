@@ -2283,7 +2283,7 @@ def _accumulate_per_component(
     centred[direct] = False
     if shifted is not None:
         centred[shifted] = False
-    sx = sz + np.outer(nk, centre)
+    sx = sz + nk[:, np.newaxis] * centre
     for k in range(len(nk)):
         rows = _kept_rows(resp[:, k])
         if centred[k]:
@@ -3549,7 +3549,7 @@ def _accumulate_expanded(
     # float32 chunk's products are added up in float64).
     moments = moments.astype(np.float64, copy=False)
     sz = sz.astype(np.float64, copy=False)
-    d = means.astype(np.float64) - centre
+    d = means.astype(np.float64, copy=False) - centre
     if covariance_type == "full":
         iu, ju = _triu_indices(n_features)
         sxx = np.empty((len(nk), n_features, n_features))
@@ -3565,7 +3565,7 @@ def _accumulate_expanded(
         sxx = moments[:, :1] / n_features - 2 * sz * d + nk[:, None] * d**2
     else:
         sxx = moments[:, :n_features] - 2 * sz * d + nk[:, None] * d**2
-    sx = sz + np.outer(nk, centre)
+    sx = sz + nk[:, np.newaxis] * centre
     if not len(direct):
         return {"nk": nk, "sx": sx, "sxx": sxx}
     shift = means.astype(X.dtype, copy=False)
@@ -3636,7 +3636,7 @@ def _accumulate_tied(Z, resp, nk, means, centre, direct, X):
     n_components, n_features = means.shape
     # (Z is C-ordered: the products read Z.T transposed.) Sums in float64.
     sz = _inner_product(Z.T, resp).T.astype(np.float64, copy=False)
-    d = means.astype(np.float64) - centre
+    d = means.astype(np.float64, copy=False) - centre
     # N_k d d^T - s d^T - d s^T = (N_k d - s) d^T - d s^T: one batched
     # product of (D, 2) and (2, D) factors per component writes the (K, D,
     # D) result once (its element-wise terms, each a fresh (K, D, D) array,
@@ -3658,7 +3658,7 @@ def _accumulate_tied(Z, resp, nk, means, centre, direct, X):
         # Their scatter around their own means, summed over them and shared
         # equally as the common scatter is (the sum is all the M-step reads).
         sxx[direct] = _tied_direct_scatter(X, means, resp, direct) / len(direct)
-    return {"nk": nk, "sx": sz + np.outer(nk, centre), "sxx": sxx}
+    return {"nk": nk, "sx": sz + nk[:, np.newaxis] * centre, "sxx": sxx}
 
 
 def _tied_direct_scatter(X, means, resp, direct):
@@ -4465,14 +4465,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         """
         dtype = np.result_type(dtype, self._dtype())
         engine_type, precisions_chol = self._engine_parameters()
-        log_w = np.log(self.weights_.astype(np.float64))
+        log_w = np.log(self.weights_.astype(np.float64, copy=False))
 
         def in_dtype(dtype):
             return dict(
                 means=self.means_.astype(dtype, copy=False),
                 precisions_chol=precisions_chol.astype(dtype, copy=False),
                 covariance_type=engine_type,
-                log_w=log_w.astype(dtype),
+                log_w=log_w.astype(dtype, copy=False),
             )
 
         parameters = in_dtype(dtype)
@@ -4483,14 +4483,15 @@ class GaussianMixtureEM(BaseMixtureEM):
         # Centred on the mixture's mean, or on the mean of the points the
         # moments go around when they are not the means.
         anchor = self._moments_shift if recentred else self.means_
-        centre = self.weights_.astype(np.float64) @ anchor.astype(np.float64)
+        weights = self.weights_.astype(np.float64, copy=False)
+        centre = weights @ anchor.astype(np.float64, copy=False)
         # A float32 chunk's features are centred on the centre in float32:
         # the coefficients must expand around that same point (a float32
         # centre 1e5 from the origin is 3e-3 away from its float64 value,
         # which moved a row's log-densities by about D times that). Rounded
         # to the model's dtype, not the chunks': a float32 model's chunks
         # computed in float64 reuse these coefficients (``expanded``).
-        centre = centre.astype(self._dtype()).astype(np.float64)
+        centre = centre.astype(self._dtype(), copy=False).astype(np.float64, copy=False)
         expanded = {} if expanded is None else expanded
         if (
             _feature_blocks(engine_type, n_features, dtype)
@@ -4512,9 +4513,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             if (cancelled <= limit).all():
                 return dict(
                     parameters,
-                    centre=zero.astype(dtype),
-                    coef=coef.astype(dtype),
-                    intercept=intercept.astype(dtype),
+                    centre=zero.astype(dtype, copy=False),
+                    coef=coef.astype(dtype, copy=False),
+                    intercept=intercept.astype(dtype, copy=False),
                     direct=np.arange(0),
                 )
         if self._uses_per_component_form(n_features, dtype):
@@ -4585,9 +4586,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             triangle = _triangle(parameters["precisions_chol"])
         return dict(
             parameters,
-            centre=centre.astype(dtype),
-            coef=coef.astype(dtype),
-            intercept=intercept.astype(dtype),
+            centre=centre.astype(dtype, copy=False),
+            coef=coef.astype(dtype, copy=False),
+            intercept=intercept.astype(dtype, copy=False),
             direct=direct,
             triangle=triangle,
         )
