@@ -419,30 +419,32 @@ def _exp_above(a, floor):
     floor : float or ndarray of shape (n_components,)
         At least :data:`_FLOAT64_LOG_TINY`.
     """
+    contiguous = a.flags.c_contiguous or a.flags.f_contiguous
     if a.size <= _SMALL_EXP:
-        # A few calls (those below become exp(-inf), exactly zero).
-        np.copyto(a, -np.inf, where=np.less(a, floor))
+        # A few calls, decided on every entry: those below become exp(-inf),
+        # exactly zero, or, where most are, only the others are computed
+        # (the exponential of -inf is a slow path: 100 x 40 entries, 97% of
+        # them below, 12.6 against 4.5 us).
+        below = np.less(a, floor)
+        if contiguous and np.count_nonzero(below) >= _SPARSE_EXP_FRACTION * a.size:
+            _exp_scattered(a, below)
+            return
+        np.copyto(a, -np.inf, where=below)
         np.exp(a, out=a)
         return
-    if not (a.flags.c_contiguous or a.flags.f_contiguous):
+    if not contiguous:
         b = a.copy(order="C")
         _exp_above(b, floor)
         a[...] = b
         return
-    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-    flat = a.ravel(order=order)
     # Which way is decided on every 16th row (the full count cost a tenth
     # of the exponentials where all of them are needed).
     sample = a[::_SAMPLED_ROWS]
     if np.count_nonzero(np.less(sample, floor)) >= _SPARSE_EXP_FRACTION * sample.size:
-        # (NaN is not below: it propagates.)
-        keep = np.less(a, floor).ravel(order=order)
-        np.logical_not(keep, out=keep)
-        where = np.flatnonzero(keep)
-        values = np.exp(flat[where])
-        flat.fill(0)
-        flat[where] = values
+        _exp_scattered(a, np.less(a, floor))
         return
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    flat = a.ravel(order=order)
     rescue = False
     if np.ndim(floor) == 0 and floor >= _FAST_EXP_LOG:
         # A fit's E-step (one floor, above _FAST_EXP_LOG): the entries below
@@ -480,6 +482,30 @@ def _exp_above(a, floor):
     flat *= below
     if rescue:
         flat[rescued] = rescued_values
+
+
+def _exp_scattered(a, below):
+    """``exp(a)`` in place where ``below`` is False, zero where it is True.
+
+    Only the entries kept are exponentiated, gathered and scattered back into
+    zeros (NaN is not below: it propagates).
+
+    Parameters
+    ----------
+    a : ndarray of shape (n_samples, n_components) or (n_samples,)
+        C- or F-contiguous.
+
+    below : ndarray of bool, of the shape of ``a``
+        Modified.
+    """
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    flat = a.ravel(order=order)
+    keep = below.ravel(order=order)
+    np.logical_not(keep, out=keep)
+    where = np.flatnonzero(keep)
+    values = np.exp(flat[where])
+    flat.fill(0)
+    flat[where] = values
 
 
 #: :func:`_exp_above` samples one row in this many.
