@@ -33,6 +33,7 @@ from ._suffstats import (
     map_in_threads,
     n_threads,
     negligible_floor,
+    release_blas_limit,
     resp_chunk,
     single_threaded_blas,
     small_gemm_work,
@@ -2779,7 +2780,7 @@ def _expanded_log_prob(
 
 
 #: The fewest multiply-adds of a one-chunk fit's E-step product for which
-#: the fit runs its products on BLAS's threads (see
+#: its E-steps run on BLAS's threads (see
 #: GaussianMixtureEM._fits_on_blas_threads).
 _THREADED_FIT_WORK = 2**22
 
@@ -4179,14 +4180,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             work = max(work, n_features**3)
         return work
 
-    def _blas_limit(self, data, fitting=True):
-        if fitting and self._fits_on_blas_threads(data):
-            # (No limit: every window of the fit is skipped.)
-            return blas_limit_for(0)
-        return super()._blas_limit(data, fitting)
-
     def _fits_on_blas_threads(self, data):
-        """Whether a fit on ``data`` leaves its products to BLAS's threads.
+        """Whether a fit's E-steps on ``data`` run on BLAS's threads.
 
         A default fit (``n_jobs=None``) of float64 data in one chunk has no
         threads of its own, and BLAS's are worth waking where the E-step's
@@ -4195,15 +4190,21 @@ class GaussianMixtureEM(BaseMixtureEM):
         NumPy's; see :meth:`_largest_product`) with more than
         ``_SMALL_BLOCKED_DIAG_COMPONENTS`` components (fewer take BLAS's
         small-matrix kernels in row blocks, on one thread) and products of
-        at least ``_THREADED_FIT_WORK`` multiply-adds. Per iteration,
-        alternated against the limit (bench_small_shapes' data): 1,000 x
-        200, K = 40, 0.78-0.82 of the time (scikit-learn, on BLAS's threads,
-        about as fast as the limited fit); 1,000 x 120, 0.78; 2,000 and
-        3,000 x 64, 0.77-0.78, though 1.17-1.20 in a run where other work
-        took the second core; spherical 1,000 x 200, 0.85-0.87, 3,000 x 64,
-        0.83-0.95. Not below that size (1,000 x 64 and 300 x 200, K = 40:
-        0.87-1.27 and 0.89-1.16 between runs), nor with 12 components (the
-        small-matrix blocks): 1,000 x 200, 1.35x the time.
+        at least ``_THREADED_FIT_WORK`` multiply-adds. Only the E-steps
+        lift the fit's limit: with none for the whole fit, BLAS's threads,
+        spinning after the products, took the cores from the k-means
+        initialisation (default fits of 1,000 x 200, K = 40, 1.5-1.8x the
+        time; 3,000 x 64, 3.5x). Per iteration, alternated against the
+        limit (bench_small_shapes' data): 1,000 x 200, K = 40, 0.78-0.82 of
+        the time (scikit-learn, on BLAS's threads, about as fast as the
+        limited fit); 1,000 x 120, 0.78; 2,000 and 3,000 x 64, 0.74-0.84,
+        though 1.17-1.20 in a run where other work took the second core;
+        spherical 1,000 x 200, 0.84-0.89 in four runs, 1.07 in a fifth,
+        3,000 x 64, 0.83-0.95. Default fits: 1,000 x 200, 0.85-0.87;
+        3,000 x 64, 0.83 and 1.10 in two runs; spherical 0.82-0.87. Not
+        below that size (1,000 x 64 and 300 x 200, K = 40: 0.87-1.27 and
+        0.89-1.16 between runs), nor with 12 components (the small-matrix
+        blocks): 1,000 x 200, 1.35x the time.
         """
         if (
             self.n_jobs is not None
@@ -4265,6 +4266,11 @@ class GaussianMixtureEM(BaseMixtureEM):
                     log_w=np.log(self.weights_.astype(np.float64, copy=False)),
                 )
             )
+        elif self._fits_on_blas_threads(data):
+            # The fit's limit is lifted for this E-step alone.
+            release_blas_limit()
+            with blas_limit_for(0):
+                stats = super()._e_step_statistics(data)
         else:
             stats = super()._e_step_statistics(data)
         if not _all_finite(stats.values()):

@@ -833,30 +833,39 @@ def test_wide_one_chunk_fits_with_many_components_use_blas_threads(
 ):
     # 1,000 x 200 in 40 diagonal components: one chunk whose E-step products
     # (8 million multiply-adds) are faster on BLAS's threads, and an M-step
-    # without LAPACK. The fit sets no limit (every M-step sees BLAS's own
-    # thread count) and gives the model of a fit on one BLAS thread.
+    # without LAPACK. Every E-step runs on BLAS's own thread count; the
+    # k-means initialisation keeps the fit's limit (set once). The model is
+    # that of a fit on one BLAS thread.
     outside = _blas_threads()
     X = _blobs(1000, 200, 40)
     params = dict(covariance_type=covariance_type, max_iter=3, tol=0, random_state=0)
     gm = GaussianMixtureEM(40, **params)
     assert gm._fits_on_blas_threads(as_data(gm, X, None, reset=False))
-    seen = []
-    original = _gaussian._estimate_gaussian_parameters
+    seen = {"e_step": []}
 
-    def recording(*args, **kwargs):
-        seen.append(_blas_threads())
-        return original(*args, **kwargs)
+    def recording(function, key):
+        def record(*args, **kwargs):
+            seen[key].append(_blas_threads())
+            return function(*args, **kwargs)
 
-    monkeypatch.setattr(_gaussian, "_estimate_gaussian_parameters", recording)
+        return record
+
+    original = _gaussian._gaussian_e_step_chunk
+    monkeypatch.setattr(
+        _gaussian, "_gaussian_e_step_chunk", recording(original, "e_step")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
-        assert blas_limit_sets == []
-        assert seen and all(threads == outside for threads in seen)
+        assert len(seen["e_step"]) >= gm.n_iter_ == 3
+        assert all(threads == outside for threads in seen["e_step"])
+        assert len(blas_limit_sets) == 1
         assert _blas_threads() == outside
         # An explicit n_jobs keeps the limit (and the model, up to rounding).
+        seen["e_step"].clear()
         single = GaussianMixtureEM(40, n_jobs=1, **params).fit(X)
-    assert len(blas_limit_sets) == 1
+        if max(outside) > 1:
+            assert all(set(threads) == {1} for threads in seen["e_step"])
     assert_allclose(gm.means_, single.means_, rtol=1e-10, atol=1e-10)
     assert_allclose(gm.covariances_, single.covariances_, rtol=1e-9)
     assert_allclose(gm.lower_bound_, single.lower_bound_, rtol=1e-12)
