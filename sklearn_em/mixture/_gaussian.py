@@ -4216,11 +4216,12 @@ class GaussianMixtureEM(BaseMixtureEM):
             not in ("diag", "spherical")
         ):
             return False
+        # (No such fit takes the direct form: it stops at 3 x 2^15 values
+        # n_samples x n_features x n_components, far below this product.)
         n_samples, n_features = data.shape
         return (
             n_samples <= data.rows
             and self._largest_product(n_samples, n_features) >= _THREADED_FIT_WORK
-            and not self._uses_direct_form(data)
         )
 
     def _engine_parameters(self):

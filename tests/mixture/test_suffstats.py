@@ -869,6 +869,10 @@ def test_wide_one_chunk_fits_with_many_components_use_blas_threads(
     assert_allclose(gm.means_, single.means_, rtol=1e-10, atol=1e-10)
     assert_allclose(gm.covariances_, single.covariances_, rtol=1e-9)
     assert_allclose(gm.lower_bound_, single.lower_bound_, rtol=1e-12)
+    # No fit that large takes the direct form (the rule does not check it):
+    # its largest limit, 3 x _DIRECT_VALUES differences, is far below the
+    # threaded size even counted at two features' products a feature.
+    assert 2 * 3 * _gaussian._DIRECT_VALUES < _gaussian._THREADED_FIT_WORK
     # Not for 12 components (BLAS's small-matrix blocks, on one thread), full
     # covariances (SciPy's LAPACK in the M-step), float32 data, several
     # chunks, or products under the size.
