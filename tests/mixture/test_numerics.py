@@ -575,6 +575,43 @@ def test_products_with_few_components_are_the_products(dtype, n_components, n_co
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_components", [2, 4, 16, 17])
+@pytest.mark.parametrize("n_columns", [16, 32, 40])
+def test_summed_products_of_feature_blocks(dtype, n_components, n_columns):
+    # The products of the coefficients with a chunk's two feature blocks
+    # (diagonal covariances from _DIAG_BLOCK_FEATURES) are summed in the
+    # rows-first buffers and copied once where both are computed rows first
+    # (float32, 4 to 16 components, from 32 columns), rather than each
+    # written into ``out``: bit for bit the result of the two products'
+    # writes, the second added to the first, and the sum of the products to
+    # rounding.
+    from sklearn_em.mixture._gaussian import (
+        _component_product,
+        _rows_first,
+        _summed_component_products,
+    )
+
+    rng = np.random.RandomState(0)
+    quadratic = rng.normal(size=(3000, n_columns)).astype(dtype) ** 2
+    Z = rng.normal(size=(3000, n_columns)).astype(dtype)
+    coef = rng.normal(size=(2 * n_columns, n_components)).astype(dtype)
+    pairs = [(coef[:n_columns].T, quadratic.T), (coef[n_columns:].T, Z.T)]
+    assert all(_rows_first(A, B) for A, B in pairs) == (
+        dtype == np.float32 and 4 <= n_components <= 16 and n_columns >= 32
+    )
+    out = np.full((n_components, 3000), np.nan, dtype=dtype)
+    summed = _summed_component_products(pairs, out)
+    assert summed is out
+    expected = _component_product(*pairs[0])
+    _component_product(*pairs[1], out=expected, add=True)
+    np.testing.assert_array_equal(summed, expected)
+    A = np.hstack([A.astype(np.float64) for A, _ in pairs])
+    B = np.vstack([B.astype(np.float64) for _, B in pairs])
+    bound = 4 * A.shape[1] * np.finfo(dtype).eps * (np.abs(A) @ np.abs(B))
+    assert np.all(np.abs(summed - A @ B) <= bound)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("nonzero", [0.0, 0.01, 0.3, 0.75, 0.8, 1.0])
 def test_moments_over_the_rows_of_nonzero_responsibility(dtype, nonzero):
     # A component's moments in the per-component form are taken over the
