@@ -2643,6 +2643,26 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
 #: and D = 32, K = 8, 1.14x.
 _PER_COMPONENT_CACHE_BYTES = 2**23
 
+#: Chunks of complete data in the expanded form whose rows have at most
+#: ``_NARROW_ROW_FEATURES`` features (quadratic and linear: 'full' up to 2
+#: dimensions, 'tied' and 'diag' up to 4, 'spherical' up to 7) take up to
+#: ``_NARROW_CHUNK_ROWS`` rows rather than the engine's 32,768 when they are
+#: split over threads (see ``_suffstats.chunk_rows``), within the same cache
+#: budget. Such rows cost so little that the threads' hand-offs of the GIL
+#: between a chunk's NumPy calls were much of its time: float32 100,000 x 2
+#: with two diagonal components, 0.35 ms a 25,000-row chunk on each of two
+#: threads against 0.19 ms a 32,768-row one on one thread. Two threads,
+#: alternated against 32,768-row chunks (3-iteration fits; ``predict_proba``):
+#: full 100,000 x 2 0.76 of the time (0.78), in float32 with 4 components
+#: 0.76 (0.77), float32 1,000,000 x 2 0.65 (0.81); diag float32 100,000 x 2
+#: 0.77 (0.82), 1,000,000 x 4 0.69 (0.87); tied 100,000 x 4 0.80-0.91
+#: (0.77); spherical 1,000,000 x 4 0.88 (0.89), float32 200,000 x 6 0.82
+#: (0.82). One thread keeps 32,768 rows (longer chunks took 1.07-1.11x as
+#: long); with more features per row, longer chunks were slower to fit
+#: (full at 3 and 4 dimensions 1.02-1.23, tied 1,000,000 x 8 1.08-1.14).
+_NARROW_ROW_FEATURES = 8
+_NARROW_CHUNK_ROWS = 65536
+
 #: ... and of its predictions' chunks, which hold a difference and its
 #: product per component, not the scatter's weighted difference as well
 #: (twice the fits' budget until that became 8 MiB too). Per call, against
@@ -4139,8 +4159,12 @@ class GaussianMixtureEM(BaseMixtureEM):
                 cache_bytes = _PER_COMPONENT_PREDICTION_CACHE_BYTES
             return {"exact": True, "cache_bytes": cache_bytes}
         engine_type = _engine_covariance_type(self.covariance_type)
+        sizing = {"exact": True}
+        n_row_features = _n_quadratic_features(engine_type, n_features) + n_features
+        if n_row_features <= _NARROW_ROW_FEATURES:
+            sizing["max_threaded_rows"] = _NARROW_CHUNK_ROWS
         if not _feature_blocks(engine_type, n_features, dtype):
-            return {"exact": True}
+            return sizing
         # Both halves of the E-step read the two feature blocks: split over
         # threads, the chunks' blocks together stay within the cache budget.
         # Per E-step at 100,000 rows, 'diag', K = 2, two threads: D = 32,
@@ -4152,11 +4176,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         # (wide diagonal data far from its centre), and chunks sized for
         # float32 features then overflowed the cache the same way (100,000 x
         # 128, K = 2: float32 fits 0.70x float64's).
-        sizing = {
-            "exact": True,
-            "shared_row_values": _n_quadratic_features(engine_type, n_features)
-            + n_features,
-        }
+        sizing["shared_row_values"] = n_row_features
         if self.n_components == 1:
             # One component: its features' bytes are many for their
             # arithmetic, and two threads' hand-offs cost more than they save

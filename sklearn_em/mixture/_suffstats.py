@@ -40,6 +40,11 @@ from threadpoolctl import ThreadpoolController
 # ``working_memory`` setting.
 _CACHE_BYTES = 2**24
 
+# The most rows of a chunk, whatever its budget (a model whose rows cost
+# little may allow more when they are split over threads: ``chunk_rows``'s
+# ``max_threaded_rows``).
+_MAX_CHUNK_ROWS = 32768
+
 # Chunks with at least this many values (rows x features) run multi-threaded
 # BLAS when there is one thread over chunks (measured on the Bernoulli
 # mixture's MNIST chunks, 7,000 x 784: twice as fast as one BLAS thread).
@@ -837,6 +842,7 @@ def chunk_rows(
     cache_bytes=None,
     shared_row_values=0,
     min_threaded_rows=0,
+    max_threaded_rows=_MAX_CHUNK_ROWS,
 ):
     """Number of rows per chunk.
 
@@ -882,6 +888,11 @@ def chunk_rows(
         their bytes (a model whose rows cost little arithmetic for their
         size).
 
+    max_threaded_rows : int, default=32768
+        The most rows of a chunk within the cache budget when the chunks are
+        split over threads (a model whose rows cost so little that the
+        threads' hand-offs need longer chunks); otherwise 32,768.
+
     Returns
     -------
     rows : int
@@ -894,8 +905,8 @@ def chunk_rows(
     # chunks of the same rows as float64 ones (half the bytes) measured 12%
     # faster than twice the rows -- a chunk's cost is not only its bytes.
     cache_bytes = _CACHE_BYTES if cache_bytes is None else cache_bytes
-    rows = min(cache_bytes // (8 * row_values), int(working_memory // row_bytes))
-    rows = max(64, min(rows, 32768))
+    budget_rows = min(cache_bytes // (8 * row_values), int(working_memory // row_bytes))
+    rows = max(64, min(budget_rows, _MAX_CHUNK_ROWS))
     # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
     split = n_jobs is not None or (
         n_samples * row_bytes >= _MIN_SPLIT_BYTES and n_samples >= min_threaded_rows
@@ -903,6 +914,7 @@ def chunk_rows(
     if split or (n_samples > rows and n_samples >= min_threaded_rows):
         threads = n_threads(n_jobs)
         if threads > 1:
+            rows = max(rows, min(budget_rows, max_threaded_rows))
             if split:
                 if shared_row_values:
                     rows = min(

@@ -1494,6 +1494,80 @@ def test_several_chunks_of_unsplit_data_are_even_over_the_threads(monkeypatch):
     assert chunk_rows(alone, 200, 1, 8, n_jobs=None, **kwargs) == alone
 
 
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, 3])
+def test_longer_chunks_over_threads_only_where_allowed(monkeypatch, n_jobs):
+    # ``max_threaded_rows`` lengthens the chunks only where they go to
+    # threads, within the cache budget and the working memory; one thread
+    # keeps the 32,768-row cap, and data of one chunk stays one chunk.
+    monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: n_jobs or 2)
+    threads = n_jobs or 2
+    kwargs = dict(n_jobs=n_jobs, model_row_values=20, exact=True)
+
+    def rows(n_samples, **more):
+        return chunk_rows(n_samples, 2, 2, 8, **kwargs, **more)
+
+    if threads == 1:
+        assert rows(100_000) == rows(100_000, max_threaded_rows=65536) == 32768
+    else:
+        # Chunks of at most 32,768 rows, as many as a multiple of the
+        # threads (4 or 6); with 65,536, one a thread.
+        assert rows(100_000) == -(-100_000 // (2 * threads))
+        assert rows(100_000, max_threaded_rows=65536) == -(-100_000 // threads)
+        n_chunks = threads * -(-16 // threads)
+        assert rows(10**6, max_threaded_rows=65536) == -(-(10**6) // n_chunks)
+    # The cache budget still bounds them (8 MiB of 21 values a row) ...
+    assert rows(10**6, max_threaded_rows=65536, cache_bytes=2**23) <= 2**23 // 168
+    # ... and so does the working memory (1 MiB).
+    with sklearn.config_context(working_memory=1):
+        assert rows(10**6, max_threaded_rows=65536) <= 2**20 // 168
+    if n_jobs is None:
+        # Data of one chunk, too small to split, stays one chunk.
+        assert rows(30_000, max_threaded_rows=65536) == 30_000
+
+
+@pytest.mark.parametrize(
+    "covariance_type, widest",
+    [("full", 2), ("tied", 4), ("diag", 4), ("spherical", 7)],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_narrow_rows_take_longer_chunks_over_threads(covariance_type, widest, dtype):
+    # Complete data whose rows have at most 8 quadratic and linear features
+    # take chunks of up to 65,536 rows over threads (a thread's hand-offs
+    # of the GIL between a chunk's NumPy calls cost much of such short
+    # chunks' time); wider rows, data with missing values and one thread keep
+    # the engine's cap. The fit is the one-thread fit's to rounding.
+    itemsize = np.dtype(dtype).itemsize
+
+    def sizing(n_features, missing=False):
+        gm = GaussianMixtureEM(3, covariance_type=covariance_type)
+        return gm._chunk_sizing(n_features, itemsize, missing)
+
+    assert sizing(widest)["max_threaded_rows"] == 65536
+    assert "max_threaded_rows" not in sizing(widest + 1)
+    assert sizing(widest, missing=None) == {}
+    X = _blobs(n_samples=100_000, n_features=widest, n_components=3).astype(dtype)
+    rows = {}
+    fits = {}
+    for n_jobs in (1, 2):
+        gm = GaussianMixtureEM(
+            3,
+            covariance_type=covariance_type,
+            n_jobs=n_jobs,
+            max_iter=3,
+            tol=0,
+            random_state=0,
+        )
+        rows[n_jobs] = gm._chunk_rows(100_000, widest, itemsize, n_jobs, missing=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits[n_jobs] = gm.fit(X)
+    assert rows == {1: 32768, 2: 50_000}
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    assert_allclose(fits[2].means_, fits[1].means_, rtol=rtol, atol=rtol)
+    assert_allclose(fits[2].covariances_, fits[1].covariances_, rtol=rtol * 10)
+    assert_allclose(fits[2].lower_bound_, fits[1].lower_bound_, rtol=rtol)
+
+
 @pytest.mark.parametrize(
     "covariance_type, n_features", [("diag", 12), ("spherical", 20)]
 )
