@@ -289,6 +289,36 @@ def test_fit_e_step_drops_negligible_masses_only():
         assert_allclose(stats[key], exact[key], rtol=1e-14, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("n_rows", [1, 3000, 40_000])
+def test_raise_to_is_maximum_in_place(dtype, layout, n_rows):
+    # raise_to takes the maximum with a cached array of the constant, a
+    # block at a time (faster than NumPy's maximum with a scalar): the same
+    # values, NaN and infinities included, in place, on chunks longer than
+    # a block and on strided arrays.
+    from sklearn_em.mixture._suffstats import _RAISE_BLOCK, raise_to
+
+    rng = np.random.RandomState(0)
+    a = rng.uniform(-300, 10, size=(n_rows, 5)).astype(dtype)
+    a.flat[::7] = -np.inf
+    a.flat[3::11] = np.nan
+    a.flat[5::13] = np.inf
+    if layout == "F":
+        a = np.asfortranarray(a)
+    elif layout == "strided":
+        a = a[:, ::2]
+    if n_rows == 40_000:
+        assert a.size > 2 * _RAISE_BLOCK or layout == "strided"
+    for value in (dtype(-87.0), -100.5, 0.0):
+        b = a.copy()
+        expected = np.maximum(a, value)
+        result = raise_to(b, value)
+        assert result is b
+        assert result.dtype == dtype
+        assert_array_equal(result, expected)
+
+
 def test_logsumexp_rows_float32_large_values():
     a = np.array([[1000.0, 1000.0], [-1000.0, -1001.0]], dtype=np.float32)
     expected = logsumexp(a.astype(np.float64), axis=1)
