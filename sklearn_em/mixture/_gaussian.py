@@ -4163,14 +4163,25 @@ class GaussianMixtureEM(BaseMixtureEM):
         n_row_features = _n_quadratic_features(engine_type, n_features) + n_features
         if n_row_features <= _NARROW_ROW_FEATURES:
             sizing["max_threaded_rows"] = _NARROW_CHUNK_ROWS
+        if engine_type == "full":
+            # As the diagonal blocks below: both halves of the E-step read
+            # the chunk's quadratic features. 3-iteration fits at 100,000
+            # rows, two threads, alternated (three runs): D = 24, K = 12,
+            # 0.86-0.92 of the time (float32 0.85-0.91); D = 32 with 16, 20
+            # and 24 components 0.82-0.95, 0.85-0.87 and 0.92; D = 40, K = 24,
+            # 0.91; 0.98-1.04 at D = 16 (K = 4-64; 200,000 rows with 16
+            # components 0.94-1.03), D = 32 with 64 components and D = 48
+            # with 32 and 40, whose chunks were about that short already.
+            # (An earlier machine's fits had lost up to 10% with such chunks.)
+            sizing["shared_row_values"] = n_row_features
+            return sizing
         if not _feature_blocks(engine_type, n_features, dtype):
             return sizing
         # Both halves of the E-step read the two feature blocks: split over
         # threads, the chunks' blocks together stay within the cache budget.
         # Per E-step at 100,000 rows, 'diag', K = 2, two threads: D = 32,
         # 7.9 -> 6.5 ms; D = 64, 17.4 -> 12.6; D = 128, 30.5 -> 21.2 (at
-        # K = 16 the chunks were already that short). Full covariances'
-        # chunks, shorter already, lost up to 10% when shortened further.
+        # K = 16 the chunks were already that short).
         # Counted in float64 for float32 data too: a float32 chunk is
         # computed in float64 where its expansion would lose too many digits
         # (wide diagonal data far from its centre), and chunks sized for

@@ -1555,6 +1555,34 @@ def test_longer_chunks_over_threads_only_where_allowed(monkeypatch, n_jobs):
         assert rows(30_000, max_threaded_rows=65536) == 30_000
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_full_quadratic_features_of_threads_share_the_cache(n_jobs):
+    # Full covariances' quadratic features (read by both halves of the
+    # E-step), as diagonal ones: over threads, the chunks' features together
+    # stay within the 16 MiB budget (at 32 features with 16 components a
+    # chunk alone had filled nearly all of it); on one thread the chunk keeps
+    # its budget, and the per-component form its own.
+    n_samples, n_features = 100_000, 32
+    gm = GaussianMixtureEM(16, n_jobs=n_jobs)
+    assert not gm._uses_per_component_form(n_features, np.float64)
+    rows = gm._chunk_rows(n_samples, n_features, 8, n_jobs, missing=False)
+    n_row_features = n_features * (n_features + 1) // 2 + n_features
+    alone = chunk_rows(
+        n_samples,
+        n_features,
+        16,
+        8,
+        n_jobs=n_jobs,
+        exact=True,
+        model_row_values=gm._chunk_row_values(n_features, 8),
+    )
+    if n_jobs == 1:
+        assert rows == alone
+    else:
+        assert rows < alone
+        assert n_jobs * rows * n_row_features * 8 <= 2**24
+
+
 @pytest.mark.parametrize(
     "covariance_type, widest",
     [("full", 2), ("tied", 4), ("diag", 4), ("spherical", 7)],
