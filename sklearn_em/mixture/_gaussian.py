@@ -2643,24 +2643,29 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
 #: and D = 32, K = 8, 1.14x.
 _PER_COMPONENT_CACHE_BYTES = 2**23
 
-#: Chunks of complete data in the expanded form whose rows have at most
-#: ``_NARROW_ROW_FEATURES`` features (quadratic and linear: 'full' up to 2
-#: dimensions, 'tied' and 'diag' up to 4, 'spherical' up to 7) take up to
-#: ``_NARROW_CHUNK_ROWS`` rows rather than the engine's 32,768 when they are
-#: split over threads (see ``_suffstats.chunk_rows``), within the same cache
-#: budget. Such rows cost so little that the threads' hand-offs of the GIL
-#: between a chunk's NumPy calls were much of its time: float32 100,000 x 2
-#: with two diagonal components, 0.35 ms a 25,000-row chunk on each of two
-#: threads against 0.19 ms a 32,768-row one on one thread. Two threads,
-#: alternated against 32,768-row chunks (3-iteration fits; ``predict_proba``):
-#: full 100,000 x 2 0.76 of the time (0.78), in float32 with 4 components
-#: 0.76 (0.77), float32 1,000,000 x 2 0.65 (0.81); diag float32 100,000 x 2
-#: 0.77 (0.82), 1,000,000 x 4 0.69 (0.87); tied 100,000 x 4 0.80-0.91
-#: (0.77); spherical 1,000,000 x 4 0.88 (0.89), float32 200,000 x 6 0.82
-#: (0.82). One thread keeps 32,768 rows (longer chunks took 1.07-1.11x as
-#: long); with more features per row, longer chunks were slower to fit
-#: (full at 3 and 4 dimensions 1.02-1.23, tied 1,000,000 x 8 1.08-1.14).
-_NARROW_ROW_FEATURES = 8
+#: Chunks of complete data in the expanded form whose rows' features
+#: (quadratic and linear) take at most ``_NARROW_ROW_BYTES`` (float64: 'full'
+#: up to 2 dimensions, 'tied' and 'diag' up to 4, 'spherical' up to 7;
+#: float32 twice the features: 'full' up to 4 dimensions, 'tied' and 'diag'
+#: up to 8, 'spherical' up to 15) take up to ``_NARROW_CHUNK_ROWS`` rows
+#: rather than the engine's 32,768 when they are split over threads (see
+#: ``_suffstats.chunk_rows``), within the same cache budget. Such rows cost
+#: so little that the threads' hand-offs of the GIL between a chunk's NumPy
+#: calls were much of its time: float32 100,000 x 2 with two diagonal
+#: components, 0.35 ms a 25,000-row chunk on each of two threads against
+#: 0.19 ms a 32,768-row one on one thread. Two threads, alternated against
+#: 32,768-row chunks (3-iteration fits; ``predict_proba``): full 100,000 x 2
+#: 0.76 of the time (0.78), in float32 with 4 components 0.76 (0.77),
+#: float32 1,000,000 x 2 0.65 (0.81); diag float32 100,000 x 2 0.77
+#: (0.82), 1,000,000 x 4 0.69 (0.87); tied 100,000 x 4 0.80-0.91 (0.77);
+#: spherical 1,000,000 x 4 0.88 (0.89), float32 200,000 x 6 0.82 (0.82);
+#: float32 fits with 9-16 features a row (full 100,000 x 3 and 200,000 x 4,
+#: tied 200,000 x 8, diag 100,000 x 8, K = 2, and 1,000,000 x 6, spherical
+#: 200,000 x 12) 0.86-0.97. One thread keeps 32,768 rows (longer chunks
+#: took 1.07-1.11x as long); with more bytes a row, longer chunks were
+#: slower to fit (float64 full at 3 and 4 dimensions 1.02-1.23, tied
+#: 1,000,000 x 8 1.08-1.14).
+_NARROW_ROW_BYTES = 64
 _NARROW_CHUNK_ROWS = 65536
 
 #: ... and of its predictions' chunks, which hold a difference and its
@@ -4161,7 +4166,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         engine_type = _engine_covariance_type(self.covariance_type)
         sizing = {"exact": True}
         n_row_features = _n_quadratic_features(engine_type, n_features) + n_features
-        if n_row_features <= _NARROW_ROW_FEATURES:
+        if n_row_features * itemsize <= _NARROW_ROW_BYTES:
             sizing["max_threaded_rows"] = _NARROW_CHUNK_ROWS
         if engine_type == "full":
             # As the diagonal blocks below: both halves of the E-step read

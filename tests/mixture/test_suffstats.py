@@ -1589,12 +1589,15 @@ def test_full_quadratic_features_of_threads_share_the_cache(n_jobs):
 )
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_narrow_rows_take_longer_chunks_over_threads(covariance_type, widest, dtype):
-    # Complete data whose rows have at most 8 quadratic and linear features
-    # take chunks of up to 65,536 rows over threads (a thread's hand-offs
-    # of the GIL between a chunk's NumPy calls cost much of such short
-    # chunks' time); wider rows, data with missing values and one thread keep
-    # the engine's cap. The fit is the one-thread fit's to rounding.
+    # Complete data whose rows' quadratic and linear features take at most
+    # 64 bytes (8 in float64, 16 in float32) take chunks of up to 65,536
+    # rows over threads (a thread's hand-offs of the GIL between a chunk's
+    # NumPy calls cost much of such short chunks' time); wider rows, data
+    # with missing values and one thread keep the engine's cap. The fit is
+    # the one-thread fit's to rounding.
     itemsize = np.dtype(dtype).itemsize
+    if dtype == np.float32:
+        widest = {"full": 4, "tied": 8, "diag": 8, "spherical": 15}[covariance_type]
 
     def sizing(n_features, missing=False):
         gm = GaussianMixtureEM(3, covariance_type=covariance_type)
