@@ -2343,9 +2343,9 @@ def test_blocked_diag_chunks_are_the_whole_chunks(offset, monkeypatch):
     calls = []
     original = _gaussian._blocked_diag_features
 
-    def spy(X, centre, coef, block_rows):
+    def spy(X, centre, coef, block_rows, keep_features=True):
         calls.append((bool(centre.any()), block_rows))
-        return original(X, centre, coef, block_rows)
+        return original(X, centre, coef, block_rows, keep_features)
 
     monkeypatch.setattr(_gaussian, "_blocked_diag_features", spy)
     blocked = gm._e_step_chunk_function()(X, None)
@@ -2356,15 +2356,18 @@ def test_blocked_diag_chunks_are_the_whole_chunks(offset, monkeypatch):
     _assert_same_statistics(blocked, whole, "diag")
 
 
+@pytest.mark.parametrize("offset", [5.0, 300.0])
 @pytest.mark.parametrize("n_components", [4, 9])
-def test_blocked_diag_within_small_matrix_kernels(n_components, monkeypatch):
+def test_blocked_diag_within_small_matrix_kernels(n_components, offset, monkeypatch):
     # Where BLAS has small-matrix kernels (OpenBLAS on AVX-512 cores),
     # diagonal chunks from 32 features with 4 to 16 components are blocked
     # too, in blocks whose products stay within the kernels' m n k, the
     # moments' products summed over such blocks: the whole chunk's
-    # statistics and log-densities up to rounding.
+    # statistics and log-densities up to rounding. Near the origin the
+    # features are expanded around zero (no centring), far from it around
+    # the centre.
     rng = np.random.RandomState(1)
-    X = rng.normal(size=(2500, 40)) * rng.uniform(0.5, 2, 40) + 5.0
+    X = rng.normal(size=(2500, 40)) * rng.uniform(0.5, 2, 40) + offset
     X[:800] += 3
     gm = GaussianMixtureEM(
         n_components, covariance_type="diag", max_iter=2, random_state=0
@@ -2398,10 +2401,12 @@ def test_blocked_diag_within_small_matrix_kernels(n_components, monkeypatch):
     blocks, moments = [], []
     original_features = _gaussian._blocked_diag_features
     original_product = _gaussian._inner_product
+    keep = {"always": False}
 
-    def spy_features(X, centre, coef, block_rows):
-        blocks.append(block_rows)
-        return original_features(X, centre, coef, block_rows)
+    def spy_features(X, centre, coef, block_rows, keep_features=True):
+        keep_features = keep_features or keep["always"]
+        blocks.append((block_rows, keep_features))
+        return original_features(X, centre, coef, block_rows, keep_features)
 
     def spy_product(A, B, block_rows=None):
         moments.append(block_rows)
@@ -2409,11 +2414,20 @@ def test_blocked_diag_within_small_matrix_kernels(n_components, monkeypatch):
 
     monkeypatch.setattr(_gaussian, "_blocked_diag_features", spy_features)
     monkeypatch.setattr(_gaussian, "_inner_product", spy_product)
+    parameters = gm._fused_parameters(X.dtype)
+    assert bool(parameters["centre"].any()) == (offset > 100)
     blocked = gm._e_step_chunk_function()(X, None)
-    assert blocks == [rows]
+    assert blocks == [(rows, True)]
     assert moments == [rows, rows]
     _assert_same_statistics(blocked, whole, "diag")
-    assert_allclose(gm.predict_proba(X), whole_proba, rtol=1e-9, atol=1e-12)
+    # A prediction keeps no features (each block's are written to one
+    # block's buffers): the same products, bit for bit.
+    proba = gm.predict_proba(X)
+    assert blocks[-1] == (rows, False)
+    keep["always"] = True
+    assert_array_equal(gm.predict_proba(X), proba)
+    assert blocks[-1] == (rows, True)
+    assert_allclose(proba, whole_proba, rtol=1e-9, atol=1e-12)
     assert_allclose(gm.score_samples(X), whole_scores, rtol=1e-12)
     assert len(blocks) > 1
 
