@@ -398,6 +398,9 @@ def logsumexp_rows(a, floor=None):
 #: constants.
 _RAISE_BLOCK = 2**16
 
+#: Arrays of fewer values :func:`raise_to` raises with NumPy's maximum.
+_RAISE_SMALL = 8192
+
 _RAISE_CONSTANTS = {}
 
 
@@ -408,7 +411,9 @@ def raise_to(a, value):
     of two arrays runs its SIMD one: a contiguous ``a`` is raised a block at
     a time against a cached array of ``value`` (NumPy 2.4, 200,000 values in
     random order, one thread: float32 22 against 69 us, float64 40 against
-    96). The same values, NaN included.
+    96). The same values, NaN included. Under ``_RAISE_SMALL`` values the
+    scalar loop is kept: there the calls cost more than the loop (300
+    values: 1.4 against 0.5 us; 10,000: 1.9 against 5.6).
 
     Parameters
     ----------
@@ -421,7 +426,7 @@ def raise_to(a, value):
     -------
     a : ndarray
     """
-    if not (a.flags.c_contiguous or a.flags.f_contiguous):
+    if a.size < _RAISE_SMALL or not (a.flags.c_contiguous or a.flags.f_contiguous):
         return np.maximum(a, value, out=a)
     flat = a.ravel(order="K")
     key = (a.dtype.str, repr(float(value)))
