@@ -1704,7 +1704,7 @@ def _blocked_diag_features(X, centre, coef, block_rows, keep_features=True):
         prediction, which needs only the products) each block's features
         are written to one block's buffers, reused, rather than the
         chunk's: ``predict_proba`` of 100,000 x 32-128 with 4-16
-        components took 0.91-0.99 of its time, the same bits. (A fit's
+        components took 0.90-0.99 of its time, the same bits. (A fit's
         moments computing them again from ``X`` a block at a time were
         0.87-1.15x as long: kept.)
 
