@@ -1726,19 +1726,15 @@ def _blocked_diag_features(X, centre, coef, block_rows, keep_features=True):
         np.float64,
     )
     quadratic_coef, linear_coef = coef[:n_features], coef[n_features:]
-    features = None
+    centre = centre if centre.any() else None
+    features = kept = None
     if keep_features:
-        features = workspace("features", (2, n_samples, n_features), np.float64)
-        features = (features[0], features[1] if centre.any() else X)
+        kept = workspace("features", (2, n_samples, n_features), np.float64)
+        features = (kept[0], X if centre is None else kept[1])
     for start in range(0, n_samples, block_rows):
         block = slice(start, min(start + block_rows, n_samples))
-        if features is None:
-            squares, z = _diag_block_features(X[block], centre)
-        else:
-            squares, z = features[0][block], features[1][block]
-            if features[1] is not X:
-                np.subtract(X[block], centre, out=z)
-            np.multiply(z, z, out=squares)
+        out = None if kept is None else kept[:, block]
+        squares, z = _diag_block_features(X[block], centre, out)
         np.matmul(squares, quadratic_coef, out=rows[block])
         part = linear[: len(z)]
         np.matmul(z, linear_coef, out=part)
@@ -1748,26 +1744,29 @@ def _blocked_diag_features(X, centre, coef, block_rows, keep_features=True):
     return features, product
 
 
-def _diag_block_features(X, centre):
-    """``(z ** 2, z)`` of a block of rows, in this thread's block buffers.
+def _diag_block_features(X, centre, out=None):
+    """``(z ** 2, z)`` of a block of rows.
 
     Parameters
     ----------
     X : ndarray of shape (n_rows, n_features), float64
 
-    centre : ndarray of shape (n_features,)
-        ``z = X - centre``; ``X`` itself where the centre is zero.
+    centre : ndarray of shape (n_features,) or None
+        ``z = X - centre``; None for ``X`` itself.
+
+    out : ndarray of shape (2, n_rows, n_features), default=None
+        The buffers of ``z ** 2`` and ``z``; None means this thread's block
+        buffers, reused by the next block.
 
     Returns
     -------
     squares, z : ndarrays of shape (n_rows, n_features)
-        Views of buffers reused by the next block.
+        Views of ``out`` (``z`` is ``X`` without a centre).
     """
-    buffers = workspace("block_features", (2,) + X.shape, np.float64)
-    z = X
-    if centre.any():
-        z = np.subtract(X, centre, out=buffers[1])
-    return np.multiply(z, z, out=buffers[0]), z
+    if out is None:
+        out = workspace("block_features", (2,) + X.shape, np.float64)
+    z = X if centre is None else np.subtract(X, centre, out=out[1])
+    return np.multiply(z, z, out=out[0]), z
 
 
 #: Fits whose every E-step holds at most this many differences
@@ -2774,9 +2773,11 @@ def _expanded_log_prob(
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
     blocks = isinstance(features, tuple)
-    if product is None:
+    if product is not None:
+        n_samples = product.shape[1]
+    else:
         n_samples = len(features[0]) if blocks else len(features)
-        out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
+    out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
     if product is not None:
         log_prob = product.T
         log_prob += intercept
@@ -2795,7 +2796,7 @@ def _expanded_log_prob(
             out += coef[0][:, np.newaxis] * quadratic[:, 0]
         else:
             _summed_component_products(
-                [(coef[:n_quad].T, quadratic.T), (coef[n_quad:].T, Z.T)], out
+                (coef[:n_quad].T, quadratic.T), (coef[n_quad:].T, Z.T), out
             )
         log_prob = out.T
         log_prob += intercept
@@ -3362,22 +3363,22 @@ def _rows_first(A, B):
     )
 
 
-def _summed_component_products(pairs, out):
-    """``sum_i A_i @ B_i`` into ``out``: the coefficients' products with a
-    chunk's feature blocks (see :func:`_feature_blocks`).
+def _summed_component_products(first, second, out):
+    """``A_1 @ B_1 + A_2 @ B_2`` into ``out``: the coefficients' products
+    with a chunk's two feature blocks (see :func:`_feature_blocks`).
 
-    Where every product is computed rows first (see :func:`_rows_first`),
-    their row-major results are added up and copied into ``out`` once,
-    rather than each copied or added into it: those passes write ``out``
-    with a long stride, the rows-first orientation's cost. One thread,
-    float32 diagonal blocks of 8,000 and 25,000 rows with 32-128 features
-    and 4-16 components: 0.71-0.95 of the time of a copy and a strided sum.
-    The same float32 additions in the same order: the same bits.
+    Where both products are computed rows first (see :func:`_rows_first`),
+    their row-major results are added and copied into ``out`` once, rather
+    than each copied or added into it: those passes write ``out`` with a
+    long stride, the rows-first orientation's cost. One thread, float32
+    diagonal blocks of 8,000 and 25,000 rows with 32-128 features and 4-16
+    components: 0.71-0.95 of the time of a copy and a strided sum. The same
+    float32 addition: the same bits.
 
     Parameters
     ----------
-    pairs : list of (ndarray of shape (n_components, m_i), ndarray of shape \
-            (m_i, n_samples))
+    first, second : pairs (A_i, B_i) of ndarrays of shapes \
+            (n_components, m_i) and (m_i, n_samples)
 
     out : ndarray of shape (n_components, n_samples), C-ordered
 
@@ -3385,19 +3386,15 @@ def _summed_component_products(pairs, out):
     -------
     out : ndarray of shape (n_components, n_samples)
     """
-    (A, B), rest = pairs[0], pairs[1:]
-    if not all(_rows_first(A_i, B_i) for A_i, B_i in pairs):
-        _component_product(A, B, out=out)
-        for A_i, B_i in rest:
-            _component_product(A_i, B_i, out=out, add=True)
-        return out
+    if not (_rows_first(*first) and _rows_first(*second)):
+        _component_product(*first, out=out)
+        return _component_product(*second, out=out, add=True)
     shape = (out.shape[1], out.shape[0])
     total = workspace("rows_first", shape, out.dtype)
-    np.matmul(B.T, A.T, out=total)
     term = workspace("rows_first_term", shape, out.dtype)
-    for A_i, B_i in rest:
-        np.matmul(B_i.T, A_i.T, out=term)
-        total += term
+    np.matmul(first[1].T, first[0].T, out=total)
+    np.matmul(second[1].T, second[0].T, out=term)
+    total += term
     np.copyto(out.T, total)
     return out
 

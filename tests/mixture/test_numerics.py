@@ -600,7 +600,7 @@ def test_summed_products_of_feature_blocks(dtype, n_components, n_columns):
         dtype == np.float32 and 4 <= n_components <= 16 and n_columns >= 32
     )
     out = np.full((n_components, 3000), np.nan, dtype=dtype)
-    summed = _summed_component_products(pairs, out)
+    summed = _summed_component_products(*pairs, out)
     assert summed is out
     expected = _component_product(*pairs[0])
     _component_product(*pairs[1], out=expected, add=True)
