@@ -369,9 +369,10 @@ def test_float32_per_component_scatter_around_each_shift():
 def test_per_component_form_cost_model():
     # The per-component form is chosen for K <= max(D / 8, D^3 / 20000)
     # from 16 features, K <= max(D / 4, D^3 / 16000) from 24 and
-    # K <= max(D^2 / 85, D^3 / 4000) from 32, whatever the dtype; float32's
-    # from 32 features up to K <= D^3 / 700 (its per-component form stays
-    # in float32 where its expanded form would be computed in float64).
+    # K <= max(D^2 / 85, D^3 / 4000) from 32 and K <= D^2 / 40 from 64,
+    # whatever the dtype; float32's from 32 features up to K <= D^3 / 700
+    # (its per-component form stays in float32 where its expanded form would
+    # be computed in float64).
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
     # (n_features, n_components, float64's choice, float32's)
@@ -394,13 +395,17 @@ def test_per_component_form_cost_model():
         (48, 158, False, False),
         (64, 16, True, True),
         (64, 48, True, True),
+        (63, 62, True, True),
+        (63, 63, False, True),
         (64, 65, True, True),
-        (64, 66, False, True),
+        (64, 102, True, True),
+        (64, 103, False, True),
         (64, 374, False, True),
         (64, 375, False, False),
-        (96, 221, True, True),
-        (96, 222, False, True),
-        (128, 64, True, True),
+        (96, 230, True, True),
+        (96, 231, False, True),
+        (128, 524, True, True),
+        (128, 525, False, True),
     ]:
         for dtype, expected in ((np.float64, float64), (np.float32, float32)):
             got = _prefer_per_component("full", n_features, n_components, dtype)

@@ -1035,15 +1035,18 @@ def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
     assert peak < 8 * 2**20
 
 
-@pytest.mark.parametrize("n_components", [1, 3])
-def test_per_component_form_matches_the_expanded_form(monkeypatch, n_components):
-    # 'full' float64 with 40 features or more skips the quadratic features
-    # (see _prefer_per_component): the same statistics and the same
-    # predictions as the expanded form, and as a float64 reference.
+@pytest.mark.parametrize("n_features, n_components", [(40, 1), (40, 3), (64, 80)])
+def test_per_component_form_matches_the_expanded_form(
+    monkeypatch, n_features, n_components
+):
+    # 'full' float64 with few components next to the features skips the
+    # quadratic features (see _prefer_per_component; from 64 features up to
+    # K <= D^2 / 40, its stacked products in several groups): the same
+    # statistics and the same predictions as the expanded form, and as a
+    # float64 reference.
     dtype = np.float64
     from sklearn_em.mixture import _gaussian
 
-    n_features = 40
     rng = np.random.RandomState(0)
     X = rng.normal(size=(3000, n_features)) + 3 * (np.arange(3000) % 3)[:, None]
     X = X.astype(dtype)
