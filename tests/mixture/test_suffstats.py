@@ -1035,20 +1035,24 @@ def test_map_reduce_memory_does_not_grow_with_the_number_of_chunks():
     assert peak < 8 * 2**20
 
 
-@pytest.mark.parametrize("n_features, n_components", [(40, 1), (40, 3), (64, 80)])
+@pytest.mark.parametrize(
+    "n_samples, n_features, n_components",
+    [(3000, 40, 1), (3000, 40, 3), (8000, 64, 70)],
+)
 def test_per_component_form_matches_the_expanded_form(
-    monkeypatch, n_features, n_components
+    monkeypatch, n_samples, n_features, n_components
 ):
     # 'full' float64 with few components next to the features skips the
     # quadratic features (see _prefer_per_component; from 64 features up to
-    # K <= D^2 / 40, its stacked products in several groups): the same
-    # statistics and the same predictions as the expanded form, and as a
-    # float64 reference.
+    # K <= D^2 / 40, where 70 components on 8,000 rows are all stacked, in
+    # groups of 16 of a column block): the same statistics and the same
+    # predictions as the expanded form, and as a float64 reference.
     dtype = np.float64
     from sklearn_em.mixture import _gaussian
 
     rng = np.random.RandomState(0)
-    X = rng.normal(size=(3000, n_features)) + 3 * (np.arange(3000) % 3)[:, None]
+    X = rng.normal(size=(n_samples, n_features))
+    X += 3 * (np.arange(n_samples) % 3)[:, None]
     X = X.astype(dtype)
     gm = GaussianMixtureEM(n_components, random_state=0, max_iter=3, tol=0)
     gm.fit(X)  # (ConvergenceWarning ignored module-wide)
