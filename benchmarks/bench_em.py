@@ -672,12 +672,19 @@ def main():
     )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    speed = ["full", "tied", "diag", "spherical"]
+    if args.write and args.only and 0 < len(set(args.only) & set(speed)) < 4:
+        # The per-iteration table is written from the rows that ran: a part
+        # of it would replace the whole.
+        parser.error(
+            "--write rewrites the whole per-iteration table: give all of "
+            f"{', '.join(speed)} with --only, or none of them"
+        )
     if args.memory_child:
         memory_child(args.memory_child)
         return
     args.load = {}
     rows = []
-    speed = ["full", "tied", "diag", "spherical"]
 
     def selected(name):
         return not args.only or name in args.only
