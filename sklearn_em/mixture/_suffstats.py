@@ -888,6 +888,7 @@ def chunk_rows(
     shared_row_values=0,
     min_threaded_rows=0,
     max_threaded_rows=_MAX_CHUNK_ROWS,
+    threaded_cache_bytes=None,
 ):
     """Number of rows per chunk.
 
@@ -938,6 +939,11 @@ def chunk_rows(
         split over threads (a model whose rows cost so little that the
         threads' hand-offs need longer chunks); otherwise 32,768.
 
+    threaded_cache_bytes : int, default=None
+        The cache budget of a chunk's temporaries, in place of
+        ``cache_bytes``, when the chunks are split over threads; None keeps
+        ``cache_bytes``.
+
     Returns
     -------
     rows : int
@@ -959,6 +965,11 @@ def chunk_rows(
     if split or (n_samples > rows and n_samples >= min_threaded_rows):
         threads = n_threads(n_jobs)
         if threads > 1:
+            if threaded_cache_bytes is not None:
+                budget_rows = min(
+                    threaded_cache_bytes // (8 * row_values),
+                    int(working_memory // row_bytes),
+                )
             rows = max(rows, min(budget_rows, max_threaded_rows))
             if split:
                 if shared_row_values:

@@ -1562,6 +1562,51 @@ def test_longer_chunks_over_threads_only_where_allowed(monkeypatch, n_jobs):
         assert rows(30_000, max_threaded_rows=65536) == 30_000
 
 
+@pytest.mark.parametrize("n_jobs", [None, 1, 2])
+def test_threaded_cache_budget_only_over_threads(monkeypatch, n_jobs):
+    # ``threaded_cache_bytes`` replaces the cache budget where the chunks go
+    # to threads; one thread keeps ``cache_bytes``'s. 8 MiB of 49 values a
+    # row is 21,399 rows, 16 MiB 42,799.
+    monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: n_jobs or 2)
+    kwargs = dict(
+        n_jobs=n_jobs,
+        model_row_values=48,
+        exact=True,
+        cache_bytes=2**23,
+        max_threaded_rows=65536,
+    )
+
+    def rows(n_samples, **more):
+        return chunk_rows(n_samples, 8, 4, 4, **kwargs, **more)
+
+    if n_jobs == 1:
+        assert rows(100_000) == rows(100_000, threaded_cache_bytes=2**24) == 21_399
+    else:
+        # 100,000 rows in 6 chunks within 8 MiB, in 4 within 16 MiB, and one
+        # a thread within 32 MiB.
+        assert rows(100_000) == -(-100_000 // 6)
+        assert rows(100_000, threaded_cache_bytes=2**24) == 25_000
+        assert rows(100_000, threaded_cache_bytes=2**25) == 50_000
+        # The working memory still bounds them (1 MiB of 196 bytes a row).
+        with sklearn.config_context(working_memory=1):
+            assert rows(100_000, threaded_cache_bytes=2**25) <= 2**20 // 196
+
+
+def test_narrow_float32_rows_count_float32_bytes_over_threads(monkeypatch):
+    # Narrow float32 rows split over threads count their values at 4 bytes
+    # in the cache budget: diag 100,000 x 8 with 4 components takes one
+    # chunk a thread (two of 50,000 rows), not four of 25,000; one thread
+    # and float64 keep theirs.
+    monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: n_jobs or 2)
+    gm = GaussianMixtureEM(4, covariance_type="diag")
+    assert gm._chunk_sizing(8, 4, False)["threaded_cache_bytes"] == 2**25
+    assert "threaded_cache_bytes" not in gm._chunk_sizing(8, 8, False)
+    assert "threaded_cache_bytes" not in gm._chunk_sizing(16, 4, False)
+    assert gm._chunk_rows(100_000, 8, 4, None, missing=False) == 50_000
+    assert gm._chunk_rows(100_000, 8, 4, 1, missing=False) == 32_768
+    assert gm._chunk_rows(100_000, 8, 8, None, missing=False) == 25_000
+
+
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_full_quadratic_features_of_threads_share_the_cache(n_jobs):
     # Full covariances' quadratic features (read by both halves of the
