@@ -2730,17 +2730,24 @@ _PER_COMPONENT_CACHE_BYTES = 2**23
 _NARROW_ROW_BYTES = 64
 _NARROW_CHUNK_ROWS = 65536
 
-#: ... and, in float32, their threads' chunks count their values at float32's
-#: 4 bytes in the cache budget (twice the engine's 16 MiB of 8-byte values):
-#: the budget had cut them to 42,799 rows (48 values a row, diag 8 x 4), so
-#: 100,000 rows went to two threads in four chunks, not two. Per iteration
-#: at 100,000 rows, two threads (13- less 3-iteration fits, alternated;
-#: twice the rows a chunk): diag 8 x 4 0.91-0.93 of the time, 4 x 8 0.84,
-#: 6 x 8 0.95, 8 x 16 0.92, 2 x 16 0.82; full 2 x 8 0.88, 3 x 16 0.77-0.81,
+#: float32 chunks of complete data split over threads count their values
+#: at float32's 4 bytes in the cache budget (twice the engine's 16 MiB of
+#: 8-byte values; see ``_suffstats.chunk_rows``'s ``threaded_cache_bytes``),
+#: where the budget binds before the caps for the features the threads
+#: share (``shared_row_values``). The budget had cut diag 100,000 x 8 with
+#: 4 components to four chunks of 25,000 rows on two threads, not one of
+#: 50,000 each, and short chunks' hand-offs of the GIL cost float32 much of
+#: its threads' gain. Alternated against the budget of 8-byte values (13-
+#: less 3-iteration fits at 100,000 rows, two threads; twice the rows a
+#: chunk): narrow rows diag 8 x 4 0.91-0.93 of the time, 4 x 8 0.84, 6 x 8
+#: 0.95, 8 x 16 0.92, 2 x 16 0.82; full 2 x 8 0.88, 3 x 16 0.77-0.81,
 #: 4 x 4 0.84; spherical 8 x 8 0.94; tied 8 x 4 1.01-1.03 (its 3-iteration
-#: fits 0.94-0.95). float64's were 0.97-1.08 (diag 4 x 8, 2 x 16; full
-#: 2 x 8): left as they were. One thread keeps the budget of 8-byte values.
-_NARROW_FLOAT32_CACHE_BYTES = 2**25
+#: fits 0.94-0.95); wider rows spherical 16 x 16 0.78, 32 x 8 0.78, 128 x
+#: 16 1.02; diag 16 x 16 0.90, 16 x 64 0.87; tied 16 x 8 0.98. float64's
+#: were 0.97-1.08 (diag 4 x 8, 2 x 16; full 2 x 8): left as they were. One
+#: thread keeps the budget of 8-byte values, which measured float32 chunks
+#: of float64's rows 12% faster than twice the rows.
+_FLOAT32_THREADED_CACHE_BYTES = 2**25
 
 #: ... and of its predictions' chunks, which hold a difference and its
 #: product per component, not the scatter's weighted difference as well
@@ -4239,11 +4246,11 @@ class GaussianMixtureEM(BaseMixtureEM):
             return {"exact": True, "cache_bytes": cache_bytes}
         engine_type = _engine_covariance_type(self.covariance_type)
         sizing = {"exact": True}
+        if itemsize < 8:
+            sizing["threaded_cache_bytes"] = _FLOAT32_THREADED_CACHE_BYTES
         n_row_features = _n_quadratic_features(engine_type, n_features) + n_features
         if n_row_features * itemsize <= _NARROW_ROW_BYTES:
             sizing["max_threaded_rows"] = _NARROW_CHUNK_ROWS
-            if itemsize < 8:
-                sizing["threaded_cache_bytes"] = _NARROW_FLOAT32_CACHE_BYTES
         if engine_type == "full":
             # As the diagonal blocks below: both halves of the E-step read
             # the chunk's quadratic features. 3-iteration fits at 100,000

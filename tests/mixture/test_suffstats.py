@@ -1592,19 +1592,28 @@ def test_threaded_cache_budget_only_over_threads(monkeypatch, n_jobs):
             assert rows(100_000, threaded_cache_bytes=2**25) <= 2**20 // 196
 
 
-def test_narrow_float32_rows_count_float32_bytes_over_threads(monkeypatch):
-    # Narrow float32 rows split over threads count their values at 4 bytes
-    # in the cache budget: diag 100,000 x 8 with 4 components takes one
-    # chunk a thread (two of 50,000 rows), not four of 25,000; one thread
-    # and float64 keep theirs.
+def test_float32_chunks_count_float32_bytes_over_threads(monkeypatch):
+    # float32 chunks of complete data split over threads count their values
+    # at 4 bytes in the cache budget: diag 100,000 x 8 with 4 components
+    # takes one chunk a thread (two of 50,000 rows), not four of 25,000, and
+    # spherical 100,000 x 16 with 16 four of 25,000, not eight of 12,500;
+    # one thread, float64, the per-component form and data with missing
+    # values keep theirs.
     monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: n_jobs or 2)
     gm = GaussianMixtureEM(4, covariance_type="diag")
-    assert gm._chunk_sizing(8, 4, False)["threaded_cache_bytes"] == 2**25
-    assert "threaded_cache_bytes" not in gm._chunk_sizing(8, 8, False)
-    assert "threaded_cache_bytes" not in gm._chunk_sizing(16, 4, False)
+    for n_features in (8, 16, 64):
+        assert gm._chunk_sizing(n_features, 4, False)["threaded_cache_bytes"] == 2**25
+        assert "threaded_cache_bytes" not in gm._chunk_sizing(n_features, 8, False)
+    assert gm._chunk_sizing(8, 4, None) == {}
+    assert "threaded_cache_bytes" not in GaussianMixtureEM(2)._chunk_sizing(
+        64, 4, False
+    )
     assert gm._chunk_rows(100_000, 8, 4, None, missing=False) == 50_000
     assert gm._chunk_rows(100_000, 8, 4, 1, missing=False) == 32_768
     assert gm._chunk_rows(100_000, 8, 8, None, missing=False) == 25_000
+    spherical = GaussianMixtureEM(16, covariance_type="spherical")
+    assert spherical._chunk_rows(100_000, 16, 4, None, missing=False) == 25_000
+    assert spherical._chunk_rows(100_000, 16, 8, None, missing=False) == 12_500
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
