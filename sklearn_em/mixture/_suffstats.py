@@ -954,9 +954,12 @@ def chunk_rows(
     working_memory = get_config()["working_memory"] * 2**20
     # The cache budget counts 8-byte values whatever the dtype: float32
     # chunks of the same rows as float64 ones (half the bytes) measured 12%
-    # faster than twice the rows -- a chunk's cost is not only its bytes.
+    # faster than twice the rows on one thread -- a chunk's cost is not only
+    # its bytes. (Over threads a model may count otherwise:
+    # ``threaded_cache_bytes``.)
     cache_bytes = _CACHE_BYTES if cache_bytes is None else cache_bytes
-    budget_rows = min(cache_bytes // (8 * row_values), int(working_memory // row_bytes))
+    memory_rows = int(working_memory // row_bytes)
+    budget_rows = min(cache_bytes // (8 * row_values), memory_rows)
     rows = max(64, min(budget_rows, _MAX_CHUNK_ROWS))
     # (Reading BLAS's thread count costs ~20 us: only where it can matter.)
     split = n_jobs is not None or (
@@ -966,10 +969,7 @@ def chunk_rows(
         threads = n_threads(n_jobs)
         if threads > 1:
             if threaded_cache_bytes is not None:
-                budget_rows = min(
-                    threaded_cache_bytes // (8 * row_values),
-                    int(working_memory // row_bytes),
-                )
+                budget_rows = min(threaded_cache_bytes // (8 * row_values), memory_rows)
             rows = max(rows, min(budget_rows, max_threaded_rows))
             if split:
                 if shared_row_values:
