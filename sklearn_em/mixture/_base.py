@@ -340,7 +340,9 @@ class BaseMixtureEM(
             self.n_components,
             itemsize,
             n_jobs=n_jobs,
-            model_row_values=self._chunk_row_values(n_features, itemsize),
+            model_row_values=self._chunk_row_values(
+                n_features, itemsize, fitting=not prediction
+            ),
             **self._chunk_sizing(n_features, itemsize, missing, prediction),
         )
 
@@ -355,8 +357,9 @@ class BaseMixtureEM(
         itemsize = np.dtype(getattr(X, "dtype", np.float64)).itemsize
         return self._chunk_rows(n_samples, n_features, itemsize, self.n_jobs)
 
-    def _chunk_row_values(self, n_features, itemsize=8):
-        """Values per row of the model's own chunk temporaries, if known."""
+    def _chunk_row_values(self, n_features, itemsize=8, fitting=True):
+        """Values per row of the model's own chunk temporaries, if known
+        (``fitting`` False: a prediction's chunks)."""
         return 0
 
     def _blas_limit(self, data, fitting=True):
@@ -391,7 +394,9 @@ class BaseMixtureEM(
         threads in a fit that was meant to need none of them. ``fitting``
         False: a prediction's products only.
         """
-        row_values = max(n_features, self._chunk_row_values(n_features, itemsize))
+        row_values = max(
+            n_features, self._chunk_row_values(n_features, itemsize, fitting)
+        )
         return n_samples * row_values * self.n_components
 
     def _e_step_statistics(self, data):

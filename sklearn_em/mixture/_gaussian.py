@@ -2575,7 +2575,9 @@ def _stacked_whitened_norms(features, stacked):
 _FLOAT32_SCATTER_KAPPA = 1.0
 
 
-def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.float64):
+def _prefer_per_component(
+    covariance_type, n_features, n_components, dtype=np.float64, fitting=True
+):
     """Whether the per-component form is cheaper than the expanded features.
 
     The expanded form builds ``D (D + 1) / 2`` quadratic features per row and
@@ -2637,9 +2639,10 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     1.31), and so does the Xeon's D = 48, K = 48 (336.7 / 390.8 on the
     blobs); its D = 64, K = 128 was per-component's on both (above).
     Default fits (k-means start) of 5,000 x 64 with 80 components and
-    20,000 x 64 with 100 took 0.62-0.75 of their time, blobs and cloud;
-    ``predict_proba`` of 100,000 x 64 with 96 and 20,000 x 80 with 150,
-    0.70-0.86.
+    20,000 x 64 with 100 took 0.62-0.75 of their time, blobs and cloud.
+    A fit's only: predictions, which have no moments, keep the expanded
+    form there (see ``fitting``; an earlier comparison of the two forms'
+    predictions had reused one form's cached coefficients for the other).
     'full' only: 'tied' whitens once for every component, and 'diag' and
     'spherical' have no quadratic cross terms.
 
@@ -2674,6 +2677,13 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
     dtype : numpy dtype, default=np.float64
         The dtype of the data.
 
+    fitting : bool, default=True
+        False for a prediction, which keeps the expanded form beyond the
+        rules before the one from 64 features: it has the log-densities'
+        products only, without the moments' (alternated against the
+        expanded form, ``predict_proba`` of 10,000-100,000 x 64 with 80 and
+        96 components took 1.19-1.39x its time in this form).
+
     Returns
     -------
     per_component : bool
@@ -2690,7 +2700,7 @@ def _prefer_per_component(covariance_type, n_features, n_components, dtype=np.fl
         return False
     if 85 * n_components <= n_features**2 or 4_000 * n_components <= n_features**3:
         return True
-    if n_features >= 64 and 40 * n_components <= n_features**2:
+    if fitting and n_features >= 64 and 40 * n_components <= n_features**2:
         return True
     return np.dtype(dtype) == np.float32 and 700 * n_components <= n_features**3
 
@@ -2729,6 +2739,10 @@ _PER_COMPONENT_CACHE_BYTES = 2**23
 #: 1,000,000 x 8 1.08-1.14).
 _NARROW_ROW_BYTES = 64
 _NARROW_CHUNK_ROWS = 65536
+
+#: The most features of full covariances whose fits' threads share the cache
+#: budget of their chunks' features (see ``_chunk_sizing``).
+_FULL_SHARED_MAX_FEATURES = 48
 
 #: float32 chunks of complete data split over threads count their values
 #: at float32's 4 bytes in the cache budget (twice the engine's 16 MiB of
@@ -4235,7 +4249,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         if missing is not False:
             return {}
         dtype = np.float64 if itemsize == 8 else np.float32
-        per_component = self._uses_per_component_form(n_features, dtype)
+        per_component = self._uses_per_component_form(
+            n_features, dtype, fitting=not prediction
+        )
         if per_component:
             if not prediction:
                 cache_bytes = _PER_COMPONENT_CACHE_BYTES
@@ -4261,7 +4277,14 @@ class GaussianMixtureEM(BaseMixtureEM):
             # components 0.94-1.03), D = 32 with 64 components and D = 48
             # with 32 and 40, whose chunks were about that short already.
             # (An earlier machine's fits had lost up to 10% with such chunks.)
-            sizing["shared_row_values"] = n_row_features
+            # A prediction reads them once: its chunks keep their own budget.
+            # From ``_FULL_SHARED_MAX_FEATURES`` on, the shared budget leaves
+            # chunks of a few hundred rows (D = 64: 489 on two threads), and
+            # fits took longer: 30,000 x 64 with 120 components 1.18x the
+            # time of the chunks' own budget (D = 48, K = 40: 0.99; D = 32,
+            # K = 16: 0.82).
+            if not prediction and n_features <= _FULL_SHARED_MAX_FEATURES:
+                sizing["shared_row_values"] = n_row_features
             return sizing
         if not _feature_blocks(engine_type, n_features, dtype):
             return sizing
@@ -4286,9 +4309,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             sizing["min_threaded_rows"] = _MIN_THREADED_ROWS_ONE_COMPONENT
         return sizing
 
-    def _chunk_row_values(self, n_features, itemsize=8):
+    def _chunk_row_values(self, n_features, itemsize=8, fitting=True):
         dtype = np.float64 if itemsize == 8 else np.float32
-        if self._uses_per_component_form(n_features, dtype):
+        if self._uses_per_component_form(n_features, dtype, fitting):
             # One component's difference, its product with the factor and
             # its weighted difference at a time (reused buffers), and the
             # log-probabilities, responsibilities and their square roots.
@@ -4335,9 +4358,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         # and on at most 320 rows, far below BLAS's threads.)
         engine_type = _engine_covariance_type(self.covariance_type)
         dtype = np.float64 if itemsize == 8 else np.float32
-        per_component = self._uses_per_component_form(n_features, dtype)
+        per_component = self._uses_per_component_form(n_features, dtype, fitting)
         if per_component:
-            work = super()._largest_product(n_samples, n_features, itemsize)
+            work = super()._largest_product(n_samples, n_features, itemsize, fitting)
         elif _feature_blocks(engine_type, n_features, dtype):
             work = n_samples * (n_features + 1) * self.n_components
         else:
@@ -4632,11 +4655,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         cached = _PREDICTION_CACHE.get(self)
         if cached is None or not _same_key(cached[0], key):
             key = key[:2] + tuple(np.array(value, copy=True) for value in key[2:])
-            cached = (key, self._fused_parameters(dtype))
+            cached = (key, self._fused_parameters(dtype, fitting=False))
             _PREDICTION_CACHE[self] = cached
         return partial(_gaussian_log_prob_chunk, **cached[1])
 
-    def _fused_parameters(self, dtype, recentred=False, expanded=None, paired=False):
+    def _fused_parameters(
+        self, dtype, recentred=False, expanded=None, paired=False, fitting=True
+    ):
         """Keyword arguments of the fused kernels, for chunks of ``dtype``.
 
         ``recentred``: the E-step accumulates its second moments around
@@ -4648,6 +4673,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         ``paired``: for a fit's E-step, whose float32 chunks may compute
         their direct diagonal and spherical components by surviving pairs
         (see :func:`_surviving_direct_pairs`).
+        ``fitting``: False for a prediction's kernels (see
+        :func:`_prefer_per_component`).
         """
         dtype = np.result_type(dtype, self._dtype())
         engine_type, precisions_chol = self._engine_parameters()
@@ -4704,7 +4731,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                     intercept=intercept.astype(dtype, copy=False),
                     direct=np.arange(0),
                 )
-        if self._uses_per_component_form(n_features, dtype):
+        if self._uses_per_component_form(n_features, dtype, fitting):
             return self._per_component_parameters(
                 parameters, precisions_chol, centre, dtype, recentred
             )
@@ -4740,7 +4767,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             if _feature_blocks(engine_type, n_features, np.float64):
                 # float64 may expand around zero (see above); if not, around
                 # the centre with these coefficients.
-                return self._fused_parameters(np.float64, recentred, expanded, paired)
+                return self._fused_parameters(
+                    np.float64, recentred, expanded, paired, fitting
+                )
             # The same coefficients (computed in float64), float64's limit.
             dtype = np.dtype(np.float64)
             parameters = in_dtype(dtype)
@@ -4821,7 +4850,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             shifted=shifted,
         )
 
-    def _uses_per_component_form(self, n_features, dtype):
+    def _uses_per_component_form(self, n_features, dtype, fitting=True):
         """Whether the E-step skips the quadratic features (cost model).
 
         float32 too: its products are on the centred rows (the difference of
@@ -4829,13 +4858,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         float64 from blocks of rows, and components far from the centre
         computed directly, as in the expanded form. (An earlier, uncentred
         float32 per-component E-step lost nats of the lower bound on data
-        far from the origin.)
+        far from the origin.) ``fitting`` False: a prediction's form.
         """
         return _prefer_per_component(
             _engine_covariance_type(self.covariance_type),
             n_features,
             self.n_components,
             dtype,
+            fitting,
         )
 
     def _accumulate_function(self, shift):

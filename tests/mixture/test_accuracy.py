@@ -412,6 +412,20 @@ def test_per_component_form_cost_model():
             assert got == expected, (n_features, n_components, dtype)
     for covariance_type in ("tied", "diag", "spherical"):
         assert not _prefer_per_component(covariance_type, 128, 2)
+    # Predictions keep the expanded form beyond the earlier rules: the rule
+    # from 64 features is a fit's (its moments' products), not theirs.
+    for n_features, n_components in [(64, 66), (64, 102), (96, 230)]:
+        assert _prefer_per_component("full", n_features, n_components)
+        assert not _prefer_per_component(
+            "full", n_features, n_components, fitting=False
+        )
+    for n_features, n_components in [(64, 65), (128, 524), (32, 12)]:
+        assert _prefer_per_component("full", n_features, n_components, fitting=False)
+    gm = GaussianMixtureEM(80)
+    assert gm._uses_per_component_form(64, np.float64)
+    assert not gm._uses_per_component_form(64, np.float64, fitting=False)
+    assert "cache_bytes" not in gm._chunk_sizing(64, 8, False, prediction=True)
+    assert gm._chunk_sizing(64, 8, False)["cache_bytes"] > 0
 
 
 def test_float32_diagonal_expansion_with_a_direct_component_runs_in_float64():
