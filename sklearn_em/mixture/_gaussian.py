@@ -995,6 +995,31 @@ def _expansion_limit(dtype, n_features=0):
     return error / np.finfo(dtype).eps
 
 
+#: The per-component form's rounding of a log-density, in units of ``eps
+#: sqrt(kappa_k)``: its products add the mean's term ``-(mu_k - c) U_k``, of
+#: norm ``sqrt(kappa_k)``, inside the whitened difference, so its error grows
+#: with ``sqrt(kappa_k)``, not with ``kappa_k`` as the expansion's. Measured
+#: in float32 (rows drawn around a component of covariance ``A A^T / D +
+#: I / 2`` at ``kappa_k`` 1e3-1e5 from the centre, 20,000 rows, D = 16 to
+#: 512), the largest error of a row's log-density beyond the direct form's
+#: own was at most 9.2 ``eps sqrt(kappa_k)`` (3.7-9.2, not growing with D);
+#: the expanded form at its limit (``eps kappa_k = 1e-4``) was 1.1e-4 at D =
+#: 16 and 2e-4 at 128.
+_PER_COMPONENT_ROUNDING = 10.0
+
+
+def _per_component_limit(dtype):
+    """Largest ``kappa_k`` the per-component form takes around the centre.
+
+    Where ``_PER_COMPONENT_ROUNDING eps sqrt(kappa_k)`` stays within the
+    expanded form's budget (``_EXPANSION_ERROR``): in float32 ``kappa_k <=
+    7,036`` (the expansion's limit is 839), in float64 about 2e9.
+    """
+    dtype = np.dtype(dtype)
+    error = _EXPANSION_ERROR.get(dtype, 1e-10)
+    return (error / (_PER_COMPONENT_ROUNDING * np.finfo(dtype).eps)) ** 2
+
+
 @lru_cache
 def _triu_indices(n_features):
     """Cached ``np.triu_indices(n_features)``."""
@@ -2091,8 +2116,8 @@ def _per_component_log_prob(
     the chunk per component. That sum cancels digits in proportion to
     ``sqrt(kappa_k)``, ``kappa_k = |(mu_k - centre) U_k|^2`` (scikit-learn's
     uncentred ``x U_k - mu_k U_k`` made float32 fits of 300 samples in 200
-    dimensions jitter for tens of iterations): components with a large
-    ``kappa_k`` (``direct``) subtract their mean first. ``2 N D^2 K``
+    dimensions jitter for tens of iterations): components beyond
+    :func:`_per_component_limit` (``direct``) subtract their mean first. ``2 N D^2 K``
     operations on ``N D`` inputs, against the expanded form's ``N D^2 K`` on
     ``N D^2 / 2`` features, less the zero blocks of triangular factors.
 
@@ -2280,7 +2305,8 @@ def _accumulate_per_component(
     arithmetic (at 1,190 x 128: 0.55 against 1.3 ms). Taken around the
     centre, then moved to ``shift`` in float64 as the expanded form's
     (:func:`_accumulate_expanded`); the components of ``direct`` (far from
-    the centre) and of ``shifted`` (float32's beyond ``kappa_k = D``) are
+    the centre) and of ``shifted`` (float32's beyond ``kappa_k = D``,
+    float64's beyond the expansion's limit) are
     accumulated from ``x - shift_k`` instead.
 
     Parameters
@@ -4821,18 +4847,21 @@ class GaussianMixtureEM(BaseMixtureEM):
         factors, kappa = _per_component_factors(
             self.means_, precisions_chol, centre, triangle
         )
-        direct = np.flatnonzero(kappa > _expansion_limit(dtype))
+        # The log-densities lose about eps sqrt(kappa_k) (see
+        # _PER_COMPONENT_ROUNDING); the scatters, moved from the centre to
+        # the component's shift, about eps kappa_k / D of a covariance.
+        direct = np.flatnonzero(kappa > _per_component_limit(dtype))
         if recentred:
             direct = np.arange(self.n_components)
-        shifted = None
         if dtype == np.float32:
-            # float32 scatters around the centre lose about eps kappa_k / D
-            # of a covariance to their move to the component's shift (on
-            # separated clusters 10x scikit-learn's float32 error); beyond
-            # kappa_k = D they are taken around the shift itself.
+            # (On separated clusters 10x scikit-learn's float32 error of a
+            # covariance): beyond kappa_k = D, around the shift itself.
             far = kappa > _FLOAT32_SCATTER_KAPPA * self.means_.shape[1]
-            far[direct] = False
-            shifted = np.flatnonzero(far)
+        else:
+            # float64's far below its rounding up to the expansion's limit.
+            far = kappa > _expansion_limit(dtype)
+        far[direct] = False
+        shifted = np.flatnonzero(far)
         factors = factors.astype(dtype)
         stacked = None
         if len(direct) < self.n_components:

@@ -18,6 +18,8 @@ from sklearn_em.mixture._gaussian import (
     _compute_precision_cholesky,
     _expanded_coefficients,
     _expansion_limit,
+    _per_component_factors,
+    _per_component_limit,
 )
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -324,6 +326,46 @@ def test_float32_expansion_that_would_be_mostly_direct_runs_in_float64():
     assert_allclose(stats["sxx"], sxx.astype(np.float64), rtol=1e-8, atol=1e-8)
 
 
+def test_float32_per_component_log_densities_stay_centred_within_budget():
+    # The per-component form's products add the mean's term to the whitened
+    # centred row, which rounds in proportion to sqrt(kappa_k), not kappa_k
+    # as the expansion: float32 components beyond the expansion's limit (839)
+    # and within the form's (7,036) keep the stacked products on the centred
+    # rows, and their log-densities stay within the expansion's 1e-4 budget
+    # of a float64 computation with the same parameters on the same data.
+    # (They had been computed from x - mu_k, one product per component:
+    # 1.5x float64's time at 100,000 x 128 with 8 components, now 1.9x.)
+    rng = np.random.RandomState(0)
+    n_features, n_components = 64, 6
+    centres = rng.normal(scale=8.0, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.randint(n_components, size=6000)
+    X = (centres[labels] + rng.normal(size=(6000, n_features)) * scales[labels]).astype(
+        np.float32
+    )
+    gm = GaussianMixtureEM(n_components, max_iter=3, random_state=0).fit(X)
+    parameters = gm._fused_parameters(np.float32)
+    assert parameters["per_component"] and parameters["coef"].dtype == np.float32
+    _, kappa = _per_component_factors(
+        gm.means_.astype(np.float64),
+        gm.precisions_cholesky_.astype(np.float64),
+        parameters["centre"].astype(np.float64),
+        parameters["triangle"],
+    )
+    limit = _per_component_limit(np.float32)
+    assert 7000 < limit < 7100
+    assert (kappa > _expansion_limit(np.float32)).all() and (kappa < limit).all()
+    assert len(parameters["direct"]) == 0
+    reference = GaussianMixtureEM(n_components)
+    for name in ("weights_", "means_", "precisions_cholesky_"):
+        setattr(reference, name, getattr(gm, name).astype(np.float64))
+    reference.covariance_type = gm.covariance_type
+    error = np.abs(gm.score_samples(X) - reference.score_samples(X.astype(np.float64)))
+    assert error.max() < 1e-4
+    # float64's limit, about 2e9: the expansion's was 4.5e5.
+    assert 1e9 < _per_component_limit(np.float64) < 1e10
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_float32_per_component_scatter_around_each_shift():
     # float32's per-component form accumulated every scatter around the
@@ -363,7 +405,7 @@ def test_float32_per_component_scatter_around_each_shift():
     # scikit-learn's float32 fit from the same start.
     assert error < 1e-6 * np.abs(fit64.covariances_).max()
     # float64 takes them around the centre: its own rounding is far below.
-    assert fit64._fused_parameters(np.float64)["shifted"] is None
+    assert len(fit64._fused_parameters(np.float64)["shifted"]) == 0
 
 
 def test_per_component_form_cost_model():

@@ -1377,14 +1377,17 @@ def test_only_long_chunks_stack_the_factors(monkeypatch, n_samples):
     assert lazy.get() is lazy.get()
 
 
-@pytest.mark.parametrize("far", [False, True])
+@pytest.mark.parametrize("far", [None, "shifted", "direct"])
 @pytest.mark.parametrize("given", [False, True])
 def test_per_component_statistics_match_a_brute_force_reference(given, far):
     # The per-component form at 70 features (blocked triangular products
     # with the mean's term inside, symmetric rank-k scatters around the
     # centre) against einsum, with fitted (upper) factors and with lower
     # ones set by hand; with a tight component far from the others, whose
-    # centred sums would cancel, computed from x - mu_k instead.
+    # centred scatter would cancel, taken from x - mu_k instead: its
+    # log-densities still from the centred rows ("shifted", kappa_k about
+    # 6e8, beyond the expansion's limit but within the form's), or from
+    # x - mu_k as well ("direct", about 6e10).
     n_features, n_components = 70, 3
     rng = np.random.RandomState(1)
     labels = np.arange(5000) % 2
@@ -1393,7 +1396,7 @@ def test_per_component_statistics_match_a_brute_force_reference(given, far):
     X[:100] = 10 * rng.normal(size=(100, n_features)) - 10
     if far:
         # 2% of the rows: the centre stays near the others.
-        X[:100] = 300 + 1e-2 * X[:100]
+        X[:100] = 300 + (1e-2 if far == "shifted" else 1e-3) * X[:100]
     gm = GaussianMixtureEM(n_components, random_state=0, max_iter=2, tol=0).fit(X)
     if given:
         # Factors set by hand, as NumPy's Cholesky gives them: P = L L^T.
@@ -1401,7 +1404,8 @@ def test_per_component_statistics_match_a_brute_force_reference(given, far):
     parameters = gm._fused_parameters(np.float64)
     assert parameters["per_component"]
     assert parameters["triangle"] == ("lower" if given else "upper")
-    assert len(parameters["direct"]) == (1 if far else 0)
+    assert len(parameters["direct"]) == (1 if far == "direct" else 0)
+    assert len(parameters["shifted"]) == (1 if far == "shifted" else 0)
     data = as_data(gm, X, None, reset=False, dtype=np.float64)
     stats = gm._e_step_statistics(data)
     log_prob = _estimate_log_gaussian_prob(
