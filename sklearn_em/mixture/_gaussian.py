@@ -2380,18 +2380,18 @@ def _accumulate_per_component(
             Xk, resp_k = _gathered(rows, X, resp[:, k])
             sxx[k], first = _direct_scatter(Xk, shift[k], resp_k, full=True)
             sx[k] = first + nk[k] * shift[k]
-    # Around shift_k: S - sz d^T - d sz^T + N_k d d^T = S - (e d^T + d e^T)
-    # with e = sz - N_k d / 2, for all the moved components at once: three
-    # passes over the K D^2 values (at D = 128, K = 16 the nine of the
-    # direct expression were a sixth of the moments' time). The correction
-    # is symmetric by construction, so the result is too.
-    e = sz - 0.5 * nk[:, np.newaxis] * d
-    correction = e[:, :, np.newaxis] * d[:, np.newaxis, :]
-    correction += correction.transpose(0, 2, 1).copy()
-    if moved.all():
-        sxx -= correction
-    else:
-        sxx[moved] -= correction[moved]
+            continue
+        # Around shift_k: S - sz d^T - d sz^T + N_k d d^T = S - (e d^T +
+        # d e^T) with e = sz - N_k d / 2: three passes over the D^2 values
+        # (at D = 128, K = 16 the nine of the direct expression were a sixth
+        # of the moments' time), a component at a time while its scatter is
+        # in cache (for all the components at once, the passes over K D^2
+        # values were an eighth of a float32 iteration at D = 128, K = 64).
+        # The correction is symmetric by construction, so the result is too.
+        e = sz[k] - 0.5 * nk[k] * d[k]
+        correction = np.multiply.outer(e, d[k])
+        correction += np.multiply.outer(d[k], e)
+        sxx[k] -= correction
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 
