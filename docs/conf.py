@@ -83,6 +83,10 @@ BENCHMARK_TABLES = {
     "default fits of float32 data against scikit-learn",
     "predict.md": "Gaussian mixtures: prediction (predict_proba, score_samples, "
     "predict) against scikit-learn",
+    "sweep.md": "Gaussian mixtures: EM iterations across shapes against "
+    "scikit-learn",
+    "rate_ceiling.md": "Gaussian mixtures: the sweep's products alone against "
+    "the machine's dgemm rate",
 }
 
 
