@@ -19,6 +19,8 @@ from sklearn_em.mixture._gaussian import (
     _accumulate_gaussian,
     _centred_features,
     _estimate_log_gaussian_prob,
+    _triu_indices,
+    _triu_positions,
 )
 from sklearn_em.mixture._suffstats import (
     _TILE_ROWS,
@@ -34,6 +36,19 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 # Fits run a fixed number of iterations (tol=0), which never converge.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 5, 32])
+def test_triu_positions_unpack_packed_triangles(n_features):
+    # The expanded moments come packed, the upper triangle row by row; one
+    # gather by _triu_positions unpacks them into symmetric matrices.
+    rng = np.random.RandomState(0)
+    full = rng.normal(size=(3, n_features, n_features))
+    full += full.transpose(0, 2, 1)
+    iu, ju = _triu_indices(n_features)
+    packed = full[:, iu, ju]
+    unpacked = np.take(packed, _triu_positions(n_features), axis=1)
+    assert_array_equal(unpacked.reshape(full.shape), full)
 
 
 def _blobs(n_samples=1500, n_features=3, n_components=3, seed=0):
