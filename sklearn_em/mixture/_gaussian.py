@@ -2376,11 +2376,13 @@ def _accumulate_per_component(
             # rows already in cache: z + a, a = c - shift_k rounded to the
             # chunk's dtype (gathering the chunk's own rows again took a
             # fifth of a float32 iteration at 100,000 x 32 with 4
-            # components). Their rounding, about eps |x - c| a value, adds
-            # some eps^2 kappa_k / D to a covariance, negligible within the
-            # direct components' limit. The first moment is the centred
-            # one's, moved in float64; then both are moved to the shift as
-            # the centred components' are.
+            # components). Their rounding, about eps |x - c| a value and
+            # uncorrelated with the rows, moves a covariance by about eps
+            # sqrt(kappa_k / D / N_k) of itself (where the centred scatter's
+            # move lost eps kappa_k / D; measured, the covariances' error is
+            # as the differences x - shift_k gave). The first moment is the
+            # centred one's, moved in float64; then both are moved to the
+            # shift as the centred components' are.
             offset = (centre - shift[k].astype(np.float64)).astype(X.dtype)
             sxx[k] = _weighted_gram(Z, root[k], weighted, rows, offset)
             sz[k] += nk[k] * offset
