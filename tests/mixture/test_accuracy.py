@@ -36,6 +36,16 @@ def _data(
     return (centres[labels] + noise).astype(dtype), centres, labels
 
 
+def _float32_blobs(n_features, n_components, spread, n_samples=6000):
+    """float32 clusters ``spread`` apart, each feature's scale in [0.5, 2]."""
+    rng = np.random.RandomState(0)
+    centres = rng.normal(scale=spread, size=(n_components, n_features))
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.randint(n_components, size=n_samples)
+    noise = rng.normal(size=(n_samples, n_features))
+    return (centres[labels] + noise * scales[labels]).astype(np.float32)
+
+
 def _model(X, centres, labels, covariance_type):
     """A model set at the clusters' sample moments (the EM fixed point)."""
     X64 = X.astype(np.float64)
@@ -335,14 +345,8 @@ def test_float32_per_component_log_densities_stay_centred_within_budget():
     # of a float64 computation with the same parameters on the same data.
     # (They had been computed from x - mu_k, one product per component:
     # 1.5x float64's time at 100,000 x 128 with 8 components, now 1.9x.)
-    rng = np.random.RandomState(0)
     n_features, n_components = 64, 6
-    centres = rng.normal(scale=8.0, size=(n_components, n_features))
-    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
-    labels = rng.randint(n_components, size=6000)
-    X = (centres[labels] + rng.normal(size=(6000, n_features)) * scales[labels]).astype(
-        np.float32
-    )
+    X = _float32_blobs(n_features, n_components, spread=8.0)
     gm = GaussianMixtureEM(n_components, max_iter=3, random_state=0).fit(X)
     parameters = gm._fused_parameters(np.float32)
     assert parameters["per_component"] and parameters["coef"].dtype == np.float32
@@ -374,14 +378,8 @@ def test_float32_per_component_scatter_around_each_shift():
     # digits, 10x scikit-learn's float32 error on the covariances (whose
     # scatters are taken around each mean). Components with kappa_k > D are
     # now taken around their own shift, as the direct ones.
-    rng = np.random.RandomState(0)
     n_features, n_components = 32, 8
-    centres = rng.normal(scale=3.0, size=(n_components, n_features))
-    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
-    labels = rng.randint(n_components, size=6000)
-    X = (centres[labels] + rng.normal(size=(6000, n_features)) * scales[labels]).astype(
-        np.float32
-    )
+    X = _float32_blobs(n_features, n_components, spread=3.0)
     start = GaussianMixtureEM(n_components, max_iter=3, random_state=0).fit(
         X.astype(np.float64)
     )
