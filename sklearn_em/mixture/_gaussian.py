@@ -1015,9 +1015,8 @@ def _per_component_limit(dtype):
     expanded form's budget (``_EXPANSION_ERROR``): in float32 ``kappa_k <=
     7,036`` (the expansion's limit is 839), in float64 about 2e9.
     """
-    dtype = np.dtype(dtype)
-    error = _EXPANSION_ERROR.get(dtype, 1e-10)
-    return (error / (_PER_COMPONENT_ROUNDING * np.finfo(dtype).eps)) ** 2
+    # (_expansion_limit is the budget over eps.)
+    return (_expansion_limit(dtype) / _PER_COMPONENT_ROUNDING) ** 2
 
 
 @lru_cache
@@ -1036,6 +1035,34 @@ def _triu_positions(n_features):
     positions = np.empty((n_features, n_features), dtype=np.intp)
     positions[iu, ju] = positions[ju, iu] = np.arange(len(iu))
     return positions.ravel()
+
+
+def _move_scatter(scatter, first, nk, d):
+    """Move second moments by ``d``, in place: ``S - s d^T - d s^T + N d d^T``.
+
+    Computed as ``S - (e d^T + d e^T)`` with ``e = s - N d / 2``: three
+    passes over the ``D^2`` values (the direct expression's nine were a
+    sixth of the moments' time at D = 128, K = 16), and symmetric by
+    construction, so a symmetric ``S`` stays exactly symmetric.
+
+    Parameters
+    ----------
+    scatter : ndarray of shape (..., n_features, n_features)
+        ``S``, the sums ``sum_n r_n z_n z_n^T``; modified.
+
+    first : ndarray of shape (..., n_features)
+        ``s = sum_n r_n z_n``.
+
+    nk : float or ndarray of shape (...)
+        ``N = sum_n r_n``.
+
+    d : ndarray of shape (..., n_features)
+        The new point less the one ``z`` is taken from.
+    """
+    e = first - 0.5 * np.expand_dims(nk, -1) * d
+    correction = e[..., :, np.newaxis] * d[..., np.newaxis, :]
+    correction += d[..., :, np.newaxis] * e[..., np.newaxis, :]
+    scatter -= correction
 
 
 @lru_cache
@@ -2361,10 +2388,8 @@ def _accumulate_per_component(
     root = np.sqrt(resp.T)
     weighted = workspace("weighted_difference", X.shape, X.dtype)
     sxx = np.empty((len(nk), n_features, n_features))
-    # The components whose sums are moved to their shift below: those taken
-    # around the centre, and the shifted ones, around a point next to it.
-    moved = np.ones(len(nk), dtype=bool)
-    moved[direct] = False
+    is_direct = np.zeros(len(nk), dtype=bool)
+    is_direct[direct] = True
     is_shifted = np.zeros(len(nk), dtype=bool)
     if shifted is not None:
         is_shifted[shifted] = True
@@ -2387,25 +2412,18 @@ def _accumulate_per_component(
             sxx[k] = _weighted_gram(Z, root[k], weighted, rows, offset)
             sz[k] += nk[k] * offset
             d[k] = shift[k] - (centre - offset.astype(np.float64))
-        elif moved[k]:
-            sxx[k] = _weighted_gram(Z, root[k], weighted, rows)
-        else:
+        elif is_direct[k]:
             # Far from the centre: its sums around its own shift.
             Xk, resp_k = _gathered(rows, X, resp[:, k])
             sxx[k], first = _direct_scatter(Xk, shift[k], resp_k, full=True)
             sx[k] = first + nk[k] * shift[k]
             continue
-        # Around shift_k: S - sz d^T - d sz^T + N_k d d^T = S - (e d^T +
-        # d e^T) with e = sz - N_k d / 2: three passes over the D^2 values
-        # (at D = 128, K = 16 the nine of the direct expression were a sixth
-        # of the moments' time), a component at a time while its scatter is
-        # in cache (for all the components at once, the passes over K D^2
+        else:
+            sxx[k] = _weighted_gram(Z, root[k], weighted, rows)
+        # Moved to shift_k a component at a time, while its scatter is in
+        # cache (for all the components at once, the passes over K D^2
         # values were an eighth of a float32 iteration at D = 128, K = 64).
-        # The correction is symmetric by construction, so the result is too.
-        e = sz[k] - 0.5 * nk[k] * d[k]
-        correction = np.multiply.outer(e, d[k])
-        correction += np.multiply.outer(d[k], e)
-        sxx[k] -= correction
+        _move_scatter(sxx[k], sz[k], nk[k], d[k])
     return {"nk": nk, "sx": sx, "sxx": sxx}
 
 
@@ -3800,19 +3818,15 @@ def _accumulate_expanded(
     sz = sz.astype(np.float64, copy=False)
     d = means.astype(np.float64, copy=False) - centre
     if covariance_type == "full":
-        # Unpacked by one gather, and moved as S - (e d^T + d e^T) with
-        # e = sz - N_k d / 2, symmetric by construction: at 100,000 x 32
-        # with 64 components, the triangle's two scatters and the five
-        # passes of the direct expression over the chunk's K D^2 values
-        # were 1.2 ms a chunk, a seventh of a one-thread iteration (now
-        # 0.12 ms).
+        # Unpacked by one gather and moved by _move_scatter: at 100,000 x
+        # 32 with 64 components, the triangle's two fancy-index scatters and
+        # the five passes of the direct expression over the chunk's K D^2
+        # values were 1.2 ms a chunk, a seventh of a one-thread iteration
+        # (now 0.12 ms).
         n_packed = n_features * (n_features + 1) // 2
         sxx = np.take(moments[:, :n_packed], _triu_positions(n_features), axis=1)
         sxx = sxx.reshape(len(nk), n_features, n_features)
-        e = sz - 0.5 * nk[:, np.newaxis] * d
-        correction = e[:, :, np.newaxis] * d[:, np.newaxis, :]
-        correction += d[:, :, np.newaxis] * e[:, np.newaxis, :]
-        sxx -= correction
+        _move_scatter(sxx, sz, nk, d)
     elif covariance_type == "spherical":
         # Only sum_n r_nk |z_n|^2 is known: split equally over the features.
         # The spherical M-step reads only the mean over features.
@@ -4905,7 +4919,8 @@ class GaussianMixtureEM(BaseMixtureEM):
             # covariance): beyond kappa_k = D, around the shift itself.
             far = kappa > _FLOAT32_SCATTER_KAPPA * self.means_.shape[1]
         else:
-            # float64's far below its rounding up to the expansion's limit.
+            # float64's loss, eps kappa_k / D, is far below its budget up to
+            # the expansion's limit (beyond it, the direct components' was).
             far = kappa > _expansion_limit(dtype)
         far[direct] = False
         shifted = np.flatnonzero(far)

@@ -50,6 +50,7 @@ from ._gaussian import (
     _factor_inverses,
     _triu_diagonal,
     _triu_indices,
+    _triu_positions,
 )
 from ._suffstats import _EXP_SHIFT, _FLOAT64_LOG_TINY, normalise_weights, workspace
 
@@ -634,10 +635,9 @@ def _expanded_m_step(
     )
     lossy = (~precise | empty).nonzero()[0]
     if kind == "full":
-        covariances = np.empty((len(means), n_features, n_features))
         packed = second - first[:, iu] * first[:, ju]
-        covariances[:, iu, ju] = packed
-        covariances[:, ju, iu] = packed
+        covariances = np.take(packed, _triu_positions(n_features), axis=1)
+        covariances = covariances.reshape(len(means), n_features, n_features)
     else:
         covariances = kept
     for block in _component_blocks(len(lossy), XT):
