@@ -1443,6 +1443,82 @@ def test_per_component_statistics_match_a_brute_force_reference(given, far):
     assert_array_equal(stats["sxx"], stats["sxx"].transpose(0, 2, 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("triangle", ["upper", "lower"])
+@pytest.mark.parametrize("move_each", [False, True])
+@pytest.mark.parametrize("gathered", [False, True])
+def test_per_component_moments_of_every_kind_of_component(
+    dtype, triangle, move_each, gathered, monkeypatch
+):
+    # The per-component moments gather the rows of the components with few
+    # rows of non-zero weight together, in groups of a bounded number of
+    # rows (here the chunk's), then take one product each (or, in groups of
+    # few components, gather each one's rows in turn): here groups of
+    # several components, an empty component, one at exactly the fraction
+    # of rows kept apart, one over every row, one around its own shift and
+    # one from x - shift_k, moved to their shifts all at once or one at a
+    # time; against einsum over every row.
+    monkeypatch.setattr(_gaussian, "_BATCHED_MOVE_VALUES", 0 if move_each else 10**9)
+    monkeypatch.setattr(_gaussian, "_GATHERED_MIN_COMPONENTS", 0 if gathered else 10)
+    rng = np.random.RandomState(0)
+    n_samples, n_features, n_components = 400, 6, 7
+    X = 10 + rng.normal(size=(n_samples, n_features))
+    # Groups of at most the chunk's rows.
+    itemsize = np.dtype(dtype).itemsize
+    monkeypatch.setattr(_gaussian, "_GATHERED_BYTES", n_samples * n_features * itemsize)
+    resp = np.zeros((n_samples, n_components))
+    for k, rows in enumerate(
+        [
+            slice(0, 100),
+            slice(50, 300),
+            slice(None),
+            slice(0, 0),
+            slice(100, 400),
+            slice(300, 400),
+            slice(200, 280),
+        ]
+    ):
+        resp[rows, k] = rng.uniform(0.1, 2, size=resp[rows, k].shape)
+    # Masses that float32 leaves out (below 2^-64 of the component's
+    # largest) and keeps.
+    resp[0, 6], resp[1, 6] = 1e-25, 1e-15
+    kept, counts, few = _gaussian._kept_mask(resp.astype(dtype))[1:]
+    kept_far = 1 if dtype == np.float32 else 2
+    assert counts.tolist() == [100, 250, 400, 0, 300, 100, 80 + kept_far]
+    assert few.tolist() == [True, True, False, True, True, True, True]
+    groups = list(_gaussian._kept_groups(counts, few & (np.arange(7) != 5), n_samples))
+    assert [g.tolist() for g in groups] == [[0, 1, 3], [4, 6]]
+    shift = np.array(
+        [X[resp[:, k] > 0].mean(axis=0) if k != 3 else X[0] for k in range(7)]
+    )
+    centre = X.mean(axis=0)
+    X, resp, shift = X.astype(dtype), resp.astype(dtype), shift.astype(dtype)
+    features = _gaussian._augmented_centred(X, centre.astype(dtype), triangle)
+    stats = _gaussian._accumulate_per_component(
+        features,
+        resp,
+        shift=shift,
+        centre=centre,
+        direct=np.array([5]),
+        X=X,
+        triangle=triangle,
+        shifted=np.array([6]),
+    )
+    reference = _brute_force_statistics(
+        X.astype(np.float64), resp.astype(np.float64), shift.astype(np.float64)
+    )
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    for key in ("nk", "sx", "sxx"):
+        assert stats[key].dtype == np.float64
+        for k in range(n_components):
+            scale = max(np.abs(reference[key][k]).max(), 1.0)
+            assert_allclose(
+                stats[key][k], reference[key][k], rtol=rtol, atol=rtol * scale
+            )
+    assert_array_equal(stats["sxx"][3], 0)
+    assert_array_equal(stats["sxx"], stats["sxx"].transpose(0, 2, 1))
+
+
 def test_per_component_chunks_are_sized_by_their_own_temporaries():
     # On complete data the per-component form holds three n_features-wide
     # buffers per row, not the generic estimate's n_features * n_components
