@@ -2481,7 +2481,11 @@ def _accumulate_per_component(
 
 #: Per-component moments of at most this many values (``K D^2``) are moved
 #: to their shifts in one call (see :func:`_accumulate_per_component`).
-_BATCHED_MOVE_VALUES = 2**17
+#: Alternated against 2^17 (3-iteration fits, two threads, the same bits):
+#: 100,000 x 64 with 64 components 0.90 (float32) and 0.96 (float64) of
+#: the time, x 128 with 16, float64, 0.98; 2^21 took 128 x 64 float32 to
+#: 1.05 and x 128 with 32, float64, 1.00.
+_BATCHED_MOVE_VALUES = 2**19
 
 
 #: Groups of up to this many components (see :func:`_kept_groups`) gather
@@ -2954,6 +2958,19 @@ def _prefer_per_component(
 #: fits of 2,000-20,000 rows 0.93-1.01. 16 MiB made D = 64, K = 16, 1.22x
 #: and D = 32, K = 8, 1.14x.
 _PER_COMPONENT_CACHE_BYTES = 2**23
+
+#: ... and of float32 fits' chunks when they are split over threads:
+#: twice that (4-byte values, as the expanded form's
+#: ``_FLOAT32_THREADED_CACHE_BYTES``). A float32 chunk's calls take half
+#: a float64 one's time, and two threads' hand-offs of the GIL between them
+#: were much of it (100,000 x 64 with 2 components: 1.24 ms a 5,269-row
+#: chunk on one thread, 1.75 ms a 5,000-row one on each of two).
+#: Alternated against 8 MiB (3-iteration fits, two threads): 100,000 rows
+#: at D = 16, 32, 64 and 128 with 2 components 0.95, 0.95, 0.81-0.83 and
+#: 0.94; 32 x 4 0.91, 64 x 8 0.99, 32 x 16 0.95-1.03, 64 x 16 0.96,
+#: 128 x 16 0.95, 64 x 64 0.96; 20,000 x 64 with 8 0.88, 30,000 x 128
+#: with 4 0.91. 32 MiB took 64 x 64 to 1.05-1.08.
+_PER_COMPONENT_FLOAT32_THREADED_BYTES = 2**24
 
 #: Chunks of complete data in the expanded form whose rows' features
 #: (quadratic and linear) take at most ``_NARROW_ROW_BYTES`` (float64: 'full'
@@ -4511,7 +4528,10 @@ class GaussianMixtureEM(BaseMixtureEM):
                 cache_bytes = _ONE_COMPONENT_PREDICTION_CACHE_BYTES
             else:
                 cache_bytes = _PER_COMPONENT_PREDICTION_CACHE_BYTES
-            return {"exact": True, "cache_bytes": cache_bytes}
+            sizing = {"exact": True, "cache_bytes": cache_bytes}
+            if itemsize < 8 and not prediction:
+                sizing["threaded_cache_bytes"] = _PER_COMPONENT_FLOAT32_THREADED_BYTES
+            return sizing
         engine_type = _engine_covariance_type(self.covariance_type)
         sizing = {"exact": True}
         if itemsize < 8:

@@ -1,5 +1,6 @@
 """Tests of the sufficient-statistics engine and of the fused Gaussian E-step."""
 
+import math
 import threading
 import warnings
 
@@ -1542,9 +1543,19 @@ def test_per_component_chunks_are_sized_by_their_own_temporaries():
     X_missing[0, 0] = np.nan
     assert rows(X_missing) == generic
     # float32 takes the same form, with the same rows (the cache budget
-    # counts 8-byte values).
+    # counts 8-byte values) on one thread; split over two threads, twice
+    # the budget (4-byte values), and float64 keeps its own.
     assert gm._uses_per_component_form(n_features, np.float32)
     assert rows(X.astype(np.float32)) == rows(X)
+    gm.set_params(n_jobs=2)
+
+    def balanced(budget):
+        # As many equal chunks as a multiple of the threads.
+        n_chunks = 2 * math.ceil(math.ceil(100_000 / (budget // (8 * row_values))) / 2)
+        return math.ceil(100_000 / n_chunks)
+
+    assert rows(X) == balanced(2**23) == 1786
+    assert rows(X.astype(np.float32)) == balanced(2**24) == 3572
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2, 3])
@@ -1590,6 +1601,9 @@ def test_threads_chunks_share_the_cache_for_the_feature_blocks(n_jobs, dtype):
         exact=True,
         model_row_values=full_values,
         cache_bytes=_gaussian._PER_COMPONENT_CACHE_BYTES,
+        threaded_cache_bytes=(
+            _gaussian._PER_COMPONENT_FLOAT32_THREADED_BYTES if itemsize == 4 else None
+        ),
     )
 
 
@@ -1692,17 +1706,18 @@ def test_float32_chunks_count_float32_bytes_over_threads(monkeypatch):
     # at 4 bytes in the cache budget: diag 100,000 x 8 with 4 components
     # takes one chunk a thread (two of 50,000 rows), not four of 25,000, and
     # spherical 100,000 x 16 with 16 four of 25,000, not eight of 12,500;
-    # one thread, float64, the per-component form and data with missing
-    # values keep theirs.
+    # one thread, float64 and data with missing values keep theirs, and the
+    # per-component form's fits double its own budget.
     monkeypatch.setattr(_suffstats, "n_threads", lambda n_jobs: n_jobs or 2)
     gm = GaussianMixtureEM(4, covariance_type="diag")
     for n_features in (8, 16, 64):
         assert gm._chunk_sizing(n_features, 4, False)["threaded_cache_bytes"] == 2**25
         assert "threaded_cache_bytes" not in gm._chunk_sizing(n_features, 8, False)
     assert gm._chunk_sizing(8, 4, None) == {}
-    assert "threaded_cache_bytes" not in GaussianMixtureEM(2)._chunk_sizing(
-        64, 4, False
-    )
+    per_component = GaussianMixtureEM(2)
+    assert per_component._chunk_sizing(64, 4, False)["threaded_cache_bytes"] == 2**24
+    assert "threaded_cache_bytes" not in per_component._chunk_sizing(64, 8, False)
+    assert "threaded_cache_bytes" not in per_component._chunk_sizing(64, 4, False, True)
     assert gm._chunk_rows(100_000, 8, 4, None, missing=False) == 50_000
     assert gm._chunk_rows(100_000, 8, 4, 1, missing=False) == 32_768
     assert gm._chunk_rows(100_000, 8, 8, None, missing=False) == 25_000
@@ -2426,7 +2441,8 @@ def test_predictions_of_the_per_component_form_take_their_own_chunks(monkeypatch
     )
     rng = np.random.RandomState(0)
     X = rng.normal(size=(10_000, 96)).astype(np.float32)
-    gm = GaussianMixtureEM(3, max_iter=2, random_state=0).fit(X)
+    # (One thread: split over threads, float32 fits double their budget.)
+    gm = GaussianMixtureEM(3, max_iter=2, random_state=0, n_jobs=1).fit(X)
     assert gm._uses_per_component_form(96, np.float32)
     row_values = gm._chunk_row_values(96, 4)
 
@@ -2436,7 +2452,7 @@ def test_predictions_of_the_per_component_form_take_their_own_chunks(monkeypatch
             96,
             3,
             4,
-            n_jobs=None,
+            n_jobs=1,
             exact=True,
             model_row_values=row_values,
             cache_bytes=cache_bytes,
