@@ -2351,8 +2351,8 @@ def _accumulate_per_component(
 
     The components with few rows of non-zero weight (see
     :func:`_kept_mask`) have their rows of ``W`` gathered together, a few
-    calls over the chunk for a group of them (:func:`_gathered_rows`,
-    :func:`_kept_groups`), then one product each, and the moves to the
+    calls over the chunk for a group of them (:func:`_component_grams`),
+    then one product each, and the moves to the
     shifts of few values are one call for every component. Each
     component's own gathers and move had been a dozen NumPy calls on its
     few rows, which two threads ran one at a time, each waiting for the
@@ -2387,7 +2387,8 @@ def _accumulate_per_component(
 
     shifted : ndarray of int, default=None
         Further components whose scatter is taken next to their own shift
-        (see :meth:`GaussianMixtureEM._per_component_parameters`).
+        (see :meth:`GaussianMixtureEM._per_component_parameters`); none of
+        them in ``direct``.
 
     Returns
     -------
@@ -2403,10 +2404,10 @@ def _accumulate_per_component(
     sz = sz.astype(np.float64, copy=False)
     sx = sz + nk[:, np.newaxis] * centre
     d = shift.astype(np.float64) - centre
-    is_shifted = np.zeros(n_components, dtype=bool)
-    offsets = None
+    is_direct = np.zeros(n_components, dtype=bool)
+    is_direct[direct] = True
+    offsets = [None] * n_components
     if shifted is not None and len(shifted):
-        is_shifted[shifted] = True
         # Their scatter around c - a, next to their shift, from the centred
         # rows already in cache: z + a, a = c - shift_k rounded to the
         # chunk's dtype (gathering the chunk's own rows again took a fifth
@@ -2416,63 +2417,37 @@ def _accumulate_per_component(
         # itself (where the centred scatter's move lost eps kappa_k / D;
         # measured, the covariances' error is as the differences x -
         # shift_k gave). The first moment is the centred one's, moved in
-        # float64; then both are moved to the shift as the centred
-        # components' are.
-        offsets = np.zeros((n_components, n_features), dtype=X.dtype)
-        offsets[shifted] = centre - shift[shifted].astype(np.float64)
-        added = offsets[shifted].astype(np.float64)
+        # float64 (sx, above, is already the uncentred sum); then both are
+        # moved to the shift as the centred components' are.
+        rounded = (centre - shift[shifted].astype(np.float64)).astype(X.dtype)
+        added = rounded.astype(np.float64)
         sz[shifted] += nk[shifted, np.newaxis] * added
         d[shifted] = shift[shifted] - (centre - added)
-    is_direct = np.zeros(n_components, dtype=bool)
-    is_direct[direct] = True
-    is_direct &= ~is_shifted
+        for k, offset in zip(shifted.tolist(), rounded):
+            offsets[k] = offset
     weights, kept, counts, few = _kept_mask(resp)
     sxx = np.empty((n_components, n_features, n_features))
-    # Moved to the shift all at once where the moments are few (a dozen
-    # calls fewer per component); otherwise a component at a time, while
-    # its scatter is in cache (for all the components at once, the passes
-    # over K D^2 values were an eighth of a float32 iteration at D = 128,
-    # K = 64).
-    move_each = n_components * n_features**2 > _BATCHED_MOVE_VALUES
     for k in np.flatnonzero(is_direct):
         # Far from the centre: its sums around its own shift.
         rows = np.flatnonzero(kept[k]) if few[k] else None
         Xk, resp_k = _gathered(rows, X, weights[k])
         sxx[k], first = _direct_scatter(Xk, shift[k], resp_k, full=True)
         sx[k] = first + nk[k] * shift[k]
-    weighted = workspace("weighted_difference", X.shape, X.dtype)
-    for k in np.flatnonzero(~few & ~is_direct):
-        offset = offsets[k] if is_shifted[k] else None
-        sxx[k] = _weighted_gram(Z, np.sqrt(weights[k]), weighted, None, offset)
+    # Moved to the shift all at once where the moments are few (a dozen
+    # calls fewer per component); otherwise a component at a time, while
+    # its scatter is in cache (for all the components at once, the passes
+    # over K D^2 values were an eighth of a float32 iteration at D = 128,
+    # K = 64).
+    move_each = n_components * n_features**2 > _BATCHED_MOVE_VALUES
+    moved = np.flatnonzero(~is_direct)
+    for k, gram in _component_grams(Z, weights, kept, counts, few, moved, offsets):
+        sxx[k] = gram
         if move_each:
             _move_scatter(sxx[k], sz[k], nk[k], d[k])
-    max_rows = max(1, _GATHERED_BYTES // (n_features * X.dtype.itemsize))
-    for group in _kept_groups(counts, few & ~is_direct, max_rows):
-        if len(group) <= _GATHERED_MIN_COMPONENTS:
-            for k in group.tolist():
-                rows = np.flatnonzero(kept[k])
-                offset = offsets[k] if is_shifted[k] else None
-                sxx[k] = _weighted_gram(Z, np.sqrt(weights[k]), weighted, rows, offset)
-                if move_each:
-                    _move_scatter(sxx[k], sz[k], nk[k], d[k])
-            continue
-        W, root = _gathered_rows(Z, weights, kept, counts, group)
-        stops = np.cumsum(counts[group]).tolist()
-        segments = list(zip(group.tolist(), [0] + stops[:-1], stops))
-        if is_shifted[group].any():
-            for k, start, stop in segments:
-                if is_shifted[k]:
-                    W[start:stop] += offsets[k]
-        W *= root[:, np.newaxis]
-        for k, start, stop in segments:
-            sxx[k] = _gram(W[start:stop])
-            if move_each:
-                _move_scatter(sxx[k], sz[k], nk[k], d[k])
     if not move_each:
-        if not is_direct.any():
+        if len(moved) == n_components:
             _move_scatter(sxx, sz, nk, d)
         else:
-            moved = np.flatnonzero(~is_direct)
             scatter = sxx[moved]
             _move_scatter(scatter, sz[moved], nk[moved], d[moved])
             sxx[moved] = scatter
@@ -2501,6 +2476,57 @@ _GATHERED_MIN_COMPONENTS = 4
 #: gathered together (2.3 MB) made a fit 1.05x as long as one component at
 #: a time; groups of this size, 0.95.
 _GATHERED_BYTES = 2**19
+
+
+def _component_grams(Z, weights, kept, counts, few, components, offsets):
+    """Each component's ``sum_n r_nk (z_n + a_k)(z_n + a_k)^T``.
+
+    The components over every row first, one at a time; then those with
+    few kept rows (``few``), in groups (:func:`_kept_groups`): a group's
+    rows gathered, offset and weighted in a few calls over the chunk
+    (:func:`_gathered_rows`), then one product each, or, in groups of up to
+    ``_GATHERED_MIN_COMPONENTS``, one component's rows at a time.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        The centred rows.
+
+    weights, kept, counts, few
+        From :func:`_kept_mask`.
+
+    components : ndarray of int
+        The components, in order.
+
+    offsets : list of ndarray of shape (n_features,) or None
+        ``a_k`` of each component, in the dtype of ``Z``; None for zero.
+
+    Yields
+    ------
+    k : int
+
+    gram : ndarray of shape (n_features, n_features)
+    """
+    weighted = workspace("weighted_difference", Z.shape, Z.dtype)
+    for k in components[~few[components]].tolist():
+        yield k, _weighted_gram(Z, np.sqrt(weights[k]), weighted, None, offsets[k])
+    max_rows = max(1, _GATHERED_BYTES // (Z.shape[1] * Z.dtype.itemsize))
+    for group in _kept_groups(counts, components[few[components]], max_rows):
+        if len(group) <= _GATHERED_MIN_COMPONENTS:
+            for k in group.tolist():
+                rows = np.flatnonzero(kept[k])
+                root = np.sqrt(weights[k])
+                yield k, _weighted_gram(Z, root, weighted, rows, offsets[k])
+            continue
+        W, root = _gathered_rows(Z, weights, kept, counts, group)
+        stops = np.cumsum(counts[group]).tolist()
+        segments = list(zip(group.tolist(), [0] + stops[:-1], stops))
+        for k, start, stop in segments:
+            if offsets[k] is not None:
+                W[start:stop] += offsets[k]
+        W *= root[:, np.newaxis]
+        for k, start, stop in segments:
+            yield k, _gram(W[start:stop])
 
 
 def _kept_mask(resp):
@@ -2540,15 +2566,15 @@ def _kept_mask(resp):
     return weights, kept, counts, counts <= _KEPT_ROWS_FRACTION * n_samples
 
 
-def _kept_groups(counts, eligible, max_rows):
-    """The ``eligible`` components in consecutive groups of at most
-    ``max_rows`` kept rows together (or one component, if more).
+def _kept_groups(counts, selected, max_rows):
+    """The ``selected`` components (ndarray of int, in order) in consecutive
+    groups of at most ``max_rows`` kept rows together (or one component, if
+    more).
 
     Yields
     ------
     group : ndarray of int
     """
-    selected = np.flatnonzero(eligible)
     if counts[selected].sum() <= max_rows:
         if len(selected):
             yield selected
@@ -3860,12 +3886,8 @@ def _kept_rows(weights):
         The rows to keep, or None (every row) when more than
         ``_KEPT_ROWS_FRACTION`` of them are.
     """
-    kept = weights
-    if weights.dtype == np.float32 and len(weights):
-        kept = weights > np.float32(2.0**-64) * weights.max()
-    if np.count_nonzero(kept) > _KEPT_ROWS_FRACTION * len(weights):
-        return None
-    return np.flatnonzero(kept)
+    _, kept, _, few = _kept_mask(weights[:, np.newaxis])
+    return np.flatnonzero(kept[0]) if few[0] else None
 
 
 def _gathered(rows, X, weights):

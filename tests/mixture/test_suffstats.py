@@ -1487,7 +1487,8 @@ def test_per_component_moments_of_every_kind_of_component(
     kept_far = 1 if dtype == np.float32 else 2
     assert counts.tolist() == [100, 250, 400, 0, 300, 100, 80 + kept_far]
     assert few.tolist() == [True, True, False, True, True, True, True]
-    groups = list(_gaussian._kept_groups(counts, few & (np.arange(7) != 5), n_samples))
+    selected = np.flatnonzero(few & (np.arange(7) != 5))
+    groups = list(_gaussian._kept_groups(counts, selected, n_samples))
     assert [g.tolist() for g in groups] == [[0, 1, 3], [4, 6]]
     shift = np.array(
         [X[resp[:, k] > 0].mean(axis=0) if k != 3 else X[0] for k in range(7)]
