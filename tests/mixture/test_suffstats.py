@@ -1335,6 +1335,48 @@ def test_stacked_factors_give_each_components_own_norms(n_features, dtype):
             assert_allclose(norms[:, j], np.einsum("ij,ij->i", full, full), rtol=1e-3)
 
 
+@pytest.mark.parametrize("n_parts", [1, 2, 7])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stacked_norms_in_parts_of_the_rows(monkeypatch, n_parts, dtype):
+    # A chunk whose stacked products hold at least twice
+    # _STACKED_PRODUCT_BYTES is multiplied in that many parts of equal
+    # length (300 rows in 7 parts: six of 43 rows, one of 42), each row's
+    # norms those of the whole chunk's product.
+    rng = np.random.RandomState(0)
+    n_samples, n_features, n_components = 300, 70, 12
+    features = rng.normal(size=(n_samples, n_features + 1)).astype(dtype)
+    factors = rng.normal(size=(n_components, n_features + 1, n_features))
+    factors[:, 1:] = np.triu(factors[:, 1:])
+    factors = factors.astype(dtype)
+    stacked = _gaussian._stacked_factors(factors, np.arange(1, 12), "upper")
+    whole_components, whole = _gaussian._stacked_whitened_norms(features, stacked)
+    width = max(b.shape[1] for _, groups in stacked["blocks"] for _, b in groups)
+    product_bytes = n_samples * width * features.itemsize // n_parts
+    monkeypatch.setattr(_gaussian, "_STACKED_PRODUCT_BYTES", product_bytes)
+    rows = []
+    workspace = _gaussian.workspace
+
+    def spy(name, shape, dtype):
+        if name == "stacked_product":
+            rows.append(shape[0])
+        return workspace(name, shape, dtype)
+
+    monkeypatch.setattr(_gaussian, "workspace", spy)
+    components, norms = _gaussian._stacked_whitened_norms(features, stacked)
+    assert_array_equal(components, whole_components)
+    step = -(-n_samples // n_parts)
+    n_products = sum(len(groups) for _, groups in stacked["blocks"])
+    expected = [min(step, n_samples - start) for start in range(0, n_samples, step)]
+    assert rows == [n for n in expected for _ in range(n_products)]
+    assert_allclose(norms, whole, rtol=1e-13 if dtype == np.float64 else 1e-5)
+    # Less than twice the budget: one part.
+    total = n_samples * width * features.itemsize
+    monkeypatch.setattr(_gaussian, "_STACKED_PRODUCT_BYTES", total // 2 + 1)
+    rows.clear()
+    _gaussian._stacked_whitened_norms(features, stacked)
+    assert rows == [n_samples] * n_products
+
+
 def test_per_component_parameters_stack_the_components_not_direct():
     # The fit's per-component parameters carry the stacked factors of every
     # component but the directly computed ones (a tight one far off).
