@@ -2834,7 +2834,7 @@ def _stacked_whitened_norms(features, stacked):
         block.shape[1] for _, blocks in stacked["blocks"] for _, block in blocks
     )
     n_parts = max(1, n_samples * width * features.itemsize // _STACKED_PRODUCT_BYTES)
-    step = -(-n_samples // n_parts)
+    step = max(1, -(-n_samples // n_parts))
     for start in range(0, n_samples, step):
         part = slice(start, min(start + step, n_samples))
         n_part = part.stop - part.start

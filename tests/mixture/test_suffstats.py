@@ -1375,6 +1375,9 @@ def test_stacked_norms_in_parts_of_the_rows(monkeypatch, n_parts, dtype):
     rows.clear()
     _gaussian._stacked_whitened_norms(features, stacked)
     assert rows == [n_samples] * n_products
+    # No rows: no product, no norms.
+    _, empty = _gaussian._stacked_whitened_norms(features[:0], stacked)
+    assert empty.shape == (0, len(components))
 
 
 def test_per_component_parameters_stack_the_components_not_direct():
