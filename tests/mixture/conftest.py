@@ -18,3 +18,23 @@ def blas_limit_sets(monkeypatch):
 
     monkeypatch.setattr(window_type, "_set", counting_set)
     return calls
+
+
+@pytest.fixture
+def workspace_requests(monkeypatch):
+    """``record(module, name)``: the list to which every request of
+    ``module``'s workspace buffer ``name`` appends its shape."""
+
+    def record(module, name):
+        shapes = []
+        original = module.workspace
+
+        def recording(buffer, shape, dtype):
+            if buffer == name:
+                shapes.append(shape)
+            return original(buffer, shape, dtype)
+
+        monkeypatch.setattr(module, "workspace", recording)
+        return shapes
+
+    return record

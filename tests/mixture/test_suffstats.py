@@ -1337,7 +1337,9 @@ def test_stacked_factors_give_each_components_own_norms(n_features, dtype):
 
 @pytest.mark.parametrize("n_parts", [1, 2, 7])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_stacked_norms_in_parts_of_the_rows(monkeypatch, n_parts, dtype):
+def test_stacked_norms_in_parts_of_the_rows(
+    monkeypatch, workspace_requests, n_parts, dtype
+):
     # A chunk whose stacked products hold at least twice
     # _STACKED_PRODUCT_BYTES is multiplied in that many parts of equal
     # length (300 rows in 7 parts: six of 43 rows, one of 42), each row's
@@ -1353,28 +1355,22 @@ def test_stacked_norms_in_parts_of_the_rows(monkeypatch, n_parts, dtype):
     width = max(b.shape[1] for _, groups in stacked["blocks"] for _, b in groups)
     product_bytes = n_samples * width * features.itemsize // n_parts
     monkeypatch.setattr(_gaussian, "_STACKED_PRODUCT_BYTES", product_bytes)
-    rows = []
-    workspace = _gaussian.workspace
-
-    def spy(name, shape, dtype):
-        if name == "stacked_product":
-            rows.append(shape[0])
-        return workspace(name, shape, dtype)
-
-    monkeypatch.setattr(_gaussian, "workspace", spy)
+    products = workspace_requests(_gaussian, "stacked_product")
     components, norms = _gaussian._stacked_whitened_norms(features, stacked)
     assert_array_equal(components, whole_components)
     step = -(-n_samples // n_parts)
     n_products = sum(len(groups) for _, groups in stacked["blocks"])
     expected = [min(step, n_samples - start) for start in range(0, n_samples, step)]
-    assert rows == [n for n in expected for _ in range(n_products)]
+    assert [shape[0] for shape in products] == [
+        n for n in expected for _ in range(n_products)
+    ]
     assert_allclose(norms, whole, rtol=1e-13 if dtype == np.float64 else 1e-5)
     # Less than twice the budget: one part.
     total = n_samples * width * features.itemsize
     monkeypatch.setattr(_gaussian, "_STACKED_PRODUCT_BYTES", total // 2 + 1)
-    rows.clear()
+    products.clear()
     _gaussian._stacked_whitened_norms(features, stacked)
-    assert rows == [n_samples] * n_products
+    assert [shape[0] for shape in products] == [n_samples] * n_products
     # No rows: no product, no norms.
     _, empty = _gaussian._stacked_whitened_norms(features[:0], stacked)
     assert empty.shape == (0, len(components))
