@@ -37,6 +37,7 @@ from ._suffstats import (
     resp_chunk,
     single_threaded_blas,
     small_gemm_work,
+    split_range,
     subtract_centre,
     workspace,
 )
@@ -2823,7 +2824,8 @@ def _stacked_whitened_norms(features, stacked):
     -----
     A chunk whose widest product holds at least twice
     ``_STACKED_PRODUCT_BYTES`` is multiplied in as many parts of its rows,
-    of equal length, as hold that many bytes each, so that each part's
+    as even as can be (:func:`~._suffstats.split_range`), as hold that many
+    bytes each, so that each part's
     product is read by its norms while it is still in cache. Each row's
     products and norms are the same sums of the same products.
     """
@@ -2833,10 +2835,8 @@ def _stacked_whitened_norms(features, stacked):
     width = max(
         block.shape[1] for _, blocks in stacked["blocks"] for _, block in blocks
     )
-    n_parts = max(1, n_samples * width * features.itemsize // _STACKED_PRODUCT_BYTES)
-    step = max(1, -(-n_samples // n_parts))
-    for start in range(0, n_samples, step):
-        part = slice(start, min(start + step, n_samples))
+    n_parts = n_samples * width * features.itemsize // _STACKED_PRODUCT_BYTES
+    for part in split_range(n_samples, max(1, min(n_parts, n_samples))):
         n_part = part.stop - part.start
         for index, (rows, groups) in enumerate(stacked["blocks"]):
             rows = features[part, rows]
@@ -2846,7 +2846,7 @@ def _stacked_whitened_norms(features, stacked):
                     "stacked_product", (n_part, block.shape[1]), block.dtype
                 )
                 np.matmul(rows, block, out=product)
-                product = product.reshape(n_part, n_group, -1)
+                product = product.reshape(n_part, n_group, block.shape[1] // n_group)
                 if index == 0:
                     # (The first block's norms written, not added to zeros.)
                     np.einsum("ikj,ikj->ik", product, product, out=norms[part, members])

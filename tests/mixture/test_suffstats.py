@@ -1341,9 +1341,9 @@ def test_stacked_norms_in_parts_of_the_rows(
     monkeypatch, workspace_requests, n_parts, dtype
 ):
     # A chunk whose stacked products hold at least twice
-    # _STACKED_PRODUCT_BYTES is multiplied in that many parts of equal
-    # length (300 rows in 7 parts: six of 43 rows, one of 42), each row's
-    # norms those of the whole chunk's product.
+    # _STACKED_PRODUCT_BYTES is multiplied in that many parts as even as can
+    # be (300 rows in 7 parts: six of 43 rows, one of 42), each row's norms
+    # those of the whole chunk's product.
     rng = np.random.RandomState(0)
     n_samples, n_features, n_components = 300, 70, 12
     features = rng.normal(size=(n_samples, n_features + 1)).astype(dtype)
@@ -1358,9 +1358,9 @@ def test_stacked_norms_in_parts_of_the_rows(
     products = workspace_requests(_gaussian, "stacked_product")
     components, norms = _gaussian._stacked_whitened_norms(features, stacked)
     assert_array_equal(components, whole_components)
-    step = -(-n_samples // n_parts)
     n_products = sum(len(groups) for _, groups in stacked["blocks"])
-    expected = [min(step, n_samples - start) for start in range(0, n_samples, step)]
+    size, extra = divmod(n_samples, n_parts)
+    expected = [size + (i < extra) for i in range(n_parts)]
     assert [shape[0] for shape in products] == [
         n for n in expected for _ in range(n_products)
     ]
