@@ -2972,22 +2972,6 @@ def _prefer_per_component(
     (Below 32 features it lost on the cloud: D = 24, 1.16 and 1.43 at
     K = 12 and 16, though 0.73 and 0.83 on the blobs.)
 
-    Since its products are taken in cache-sized parts of a chunk's rows
-    (``_STACKED_PRODUCT_BYTES``), a float32 *fit* wins up to 128
-    components from 32 features, beyond ``D^3 / 700``. On the AMD EPYC of
-    the later sweeps, alternated in one process (float32 per-component time
-    over the current form's, 3-iteration slopes, blobs then cloud; 100,000
-    rows, 50,000 marked *): D = 32: 0.71 and 0.55 (K = 64), 0.81 and 0.64
-    (K = 128), 0.96 and 2.27 (K = 256*); D = 40: 0.63 and 0.67 (K = 128),
-    1.28 on the cloud (K = 160*), 0.69 and 1.35 (K = 192*); D = 48: 1.05
-    on the cloud (K = 192*). On the cloud, where every component has every
-    row, its scatters then cost more than the expanded moments. The
-    covariances after one iteration from the same start were as far from
-    the float64 fit's in both forms (8.2e-3 at D = 32, K = 64, on the
-    cloud; float32 parameters round alike). Predictions keep the expanded
-    form there (``predict_proba`` of 50,000 x 32: 1.00-1.07x with 64
-    components, 1.12-1.18x with 128).
-
     Parameters
     ----------
     covariance_type : str
@@ -2999,12 +2983,11 @@ def _prefer_per_component(
         The dtype of the data.
 
     fitting : bool, default=True
-        False for a prediction, which keeps the expanded form where only a
-        fit's rules choose this one (from 64 features, and float32's up to
-        128 components): it has the log-densities' products only, without
-        the moments' (alternated against the expanded form,
-        ``predict_proba`` of 10,000-100,000 x 64 with 80 and 96 components
-        took 1.19-1.39x its time in this form).
+        False for a prediction, which keeps the expanded form beyond the
+        rules before the one from 64 features: it has the log-densities'
+        products only, without the moments' (alternated against the
+        expanded form, ``predict_proba`` of 10,000-100,000 x 64 with 80 and
+        96 components took 1.19-1.39x its time in this form).
 
     Returns
     -------
@@ -3024,16 +3007,7 @@ def _prefer_per_component(
         return True
     if fitting and n_features >= 64 and 40 * n_components <= n_features**2:
         return True
-    if np.dtype(dtype) != np.float32:
-        return False
-    return 700 * n_components <= n_features**3 or (
-        fitting and n_components <= _FLOAT32_FIT_PER_COMPONENT
-    )
-
-
-#: The most components of a float32 fit that the per-component form takes
-#: from 32 features, beyond ``D^3 / 700`` (see :func:`_prefer_per_component`).
-_FLOAT32_FIT_PER_COMPONENT = 128
+    return np.dtype(dtype) == np.float32 and 700 * n_components <= n_features**3
 
 
 #: Cache budget of the per-component form's chunks (see

@@ -412,7 +412,7 @@ def test_per_component_form_cost_model():
     # K <= max(D^2 / 85, D^3 / 4000) from 32 and K <= D^2 / 40 from 64,
     # whatever the dtype; float32's from 32 features up to K <= D^3 / 700
     # (its per-component form stays in float32 where its expanded form would
-    # be computed in float64), and a float32 fit's up to K <= 128 as well.
+    # be computed in float64).
     from sklearn_em.mixture._gaussian import _prefer_per_component
 
     # (n_features, n_components, float64's choice, float32's)
@@ -428,11 +428,7 @@ def test_per_component_form_cost_model():
         (32, 12, True, True),
         (32, 13, False, True),
         (32, 46, False, True),
-        (32, 47, False, True),
-        (32, 128, False, True),
-        (32, 129, False, False),
-        (40, 128, False, True),
-        (40, 129, False, False),
+        (32, 47, False, False),
         (48, 27, True, True),
         (48, 28, False, True),
         (48, 157, False, True),
@@ -465,15 +461,6 @@ def test_per_component_form_cost_model():
         )
     for n_features, n_components in [(64, 65), (128, 524), (32, 12)]:
         assert _prefer_per_component("full", n_features, n_components, fitting=False)
-    # ... and float32's up to 128 components beyond D^3 / 700 (below 32
-    # features neither).
-    for n_features, n_components in [(32, 47), (32, 128), (40, 92), (40, 128)]:
-        assert _prefer_per_component("full", n_features, n_components, np.float32)
-        assert not _prefer_per_component(
-            "full", n_features, n_components, np.float32, fitting=False
-        )
-    assert _prefer_per_component("full", 32, 46, np.float32, fitting=False)
-    assert not _prefer_per_component("full", 31, 64, np.float32)
     gm = GaussianMixtureEM(80)
     assert gm._uses_per_component_form(64, np.float64)
     assert not gm._uses_per_component_form(64, np.float64, fitting=False)
