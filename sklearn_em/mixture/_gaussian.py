@@ -4546,14 +4546,21 @@ class GaussianMixtureEM(BaseMixtureEM):
         return True
 
     def _set_precisions_from_init(self):
-        self.precisions_cholesky_ = _compute_precision_cholesky_from_precisions(
-            self._precisions_init.astype(self._fit_dtype), self.covariance_type
+        # Factorised in float64, as the M-step's covariances are, then
+        # stored in the model's dtype: rounded to float32 first, a precision
+        # of condition number 4e5 lost that many times float32's rounding
+        # in its weakest direction, and a float32 fit's first iteration
+        # moved its covariances 5.7e-4 (relative) from float64's, against
+        # scikit-learn's 5e-8, whose float32 fit keeps float64 parameters.
+        precisions_cholesky = _compute_precision_cholesky_from_precisions(
+            self._precisions_init.astype(np.float64), self.covariance_type
         )
+        self.precisions_cholesky_ = precisions_cholesky.astype(self._fit_dtype)
         # Covariances are only known once an M-step has run; start from the
         # inverse of the given precisions so that the attribute always exists.
         self.covariances_ = _covariances_from_precisions_cholesky(
-            self.precisions_cholesky_, self.covariance_type
-        )
+            precisions_cholesky, self.covariance_type
+        ).astype(self._fit_dtype)
 
     def _chunk_sizing(self, n_features, itemsize, missing, prediction=False):
         # On complete data the chunk's temporaries are the kernels' own
