@@ -782,6 +782,14 @@ class BaseMixtureEM(
                     current_lower_bounds.append(lower_bound)
                     diverged = not self._m_step_or_stop(stats)
                     if diverged:
+                        # The same E-step, more accurately, if the model has
+                        # a more accurate one: its M-step may not collapse.
+                        stats = self._statistics_after_collapse(data)
+                        if stats is not None:
+                            lower_bound = self._lower_bound(stats)
+                            current_lower_bounds[-1] = lower_bound
+                            diverged = not self._m_step_or_stop(stats)
+                    if diverged:
                         break
 
                     change = lower_bound - prev_lower_bound
@@ -840,6 +848,15 @@ class BaseMixtureEM(
             self._set_parameters(previous)
             return False
         return True
+
+    def _statistics_after_collapse(self, data):
+        """The last E-step's statistics again, computed more accurately.
+
+        For a second M-step after one that collapsed (see
+        :meth:`_m_step_or_stop`): None, the default, when the model has no
+        more accurate E-step, and the run of EM ends there.
+        """
+        return None
 
     def _lower_bound(self, stats):
         """Mean log-likelihood of the data under the E-step's parameters."""

@@ -4534,6 +4534,9 @@ class GaussianMixtureEM(BaseMixtureEM):
             self._fit_dtype = self.means_.dtype
         else:
             self._fit_dtype = X.dtype
+        # A float32 fit's E-steps are computed in float64 from an M-step
+        # that collapsed in float32 on (see _statistics_after_collapse).
+        self._float64_e_steps = False
 
     def _initial_weights(self):
         if self.weights == "uniform":
@@ -4957,6 +4960,8 @@ class GaussianMixtureEM(BaseMixtureEM):
     def _e_step_chunk_function(self):
         # The fused E-step: one feature matrix per chunk for both halves.
         dtype = self._dtype()
+        if getattr(self, "_float64_e_steps", False):
+            dtype = np.dtype(np.float64)
         shift = getattr(self, "_moments_shift", None)
         recentred = shift is not None and shift is not self.means_
         exact = getattr(self, "_exact_e_step", False)
@@ -5241,6 +5246,22 @@ class GaussianMixtureEM(BaseMixtureEM):
                 super()._initialize_parameters(data, random_state)
             finally:
                 del self._initial_statistics_in_float64
+
+    def _statistics_after_collapse(self, data):
+        # A float32 E-step's scatter rounds by eps |x - c|^2, which swamps
+        # a covariance's smallest eigenvalues when the covariance is very
+        # ill-conditioned (a smallest variance 1e-8 of the largest): its
+        # M-step gives an indefinite matrix where the float64 one is not
+        # (20,000 rows in 48 dimensions with 64 components, the data's
+        # variances spread over 8 decades: the float32 fit stopped at its
+        # start, 8 nats a row below float64's lower bound, where
+        # scikit-learn's float32 fit ran on). The same E-step is computed in
+        # float64, as are the rest of this fit's (the precision guard's
+        # float64 chunks), as the initialisation does (above).
+        if self._dtype() != np.float32 or self._float64_e_steps:
+            return None
+        self._float64_e_steps = True
+        return self._e_step_statistics(data)
 
     # Missing values (NaN): see _missing.py. Used only for data with NaN.
     def _missing_parameters(self):

@@ -360,6 +360,33 @@ def test_float32_precisions_init_factorised_in_float64():
         assert error(ours, name) <= 2 * error(theirs, name) + 4 * eps, name
 
 
+def test_float32_m_step_that_collapses_is_retried_in_float64():
+    # Variances spread over eight decades: a float32 E-step's scatter (its
+    # rounding about eps |x - c|^2) swamps the smallest eigenvalues, and the
+    # first M-step's covariance is indefinite where the float64 one is not.
+    # The fit had stopped there (diverged, 0.44 nats a row below float64's
+    # lower bound), where scikit-learn's float32 fit ran on. The E-step is
+    # computed again in float64, as the rest of the fit's.
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    X = rng.normal(size=(6000, 32)) * np.logspace(0, -4, 32) @ rotation.T * 10 + 5
+    X32 = X.astype(np.float32)
+    kwargs = dict(n_components=16, max_iter=10, tol=0, random_state=0)
+    reference = _quiet_fit(GaussianMixtureEM(**kwargs), X32.astype(np.float64))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = GaussianMixtureEM(**kwargs).fit(X32)
+    assert not [w for w in caught if "diverged" in str(w.message)]
+    assert ours._float64_e_steps
+    assert ours.n_iter_ == 10
+    assert ours.means_.dtype == np.float32
+    assert abs(ours.lower_bound_ - reference.lower_bound_) < 1e-2
+    # Data whose float32 M-steps do not collapse keeps float32 E-steps.
+    blobs = _blob_mixture(2000, 8, 4, 0.0).astype(np.float32)
+    blobs = _quiet_fit(GaussianMixtureEM(**kwargs), blobs)
+    assert not blobs._float64_e_steps
+
+
 def test_divergence_keeps_the_last_good_parameters():
     # scikit-learn #18216's start: spherical, no regularisation, a
     # component isolated on one sample. The run stops, unconverged, with
