@@ -5258,7 +5258,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         # scikit-learn's float32 fit ran on). The same E-step is computed in
         # float64, as are the rest of this fit's (the precision guard's
         # float64 chunks), as the initialisation does (above).
-        if self._dtype() != np.float32 or self._float64_e_steps:
+        if self._dtype() != np.float32 or getattr(self, "_float64_e_steps", False):
             return None
         self._float64_e_steps = True
         return self._e_step_statistics(data)
