@@ -377,14 +377,73 @@ def test_float32_m_step_that_collapses_is_retried_in_float64():
         warnings.simplefilter("always")
         ours = GaussianMixtureEM(**kwargs).fit(X32)
     assert not [w for w in caught if "diverged" in str(w.message)]
-    assert ours._float64_e_steps
     assert ours.n_iter_ == 10
     assert ours.means_.dtype == np.float32
     assert abs(ours.lower_bound_ - reference.lower_bound_) < 1e-2
-    # Data whose float32 M-steps do not collapse keeps float32 E-steps.
-    blobs = _blob_mixture(2000, 8, 4, 0.0).astype(np.float32)
-    blobs = _quiet_fit(GaussianMixtureEM(**kwargs), blobs)
-    assert not blobs._float64_e_steps
+
+
+def test_collapsed_float32_m_step_retries_with_float64_e_steps(monkeypatch):
+    # The mechanism, whatever BLAS's rounding: a float32 M-step that
+    # collapses is tried again on the same E-step computed in float64, and
+    # the fit's later E-steps stay in float64; a float64 fit has nothing
+    # more accurate and stops (diverged), as does a second collapse.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._suffstats import CollapseError
+
+    e_step_dtypes = []
+    chunk_function = GaussianMixtureEM._e_step_chunk_function
+
+    def spy(self):
+        function = chunk_function(self)
+        e_step_dtypes.append(function.keywords["log_w"].dtype)
+        return function
+
+    e_steps = []
+    statistics = GaussianMixtureEM._e_step_statistics
+
+    def counted(self, data):
+        e_steps.append(data)
+        return statistics(self, data)
+
+    estimate = _gaussian._estimate_gaussian_parameters
+    collapses = {"left": 0}
+
+    def collapsing(*args, **kwargs):
+        # The M-steps after the second E-step collapse, as many as are left.
+        if len(e_steps) in (2, 3) and collapses["left"]:
+            collapses["left"] -= 1
+            raise CollapseError("collapsed")
+        return estimate(*args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureEM, "_e_step_chunk_function", spy)
+    monkeypatch.setattr(GaussianMixtureEM, "_e_step_statistics", counted)
+    monkeypatch.setattr(_gaussian, "_estimate_gaussian_parameters", collapsing)
+    X32 = _blob_mixture(2000, 8, 4, 0.0).astype(np.float32)
+    kwargs = dict(n_components=4, max_iter=5, tol=0, random_state=0)
+
+    collapses["left"] = 1
+    ours = _quiet_fit(GaussianMixtureEM(**kwargs), X32)
+    assert len(e_steps) == 6
+    assert ours.n_iter_ == 5
+    assert ours._float64_e_steps
+    float32, float64 = np.dtype(np.float32), np.dtype(np.float64)
+    assert e_step_dtypes == [float32, float32, float64, float64, float64, float64]
+    assert ours.means_.dtype == np.float32
+
+    # Without a collapse, float32 E-steps throughout.
+    e_step_dtypes.clear()
+    e_steps.clear()
+    plain = _quiet_fit(GaussianMixtureEM(**kwargs), X32)
+    assert not plain._float64_e_steps
+    assert e_step_dtypes == [float32] * 5
+
+    # float64, or a second collapse: the run stops at that iteration.
+    for X, left in ((X32.astype(np.float64), 1), (X32, 2)):
+        e_steps.clear()
+        collapses["left"] = left
+        with pytest.warns(ConvergenceWarning, match="diverged at iteration 2"):
+            stopped = GaussianMixtureEM(**kwargs).fit(X)
+        assert stopped.n_iter_ == 2
 
 
 def test_divergence_keeps_the_last_good_parameters():
