@@ -4563,7 +4563,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         # moved its covariances 5.7e-4 (relative) from float64's, against
         # scikit-learn's 5e-8, whose float32 fit keeps float64 parameters.
         precisions_cholesky = _compute_precision_cholesky_from_precisions(
-            self._precisions_init.astype(np.float64), self.covariance_type
+            self._precisions_init.astype(np.float64, copy=False), self.covariance_type
         )
         self.precisions_cholesky_ = precisions_cholesky.astype(self._fit_dtype)
         # Covariances are only known once an M-step has run; start from the
