@@ -3691,6 +3691,25 @@ _ROWS_FIRST = (4, 16)
 #: ... from this many features (the product's inner dimension).
 _ROWS_FIRST_FEATURES = 32
 
+#: More components than ``_ROWS_FIRST``'s, up to this many, are computed
+#: rows first too where the product's inner dimension is at least
+#: ``_ROWS_FIRST_WIDE_RATIO`` times the components (wide diagonal and
+#: spherical data): there the transposed orientation's product still ran
+#: at 0.6-0.9 of the other's speed, and its copy is a small part of it.
+#: ``_component_product`` alone, float32, 2,000 and 8,000 rows, its time
+#: rows first over the other's: 24 components 0.60-0.94 from 64 features,
+#: 32 from 128 features 0.56-0.94, 40 and 48 at 200-400 features
+#: 0.67-1.00 (0.73-0.86 on one thread); fewer features a component lost,
+#: up to 2-6x at 32 features with 64-128 components. Alternated in one
+#: process (3-iteration float32 fits of 50,000 rows from the same start,
+#: the same covariances to the last bit): diag 128 x 32 0.875, 200 x 40
+#: 0.916, spherical 200 x 40 0.978, full 16 x 24 and 16 x 32 (152
+#: features) 0.97-1.04; predict_proba at 100,000 rows 0.86, 0.89 and
+#: 0.98; default fits of 3,000 x 200 with 40 diagonal components (the
+#: small-shape scan's slowest float32 point) 0.90 of their time.
+_ROWS_FIRST_WIDE = 48
+_ROWS_FIRST_WIDE_RATIO = 4
+
 
 def _short_side(A, B):
     """Which side of a moments product ``A @ B`` goes a vector at a time.
@@ -3729,14 +3748,19 @@ def _rows_first(A, B):
     -------
     rows_first : bool
         True for float32 with ``_ROWS_FIRST`` components and
-        ``_ROWS_FIRST_FEATURES`` features or more, where ``B`` is the
-        transpose of a C-ordered chunk.
+        ``_ROWS_FIRST_FEATURES`` features or more, or up to
+        ``_ROWS_FIRST_WIDE`` components with ``_ROWS_FIRST_WIDE_RATIO``
+        features a component or more, where ``B`` is the transpose of a
+        C-ordered chunk.
     """
+    n_components, n_features = A.shape
+    if A.dtype != np.float32 or not B.flags.f_contiguous:
+        return False
+    if _ROWS_FIRST[0] <= n_components <= _ROWS_FIRST[1]:
+        return n_features >= _ROWS_FIRST_FEATURES
     return (
-        A.dtype == np.float32
-        and _ROWS_FIRST[0] <= A.shape[0] <= _ROWS_FIRST[1]
-        and A.shape[1] >= _ROWS_FIRST_FEATURES
-        and B.flags.f_contiguous
+        _ROWS_FIRST[1] < n_components <= _ROWS_FIRST_WIDE
+        and n_features >= _ROWS_FIRST_WIDE_RATIO * n_components
     )
 
 

@@ -660,15 +660,32 @@ def test_float32_tight_clusters_far_apart_keep_their_spread(monkeypatch, per_com
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_components", [1, 2, 3, 4, 12, 17])
-@pytest.mark.parametrize("n_columns", [4, 16, 40])
+@pytest.mark.parametrize("n_components", [1, 2, 3, 4, 12, 17, 40])
+@pytest.mark.parametrize("n_columns", [4, 16, 40, 160])
 def test_products_with_few_components_are_the_products(dtype, n_components, n_columns):
     # With 2 or 3 components, the chunk's products are one matrix-vector
-    # product per component, and float32's with 4 to 16 from 32 columns the
-    # transposed product, copied: the same products, to rounding (relative
-    # to the sums of the terms' magnitudes), on either side and in either
-    # memory order, written to ``out`` or added to it.
-    from sklearn_em.mixture._gaussian import _component_product, _inner_product
+    # product per component, and float32's with 4 to 16 from 32 columns
+    # (17 to 48 from 4 columns a component) the transposed product, copied:
+    # the same products, to rounding (relative to the sums of the terms'
+    # magnitudes), on either side and in either memory order, written to
+    # ``out`` or added to it.
+    from sklearn_em.mixture._gaussian import (
+        _component_product,
+        _inner_product,
+        _rows_first,
+    )
+
+    # Which orientation each case takes (so that both are covered here).
+    coef_T = np.empty((n_components, n_columns), dtype=dtype)
+    features_T = np.empty((300, n_columns), dtype=dtype).T
+    assert _rows_first(coef_T, features_T) == (
+        dtype == np.float32
+        and n_components >= 4
+        and (
+            (n_components <= 16 and n_columns >= 32)
+            or (16 < n_components <= 48 and n_columns >= 4 * n_components)
+        )
+    )
 
     rng = np.random.RandomState(0)
     F = rng.normal(size=(3000, n_columns)).astype(dtype)
@@ -702,13 +719,14 @@ def test_products_with_few_components_are_the_products(dtype, n_components, n_co
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_components", [2, 4, 16, 17])
-@pytest.mark.parametrize("n_columns", [16, 32, 40])
+@pytest.mark.parametrize("n_components", [2, 4, 16, 17, 40, 49])
+@pytest.mark.parametrize("n_columns", [16, 32, 40, 200])
 def test_summed_products_of_feature_blocks(dtype, n_components, n_columns):
     # The products of the coefficients with a chunk's two feature blocks
     # (diagonal covariances from _DIAG_BLOCK_FEATURES) are summed in the
     # rows-first buffers and copied once where both are computed rows first
-    # (float32, 4 to 16 components, from 32 columns), rather than each
+    # (float32, 4 to 16 components from 32 columns, 17 to 48 from 4 columns
+    # a component), rather than each
     # written into ``out``: bit for bit the result of the two products'
     # writes, the second added to the first, and the sum of the products to
     # rounding.
@@ -724,7 +742,12 @@ def test_summed_products_of_feature_blocks(dtype, n_components, n_columns):
     coef = rng.normal(size=(2 * n_columns, n_components)).astype(dtype)
     pairs = [(coef[:n_columns].T, quadratic.T), (coef[n_columns:].T, Z.T)]
     assert all(_rows_first(A, B) for A, B in pairs) == (
-        dtype == np.float32 and 4 <= n_components <= 16 and n_columns >= 32
+        dtype == np.float32
+        and n_components >= 4
+        and (
+            (n_components <= 16 and n_columns >= 32)
+            or (16 < n_components <= 48 and n_columns >= 4 * n_components)
+        )
     )
     out = np.full((n_components, 3000), np.nan, dtype=dtype)
     summed = _summed_component_products(*pairs, out)
