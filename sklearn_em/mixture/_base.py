@@ -64,6 +64,7 @@ from ._suffstats import (
     foreign_blas_limits,
     label_rows,
     log_likelihood_rows,
+    n_threads,
     proba_rows,
     resp_chunk,
     single_threaded_blas,
@@ -446,11 +447,13 @@ class BaseMixtureEM(
 
     # ------------------------------------------------------------------
     # Initialisation.
-    def _initial_resp(self, X, sample_weight, random_state):
+    def _initial_resp(self, X, sample_weight, random_state, threaded_after=False):
         """Initial responsibilities from ``init_params``, shape (n, K).
 
         For ``'kmeans'``, the labels instead, shape (n,): hard
         responsibilities (see :meth:`_statistics_from_resp`).
+        ``threaded_after``: EM's E-steps will run on the engine's threads
+        (see :func:`._kmeans.kmeans_lloyd`).
         """
         n_samples = X.shape[0]
         n_components = self.n_components
@@ -460,7 +463,12 @@ class BaseMixtureEM(
                 # KMeans(n_clusters=K, n_init=1, random_state).fit(X)'s labels,
                 # bit for bit, without its validation and spinning threads.
                 label = kmeans_labels(
-                    X, n_components, sample_weight, random_state, self.n_jobs
+                    X,
+                    n_components,
+                    sample_weight,
+                    random_state,
+                    self.n_jobs,
+                    threaded_after=threaded_after,
                 )
             else:
                 with foreign_blas_limits():
@@ -532,9 +540,20 @@ class BaseMixtureEM(
         # One window for the initialisation's products (none for small data,
         # see _blas_limit; scikit-learn's KMeans, which limits BLAS itself,
         # gets a real one in _initial_resp). k-means opens its own: its
-        # k-means++ seeding runs with BLAS's threads, as in KMeans.
+        # k-means++ seeding runs with BLAS's threads, as in KMeans, unless
+        # EM's E-steps then run on the engine's threads.
         if self.init_params == "kmeans":
-            resp = self._initial_resp(X_init, init_weight, random_state)
+            # Whether EM's E-steps run on the engine's threads (several
+            # chunks of in-memory data): k-means then keeps BLAS's threads,
+            # which busy-wait once woken, off their cores.
+            threaded_after = (
+                isinstance(data, ArrayData)
+                and data.n_samples > data.rows
+                and n_threads(self.n_jobs) > 1
+            )
+            resp = self._initial_resp(
+                X_init, init_weight, random_state, threaded_after=threaded_after
+            )
         else:
             with single_threaded_blas():
                 resp = self._initial_resp(X_init, init_weight, random_state)

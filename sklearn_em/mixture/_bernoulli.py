@@ -514,14 +514,14 @@ class BernoulliMixtureEM(BaseMixtureEM):
     def _initial_means(self):
         return _clip_probabilities(self._means_init.astype(self._fit_dtype))
 
-    def _initial_resp(self, X, sample_weight, random_state):
+    def _initial_resp(self, X, sample_weight, random_state, **kwargs):
         if self.init_params in ("kmeans", "k-means++"):
             # The same input whatever the user's format: canonical CSR (no
             # stored zeros, sorted indices; binarising keeps stored zeros).
             X = sparse.csr_matrix(X, copy=sparse.issparse(X))
             X.eliminate_zeros()
             X.sort_indices()
-        return super()._initial_resp(X, sample_weight, random_state)
+        return super()._initial_resp(X, sample_weight, random_state, **kwargs)
 
     def _initialize_from_given(self, X):
         if self._means_init is None or (

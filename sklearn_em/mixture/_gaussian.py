@@ -4968,10 +4968,10 @@ class GaussianMixtureEM(BaseMixtureEM):
             limit = _DIRECT_FULL_VALUES
         return n_values <= limit
 
-    def _initial_resp(self, X, sample_weight, random_state):
+    def _initial_resp(self, X, sample_weight, random_state, **kwargs):
         # Before k-means squares the data (in memory: X or Dask's sample).
         _check_magnitude(X)
-        return super()._initial_resp(X, sample_weight, random_state)
+        return super()._initial_resp(X, sample_weight, random_state, **kwargs)
 
     def _shift(self):
         # Where the last E-step's second moments are (until the M-step).

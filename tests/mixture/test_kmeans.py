@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from sklearn.utils.extmath import row_norms
+from threadpoolctl import threadpool_info
 
 import sklearn_em.mixture._base as base_module
 from sklearn_em import GaussianMixtureEM
@@ -381,7 +382,9 @@ def test_one_component_fit_same_as_sklearn(covariance_type):
     assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-10)
 
 
-def _reference_labels(X, n_clusters, sample_weight, random_state, n_jobs=None):
+def _reference_labels(
+    X, n_clusters, sample_weight, random_state, n_jobs=None, threaded_after=False
+):
     """The labels through scikit-learn's KMeans, as before this module."""
     return (
         KMeans(n_clusters, n_init=1, random_state=random_state)
@@ -407,6 +410,79 @@ def test_weighted_fit_same_as_through_kmeans(kind, n_init, monkeypatch):
     assert_array_equal(ours.means_, reference.means_)
     assert_array_equal(ours.weights_, reference.weights_)
     assert ours.lower_bound_ == reference.lower_bound_
+
+
+def _seeding_blas_threads(monkeypatch, **kwargs):
+    """BLAS's thread counts during k-means++'s seeding of a small data set,
+    and the labels, through :func:`_kmeans.kmeans_labels`."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    seeds = _kmeans.kmeans_plusplus
+
+    def recorded(*args, **kw):
+        seen.append(
+            {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        )
+        return seeds(*args, **kw)
+
+    monkeypatch.setattr(_kmeans, "kmeans_plusplus", recorded)
+    X, _ = make_blobs(3000, n_features=50, centers=8, random_state=0)
+    labels = _kmeans.kmeans_labels(X, 8, None, np.random.RandomState(0), **kwargs)
+    monkeypatch.setattr(_kmeans, "kmeans_plusplus", seeds)
+    assert len(seen) == 1
+    return seen[0], labels
+
+
+def test_small_seeding_keeps_blas_on_one_thread_before_threaded_work(monkeypatch):
+    # k-means++ on small data runs where BLAS leaves it (its threads, as in
+    # KMeans), unless the caller then runs its E-steps on the engine's
+    # threads: BLAS's woken threads busy-wait on the cores those want.
+    # The same labels either way.
+    outside = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    if max(outside) == 1:
+        pytest.skip("BLAS already runs one thread: nothing to keep it from")
+    free, labels = _seeding_blas_threads(monkeypatch)
+    kept, kept_labels = _seeding_blas_threads(monkeypatch, threaded_after=True)
+    assert free == outside
+    assert kept == {1}
+    assert_array_equal(kept_labels, labels)
+
+
+@pytest.mark.parametrize(
+    "n_jobs, n_samples, n_components, expected",
+    [(2, 3000, 40, True), (None, 30, 4, False), (1, 3000, 40, False)],
+)
+def test_default_fit_seeds_on_one_blas_thread_when_em_is_threaded(
+    n_jobs, n_samples, n_components, expected, monkeypatch
+):
+    # The mixture tells k-means whether its E-steps run on the engine's
+    # threads (several chunks, more than one thread): exactly when they do.
+    from sklearn_em.mixture import _suffstats
+
+    calls, maps = [], []
+    labels, map_in_threads = _kmeans.kmeans_labels, _suffstats.map_in_threads
+
+    def recorded_labels(*args, **kwargs):
+        calls.append(kwargs.get("threaded_after"))
+        return labels(*args, **kwargs)
+
+    def recorded_map(function, items, threads):
+        maps.append(min(threads, len(items)))
+        return map_in_threads(function, items, threads)
+
+    monkeypatch.setattr(base_module, "kmeans_labels", recorded_labels)
+    monkeypatch.setattr(_suffstats, "map_in_threads", recorded_map)
+    X, _ = make_blobs(n_samples, n_features=200, centers=4, random_state=0)
+    model = GaussianMixtureEM(n_components, covariance_type="diag", n_jobs=n_jobs)
+    model.set_params(random_state=0, max_iter=2, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    # (k-means on data this small maps nothing over threads itself.)
+    threaded = any(threads > 1 for threads in maps)
+    assert threaded == expected
+    assert calls == [threaded]
 
 
 def test_default_fit_does_not_call_kmeans(monkeypatch):
