@@ -81,6 +81,8 @@ BENCHMARK_TABLES = {
     "against scikit-learn",
     "small_shapes_default_float32.md": "Gaussian mixtures on small shapes: "
     "default fits of float32 data against scikit-learn",
+    "small_shapes_float32.md": "Gaussian mixtures on small shapes: EM "
+    "iterations on float32 data against scikit-learn",
     "predict.md": "Gaussian mixtures: prediction (predict_proba, score_samples, "
     "predict) against scikit-learn",
     "sweep.md": "Gaussian mixtures: EM iterations across shapes against "
