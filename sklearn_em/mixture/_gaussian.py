@@ -4589,7 +4589,9 @@ class GaussianMixtureEM(BaseMixtureEM):
         precisions_cholesky = _compute_precision_cholesky_from_precisions(
             self._precisions_init.astype(np.float64, copy=False), self.covariance_type
         )
-        self.precisions_cholesky_ = precisions_cholesky.astype(self._fit_dtype)
+        self.precisions_cholesky_ = precisions_cholesky.astype(
+            self._fit_dtype, copy=False
+        )
         # Covariances are only known once an M-step has run; start from the
         # inverse of the given precisions so that the attribute always exists.
         self.covariances_ = _covariances_from_precisions_cholesky(

@@ -319,16 +319,15 @@ def kmeans_lloyd(
     # BLAS's threads saved 0.7 of the seeding's 3 ms and spun on an idle
     # core (seeded on one thread, 1.02-1.03x the fit's time).
     threads = 1
-    window = single_threaded_blas() if threaded_after else nullcontext()
-    if Xc.nbytes >= _MIN_THREADED_BYTES:
-        window = nullcontext()
+    small = Xc.nbytes < _MIN_THREADED_BYTES
+    if not small:
         step_values = _n_local_trials(n_clusters) * Xc.size
         if X.dtype == np.float64 and step_values >= _THREADED_SEEDING:
             threads = n_threads(n_jobs)
-            window = single_threaded_blas()
         if threads == 1:
             release_blas_limit()
-    with window:
+    one_blas_thread = threads > 1 or (small and threaded_after)
+    with single_threaded_blas() if one_blas_thread else nullcontext():
         centers = kmeans_plusplus(
             Xc, n_clusters, x_squared_norms, sample_weight, random_state, threads
         )[0]
