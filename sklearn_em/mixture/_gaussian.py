@@ -50,14 +50,6 @@ _COLLAPSE_MESSAGE = (
 )
 
 
-_MAGNITUDE_MESSAGE = (
-    "X has values of magnitude up to {top:.3g}, too large for a Gaussian "
-    "mixture in {dtype}: the sums of squares it is fitted from would "
-    "overflow. Scale the data, for instance with "
-    "sklearn.preprocessing.StandardScaler."
-)
-
-
 def _abs_max(X):
     """``max |x|`` over the values that are not NaN, without a temporary copy.
 
@@ -66,23 +58,77 @@ def _abs_max(X):
     return max(float(np.nanmax(X)), -float(np.nanmin(X)))
 
 
-def _check_magnitude(X):
-    """Raise a ValueError if the sums of squares of ``X`` could overflow.
+def _magnitude_error(X, top=None):
+    """The ValueError for data whose squares would overflow its dtype.
 
-    A fit adds up ``n_samples * n_features`` squares of values up to twice
-    ``max |x|`` (after centring), as does the k-means initialisation.
+    ``top``: ``max |x|`` if known (computed otherwise).
+    """
+    top = _abs_max(X) if top is None else top
+    message = (
+        f"X has values of magnitude up to {top:.3g}, too large for a Gaussian "
+        f"mixture in {np.dtype(X.dtype)}: the squares it is fitted from would "
+        "overflow. Scale the data, for instance with "
+        "sklearn.preprocessing.StandardScaler"
+    )
+    if X.dtype == np.float32:
+        message += ", or fit it in float64: X.astype(numpy.float64)"
+    return ValueError(message + ".")
+
+
+def _check_magnitude(X, total_weight=None):
+    """Check that a Gaussian mixture in ``X``'s dtype can be fitted to ``X``.
+
+    What a fit squares is bounded by the data's extent: a component's
+    variance by its feature's squared range (plus ``reg_covar``), and a
+    fit's centred sums of squares by the total weight times that. The
+    k-means initialisation adds up uncentred squared distances, up to ``4 D
+    max |x|^2`` each, over every row. An earlier check refused data whose
+    ``4 N D max |x|^2`` overflowed, which scikit-learn fits (float32 at 1e16
+    in 20,000 x 3, float64 at 1e151).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Finite, validated data.
+        Finite, validated data (NaN for missing values).
+
+    total_weight : float, default=None
+        The sum of the sample weights; None means ``n_samples``.
+
+    Returns
+    -------
+    scale : float
+        A power of two by which k-means's data is multiplied (1.0 where its
+        sums cannot overflow). A power of two scales every product and sum
+        exactly, so the labels are those k-means finds on ``X`` wherever
+        its arithmetic does not overflow.
+
+    float64 : bool
+        Whether float32 data's sums of squares could overflow float32: the
+        fit then computes them in float64. False for float64 data.
+
+    Raises
+    ------
+    ValueError
+        Where a covariance could not be represented in ``X``'s dtype.
     """
     if X.size == 0:
-        return
-    top = _abs_max(X)
-    limit = math.sqrt(np.finfo(X.dtype).max / (4.0 * X.size))
-    if top > limit:
-        raise ValueError(_MAGNITUDE_MESSAGE.format(top=top, dtype=X.dtype))
+        return 1.0, False
+    high, low = float(np.nanmax(X)), float(np.nanmin(X))
+    top = max(high, -low)
+    n_samples, n_features = X.shape
+    weight = max(float(n_samples if total_weight is None else total_weight), 1.0)
+    largest = float(np.finfo(X.dtype).max)
+    # (Compared as square roots: the squares can overflow Python's floats.)
+    extent = high - low
+    if extent > math.sqrt(largest):
+        raise _magnitude_error(X, top)
+    scale = 1.0
+    kmeans_limit = math.sqrt(largest / (4.0 * n_features * weight))
+    if top > kmeans_limit:
+        # Half the limit (one more halving than needed): the sums' rounding.
+        scale = 2.0 ** -math.ceil(math.log2(top / kmeans_limit) + 1)
+    float64 = X.dtype == np.float32 and extent > math.sqrt(largest / weight)
+    return scale, bool(float64)
 
 
 # ----------------------------------------------------------------------
@@ -4301,8 +4347,10 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     # is a few percent of one).
     kept = diagonal - moved
     kept += regularised
-    kept *= _RECENTRE_ERROR.get(dtype, 1e-12) / eps
     np.maximum(kept, 0, out=kept)
+    # (moved scaled down rather than kept up: on data near the float range,
+    # kept times 1e-12 / eps overflowed.)
+    moved *= eps / _RECENTRE_ERROR.get(dtype, 1e-12)
     return means if np.greater(moved, kept).any() else None
 
 
@@ -4850,12 +4898,15 @@ class GaussianMixtureEM(BaseMixtureEM):
             stats = super()._e_step_statistics(data)
         if not _all_finite(stats.values()):
             # Only sums of squares beyond the float range get here (X and
-            # the weights are finite, the weights normalised).
-            raise ValueError(
-                _MAGNITUDE_MESSAGE.format(
-                    top=_abs_max(data.X), dtype=np.dtype(data.dtype)
-                )
-            )
+            # the weights are finite, the weights normalised): a float32
+            # fit's E-steps go on in float64 (from given parameters, which
+            # skip _initial_resp's check), a float64 fit's cannot.
+            if self._dtype() == np.float32 and not getattr(
+                self, "_float64_e_steps", False
+            ):
+                self._float64_e_steps = True
+                return self._e_step_statistics(data)
+            raise _magnitude_error(data.X)
         if data.has_missing is not False:
             return stats
         if not direct:
@@ -4972,7 +5023,18 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _initial_resp(self, X, sample_weight, random_state, **kwargs):
         # Before k-means squares the data (in memory: X or Dask's sample).
-        _check_magnitude(X)
+        # Where k-means's sums could overflow it runs on the data scaled by
+        # a power of two (the same labels where they do not), and float32
+        # data whose sums of squares float32 cannot hold is fitted with
+        # float64 E-steps and initial statistics (scikit-learn's float32 fit
+        # returns NaN or fails there).
+        scale, float64 = _check_magnitude(
+            X, None if sample_weight is None else float(np.sum(sample_weight))
+        )
+        if float64:
+            self._float64_e_steps = True
+        if scale != 1.0:
+            X = X * np.asarray(scale, dtype=X.dtype)
         return super()._initial_resp(X, sample_weight, random_state, **kwargs)
 
     def _shift(self):
@@ -5251,10 +5313,26 @@ class GaussianMixtureEM(BaseMixtureEM):
             _accumulate_gaussian,
             shift=shift,
             covariance_type=_engine_covariance_type(self.covariance_type),
-            float64=getattr(self, "_initial_statistics_in_float64", False),
+            float64=self._initial_float64(),
+        )
+
+    def _initial_float64(self):
+        # Whether the initial statistics are computed in float64 whatever
+        # the data's dtype: after a float32 start collapsed (below), or for
+        # float32 data whose sums of squares could overflow (_initial_resp).
+        return getattr(self, "_initial_statistics_in_float64", False) or getattr(
+            self, "_float64_e_steps", False
         )
 
     def _initialize_parameters(self, data, random_state):
+        if (
+            data.has_missing
+            and np.dtype(data.dtype) == np.float32
+            and _check_magnitude(data.X)[1]
+        ):
+            # The missing-value kernels add up in the data's dtype: float32
+            # data whose sums of squares float32 cannot hold is refused.
+            raise _magnitude_error(data.X)
         # A component of a few points has a covariance whose smallest
         # eigenvalues are reg_covar: a float32 scatter's rounding (eps |x|^2)
         # can make it indefinite where the exact one is not. Then the same
@@ -5313,6 +5391,16 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
 
     def _statistics_from_resp(self, data, resp):
+        stats = self._initial_statistics(data, resp)
+        if not _all_finite(stats.values()):
+            # Sums of squares beyond the float range, as in
+            # _e_step_statistics (float32 data whose sums float32 cannot hold
+            # has them in float64 already, see _initial_resp).
+            raise _magnitude_error(data.X)
+        return stats
+
+    def _initial_statistics(self, data, resp):
+        # The statistics of the initial responsibilities (or labels).
         if resp.ndim == 1 and not data.has_missing and isinstance(data.X, np.ndarray):
             # k-means labels: one pass over each cluster's own rows.
             return _partition_statistics(
@@ -5321,7 +5409,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 resp,
                 self.n_components,
                 covariance_type=_engine_covariance_type(self.covariance_type),
-                float64=getattr(self, "_initial_statistics_in_float64", False),
+                float64=self._initial_float64(),
                 n_jobs=self.n_jobs,
             )
         resp = _dense_resp(resp, self.n_components, data.dtype)
@@ -5404,7 +5492,18 @@ class GaussianMixtureEM(BaseMixtureEM):
                 return
         # The sums are float64 whatever the data: factorise in float64, then
         # store the parameters in the model's dtype. Nothing is set when a
-        # covariance is ill-defined.
+        # covariance is ill-defined, or beyond the dtype's range (float32
+        # data near its limit, whose float64 sums do not overflow: the
+        # initial tied covariance from data points, scikit-learn's, is
+        # n_samples / n_components times the data's; a covariance's largest
+        # entry is on its diagonal, so one maximum checks it).
+        if dtype == np.float32 and covariances.max() > np.finfo(np.float32).max:
+            raise ValueError(
+                "The fitted covariances are beyond float32's range: X's values "
+                "are too large for a Gaussian mixture in float32. Scale the "
+                "data, for instance with sklearn.preprocessing.StandardScaler, "
+                "or fit it in float64: X.astype(numpy.float64)."
+            )
         precisions_cholesky = _compute_precision_cholesky(
             covariances,
             self.covariance_type,

@@ -553,6 +553,103 @@ def test_data_too_large_to_fit_says_so(covariance_type):
             gm.partial_fit(X)
 
 
+def _large_blobs(scale, n_samples, dtype):
+    """Two unit blobs 5 apart in 3 dimensions, times ``scale``."""
+    rng = np.random.RandomState(0)
+    half = n_samples // 2
+    X = np.r_[rng.normal(size=(half, 3)), rng.normal(size=(half, 3)) + 5.0]
+    return (X * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(
+    "scale, n_samples, dtype",
+    [(1e16, 20_000, np.float32), (1e17, 400, np.float32), (1e151, 20_000, np.float64)],
+)
+def test_large_values_scikit_learn_fits_are_fitted_as_it_fits_them(
+    covariance_type, scale, n_samples, dtype
+):
+    # A bound on the sum of every squared value (4 N D max|x|^2) refused
+    # these: scikit-learn fits them, and k-means's sums of squared distances
+    # can overflow their dtype. k-means runs on the data times a power of
+    # two: the same labels, so the same fit as scikit-learn's.
+    X = _large_blobs(scale, n_samples, dtype)
+    original = X.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+        ours.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        theirs = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+        theirs.fit(X)
+    assert_array_equal(X, original)
+    assert ours.means_.dtype == dtype
+    assert ours.n_iter_ == theirs.n_iter_
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+    # (To float32's rounding of the largest values, for float32.)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    assert_allclose(ours.means_, theirs.means_, atol=tol * scale)
+    assert_allclose(ours.covariances_, theirs.covariances_, atol=tol * scale**2 * 10)
+    assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=tol / 10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("given", [False, True])
+def test_float32_data_whose_squares_float32_cannot_sum_is_fitted_in_float64(
+    covariance_type, given
+):
+    # 20,000 rows at 1e18: their sums of squares overflow float32
+    # (scikit-learn's float32 fit returns NaN or fails). The fit computes
+    # its statistics in float64 and keeps float32 parameters, those of the
+    # same fit of the data in float64 up to float32's rounding. Given
+    # parameters skip the initialisation's check: the first E-step's
+    # overflow is caught and the E-steps go on in float64.
+    X = _large_blobs(1e18, 20_000, np.float32)
+    params = {}
+    if given:
+        params = dict(
+            weights_init=[0.5, 0.5],
+            means_init=[[0.0] * 3, [5e18] * 3],
+            precisions_init=_precisions(covariance_type, n_features=3) * 1e-36,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gm = GaussianMixtureEM(
+            2, covariance_type=covariance_type, random_state=0, **params
+        ).fit(X)
+    assert gm._float64_e_steps
+    reference = GaussianMixtureEM(
+        2, covariance_type=covariance_type, random_state=0, **params
+    ).fit(X.astype(np.float64))
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert getattr(gm, name).dtype == np.float32
+        assert_allclose(getattr(gm, name), getattr(reference, name), rtol=1e-5)
+    assert_allclose(gm.lower_bound_, reference.lower_bound_, rtol=1e-6)
+    assert_array_equal(gm.predict(X), reference.predict(X.astype(np.float64)))
+
+
+def test_float32_values_beyond_what_float32_can_fit_say_so():
+    # A covariance of values 3e19 apart is beyond float32's range.
+    X = _large_blobs(3e18, 400, np.float32)
+    with pytest.raises(ValueError, match="fit it in float64"):
+        GaussianMixtureEM(2, random_state=0).fit(X)
+    # Missing values: their kernels add up in float32.
+    X = _large_blobs(1e18, 20_000, np.float32)
+    X[::7, 1] = np.nan
+    with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+        GaussianMixtureEM(2, random_state=0).fit(X)
+    # scikit-learn's initial tied covariance from data points is n_samples /
+    # n_components times the data's: beyond float32's range here.
+    X = _large_blobs(3e17, 20_000, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="beyond float32's range"):
+            GaussianMixtureEM(
+                2, covariance_type="tied", init_params="k-means++", random_state=0
+            ).fit(X)
+
+
 # ----------------------------------------------------------------------
 # 6. dtype
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
