@@ -1374,17 +1374,22 @@ def _expanded_coefficients(
         intercept = (
             -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
         )
-        if spread is None:
-            # The mixture's standard deviation around the centre, per feature.
-            spread = np.sqrt(np.exp(log_w) @ (variances + m**2))
-        if covariance_type == "full":
-            # s^T |P_k| s, one product (the three-operand einsum took 3x as long).
-            quadratic = np.abs(precisions).reshape(n_components, -1) @ np.outer(
-                spread, spread
-            ).reshape(-1)
-        else:
-            quadratic = precisions @ spread**2
-        cancelled = quadratic + 2.0 * np.abs(pm) @ spread + kappa
+        # (A mean far from the data, a means_init of 1e200, makes the spread
+        # and the cancellation infinite: its component is computed directly.)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if spread is None:
+                # The mixture's standard deviation around the centre, per
+                # feature.
+                spread = np.sqrt(np.exp(log_w) @ (variances + m**2))
+            if covariance_type == "full":
+                # s^T |P_k| s, one product (the three-operand einsum took 3x
+                # as long).
+                quadratic = np.abs(precisions).reshape(n_components, -1) @ np.outer(
+                    spread, spread
+                ).reshape(-1)
+            else:
+                quadratic = precisions @ spread**2
+            cancelled = quadratic + 2.0 * np.abs(pm) @ spread + kappa
         return coef, intercept, cancelled
 
 
@@ -4329,8 +4334,11 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     sxx = stats["sxx"]
     diagonal = np.diagonal(sxx, axis1=1, axis2=2) if sxx.ndim == 3 else sxx
     moved = means - shift.astype(np.float64, copy=False)
-    moved *= moved
-    moved *= column
+    with np.errstate(over="ignore", invalid="ignore"):
+        # (Means far from the data, a means_init of 1e200: an infinite move
+        # is lossy, an empty component's NaN is not.)
+        moved *= moved
+        moved *= column
     regularised = reg_covar * column
     if covariance_type == "tied":
         moved, diagonal, regularised = (
@@ -4898,14 +4906,28 @@ class GaussianMixtureEM(BaseMixtureEM):
             stats = super()._e_step_statistics(data)
         if not _all_finite(stats.values()):
             # Only sums of squares beyond the float range get here (X and
-            # the weights are finite, the weights normalised): a float32
+            # the weights are finite, the weights normalised). A float32
             # fit's E-steps go on in float64 (from given parameters, which
-            # skip _initial_resp's check), a float64 fit's cannot.
+            # skip _initial_resp's check). Moments moved to means far from
+            # the data (a means_init of 1e200, which scikit-learn fits) are
+            # accumulated again around the new means, as below; the data's
+            # own squares cannot be helped.
             if self._dtype() == np.float32 and not getattr(
                 self, "_float64_e_steps", False
             ):
                 self._float64_e_steps = True
                 return self._e_step_statistics(data)
+            if (
+                data.has_missing is False
+                and self._moments_shift is self.means_
+                and _all_finite((stats["nk"], stats["sx"]))
+            ):
+                self._moments_shift = self._means_from_statistics(stats)
+                stats = self._keep_negligible_mass(
+                    data, super()._e_step_statistics(data)
+                )
+                if _all_finite(stats.values()):
+                    return stats
             raise _magnitude_error(data.X)
         if data.has_missing is not False:
             return stats

@@ -173,6 +173,42 @@ def test_float32_means_init_far_from_the_data(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype, distance", [(np.float64, 1e200), (np.float32, 1e30)])
+def test_means_init_beyond_the_square_root_of_the_float_range(
+    covariance_type, dtype, distance
+):
+    # A mean whose squared distance to the data overflows: the moments moved
+    # to it were not finite, and diagonal and spherical fits raised that X
+    # was too large ("magnitude up to 7"); full and tied ones warned of
+    # overflows. scikit-learn fits it: that component takes no row, and the
+    # fit is the other's.
+    X = _blobs(n_features=3).astype(dtype)
+    means_init = [[distance] * 3, [0.0] * 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = GaussianMixtureEM(
+            2, covariance_type=covariance_type, means_init=means_init, random_state=0
+        ).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        theirs = GaussianMixture(
+            2, covariance_type=covariance_type, means_init=means_init, random_state=0
+        ).fit(X.astype(np.float64))
+    assert ours.means_.dtype == dtype
+    assert ours.n_iter_ == theirs.n_iter_
+    rtol = 1e-5 if dtype == np.float32 else 1e-9
+    assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=rtol)
+    # The far component is empty (a weight of 1e-17, its mean the rounding
+    # of nothing): the other one is the model.
+    assert_allclose(ours.weights_, theirs.weights_, atol=10 * np.finfo(dtype).eps)
+    assert_allclose(ours.means_[1], theirs.means_[1], rtol=rtol, atol=rtol)
+    live = slice(None) if covariance_type == "tied" else 1
+    assert_allclose(
+        ours.covariances_[live], theirs.covariances_[live], rtol=10 * rtol, atol=rtol
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_identical_float32_points_far_from_the_origin(covariance_type):
     # Three copies of a point at 1e6: the covariance is reg_covar exactly.
     # (scikit-learn's 10 eps guard on N_k moved the mean by 0.4 in float32.)
