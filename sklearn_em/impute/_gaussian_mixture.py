@@ -35,6 +35,44 @@ def _n_free_parameters(n_components, n_features, covariance_type):
     return n_components - 1 + n_components * n_features + covariance
 
 
+def _mean_and_scale(X):
+    """Each column's mean and standard deviation over its observed values.
+
+    Computed on the column divided by a power of two near its largest
+    magnitude where its squares could overflow (values beyond 1e150): the
+    standard deviation of values of 1e200 had been infinite, and the
+    imputations NaN. A power of two divides and multiplies exactly, so
+    other columns are computed as ``np.nanmean`` and ``np.nanstd`` compute
+    them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        float64, NaN for missing values.
+
+    Returns
+    -------
+    mean, scale : ndarray of shape (n_features,)
+        NaN for a column without an observed value; ``scale`` is 1 where the
+        column is constant or empty.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty features
+        largest = np.nanmax(np.abs(X), axis=0) if len(X) else np.zeros(X.shape[1])
+        unit = np.ones(X.shape[1])
+        large = largest > _LARGEST_SCALED
+        unit[large] = np.exp2(np.ceil(np.log2(largest[large])))
+        mean = np.nanmean(X / unit, axis=0) * unit
+        scale = np.nanstd(X / unit, axis=0) * unit
+    scale[~(scale > 0)] = 1.0
+    return mean, scale
+
+
+#: Columns with larger values are scaled to about 1 before their moments
+#: (see _mean_and_scale).
+_LARGEST_SCALED = 1e150
+
+
 def _is_nan(value):
     """Whether ``value`` is a float NaN (the default missing-value marker)."""
     return bool(isinstance(value, Real) and np.isnan(value))
@@ -290,12 +328,7 @@ class GaussianMixtureImputer(TransformerMixin, BaseEstimator):
         observed = ~np.isnan(X_nan)
         self._valid = observed.any(axis=0)
         Xv = X_nan[:, self._valid].astype(np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # empty features
-            self.mean_ = np.nanmean(X_nan.astype(np.float64), axis=0)
-            scale = np.nanstd(X_nan.astype(np.float64), axis=0)
-        scale[~(scale > 0)] = 1.0
-        self.scale_ = scale
+        self.mean_, self.scale_ = _mean_and_scale(X_nan.astype(np.float64))
         self.bic_ = {}
         if not self._valid.any():
             self.mixture_, self.n_components_, self.n_iter_ = None, 0, 0

@@ -5347,14 +5347,12 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
 
     def _initialize_parameters(self, data, random_state):
-        if (
-            data.has_missing
-            and np.dtype(data.dtype) == np.float32
-            and _check_magnitude(data.X)[1]
-        ):
-            # The missing-value kernels add up in the data's dtype: float32
-            # data whose sums of squares float32 cannot hold is refused.
-            raise _magnitude_error(data.X)
+        if data.has_missing:
+            # The missing-value kernels add up uncentred squares in the data's
+            # dtype: data whose squares could overflow there is refused.
+            top = _abs_max(data.X)
+            if top > math.sqrt(np.finfo(data.dtype).max / (4.0 * data.X.size)):
+                raise _magnitude_error(data.X, top)
         # A component of a few points has a covariance whose smallest
         # eigenvalues are reg_covar: a float32 scatter's rounding (eps |x|^2)
         # can make it indefinite where the exact one is not. Then the same

@@ -1,5 +1,7 @@
 """GaussianMixtureImputer: the conditional expectation under a fitted mixture."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -259,6 +261,22 @@ def test_missing_values_placeholder_and_dtypes():
         GaussianMixtureImputer(missing_values=-1).fit(
             np.array([[1.0, np.nan], [2.0, 3.0]])
         )
+
+
+@pytest.mark.parametrize("magnitude", [1e153, 1e200, 1e300])
+def test_imputes_values_whose_squares_overflow(magnitude):
+    # The standard deviations of such columns had been infinite: the
+    # imputations were NaN (0 * inf), with a RuntimeWarning. Columns are
+    # scaled by a power of two before their moments: the imputations are
+    # those of the unit-scale data, times the magnitude.
+    X = _remove(_correlated(200)[0], 0.2)
+    missing = np.isnan(X)
+    expected = GaussianMixtureImputer(2, random_state=0).fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imputed = GaussianMixtureImputer(2, random_state=0).fit_transform(X * magnitude)
+    assert np.isfinite(imputed).all()
+    assert_allclose(imputed[missing] / magnitude, expected[missing], rtol=1e-8)
 
 
 def test_works_in_a_pipeline_before_a_classifier():
