@@ -60,6 +60,7 @@ from ._arrays import check_sample_weight
 from ._bernoulli import BernoulliMixtureEM, _check_binary
 from ._gaussian import (
     GaussianMixtureEM,
+    _check_magnitude,
     _compute_precision_cholesky_from_precisions,
     _engine_covariance_type,
     _one_hot_weights,
@@ -2389,6 +2390,17 @@ class GaussianMixtureIC(_BaseMixtureIC):
         return True
 
     def _shared_partitions(self, X, sample_weight, grid, random_state):
+        if not sparse.issparse(X):
+            # The agglomerations add up squared distances: where those could
+            # overflow they run on the data times a power of two, which
+            # scales every sum exactly (the same partitions where they do
+            # not; SciPy's Ward had raised that its distances were not
+            # finite at 1e153), and data no mixture can hold is refused here.
+            scale, _ = _check_magnitude(
+                X, None if sample_weight is None else float(np.sum(sample_weight))
+            )
+            if scale != 1.0:
+                X = X * np.asarray(scale, dtype=X.dtype)
         if self.init_params not in ("mclust", "ward+mclust"):
             return super()._shared_partitions(X, sample_weight, grid, random_state)
         draw = partial(

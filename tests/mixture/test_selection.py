@@ -1005,3 +1005,43 @@ def test_cluster_means_add_each_clusters_rows_in_order():
             expected = sums / counts
             means = _selection._cluster_means(X, labels, n_clusters)
         assert_array_equal(means, expected)
+
+
+@pytest.mark.parametrize("init_params", ["ward", "mclust", "ward+mclust"])
+def test_agglomerations_of_large_values_are_those_of_the_data(init_params, monkeypatch):
+    # Where the agglomerations' sums of squares could overflow, they run on
+    # the data times a power of two: every product and sum scaled exactly,
+    # so the partitions are those of the data itself.
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 5] * 3e151
+    grid = np.arange(1, 5)
+    search = GaussianMixtureIC(4, init_params=init_params, random_state=0)
+    scaled = search._shared_partitions(X, None, grid, np.random.RandomState(0))
+    assert _selection._check_magnitude(X)[0] < 1.0
+    monkeypatch.setattr(
+        _selection, "_check_magnitude", lambda X, total_weight=None: (1.0, False)
+    )
+    plain = search._shared_partitions(X, None, grid, np.random.RandomState(0))
+    assert scaled.keys() == plain.keys()
+    for k in grid:
+        for a, b in zip(scaled[k], plain[k]):
+            assert_array_equal(a, b)
+
+
+def test_search_on_values_near_the_float_range():
+    # SciPy's Ward linkage raised that its distances were not finite at
+    # 1e153. The candidates whose sums of squares overflow fail (and are
+    # reported); the others select the partition of the unit-scale data.
+    # Beyond, the data is refused with its magnitude.
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 5]
+    reference = GaussianMixtureIC(4, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        # (NumPy's overflow warnings of the failed candidates.)
+        warnings.filterwarnings("ignore", message="overflow encountered")
+        with pytest.warns(FitFailedWarning, match="candidates failed to fit"):
+            search = GaussianMixtureIC(4, random_state=0).fit(X * 1e153)
+    assert search.n_components_ == reference.n_components_
+    assert_array_equal(search.predict(X * 1e153), reference.predict(X))
+    with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+        GaussianMixtureIC(4, random_state=0).fit(X * 1e155)
