@@ -787,3 +787,54 @@ def test_one_component_labels_and_responsibilities_are_not_computed(
     monkeypatch.setattr(two, "_log_prob_chunk_function", computed)
     with pytest.raises(AssertionError, match="computed"):
         two.predict(X)
+
+
+@pytest.mark.parametrize("n_samples, threaded", [(10_000, True), (200_000, False)])
+def test_wide_covariances_are_factorised_on_blas_threads_in_one_chunk(
+    n_samples, threaded, monkeypatch
+):
+    # The M-step's factorisations of covariances of _THREADED_FACTOR_FEATURES
+    # or more run on BLAS's threads where the E-steps run in one chunk (no
+    # engine threads for BLAS's woken threads to take cores from), and in a
+    # one-thread window otherwise. The threshold is lowered to 8 features
+    # to test both on small data.
+    from threadpoolctl import threadpool_info
+
+    from sklearn_em.mixture import _gaussian
+
+    outside = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    if max(outside) == 1:
+        pytest.skip("BLAS already runs one thread: nothing to release")
+    monkeypatch.setattr(_gaussian, "_THREADED_FACTOR_FEATURES", 8)
+    get_lapack_funcs = _gaussian.linalg.get_lapack_funcs
+    seen = []
+
+    def recording(names, arrays):
+        functions = get_lapack_funcs(names, arrays)
+        if tuple(names) != ("potrf", "trtrs"):
+            return functions
+        potrf, trtrs = functions
+
+        def recorded_potrf(*args, **kwargs):
+            seen.append(
+                max(
+                    i["num_threads"]
+                    for i in threadpool_info()
+                    if i["user_api"] == "blas"
+                )
+            )
+            return potrf(*args, **kwargs)
+
+        return recorded_potrf, trtrs
+
+    monkeypatch.setattr(_gaussian.linalg, "get_lapack_funcs", recording)
+    X, _ = make_blobs(n_samples, n_features=8, centers=2, random_state=0)
+    model = GaussianMixtureEM(2, random_state=0, max_iter=2, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    assert model._factors_on_blas_threads is threaded
+    # The initial M-step (one factorisation a component) keeps its window;
+    # the two iterations' follow the rule.
+    assert len(seen) == 6 and seen[:2] == [1, 1]
+    assert set(seen[2:]) == ({max(outside)} if threaded else {1})
