@@ -558,10 +558,16 @@ class BaseMixtureEM(
             with single_threaded_blas():
                 resp = self._initial_resp(X_init, init_weight, random_state)
         # The first M-step's factorisations under the limit too (k-means's
-        # own window had set it; one component skips k-means).
+        # own window had set it; one component skips k-means), unless the
+        # model's M-step runs on BLAS's threads (_initial_m_step_window).
         with single_threaded_blas():
             stats = self._statistics_from_resp(sample, resp)
+        with self._initial_m_step_window():
             self._m_step(stats, initial=True)
+
+    def _initial_m_step_window(self):
+        """The BLAS window of the initial M-step: one thread by default."""
+        return single_threaded_blas()
 
     # ------------------------------------------------------------------
     # Fitting.

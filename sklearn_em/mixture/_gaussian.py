@@ -5368,6 +5368,13 @@ class GaussianMixtureEM(BaseMixtureEM):
             float64=self._initial_float64(),
         )
 
+    def _initial_m_step_window(self):
+        # Wide covariances' factorisations on BLAS's threads (see
+        # _THREADED_FACTOR_FEATURES), the first M-step's too.
+        if getattr(self, "_factors_on_blas_threads", False):
+            return contextlib.nullcontext()
+        return super()._initial_m_step_window()
+
     def _initial_float64(self):
         # Whether the initial statistics are computed in float64 whatever
         # the data's dtype: after a float32 start collapsed (below), or for
