@@ -1305,7 +1305,7 @@ def _feature_blocks(covariance_type, n_features, dtype=np.float64):
 
 
 def _expanded_coefficients(
-    means, precisions_chol, covariance_type, log_w, centre, spread=None
+    means, precisions_chol, covariance_type, log_w, centre, spread=None, far=False
 ):
     """Coefficients of the E-step's single matrix product.
 
@@ -1325,6 +1325,11 @@ def _expanded_coefficients(
     spread : ndarray of shape (n_features,), default=None
         The standard deviations around ``centre`` that ``cancelled``
         measures with; None means the mixture's (ignored for 'tied').
+
+    far : bool, default=False
+        Whether a mean may be far beyond the data (a ``means_init`` of
+        1e200): its spread and cancellation are then infinite, without
+        overflow warnings, and its component is computed directly.
 
     Returns
     -------
@@ -1397,23 +1402,37 @@ def _expanded_coefficients(
         intercept = (
             -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
         )
-        # (A mean far from the data, a means_init of 1e200, makes the spread
-        # and the cancellation infinite: its component is computed directly.)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if spread is None:
-                # The mixture's standard deviation around the centre, per
-                # feature.
-                spread = np.sqrt(np.exp(log_w) @ (variances + m**2))
-            if covariance_type == "full":
-                # s^T |P_k| s, one product (the three-operand einsum took 3x
-                # as long).
-                quadratic = np.abs(precisions).reshape(n_components, -1) @ np.outer(
-                    spread, spread
-                ).reshape(-1)
-            else:
-                quadratic = precisions @ spread**2
-            cancelled = quadratic + 2.0 * np.abs(pm) @ spread + kappa
+        if far:
+            with np.errstate(over="ignore", invalid="ignore"):
+                cancelled = _cancelled(
+                    precisions, pm, kappa, m, variances, log_w, spread, covariance_type
+                )
+        else:
+            cancelled = _cancelled(
+                precisions, pm, kappa, m, variances, log_w, spread, covariance_type
+            )
         return coef, intercept, cancelled
+
+
+def _cancelled(precisions, pm, kappa, m, variances, log_w, spread, covariance_type):
+    """The ``cancelled`` of :func:`_expanded_coefficients` ('full', 'diag',
+    'spherical'), from its intermediate values.
+
+    Returns
+    -------
+    cancelled : ndarray of shape (n_components,)
+    """
+    if spread is None:
+        # The mixture's standard deviation around the centre, per feature.
+        spread = np.sqrt(np.exp(log_w) @ (variances + m**2))
+    if covariance_type == "full":
+        # s^T |P_k| s, one product (the three-operand einsum took 3x as long).
+        quadratic = np.abs(precisions).reshape(len(m), -1) @ np.outer(
+            spread, spread
+        ).reshape(-1)
+    else:
+        quadratic = precisions @ spread**2
+    return quadratic + 2.0 * np.abs(pm) @ spread + kappa
 
 
 def _refused_at_zero(means, precisions_chol, dtype):
@@ -4320,7 +4339,7 @@ def _tied_direct_scatter(X, means, resp, direct):
 _RECENTRE_ERROR = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
 
 
-def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
+def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype, far=False):
     """The new means, if the second moments must be accumulated around them.
 
     The M-step moves the moments from the shift ``c_k`` to the new means
@@ -4343,6 +4362,11 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     dtype : numpy dtype
         The data's dtype.
 
+    far : bool, default=False
+        Whether ``shift`` may be far beyond the data (a ``means_init`` of
+        1e200): an infinite move is then lossy, an empty component's NaN
+        not, without overflow warnings.
+
     Returns
     -------
     means : ndarray of shape (n_components, n_features) or None
@@ -4357,9 +4381,11 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype):
     sxx = stats["sxx"]
     diagonal = np.diagonal(sxx, axis1=1, axis2=2) if sxx.ndim == 3 else sxx
     moved = means - shift.astype(np.float64, copy=False)
-    with np.errstate(over="ignore", invalid="ignore"):
-        # (Means far from the data, a means_init of 1e200: an infinite move
-        # is lossy, an empty component's NaN is not.)
+    if far:
+        with np.errstate(over="ignore", invalid="ignore"):
+            moved *= moved
+            moved *= column
+    else:
         moved *= moved
         moved *= column
     regularised = reg_covar * column
@@ -4614,6 +4640,10 @@ class GaussianMixtureEM(BaseMixtureEM):
         self.reg_covar = reg_covar
         self.precisions_init = precisions_init
 
+    #: Whether the means are the user's ``means_init``, not yet an M-step's:
+    #: they may lie far beyond the data (see _recentred_shift's ``far``).
+    _given_means = False
+
     def _check_parameters(self, X):
         super()._check_parameters(X)
         n_features = X.shape[1]
@@ -4662,6 +4692,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             return False
         self.weights_ = self._initial_weights()
         self.means_ = self._means_init.astype(self._fit_dtype)
+        self._given_means = True
         self._set_precisions_from_init()
         return True
 
@@ -4970,6 +5001,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.reg_covar,
             _engine_covariance_type(self.covariance_type),
             self._dtype(),
+            far=self._given_means,
         )
         if shift is not None:
             self._moments_shift = shift
@@ -5208,7 +5240,12 @@ class GaussianMixtureEM(BaseMixtureEM):
             zero = np.zeros(len(centre))
             if "zero" not in expanded:
                 expanded["zero"] = _expanded_coefficients(
-                    self.means_, precisions_chol, engine_type, log_w, zero
+                    self.means_,
+                    precisions_chol,
+                    engine_type,
+                    log_w,
+                    zero,
+                    far=self._given_means,
                 )
             coef, intercept, cancelled = expanded["zero"]
             if (cancelled <= limit).all():
@@ -5225,7 +5262,12 @@ class GaussianMixtureEM(BaseMixtureEM):
             )
         if "centre" not in expanded:
             expanded["centre"] = _expanded_coefficients(
-                self.means_, precisions_chol, engine_type, log_w, centre
+                self.means_,
+                precisions_chol,
+                engine_type,
+                log_w,
+                centre,
+                far=self._given_means,
             )
         coef, intercept, cancelled = expanded["centre"]
         direct = np.flatnonzero(cancelled > limit)
@@ -5542,6 +5584,7 @@ class GaussianMixtureEM(BaseMixtureEM):
                 weights = self._weights_init.astype(nk.dtype)
             if self._means_init is not None:
                 means = self._means_init.astype(nk.dtype)
+            self._given_means = self._means_init is not None
             if self._precisions_init is not None:
                 self.weights_ = weights.astype(dtype, copy=False)
                 self.means_ = means.astype(dtype, copy=False)
@@ -5554,7 +5597,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         # initial tied covariance from data points, scikit-learn's, is
         # n_samples / n_components times the data's; a covariance's largest
         # entry is on its diagonal, so one maximum checks it).
-        if dtype == np.float32 and covariances.max() > np.finfo(np.float32).max:
+        # (Only a first M-step or float32 data whose sums need float64 can
+        # get there: the data's extent bounds the others.)
+        if (
+            dtype == np.float32
+            and (initial or getattr(self, "_float64_e_steps", False))
+            and covariances.max() > np.finfo(np.float32).max
+        ):
             raise ValueError(
                 "The fitted covariances are beyond float32's range: X's values "
                 "are too large for a Gaussian mixture in float32. Scale the "
@@ -5572,6 +5621,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         self.means_ = means.astype(dtype, copy=False)
         self.covariances_ = covariances.astype(dtype, copy=False)
         self.precisions_cholesky_ = precisions_cholesky.astype(dtype, copy=False)
+        if not initial:
+            self._given_means = False
 
     def _get_parameters(self):
         return (
