@@ -1371,6 +1371,7 @@ def _expanded_coefficients(
             spread = np.sqrt(n_features + np.exp(log_w) @ kappa)
             cancelled = (spread + np.sqrt(kappa)) ** 2
             return v.T.copy(), intercept, cancelled
+        variances = None  # (Only where ``spread`` is computed.)
         if covariance_type == "full":
             stacked = prec_chol
             precisions = stacked @ stacked.transpose(0, 2, 1)
