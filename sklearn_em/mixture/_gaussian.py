@@ -103,9 +103,10 @@ def _check_magnitude(X, total_weight=None):
         exactly, so the labels are those k-means finds on ``X`` wherever
         its arithmetic does not overflow.
 
-    float64 : bool
-        Whether float32 data's sums of squares could overflow float32: the
-        fit then computes them in float64. False for float64 data.
+    sums : bool
+        Whether the fit's sums of squares could overflow ``X``'s dtype:
+        float32 data then computes them in float64, float64 data's initial
+        statistics are checked.
 
     Raises
     ------
@@ -128,8 +129,7 @@ def _check_magnitude(X, total_weight=None):
     if top > kmeans_limit:
         # Half the limit (one more halving than needed): the sums' rounding.
         scale = 2.0 ** -math.ceil(math.log2(top / kmeans_limit) + 1)
-    float64 = X.dtype == np.float32 and extent > math.sqrt(largest / weight)
-    return scale, bool(float64)
+    return scale, bool(extent > math.sqrt(largest / weight))
 
 
 # ----------------------------------------------------------------------
@@ -5113,11 +5113,12 @@ class GaussianMixtureEM(BaseMixtureEM):
         # data whose sums of squares float32 cannot hold is fitted with
         # float64 E-steps and initial statistics (scikit-learn's float32 fit
         # returns NaN or fails there).
-        scale, float64 = _check_magnitude(
+        scale, sums = _check_magnitude(
             X, None if sample_weight is None else float(np.sum(sample_weight))
         )
-        if float64:
+        if sums and X.dtype == np.float32:
             self._float64_e_steps = True
+        self._initial_sums_may_overflow = sums and X.dtype != np.float32
         if scale != 1.0:
             X = X * np.asarray(scale, dtype=X.dtype)
         return super()._initial_resp(X, sample_weight, random_state, **kwargs)
@@ -5492,10 +5493,13 @@ class GaussianMixtureEM(BaseMixtureEM):
 
     def _statistics_from_resp(self, data, resp):
         stats = self._initial_statistics(data, resp)
-        if not _all_finite(stats.values()):
+        if getattr(self, "_initial_sums_may_overflow", False) and not _all_finite(
+            stats.values()
+        ):
             # Sums of squares beyond the float range, as in
-            # _e_step_statistics (float32 data whose sums float32 cannot hold
-            # has them in float64 already, see _initial_resp).
+            # _e_step_statistics, where _initial_resp found they could be
+            # (float32 data whose sums float32 cannot hold has them in
+            # float64).
             raise _magnitude_error(data.X)
         return stats
 
