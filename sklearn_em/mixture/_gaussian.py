@@ -2211,6 +2211,12 @@ def _gaussian_log_prob_chunk(X, **parameters):
                 stacked=stacked,
                 **exact,
             )
+        elif len(parameters["direct"]) == len(parameters["log_w"]):
+            # Every component computed directly (a tied covariance fitted on
+            # fewer rows than features: its reg_covar directions make every
+            # kappa_k large): the features' product would go unused, one
+            # more D x D product per chunk than the K direct ones.
+            log_prob = _expanded_log_prob(None, X=X, triangle=triangle, **parameters)
         else:
             # (A prediction's log-densities need no kept features.)
             features, product = _fused_features(
@@ -3239,17 +3245,23 @@ def _expanded_log_prob(
     ``product``: the features' products with ``coef``, of shape
     (n_components, n_samples) and C-ordered, if already computed (see
     :func:`_blocked_diag_features`; ``features`` may then be None unless
-    the result is ``normalised``).
+    the result is ``normalised``). Without either, every component must be
+    ``direct`` and the result not ``normalised``.
     """
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
     blocks = isinstance(features, tuple)
     if product is not None:
         n_samples = product.shape[1]
+    elif features is None:
+        n_samples = len(X)
     else:
         n_samples = len(features[0]) if blocks else len(features)
     out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
-    if product is not None:
+    if features is None and product is None:
+        # Every component is direct: filled below.
+        log_prob = out.T
+    elif product is not None:
         log_prob = product.T
         log_prob += intercept
     elif covariance_type == "tied":

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.datasets import load_iris, make_blobs
@@ -838,3 +839,44 @@ def test_wide_covariances_are_factorised_on_blas_threads_in_one_chunk(
     # component each).
     assert len(seen) == 6
     assert set(seen) == ({max(outside)} if threaded else {1})
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "full"])
+def test_predictions_with_every_component_direct_skip_the_features(
+    covariance_type, monkeypatch
+):
+    # A tied covariance fitted on fewer rows than features has reg_covar's
+    # directions, which put every component beyond the expansion's limit:
+    # each is computed from x - mu_k, and the expanded features' product
+    # (one more D x D product per chunk) is not computed. The log-densities
+    # are the exact ones.
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 150)) + rng.randint(0, 3, size=(60, 1)) * 3.0
+    model = GaussianMixtureEM(3, covariance_type=covariance_type, random_state=0)
+    model.set_params(max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    parameters = model._fused_parameters(X.dtype, fitting=False)
+    if covariance_type == "tied":
+        assert len(parameters["direct"]) == 3 and not parameters.get("per_component")
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("the features were computed")
+
+    if covariance_type == "tied":
+        monkeypatch.setattr(_gaussian, "_fused_features", no_features)
+    scores = model.score_samples(X)
+    covariances = (
+        [model.covariances_] * 3 if covariance_type == "tied" else model.covariances_
+    )
+    expected = logsumexp(
+        [
+            np.log(w) + multivariate_normal(m, c).logpdf(X)
+            for w, m, c in zip(model.weights_, model.means_, covariances)
+        ],
+        axis=0,
+    )
+    assert_allclose(scores, expected, rtol=1e-10)
