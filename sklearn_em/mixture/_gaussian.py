@@ -1157,7 +1157,9 @@ def _n_quadratic_features(covariance_type, n_features):
     )
 
 
-def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=None):
+def _centred_features(
+    X, centre, covariance_type, precisions_chol=None, dtype=None, whiten=True
+):
     """Quadratic and linear features of the centred chunk, one per row.
 
     The features are stored transposed, one contiguous row per feature, so
@@ -1179,6 +1181,10 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
         float64 is cast by the centring itself (exactly: every float32 is a
         float64), not by a pass of its own; a zero centre needs ``X`` in
         ``dtype``.
+
+    whiten : bool, default=True
+        'tied' only: compute the whitened rows; False returns ``(None, z)``
+        (for a chunk whose every component is computed directly).
 
     Returns
     -------
@@ -1235,6 +1241,8 @@ def _centred_features(X, centre, covariance_type, precisions_chol=None, dtype=No
             subtract_centre(X, centre, out=Z)
         else:
             Z = X
+        if not whiten:
+            return None, Z
         np.matmul(precisions_chol.T, Z.T, out=whitened)
         return whitened.T, Z
     full = covariance_type == "full"
@@ -1691,8 +1699,17 @@ def _gaussian_e_step_chunk_body(
             ),
             floor=floor,
         )
+    # A tied chunk whose every component is direct (fewer rows than
+    # features: reg_covar's directions put every kappa_k beyond the
+    # expansion's limit) needs only its centred rows, for the moments.
     features, product = _fused_features(
-        X, centre, covariance_type, precisions_chol, coef, dtype
+        X,
+        centre,
+        covariance_type,
+        precisions_chol,
+        coef,
+        dtype,
+        whiten=len(direct) < len(log_w),
     )
     # Blocked diagonal features: the moments' products in blocks of rows
     # within the same small-matrix kernels, where BLAS has them.
@@ -1806,13 +1823,23 @@ def _diag_block_rows(n_features, n_components):
 
 
 def _fused_features(
-    X, centre, covariance_type, precisions_chol, coef, dtype, keep_features=True
+    X,
+    centre,
+    covariance_type,
+    precisions_chol,
+    coef,
+    dtype,
+    keep_features=True,
+    whiten=True,
 ):
     """A chunk's features for the fused forms, the E-step's and predictions'.
 
     keep_features : bool, default=True
         As :func:`_blocked_diag_features`'s (the other forms always keep
         them).
+
+    whiten : bool, default=True
+        As :func:`_centred_features`'s.
 
     Returns
     -------
@@ -1826,7 +1853,9 @@ def _fused_features(
     if _blocked_diag(covariance_type, X, coef.shape[1], dtype):
         block_rows = _diag_block_rows(X.shape[1], coef.shape[1])
         return _blocked_diag_features(X, centre, coef, block_rows, keep_features)
-    features = _centred_features(X, centre, covariance_type, precisions_chol, dtype)
+    features = _centred_features(
+        X, centre, covariance_type, precisions_chol, dtype, whiten=whiten
+    )
     return features, None
 
 
@@ -3245,21 +3274,20 @@ def _expanded_log_prob(
     ``product``: the features' products with ``coef``, of shape
     (n_components, n_samples) and C-ordered, if already computed (see
     :func:`_blocked_diag_features`; ``features`` may then be None unless
-    the result is ``normalised``). Without either, every component must be
-    ``direct`` and the result not ``normalised``.
+    the result is ``normalised``). Where every component is ``direct``
+    (and the diagonal and spherical ones are not ``normalised``, whose
+    screen reads the expanded values) neither is read.
     """
     # Computed as (coef^T features^T)^T: the result is column-major, so the
     # row-wise reductions of the log-sum-exp run over contiguous columns.
     blocks = isinstance(features, tuple)
-    if product is not None:
-        n_samples = product.shape[1]
-    elif features is None:
-        n_samples = len(X)
-    else:
-        n_samples = len(features[0]) if blocks else len(features)
+    n_samples = len(X)
     out = workspace("log_prob", (len(intercept), n_samples), coef.dtype)
-    if features is None and product is None:
-        # Every component is direct: filled below.
+    if len(direct) == len(intercept) and not (
+        normalised and covariance_type in ("diag", "spherical")
+    ):
+        # Every component is direct (filled below): no product, and no
+        # features needed (None, or 'tied''s pair without the whitened rows).
         log_prob = out.T
     elif product is not None:
         log_prob = product.T

@@ -880,3 +880,34 @@ def test_predictions_with_every_component_direct_skip_the_features(
         axis=0,
     )
     assert_allclose(scores, expected, rtol=1e-10)
+
+
+def test_tied_e_steps_with_every_component_direct_skip_the_whitening(monkeypatch):
+    # The same for a fit's E-steps: a tied chunk whose every component is
+    # direct needs only its centred rows (the moments); the whitened rows
+    # are not computed, and the fit is the one that computed them.
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 150)) + rng.randint(0, 3, size=(60, 1)) * 3.0
+    fused_features = _gaussian._fused_features
+    whitened = []
+
+    def recording(*args, whiten=True, **kwargs):
+        whitened.append(whiten)
+        return fused_features(*args, whiten=whiten, **kwargs)
+
+    def always(*args, whiten=True, **kwargs):
+        return fused_features(*args, **kwargs)
+
+    model = GaussianMixtureEM(3, covariance_type="tied", random_state=0, max_iter=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        monkeypatch.setattr(_gaussian, "_fused_features", recording)
+        skipped = clone(model).fit(X)
+        monkeypatch.setattr(_gaussian, "_fused_features", always)
+        computed = clone(model).fit(X)
+    assert whitened and not any(whitened)
+    for name in ("weights_", "means_", "covariances_"):
+        assert_array_equal(getattr(skipped, name), getattr(computed, name))
+    assert skipped.lower_bound_ == computed.lower_bound_
