@@ -29,10 +29,11 @@ standard deviation 2.
 Usage (from the repository root)::
 
     python benchmarks/bench_predict.py [--types full tied diag spherical] \\
-        [--dtypes float64 float32] [--blocks 3]
+        [--dtypes float64 float32] [--blocks 3] [--wide]
 
 The markdown table is written to ``benchmarks/results/predict.md`` (about
-fifteen minutes on 2 cores).
+fifteen minutes on 2 cores). With ``--wide``, 100 to 2,000 rows of 500 to
+2,000 features (1 and 3 components) instead, to ``predict_wide.md``.
 """
 
 import argparse
@@ -58,6 +59,11 @@ WARM_UP = 0.12
 SAMPLES = [500, 2000, 10000, 50000]
 FEATURES = [8, 32, 96, 200]
 COMPONENTS = [1, 3, 12]
+
+#: ``--wide``: more features than the grid above, often more than rows.
+WIDE_SAMPLES = [100, 500, 2000]
+WIDE_FEATURES = [500, 1000, 2000]
+WIDE_COMPONENTS = [1, 3]
 METHODS = ["predict_proba", "score_samples", "predict"]
 
 
@@ -106,16 +112,31 @@ def main():
     )
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--blocks", type=int, default=3)
-    parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="scan 100-2,000 rows of 500-2,000 features instead",
+    )
+    parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    if args.output is None:
+        args.output = str(
+            RESULTS.with_name("predict_wide.md") if args.wide else RESULTS
+        )
     warnings.simplefilter("ignore")
 
     load = [os.getloadavg()[0]]
     tic = time.perf_counter()
     rows = []
-    grid = itertools.product(args.types, args.dtypes, SAMPLES, FEATURES, COMPONENTS)
+    shapes = (
+        (WIDE_SAMPLES, WIDE_FEATURES, WIDE_COMPONENTS)
+        if args.wide
+        else (SAMPLES, FEATURES, COMPONENTS)
+    )
+    grid = itertools.product(args.types, args.dtypes, *shapes)
     for covariance_type, dtype, n, d, k in grid:
-        if n * d * k > 4e7 or (covariance_type == "full" and n * d * d * k > 2e9):
+        limit = 1.3e10 if args.wide else 2e9
+        if n * d * k > 4e7 or (covariance_type == "full" and n * d * d * k > limit):
             continue
         X = make_data(n, d, k, dtype)
         params = dict(covariance_type=covariance_type, max_iter=5, random_state=0)

@@ -31,13 +31,16 @@ numpy on this machine for the benchmark only)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/bench_small_shapes.py \\
         [--types full tied diag spherical] [--repeats 7] [--default-fit] \\
-        [--dtype float64]
+        [--dtype float64] [--wide]
 
 The markdown table is written to ``benchmarks/results/small_shapes.md``
 (about nine minutes on 2 cores), or with ``--default-fit`` to
 ``benchmarks/results/small_shapes_default.md``; with ``--dtype float32``
 (the same data in float32, which both libraries fit in float32) to
-``small_shapes_float32.md`` or ``small_shapes_default_float32.md``.
+``small_shapes_float32.md`` or ``small_shapes_default_float32.md``. With
+``--wide``, 100 to 2,000 rows of 500 to 2,000 features (1 and 3
+components) instead, written to ``small_shapes_wide.md`` or
+``small_shapes_default_wide.md``.
 """
 
 import argparse
@@ -60,6 +63,13 @@ RESULTS_DEFAULT = Path(__file__).parent / "results" / "small_shapes_default.md"
 SAMPLES = [30, 100, 300, 1000, 3000]
 FEATURES = [1, 4, 16, 64, 200]
 COMPONENTS = [1, 3, 12, 40]
+
+#: ``--wide``: data with more features than the grid above, often more than
+#: rows (expression profiles, embeddings), where the M-step's factorisations
+#: and the covariances' reg_covar directions decide the time.
+WIDE_SAMPLES = [100, 500, 2000]
+WIDE_FEATURES = [500, 1000, 2000]
+WIDE_COMPONENTS = [1, 3]
 MAX_ITER = 10
 REG_COVAR = 1e-3
 
@@ -135,13 +145,25 @@ def main():
         default="float64",
         help="the data's dtype (both libraries fit it as given)",
     )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="scan 100-2,000 rows of 500-2,000 features instead",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     if args.output is None:
         path = RESULTS_DEFAULT if args.default_fit else RESULTS
         if args.dtype != "float64":
             path = path.with_name(f"{path.stem}_{args.dtype}{path.suffix}")
+        if args.wide:
+            path = path.with_name(f"{path.stem}_wide{path.suffix}")
         args.output = str(path)
+    samples, features, components = (
+        (WIDE_SAMPLES, WIDE_FEATURES, WIDE_COMPONENTS)
+        if args.wide
+        else (SAMPLES, FEATURES, COMPONENTS)
+    )
     per = 1 if args.default_fit else MAX_ITER
     warnings.simplefilter("ignore")
 
@@ -149,13 +171,14 @@ def main():
     tic = time.perf_counter()
     rows = []
     for covariance_type in args.types:
-        for n in SAMPLES:
-            for d in FEATURES:
+        for n in samples:
+            for d in features:
                 X = make_data(n, d).astype(args.dtype)
-                for k in COMPONENTS:
+                for k in components:
                     if 2 * k > n:
                         continue
-                    if covariance_type in ("full", "tied") and d * k * n > 2e7:
+                    limit = 1.3e10 if args.wide else 2e7 * d
+                    if covariance_type in ("full", "tied") and d * d * k * n > limit:
                         continue
                     row = dict(covariance_type=covariance_type, n=n, d=d, k=k)
                     if args.default_fit:

@@ -85,6 +85,10 @@ BENCHMARK_TABLES = {
     "iterations on float32 data against scikit-learn",
     "predict.md": "Gaussian mixtures: prediction (predict_proba, score_samples, "
     "predict) against scikit-learn",
+    "predict_wide.md": "Gaussian mixtures on wide data: prediction against "
+    "scikit-learn",
+    "small_shapes_default_wide.md": "Gaussian mixtures on wide data: default "
+    "fits against scikit-learn",
     "sweep.md": "Gaussian mixtures: EM iterations across shapes against "
     "scikit-learn",
     "rate_ceiling.md": "Gaussian mixtures: the sweep's products alone against "

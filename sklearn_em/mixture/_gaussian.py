@@ -614,13 +614,18 @@ def _estimate_shared_variances(stats, shift, reg_covar, covariance_type, dtype=N
 
 
 #: Covariances of at least this many features are factorised on BLAS's
-#: threads where a fit's E-steps run in one chunk (see
+#: threads where a fit's E-steps run in one chunk, or on at most half as
+#: many rows as features, where the factorisations (K D^3) outweigh the
+#: E-steps (N K D^2) whatever their threads (see
 #: GaussianMixtureEM._check_parameters). Default fits alternated against one
 #: thread: 150 x 2,000 ('full', K = 2) 0.75 of the time, 200 x 800 0.89,
 #: 100 x 1,000 0.83-0.84, 300 x 1,500 ('tied', K = 3) 0.89, 1,000 x 768
-#: 0.93, 1,000 x 1,000 0.95-0.97; below, BLAS's woken threads cost more than
-#: they saved (300 x 600, 1.04x; 1,000 x 128-512, 1.12-1.25x), and so they
-#: did with E-steps on the engine's threads (20,000 x 256, 1.33x).
+#: 0.93, 1,000 x 1,000 0.95-0.97; in several chunks, 500 x 2,000 ('full',
+#: K = 3) 0.71, 600 x 1,500 0.86, 800 x 1,600 1.00. Below 768 features,
+#: BLAS's woken threads cost more than they saved (300 x 600, 1.04x; 1,000
+#: x 128-512, 1.12-1.25x), and so they did with E-steps on the engine's
+#: threads over more rows (20,000 x 256, 1.33x; 1,000 x 1,000 and 3,000 x
+#: 800 in several chunks, 1.23x and 1.37x).
 _THREADED_FACTOR_FEATURES = 768
 
 
@@ -4692,8 +4697,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         # E-steps run in one chunk (see _THREADED_FACTOR_FEATURES).
         self._factors_on_blas_threads = (
             isinstance(X, ArrayData)
-            and X.n_samples <= X.rows
             and n_features >= _THREADED_FACTOR_FEATURES
+            and (X.n_samples <= X.rows or 2 * X.n_samples <= n_features)
         )
         self._means_init = (
             None

@@ -911,3 +911,25 @@ def test_tied_e_steps_with_every_component_direct_skip_the_whitening(monkeypatch
     for name in ("weights_", "means_", "covariances_"):
         assert_array_equal(getattr(skipped, name), getattr(computed, name))
     assert skipped.lower_bound_ == computed.lower_bound_
+
+
+@pytest.mark.parametrize(
+    "n_samples, rows, n_features, threaded",
+    [(150, 150, 400, True), (150, 50, 400, True), (300, 50, 400, False)],
+)
+def test_factorisations_on_blas_threads_rule(
+    n_samples, rows, n_features, threaded, monkeypatch
+):
+    # Wide covariances (the threshold lowered to 8 features here) are
+    # factorised on BLAS's threads where the E-steps run in one chunk, or
+    # on at most half as many rows as features; not where several chunks'
+    # E-steps over more rows run on the engine's threads.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._arrays import ArrayData
+
+    monkeypatch.setattr(_gaussian, "_THREADED_FACTOR_FEATURES", 8)
+    X = np.random.RandomState(0).normal(size=(n_samples, n_features))
+    model = GaussianMixtureEM(2)
+    model.n_features_in_ = n_features
+    model._check_parameters(ArrayData(X, None, rows=rows, n_jobs=None))
+    assert model._factors_on_blas_threads is threaded
