@@ -933,3 +933,30 @@ def test_factorisations_on_blas_threads_rule(
     model.n_features_in_ = n_features
     model._check_parameters(ArrayData(X, None, rows=rows, n_jobs=None))
     assert model._factors_on_blas_threads is threaded
+
+
+@pytest.mark.parametrize("n_components", [1, 2])
+def test_prediction_follows_parameters_changed_in_place(n_components, monkeypatch):
+    # Predictions keep their coefficients while the parameters are equal
+    # (compared by value), except one tied component of many features
+    # (the threshold lowered to 4 here), which computes them afresh: both
+    # follow a parameter changed in place, and give the same values.
+    from sklearn_em.mixture import _gaussian
+
+    X, _ = make_blobs(200, n_features=6, centers=2, random_state=0)
+    model = GaussianMixtureEM(n_components, covariance_type="tied", random_state=0)
+    model.fit(X)
+    cached = model.score_samples(X)
+    monkeypatch.setattr(_gaussian, "_UNCACHED_TIED_FEATURES", 4)
+    other = clone(model).fit(X)
+    fresh = other.score_samples(X)
+    assert_allclose(fresh, cached, rtol=1e-13)
+    assert (other in _gaussian._PREDICTION_CACHE) is (n_components > 1)
+    for threshold in (4, np.inf):
+        monkeypatch.setattr(_gaussian, "_UNCACHED_TIED_FEATURES", threshold)
+        before = model.score_samples(X)
+        model.means_[0, 0] += 1.0
+        after = model.score_samples(X)
+        model.means_[0, 0] -= 1.0
+        assert not np.allclose(after, before)
+        assert_allclose(model.score_samples(X), before, rtol=1e-13)
