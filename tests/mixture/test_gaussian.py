@@ -960,3 +960,27 @@ def test_prediction_follows_parameters_changed_in_place(n_components, monkeypatc
         model.means_[0, 0] -= 1.0
         assert not np.allclose(after, before)
         assert_allclose(model.score_samples(X), before, rtol=1e-13)
+
+
+@pytest.mark.parametrize("block_values", [16, 30, 2**16])
+def test_move_scatter_in_row_blocks_is_the_same_sum(block_values, monkeypatch):
+    # Wide scatters take d e^T a block of rows at a time (block_values
+    # lowered here so that 10 features need 1-3 row blocks): the same sums,
+    # bit for bit, and a symmetric scatter stays exactly symmetric.
+    from sklearn_em.mixture import _gaussian
+
+    rng = np.random.RandomState(0)
+    scatter = rng.normal(size=(3, 10, 10))
+    scatter = scatter + scatter.transpose(0, 2, 1)
+    first, d = rng.normal(size=(3, 10)), rng.normal(size=(3, 10)) * 1e3
+    nk = rng.uniform(1, 50, size=3)
+    e = first - 0.5 * nk[:, np.newaxis] * d
+    expected = scatter - (
+        e[:, :, np.newaxis] * d[:, np.newaxis, :]
+        + d[:, :, np.newaxis] * e[:, np.newaxis, :]
+    )
+    monkeypatch.setattr(_gaussian, "_MOVE_BLOCK_VALUES", block_values)
+    moved = scatter.copy()
+    _gaussian._move_scatter(moved, first, nk, d)
+    assert_array_equal(moved, expected)
+    assert_array_equal(moved, moved.transpose(0, 2, 1))
