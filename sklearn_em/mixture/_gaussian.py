@@ -3192,6 +3192,16 @@ def _prefer_per_component(
 #: and D = 32, K = 8, 1.14x.
 _PER_COMPONENT_CACHE_BYTES = 2**23
 
+#: From this many features a fit's per-component chunks are sized by their
+#: statistics too (see :meth:`GaussianMixtureEM._chunk_sizing`): each
+#: chunk's K scatters, K D^2 values, are moved, added up and reduced, and
+#: on wide data they outweigh the rows (500 x 2,000 with three components:
+#: 125-row chunks, four a fit's E-step).
+_WIDE_PER_COMPONENT_FEATURES = 512
+
+#: The largest cache budget of such chunks.
+_WIDE_PER_COMPONENT_CACHE_BYTES = 2**26
+
 #: ... and of float32 fits' chunks when they are split over threads:
 #: twice that (4-byte values, as the expanded form's
 #: ``_FLOAT32_THREADED_CACHE_BYTES``). A float32 chunk's calls take half
@@ -4818,6 +4828,12 @@ class GaussianMixtureEM(BaseMixtureEM):
         if per_component:
             if not prediction:
                 cache_bytes = _PER_COMPONENT_CACHE_BYTES
+                if n_features >= _WIDE_PER_COMPONENT_FEATURES:
+                    # Four times the chunk's statistics, K D^2 values.
+                    statistics = 4 * self.n_components * n_features**2 * itemsize
+                    cache_bytes = min(
+                        max(cache_bytes, statistics), _WIDE_PER_COMPONENT_CACHE_BYTES
+                    )
             elif self.n_components == 1:
                 cache_bytes = _ONE_COMPONENT_PREDICTION_CACHE_BYTES
             else:

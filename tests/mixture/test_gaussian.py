@@ -984,3 +984,25 @@ def test_move_scatter_in_row_blocks_is_the_same_sum(block_values, monkeypatch):
     _gaussian._move_scatter(moved, first, nk, d)
     assert_array_equal(moved, expected)
     assert_array_equal(moved, moved.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("n_features, wider", [(600, True), (128, False)])
+def test_wide_per_component_chunks_are_sized_by_their_statistics(
+    n_features, wider, monkeypatch
+):
+    # A fit's per-component chunks of _WIDE_PER_COMPONENT_FEATURES or more
+    # take a cache budget of four times their K D^2 statistics (up to
+    # _WIDE_PER_COMPONENT_CACHE_BYTES): longer chunks than the form's own
+    # budget gives, fewer statistics to move and reduce. Narrower data keeps
+    # the form's budget.
+    from sklearn_em.mixture import _gaussian
+    from sklearn_em.mixture._data import as_data
+
+    X = np.zeros((20_000, n_features))
+    model = GaussianMixtureEM(2, covariance_type="full")
+    assert model._uses_per_component_form(n_features, np.float64)
+    rows = as_data(model, X, None, reset=True).rows
+    monkeypatch.setattr(_gaussian, "_WIDE_PER_COMPONENT_FEATURES", np.inf)
+    base_rows = as_data(model, X, None, reset=True).rows
+    assert (rows > base_rows) is wider
+    assert rows >= base_rows
