@@ -1168,3 +1168,32 @@ def test_factor_inverses_of_triangular_and_general_factors():
     singular[1, 2, 2] = 0
     with pytest.raises(np.linalg.LinAlgError):
         _factor_inverses(singular)
+
+
+@pytest.mark.parametrize(
+    "covariance_type, n_samples, n_features, singular",
+    [("full", 300, 200, True), ("tied", 150, 200, True), ("full", 2000, 64, False)],
+)
+def test_float32_singular_covariances_are_computed_in_float64(
+    covariance_type, n_samples, n_features, singular
+):
+    # Covariances of no more rows than features are singular but for
+    # reg_covar: float32 differences cannot resolve the precisions of 1e6 in
+    # its directions (full 300 x 200 with 3 components: float32 E-steps put
+    # the lower bound 1.5 nats a row above the float64 fit's). Such float32
+    # fits compute in float64 and keep float32 parameters; the others keep
+    # float32.
+    rng = np.random.RandomState(0)
+    X = (
+        rng.normal(size=(n_samples, n_features))
+        + rng.randint(0, 3, size=(n_samples, 1)) * 3.0
+    )
+    params = dict(covariance_type=covariance_type, random_state=0, max_iter=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixtureEM(3, tol=0, **params).fit(X.astype(np.float32))
+        reference = GaussianMixtureEM(3, tol=0, **params).fit(X)
+    assert ours._float64_e_steps is singular
+    assert ours.covariances_.dtype == np.float32
+    rtol = 1e-7 if singular else 1e-5
+    assert_allclose(ours.lower_bounds_, reference.lower_bounds_, rtol=rtol)
