@@ -101,7 +101,7 @@ def _singular_in_float32(covariance_type, n_samples, n_features, n_components):
     return False
 
 
-def _check_magnitude(X, total_weight=None):
+def _check_magnitude(X, total_weight=None, uncentred=False):
     """Check that a Gaussian mixture in ``X``'s dtype can be fitted to ``X``.
 
     What a fit squares is bounded by the data's extent: a component's
@@ -120,13 +120,15 @@ def _check_magnitude(X, total_weight=None):
     total_weight : float, default=None
         The sum of the sample weights; None means ``n_samples``.
 
+    uncentred : bool, default=False
+        The fit adds up uncentred squares (the missing-value kernels): ``X``
+        is refused wherever ``4 N D max |x|^2`` could overflow.
+
     Returns
     -------
     scale : float
         A power of two by which k-means's data is multiplied (1.0 where its
-        sums cannot overflow). A power of two scales every product and sum
-        exactly, so the labels are those k-means finds on ``X`` wherever
-        its arithmetic does not overflow.
+        sums cannot overflow; see :func:`_scaled_for_kmeans`).
 
     sums : bool
         Whether the fit's sums of squares could overflow ``X``'s dtype:
@@ -147,7 +149,9 @@ def _check_magnitude(X, total_weight=None):
     largest = float(np.finfo(X.dtype).max)
     # (Compared as square roots: the squares can overflow Python's floats.)
     extent = high - low
-    if extent > math.sqrt(largest):
+    if extent > math.sqrt(largest) or (
+        uncentred and top > math.sqrt(largest / (4.0 * X.size))
+    ):
         raise _magnitude_error(X, top)
     scale = 1.0
     kmeans_limit = math.sqrt(largest / (4.0 * n_features * weight))
@@ -155,6 +159,41 @@ def _check_magnitude(X, total_weight=None):
         # Half the limit (one more halving than needed): the sums' rounding.
         scale = 2.0 ** -math.ceil(math.log2(top / kmeans_limit) + 1)
     return scale, bool(extent > math.sqrt(largest / weight))
+
+
+def _scaled_for_kmeans(X, sample_weight):
+    """``X`` for an initialisation that sums squared distances, and whether
+    the fit's own sums of squares could overflow (see :func:`_check_magnitude`).
+
+    Where those distances' sums could overflow, ``X`` times a power of two:
+    every product and sum is scaled exactly, so k-means's labels (and the
+    agglomerations' partitions) are those of ``X`` wherever their
+    arithmetic does not overflow.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        ``X`` itself, or a scaled copy.
+
+    sums : bool
+    """
+    scale, sums = _check_magnitude(
+        X, None if sample_weight is None else float(np.sum(sample_weight))
+    )
+    if scale != 1.0:
+        X = X * np.asarray(scale, dtype=X.dtype)
+    return X, sums
+
+
+#: No overflow guard (see :func:`_overflow_guard`); reusable.
+_NO_GUARD = contextlib.nullcontext()
+
+
+def _overflow_guard(far):
+    """NumPy's overflow and invalid-value warnings off where ``far`` (means
+    that may lie far beyond the data: a ``means_init`` of 1e200), else a
+    no-op context."""
+    return np.errstate(over="ignore", invalid="ignore") if far else _NO_GUARD
 
 
 # ----------------------------------------------------------------------
@@ -1472,12 +1511,7 @@ def _expanded_coefficients(
         intercept = (
             -0.5 * (n_features * math.log(2 * math.pi) + kappa) + log_det + log_w
         )
-        if far:
-            with np.errstate(over="ignore", invalid="ignore"):
-                cancelled = _cancelled(
-                    precisions, pm, kappa, m, variances, log_w, spread, covariance_type
-                )
-        else:
+        with _overflow_guard(far):
             cancelled = _cancelled(
                 precisions, pm, kappa, m, variances, log_w, spread, covariance_type
             )
@@ -4493,11 +4527,7 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype, far=False)
     sxx = stats["sxx"]
     diagonal = np.diagonal(sxx, axis1=1, axis2=2) if sxx.ndim == 3 else sxx
     moved = means - shift.astype(np.float64, copy=False)
-    if far:
-        with np.errstate(over="ignore", invalid="ignore"):
-            moved *= moved
-            moved *= column
-    else:
+    with _overflow_guard(far):
         moved *= moved
         moved *= column
     regularised = reg_covar * column
@@ -4760,7 +4790,8 @@ class GaussianMixtureEM(BaseMixtureEM):
         super()._check_parameters(X)
         n_features = X.shape[1]
         # Wide covariances' factorisations on BLAS's threads, where the
-        # E-steps run in one chunk (see _THREADED_FACTOR_FEATURES).
+        # E-steps run in one chunk or on at most half as many rows as
+        # features (see _THREADED_FACTOR_FEATURES).
         self._factors_on_blas_threads = (
             isinstance(X, ArrayData)
             and n_features >= _THREADED_FACTOR_FEATURES
@@ -5239,14 +5270,10 @@ class GaussianMixtureEM(BaseMixtureEM):
         # data whose sums of squares float32 cannot hold is fitted with
         # float64 E-steps and initial statistics (scikit-learn's float32 fit
         # returns NaN or fails there).
-        scale, sums = _check_magnitude(
-            X, None if sample_weight is None else float(np.sum(sample_weight))
-        )
+        X, sums = _scaled_for_kmeans(X, sample_weight)
         if sums and X.dtype == np.float32:
             self._float64_e_steps = True
         self._initial_sums_may_overflow = sums and X.dtype != np.float32
-        if scale != 1.0:
-            X = X * np.asarray(scale, dtype=X.dtype)
         return super()._initial_resp(X, sample_weight, random_state, **kwargs)
 
     def _shift(self):
@@ -5568,9 +5595,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         if data.has_missing:
             # The missing-value kernels add up uncentred squares in the data's
             # dtype: data whose squares could overflow there is refused.
-            top = _abs_max(data.X)
-            if top > math.sqrt(np.finfo(data.dtype).max / (4.0 * data.X.size)):
-                raise _magnitude_error(data.X, top)
+            _check_magnitude(data.X, uncentred=True)
         # A component of a few points has a covariance whose smallest
         # eigenvalues are reg_covar: a float32 scatter's rounding (eps |x|^2)
         # can make it indefinite where the exact one is not. Then the same

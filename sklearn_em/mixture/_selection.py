@@ -60,10 +60,10 @@ from ._arrays import check_sample_weight
 from ._bernoulli import BernoulliMixtureEM, _check_binary
 from ._gaussian import (
     GaussianMixtureEM,
-    _check_magnitude,
     _compute_precision_cholesky_from_precisions,
     _engine_covariance_type,
     _one_hot_weights,
+    _scaled_for_kmeans,
 )
 from ._gaussian import _partition_statistics as _gaussian_partition_statistics
 from ._hierarchical import _hc_cuts, _hc_vvv, _svd_transform
@@ -2396,11 +2396,7 @@ class GaussianMixtureIC(_BaseMixtureIC):
             # scales every sum exactly (the same partitions where they do
             # not; SciPy's Ward had raised that its distances were not
             # finite at 1e153), and data no mixture can hold is refused here.
-            scale, _ = _check_magnitude(
-                X, None if sample_weight is None else float(np.sum(sample_weight))
-            )
-            if scale != 1.0:
-                X = X * np.asarray(scale, dtype=X.dtype)
+            X, _ = _scaled_for_kmeans(X, sample_weight)
         if self.init_params not in ("mclust", "ward+mclust"):
             return super()._shared_partitions(X, sample_weight, grid, random_state)
         draw = partial(

@@ -1017,9 +1017,9 @@ def test_agglomerations_of_large_values_are_those_of_the_data(init_params, monke
     grid = np.arange(1, 5)
     search = GaussianMixtureIC(4, init_params=init_params, random_state=0)
     scaled = search._shared_partitions(X, None, grid, np.random.RandomState(0))
-    assert _selection._check_magnitude(X)[0] < 1.0
+    assert not np.array_equal(_selection._scaled_for_kmeans(X, None)[0], X)
     monkeypatch.setattr(
-        _selection, "_check_magnitude", lambda X, total_weight=None: (1.0, False)
+        _selection, "_scaled_for_kmeans", lambda X, sample_weight: (X, False)
     )
     plain = search._shared_partitions(X, None, grid, np.random.RandomState(0))
     assert scaled.keys() == plain.keys()
