@@ -2359,6 +2359,81 @@ def test_expansion_around_zero_is_refused_as_before(covariance_type, seed, monke
                 assert value == slow[key]
 
 
+def _zero_expansions(monkeypatch):
+    """Count a fit's E-steps and its coefficients around zero."""
+    counts = {"e_steps": 0, "zero": 0}
+    expand = _gaussian._expanded_coefficients
+    chunk_function = GaussianMixtureEM._e_step_chunk_function
+
+    def spy_expand(*args, **kwargs):
+        counts["zero"] += not np.any(args[4])
+        return expand(*args, **kwargs)
+
+    def spy_e_step(self):
+        counts["e_steps"] += 1
+        return chunk_function(self)
+
+    monkeypatch.setattr(_gaussian, "_expanded_coefficients", spy_expand)
+    monkeypatch.setattr(GaussianMixtureEM, "_e_step_chunk_function", spy_e_step)
+    return counts
+
+
+def _far_with_tight_cluster():
+    """Clusters 3 to 9 from the origin, and a tight one at it."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 20)) + rng.randint(1, 4, size=(300, 1)) * 3.0
+    X[:20] = 1e-3 * rng.normal(size=(20, 20))
+    return X
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_refused_expansion_around_zero_is_not_recomputed(covariance_type, monkeypatch):
+    # Clusters far from the origin and a tight one at it: the expansion
+    # around zero is refused far beyond the limit (by the tight component's
+    # precisions times the data's spread, not by kappa alone), and a fit
+    # computes its coefficients once in _ZERO_SKIPS + 1 E-steps, with the
+    # same results as computing them at every E-step.
+    X = _far_with_tight_cluster()
+    params = dict(covariance_type=covariance_type, max_iter=10, tol=0, random_state=0)
+    counts = _zero_expansions(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        skipping = GaussianMixtureEM(12, **params).fit(X)
+        n_e_steps = counts["e_steps"]
+        assert n_e_steps >= 10
+        assert 1 <= counts["zero"] <= -(-n_e_steps // (_gaussian._ZERO_SKIPS + 1))
+        monkeypatch.setattr(_gaussian, "_ZERO_SKIPS", 0)
+        counts.update(e_steps=0, zero=0)
+        every = GaussianMixtureEM(12, **params).fit(X)
+    assert counts == {"e_steps": n_e_steps, "zero": n_e_steps}
+    assert every.lower_bound_ == skipping.lower_bound_
+    assert_array_equal(every.means_, skipping.means_)
+    assert_array_equal(every.covariances_, skipping.covariances_)
+
+
+def test_accepted_expansion_around_zero_is_tried_at_every_e_step(monkeypatch):
+    # Standardised data: the expansion around zero is accepted at every
+    # E-step, and a model refitted on it after a fit that refused the
+    # expansion (the skips are the fit's own) tries it at every E-step too,
+    # with the results of a new model.
+    far = _far_with_tight_cluster()
+    near = np.random.RandomState(1).normal(size=(300, 20))
+    params = dict(covariance_type="diag", max_iter=10, tol=0, random_state=0)
+    counts = _zero_expansions(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        refitted = GaussianMixtureEM(12, **params).fit(far)
+        assert counts["zero"] < counts["e_steps"]
+        refitted._zero_skips = _gaussian._ZERO_SKIPS
+        counts.update(e_steps=0, zero=0)
+        refitted.fit(near)
+        assert counts["e_steps"] >= 10
+        assert counts["zero"] == counts["e_steps"]
+        new = GaussianMixtureEM(12, **params).fit(near)
+    assert new.lower_bound_ == refitted.lower_bound_
+    assert_array_equal(new.means_, refitted.means_)
+
+
 @pytest.mark.parametrize("direct", [[], [1, 3], [0, 1, 2, 3, 4, 5]])
 @pytest.mark.parametrize("group_values", [0, 2**16])
 def test_tied_statistics_are_the_definitions(direct, group_values, monkeypatch):
