@@ -10,6 +10,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import sparse
 from scipy.linalg import solve_triangular
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
@@ -24,6 +26,18 @@ def _blobs(n_samples=200, n_features=2, offset=0.0, seed=0):
     labels = np.arange(n_samples) % 2
     centres = np.array([[0.0] * n_features, [4.0] + [1.0] * (n_features - 1)])
     return centres[labels] + rng.normal(size=(n_samples, n_features)) + offset
+
+
+def _full_covariances(covariances, covariance_type, n_components, n_features):
+    """Covariances of any type as (n_components, n_features, n_features)."""
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return np.repeat(covariances[np.newaxis], n_components, axis=0)
+    variances = np.broadcast_to(
+        np.reshape(covariances, (n_components, -1)), (n_components, n_features)
+    )
+    return np.stack([np.diag(v) for v in variances])
 
 
 def _quiet_fit(estimator, X, **fit_params):
@@ -323,6 +337,51 @@ def test_all_initial_parameters_are_used_as_given():
     assert_allclose(gm.means_, [[0.0, 0.0], [4.0, 1.0]])
     assert_allclose(gm.precisions_, precisions, rtol=1e-12)
     assert_allclose(gm.covariances_, np.linalg.inv(precisions), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+def test_one_row_starts_have_normalised_weights(covariance_type, init_params):
+    # 'k-means++' and 'random_from_data' start each component from one row.
+    # scikit-learn leaves that start's weights at N_k / N, 1 / N each (K / N
+    # in all), so its first lower bound is log(N / K) below the start's mean
+    # log-likelihood. Ours are normalised: the first lower bound is the
+    # start's log-likelihood, and from the second iteration, whose weights
+    # scikit-learn normalises too, the fits are the same.
+    X = _blobs()
+    params = dict(
+        covariance_type=covariance_type,
+        init_params=init_params,
+        max_iter=3,
+        tol=0,
+        random_state=1,
+    )
+    start = GaussianMixture(3, **params)
+    start._initialize_parameters(X, np.random.RandomState(1))
+    assert_allclose(start.weights_.sum(), 3 / len(X))
+    start.weights_ = start.weights_ / start.weights_.sum()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixtureEM(3, **params).fit(X)
+        theirs = GaussianMixture(3, **params).fit(X)
+    # The start's log-likelihood from the differences x - mu_k. (A one-row
+    # component's variances are reg_covar, 1e-6, to 1e-20; scikit-learn's
+    # diagonal and spherical ones, mean square less squared mean, are off
+    # by about 1e-15 and move the log-likelihood by 6e-9.)
+    covariances = start.covariances_
+    if covariance_type in ("diag", "spherical"):
+        covariances = np.full_like(covariances, start.reg_covar)
+    covariances = _full_covariances(covariances, covariance_type, 3, 2)
+    log_prob = np.column_stack(
+        [
+            multivariate_normal(mean, cov).logpdf(X)
+            for mean, cov in zip(start.means_, covariances)
+        ]
+    )
+    log_likelihood = logsumexp(log_prob + np.log(start.weights_), axis=1).mean()
+    assert_allclose(ours.lower_bounds_[0], log_likelihood, rtol=1e-10)
+    assert_allclose(ours.lower_bounds_[1:], theirs.lower_bounds_[1:], rtol=1e-12)
+    assert_allclose(ours.means_, theirs.means_, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
