@@ -158,7 +158,14 @@ def _check_magnitude(X, total_weight=None, uncentred=False):
     if top > kmeans_limit:
         # Half the limit (one more halving than needed): the sums' rounding.
         scale = 2.0 ** -math.ceil(math.log2(top / kmeans_limit) + 1)
-    return scale, bool(extent > math.sqrt(largest / weight))
+    return scale, _sums_may_overflow(extent, weight, X.dtype)
+
+
+def _sums_may_overflow(extent, weight, dtype):
+    """Whether centred sums of squares of data spanning ``extent``, over a
+    total weight ``weight``, could overflow ``dtype`` (see
+    :func:`_check_magnitude`)."""
+    return bool(extent > math.sqrt(float(np.finfo(dtype).max) / weight))
 
 
 def _scaled_for_kmeans(X, sample_weight):
@@ -504,7 +511,35 @@ def _row_scatter(X, sample_weight):
     return {"row_scatter": Xw.T @ X}
 
 
-def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type, dtype=None):
+def _pooled_near_the_float_range(sxx, weighted, delta, total):
+    """The tied covariance (before ``reg_covar``) where its scatter overflows.
+
+    On data near the float range (1e153 in float64) the components' scatters
+    can add up beyond it while the covariance, their sum over ``total``, is
+    within it: the scatters are divided first. (Elsewhere the sum is
+    divided, as scikit-learn's.)
+
+    Parameters
+    ----------
+    sxx : ndarray of shape (n_components, n_features, n_features)
+        The second moments around the shift.
+
+    weighted, delta : ndarray of shape (n_components, n_features)
+        ``N_k`` times the means' moves from the shift, and the moves.
+
+    total : float
+        ``sum_k N_k``.
+
+    Returns
+    -------
+    covariance : ndarray of shape (n_features, n_features)
+    """
+    return (sxx / total).sum(axis=0) - (weighted / total).T @ delta
+
+
+def _estimate_gaussian_parameters(
+    stats, shift, reg_covar, covariance_type, dtype=None, near_range=False
+):
     """M-step: weights, means and covariances from reduced statistics.
 
     Parameters
@@ -524,6 +559,12 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type, dtyp
         ``10 eps`` of the data's dtype, whatever the precision of ``stats``);
         None means that of ``stats``.
 
+    near_range : bool, default=False
+        Whether the fit's sums of squares may be near the float range (see
+        :meth:`GaussianMixtureEM._near_float_range`): scatters pooled over
+        the components are then taken beyond it without overflow warnings,
+        and divided before they are added up where they do.
+
     Returns
     -------
     nk : ndarray of shape (n_components,)
@@ -538,7 +579,7 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type, dtyp
     """
     if covariance_type in _SHARED_VARIANCE_TYPES:
         return _estimate_shared_variances(
-            stats, shift, reg_covar, covariance_type, dtype
+            stats, shift, reg_covar, covariance_type, dtype, near_range
         )
     # scikit-learn adds 10 eps to N_k so that an empty component's mean is
     # 0 / 10 eps, not NaN; it also shrinks every mean towards the origin by
@@ -561,9 +602,15 @@ def _estimate_gaussian_parameters(stats, shift, reg_covar, covariance_type, dtyp
             idx = np.arange(means.shape[1])
             covariances[:, idx, idx] += reg_covar
         else:
-            # Only the sum over the components.
-            scatter = stats["sxx"].sum(axis=0) - weighted.T @ delta
-            covariances = scatter / nk.sum()
+            # Only the sum over the components (which data near the float
+            # range can take beyond it, see _pooled_near_the_float_range).
+            with _overflow_guard(near_range):
+                scatter = stats["sxx"].sum(axis=0) - weighted.T @ delta
+                covariances = scatter / nk.sum()
+            if near_range and not np.isfinite(covariances).all():
+                covariances = _pooled_near_the_float_range(
+                    stats["sxx"], weighted, delta, nk.sum()
+                )
             covariances.flat[:: means.shape[1] + 1] += reg_covar
     else:
         variances = stats["sxx"] / nk[:, np.newaxis] - ratio[:, None] * delta**2
@@ -632,7 +679,9 @@ def _per_component(array, covariance_type, n_components):
     return np.repeat(array[np.newaxis], n_components, axis=0)
 
 
-def _estimate_shared_variances(stats, shift, reg_covar, covariance_type, dtype=None):
+def _estimate_shared_variances(
+    stats, shift, reg_covar, covariance_type, dtype=None, near_range=False
+):
     """M-step of 'tied_diag' and 'tied_spherical': pooled within scatter.
 
     ``Sigma = diag(sum_k sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T) / N +
@@ -654,6 +703,10 @@ def _estimate_shared_variances(stats, shift, reg_covar, covariance_type, dtype=N
     dtype : numpy dtype, default=None
         The data's dtype (see :func:`_estimate_gaussian_parameters`).
 
+    near_range : bool, default=False
+        As in :func:`_estimate_gaussian_parameters`: the pooled scatter may
+        be beyond the float range, the variance not.
+
     Returns
     -------
     nk : ndarray of shape (n_components,)
@@ -669,10 +722,18 @@ def _estimate_shared_variances(stats, shift, reg_covar, covariance_type, dtype=N
     nk, means, variances = _estimate_gaussian_parameters(
         stats, shift, 0.0, engine_type, dtype
     )
-    if engine_type == "diag":
-        covariances = (nk[:, np.newaxis] * variances).sum(axis=0) / nk.sum()
-    else:
-        covariances = np.asarray((nk * variances).sum() / nk.sum())
+    with _overflow_guard(near_range):
+        if engine_type == "diag":
+            covariances = (nk[:, np.newaxis] * variances).sum(axis=0) / nk.sum()
+        else:
+            covariances = np.asarray((nk * variances).sum() / nk.sum())
+    if near_range and not np.isfinite(covariances).all():
+        # Data near the float range: the pooled scatter overflows, the
+        # variance need not (the components' shares first).
+        share = nk / nk.sum()
+        covariances = (share.reshape(-1, *[1] * (variances.ndim - 1)) * variances).sum(
+            axis=0
+        )
     covariances = covariances + reg_covar
     return nk, means, np.asarray(covariances, dtype=means.dtype)
 
@@ -4529,8 +4590,9 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype, far=False)
 
     far : bool, default=False
         Whether ``shift`` may be far beyond the data (a ``means_init`` of
-        1e200): an infinite move is then lossy, an empty component's NaN
-        not, without overflow warnings.
+        1e200), or the data's sums of squares near the float range (1e153
+        in float64): an infinite move is then lossy, an empty component's
+        NaN not, without overflow warnings.
 
     Returns
     -------
@@ -4551,13 +4613,17 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype, far=False)
         moved *= column
     regularised = reg_covar * column
     if covariance_type == "tied":
-        moved, diagonal, regularised = (
-            moved.sum(axis=0),
-            diagonal.sum(axis=0),
-            regularised.sum(axis=0),
-        )
+        # (With ``far``, a sum beyond the float range is an infinite move:
+        # lossy, without overflow warnings.)
+        with _overflow_guard(far):
+            moved, diagonal, regularised = (
+                moved.sum(axis=0),
+                diagonal.sum(axis=0),
+                regularised.sum(axis=0),
+            )
     elif covariance_type == "spherical":
-        moved, diagonal = moved.mean(axis=1), diagonal.mean(axis=1)
+        with _overflow_guard(far):
+            moved, diagonal = moved.mean(axis=1), diagonal.mean(axis=1)
         regularised = regularised[:, 0]
     # What the covariance is made of, and what is cancelled to get it: lossy
     # where moved > 0 and not moved <= limit kept (a NaN is not lossy), in
@@ -4809,10 +4875,18 @@ class GaussianMixtureEM(BaseMixtureEM):
     #: ``_ZERO_SKIPS``).
     _zero_skips = 0
 
+    #: Whether the fit's sums of squares may overflow the data's dtype (data
+    #: near the float range, see _check_magnitude): sums pooled over the
+    #: components and the recentring test then tolerate it.
+    _near_float_range = False
+
     def _check_parameters(self, X):
         super()._check_parameters(X)
         n_features = X.shape[1]
         self._zero_skips = 0
+        if not (self.warm_start and hasattr(self, "converged_")):
+            # (Set by the initialisation; a warm start keeps its fit's.)
+            self._near_float_range = False
         # Wide covariances' factorisations on BLAS's threads, where the
         # E-steps run in one chunk or on at most half as many rows as
         # features (see _THREADED_FACTOR_FEATURES).
@@ -4869,6 +4943,13 @@ class GaussianMixtureEM(BaseMixtureEM):
         self.weights_ = self._initial_weights()
         self.means_ = self._means_init.astype(self._fit_dtype)
         self._given_means = True
+        if isinstance(X, ArrayData) and X.has_missing is False and X.X.size:
+            # (Finite data: its extent in two reductions, a few us.)
+            weight = X.n_samples if X.sample_weight is None else X.sample_weight.sum()
+            extent = float(X.X.max()) - float(X.X.min())
+            self._near_float_range = _sums_may_overflow(
+                extent, max(float(weight), 1.0), X.X.dtype
+            )
         self._set_precisions_from_init()
         return True
 
@@ -5183,7 +5264,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.reg_covar,
             _engine_covariance_type(self.covariance_type),
             self._dtype(),
-            far=self._given_means,
+            far=self._given_means or self._near_float_range,
         )
         if shift is not None:
             self._moments_shift = shift
@@ -5298,6 +5379,7 @@ class GaussianMixtureEM(BaseMixtureEM):
         if sums and X.dtype == np.float32:
             self._float64_e_steps = True
         self._initial_sums_may_overflow = sums and X.dtype != np.float32
+        self._near_float_range = sums
         return super()._initial_resp(X, sample_weight, random_state, **kwargs)
 
     def _shift(self):
@@ -5770,7 +5852,12 @@ class GaussianMixtureEM(BaseMixtureEM):
             raise ValueError("second moments are missing from the statistics")
         dtype = self._dtype()
         nk, means, covariances = _estimate_gaussian_parameters(
-            stats, shift, self.reg_covar, self.covariance_type, dtype=dtype
+            stats,
+            shift,
+            self.reg_covar,
+            self.covariance_type,
+            dtype=dtype,
+            near_range=self._given_means or self._near_float_range,
         )
         if "row_scatter" in stats:
             means64 = means.astype(np.float64)

@@ -558,11 +558,14 @@ def _one_hot_statistics(X, sample_weight, labels, n_components):
     X = X.astype(np.float64, copy=False)
     one_hot = _one_hot_weights(labels, n_components, sample_weight)
     nk = one_hot.sum(axis=1)
-    sums = one_hot @ X
-    means = sums / np.maximum(nk, 10 * np.finfo(np.float64).eps)[:, np.newaxis]
-    diff = X - means[labels]
-    weighted = one_hot[:, np.newaxis, :] * diff.T
-    scatter = np.matmul(weighted, diff)
+    # (Sums beyond the float range are infinite, without warnings: the
+    # candidates that start from them fail, see _gaussian_initial_parameters.)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = one_hot @ X
+        means = sums / np.maximum(nk, 10 * np.finfo(np.float64).eps)[:, np.newaxis]
+        diff = X - means[labels]
+        weighted = one_hot[:, np.newaxis, :] * diff.T
+        scatter = np.matmul(weighted, diff)
     return nk, sums, scatter
 
 
@@ -615,9 +618,10 @@ def _partition_statistics(X, sample_weight, labels, n_components, second_moments
         return _one_hot_statistics(X, sample_weight, labels, n_components)
     # Each cluster's rows once, in float64 (the first M-step of a k-means
     # start computes the same statistics).
-    stats = _gaussian_partition_statistics(
-        X, sample_weight, labels, n_components, covariance_type="full", float64=True
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        stats = _gaussian_partition_statistics(
+            X, sample_weight, labels, n_components, covariance_type="full", float64=True
+        )
     return stats["nk"], stats["sx"], stats["sxx"]
 
 
@@ -647,7 +651,22 @@ def _gaussian_initial_parameters(nk, sums, scatter, covariance_type, reg_covar):
     n_components, n_features = sums.shape
     means = sums / nk[:, np.newaxis]
     total = nk.sum()
-    pooled = scatter.sum(axis=0) / total
+    with np.errstate(over="ignore", invalid="ignore"):
+        pooled = scatter.sum(axis=0) / total
+        if not np.isfinite(pooled).all():
+            # Data near the float range: the clusters' shares first (see
+            # _gaussian._pooled_near_the_float_range).
+            pooled = (scatter / total).sum(axis=0)
+    if not (
+        np.isfinite(sums).all()
+        and np.isfinite(scatter).all()
+        and np.isfinite(pooled).all()
+    ):
+        raise ValueError(
+            "The values of X are too large for a Gaussian mixture of this "
+            "partition in float64: its sums of squares overflow. Scale the "
+            "data, for instance with sklearn.preprocessing.StandardScaler."
+        )
     variances = np.diagonal(scatter, axis1=1, axis2=2) / nk[:, np.newaxis]
     small = nk <= 1
     variances[small] = np.diag(pooled)
@@ -1797,10 +1816,11 @@ class _BaseMixtureIC(
             )
         collapsed = failed & (results["error"] != "n_components > n_samples")
         if collapsed.any():
+            first = results["error"][np.flatnonzero(collapsed)[0]]
             warnings.warn(
-                f"{collapsed.sum()} of {len(rows)} candidates failed to fit (a "
-                "component collapsed); their criteria are NaN in results_ and "
-                "the message is in results_['error'].",
+                f"{collapsed.sum()} of {len(rows)} candidates failed to fit; "
+                "their criteria are NaN in results_ and the messages are in "
+                f"results_['error'] (the first: {first})",
                 FitFailedWarning,
                 stacklevel=3,
             )
@@ -2518,6 +2538,13 @@ class GaussianMixtureIC(_BaseMixtureIC):
         ]
 
         def fit_group(task):
+            # (Data near the float range: statistics beyond it are infinite,
+            # without warnings; their candidates are left to the one-by-one
+            # search, which reports them. The state is the thread's own.)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return _fit_group(task)
+
+        def _fit_group(task):
             tic = time.perf_counter()
             j, group = task
             covariance_type = covariance_types[j]

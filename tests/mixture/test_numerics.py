@@ -689,6 +689,36 @@ def test_large_values_scikit_learn_fits_are_fitted_as_it_fits_them(
     assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=tol / 10)
 
 
+@pytest.mark.parametrize(
+    "covariance_type",
+    ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
+)
+def test_pooled_scatters_beyond_the_float_range(covariance_type):
+    # At 1e153 two clusters' scatters add up beyond the float range while
+    # every covariance is within it: tied covariances and shared variances
+    # had collapsed ("ill-defined empirical covariance"; scikit-learn's tied
+    # fit raises, its diagonal and spherical ones return NaN) and spherical
+    # fits leaked overflow warnings. They are the unit-scale fit without
+    # reg_covar (negligible at that scale), scaled, without warnings.
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 5]
+    scale = 1e153
+    unit = GaussianMixtureEM(
+        2, covariance_type=covariance_type, reg_covar=0, random_state=0
+    )
+    unit.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        large = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
+        large.fit(X * scale)
+    assert large.n_iter_ == unit.n_iter_
+    assert_allclose(large.means_ / scale, unit.means_, rtol=1e-9)
+    assert_allclose(large.covariances_ / scale**2, unit.covariances_, rtol=1e-8)
+    assert_allclose(
+        large.lower_bound_ + X.shape[1] * np.log(scale), unit.lower_bound_, rtol=1e-9
+    )
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("given", [False, True])
 def test_float32_data_whose_squares_float32_cannot_sum_is_fitted_in_float64(

@@ -1030,18 +1030,24 @@ def test_agglomerations_of_large_values_are_those_of_the_data(init_params, monke
 
 def test_search_on_values_near_the_float_range():
     # SciPy's Ward linkage raised that its distances were not finite at
-    # 1e153. The candidates whose sums of squares overflow fail (and are
-    # reported); the others select the partition of the unit-scale data.
-    # Beyond, the data is refused with its magnitude.
+    # 1e153. The candidates whose sums of squares overflow (one cluster of
+    # all the rows) fail, and are reported with that reason, without
+    # NumPy's overflow warnings; the others, tied structures included (their
+    # pooled scatters beyond the float range had failed as collapsed), select
+    # the model of the unit-scale data. Beyond, the data is refused with its
+    # magnitude.
     rng = np.random.RandomState(0)
     X = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + 5]
     reference = GaussianMixtureIC(4, random_state=0).fit(X)
-    with warnings.catch_warnings():
-        # (NumPy's overflow warnings of the failed candidates.)
-        warnings.filterwarnings("ignore", message="overflow encountered")
-        with pytest.warns(FitFailedWarning, match="candidates failed to fit"):
-            search = GaussianMixtureIC(4, random_state=0).fit(X * 1e153)
-    assert search.n_components_ == reference.n_components_
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search = GaussianMixtureIC(4, random_state=0).fit(X * 1e153)
+    assert [w.category for w in caught] == [FitFailedWarning]
+    assert "too large for a Gaussian mixture" in str(caught[0].message)
+    failed = search.results_["error"] != ""
+    assert (search.results_["n_components"][failed] == 1).all()
+    assert all("too large" in error for error in search.results_["error"][failed])
+    assert search.best_params_ == reference.best_params_
     assert_array_equal(search.predict(X * 1e153), reference.predict(X))
     with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
         GaussianMixtureIC(4, random_state=0).fit(X * 1e155)
