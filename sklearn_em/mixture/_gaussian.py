@@ -561,7 +561,7 @@ def _estimate_gaussian_parameters(
 
     near_range : bool, default=False
         Whether the fit's sums of squares may be near the float range (see
-        :meth:`GaussianMixtureEM._near_float_range`): scatters pooled over
+        ``GaussianMixtureEM._near_float_range``): scatters pooled over
         the components are then taken beyond it without overflow warnings,
         and divided before they are added up where they do.
 
