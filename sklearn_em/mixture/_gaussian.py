@@ -76,6 +76,16 @@ def _magnitude_error(X, top=None):
     return ValueError(message + ".")
 
 
+def _variance_range_error(X, dtype):
+    """The ValueError for fitted variances whose inverses overflow ``dtype``."""
+    return ValueError(
+        f"X has values of magnitude up to {_abs_max(X):.3g}: the fitted "
+        f"variances are too small for {np.dtype(dtype)}, their inverses "
+        "overflow. Scale the data, for instance with "
+        "sklearn.preprocessing.StandardScaler, or increase reg_covar."
+    )
+
+
 def _singular_in_float32(covariance_type, n_samples, n_features, n_components):
     """Whether a float32 fit's covariances are singular but for ``reg_covar``.
 
@@ -5252,6 +5262,12 @@ class GaussianMixtureEM(BaseMixtureEM):
                 )
                 if _all_finite(stats.values()):
                     return stats
+            chol = np.abs(self.precisions_cholesky_)
+            if chol.max() > math.sqrt(float(np.finfo(chol.dtype).max)):
+                # Not the data's squares but the precisions, of variances
+                # near the smallest normal number (data at 1e-160 with
+                # reg_covar=0; scikit-learn's fit returns NaN there).
+                raise _variance_range_error(data.X, chol.dtype)
             raise _magnitude_error(data.X)
         if data.has_missing is not False:
             return stats
@@ -5553,7 +5569,9 @@ class GaussianMixtureEM(BaseMixtureEM):
                 far=self._given_means,
             )
         coef, intercept, cancelled = expanded["centre"]
-        direct = np.flatnonzero(cancelled > limit)
+        # (NaN too: precisions beyond the float range, of variances near the
+        # smallest normal number, whose factors the direct form reads.)
+        direct = np.flatnonzero(~(cancelled <= limit))
         # Where float32's expansion would cancel too many digits for more
         # than a few components (most of them from about 32 features with
         # full covariances), computing them directly on top of the expanded
@@ -5586,7 +5604,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             # The same coefficients (computed in float64), float64's limit.
             dtype = np.dtype(np.float64)
             parameters = in_dtype(dtype)
-            direct = np.flatnonzero(cancelled > _expansion_limit(dtype))
+            direct = np.flatnonzero(~(cancelled <= _expansion_limit(dtype)))
         if (
             engine_type == "full"
             and n_features >= 16

@@ -689,6 +689,47 @@ def test_large_values_scikit_learn_fits_are_fitted_as_it_fits_them(
     assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=tol / 10)
 
 
+def test_precisions_beyond_the_float_range_are_predicted_directly():
+    # Variances near the smallest normal number (data at 1e-160, reg_covar=0)
+    # have precisions beyond the float range: the expanded coefficients'
+    # measure of cancellation was NaN, which is not above any limit, and the
+    # predictions' expanded form gave a score of -inf where the fit's lower
+    # bound (and scikit-learn's score) was right. Such components are
+    # computed directly, from their factors.
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 5] * 1e-160
+    with warnings.catch_warnings():
+        # (precisions_, U U^T, is infinite, as scikit-learn's.)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gm = GaussianMixtureEM(2, reg_covar=0, random_state=0).fit(X)
+        scores = gm.score_samples(X)
+        proba = gm.predict_proba(X)
+    # The definition, from the factors U_k (about 1e160): log pi_k + log
+    # det U_k - D log(2 pi) / 2 - |(x - mu_k) U_k|^2 / 2.
+    log_prob = np.column_stack(
+        [
+            np.log(weight)
+            + np.log(np.diag(chol)).sum()
+            - 1.5 * np.log(2 * np.pi)
+            - 0.5 * (((X - mean) @ chol) ** 2).sum(axis=1)
+            for weight, mean, chol in zip(
+                gm.weights_, gm.means_, gm.precisions_cholesky_
+            )
+        ]
+    )
+    assert_allclose(scores, logsumexp(log_prob, axis=1), rtol=1e-12)
+    assert_allclose(scores.mean(), gm.lower_bound_, rtol=1e-12)
+    assert_allclose(proba, np.exp(log_prob - logsumexp(log_prob, axis=1)[:, None]))
+    # Diagonal covariances there fail (scikit-learn's fit returns NaN): the
+    # error says the variances are too small, not that X is too large.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="variances are too small for float64"):
+            GaussianMixtureEM(
+                2, covariance_type="diag", reg_covar=0, random_state=0
+            ).fit(X)
+
+
 @pytest.mark.parametrize(
     "covariance_type",
     ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
