@@ -740,10 +740,7 @@ def _estimate_shared_variances(
     if near_range and not np.isfinite(covariances).all():
         # Data near the float range: the pooled scatter overflows, the
         # variance need not (the components' shares first).
-        share = nk / nk.sum()
-        covariances = (share.reshape(-1, *[1] * (variances.ndim - 1)) * variances).sum(
-            axis=0
-        )
+        covariances = (nk / nk.sum()) @ variances
     covariances = covariances + reg_covar
     return nk, means, np.asarray(covariances, dtype=means.dtype)
 
@@ -4618,23 +4615,21 @@ def _recentred_shift(stats, shift, reg_covar, covariance_type, dtype, far=False)
     sxx = stats["sxx"]
     diagonal = np.diagonal(sxx, axis1=1, axis2=2) if sxx.ndim == 3 else sxx
     moved = means - shift.astype(np.float64, copy=False)
+    regularised = reg_covar * column
+    # (With ``far``, a move or a sum beyond the float range is infinite:
+    # lossy, without overflow warnings.)
     with _overflow_guard(far):
         moved *= moved
         moved *= column
-    regularised = reg_covar * column
-    if covariance_type == "tied":
-        # (With ``far``, a sum beyond the float range is an infinite move:
-        # lossy, without overflow warnings.)
-        with _overflow_guard(far):
+        if covariance_type == "tied":
             moved, diagonal, regularised = (
                 moved.sum(axis=0),
                 diagonal.sum(axis=0),
                 regularised.sum(axis=0),
             )
-    elif covariance_type == "spherical":
-        with _overflow_guard(far):
+        elif covariance_type == "spherical":
             moved, diagonal = moved.mean(axis=1), diagonal.mean(axis=1)
-        regularised = regularised[:, 0]
+            regularised = regularised[:, 0]
     # What the covariance is made of, and what is cancelled to get it: lossy
     # where moved > 0 and not moved <= limit kept (a NaN is not lossy), in
     # few calls (this runs at every iteration; on small data each NumPy call
@@ -5280,7 +5275,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.reg_covar,
             _engine_covariance_type(self.covariance_type),
             self._dtype(),
-            far=self._given_means or self._near_float_range,
+            far=self._tolerates_overflow(),
         )
         if shift is not None:
             self._moments_shift = shift
@@ -5394,9 +5389,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         X, sums = _scaled_for_kmeans(X, sample_weight)
         if sums and X.dtype == np.float32:
             self._float64_e_steps = True
-        self._initial_sums_may_overflow = sums and X.dtype != np.float32
         self._near_float_range = sums
         return super()._initial_resp(X, sample_weight, random_state, **kwargs)
+
+    def _tolerates_overflow(self):
+        # Whether the recentring test and the M-step's pooled sums may meet
+        # values beyond the float range: means the user gave (far beyond
+        # the data), or data near that range.
+        return self._given_means or self._near_float_range
 
     def _shift(self):
         # Where the last E-step's second moments are (until the M-step).
@@ -5789,9 +5789,14 @@ class GaussianMixtureEM(BaseMixtureEM):
         )
 
     def _statistics_from_resp(self, data, resp):
-        stats = self._initial_statistics(data, resp)
-        if getattr(self, "_initial_sums_may_overflow", False) and not _all_finite(
-            stats.values()
+        # (Near the float range, sums beyond it are checked below, without
+        # overflow warnings.)
+        with _overflow_guard(self._near_float_range):
+            stats = self._initial_statistics(data, resp)
+        if (
+            self._near_float_range
+            and data.dtype != np.float32
+            and not _all_finite(stats.values())
         ):
             # Sums of squares beyond the float range, as in
             # _e_step_statistics, where _initial_resp found they could be
@@ -5875,7 +5880,7 @@ class GaussianMixtureEM(BaseMixtureEM):
             self.reg_covar,
             self.covariance_type,
             dtype=dtype,
-            near_range=self._given_means or self._near_float_range,
+            near_range=self._tolerates_overflow(),
         )
         if "row_scatter" in stats:
             means64 = means.astype(np.float64)

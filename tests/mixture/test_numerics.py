@@ -753,6 +753,10 @@ def test_pooled_scatters_beyond_the_float_range(covariance_type):
         large = GaussianMixtureEM(2, covariance_type=covariance_type, random_state=0)
         large.fit(X * scale)
     assert large.n_iter_ == unit.n_iter_
+    # One component of all the rows: its own scatter is beyond the float
+    # range, and the initial statistics say so (not "collapsed").
+    with pytest.raises(ValueError, match="too large for a Gaussian mixture"):
+        GaussianMixtureEM(1, covariance_type=covariance_type).fit(X * scale)
     assert_allclose(large.means_ / scale, unit.means_, rtol=1e-9)
     assert_allclose(large.covariances_ / scale**2, unit.covariances_, rtol=1e-8)
     assert_allclose(
