@@ -1104,6 +1104,24 @@ def test_per_component_form_matches_the_expanded_form(
     assert_allclose(proba, resp, atol=10 * rtol)
 
 
+@pytest.mark.parametrize("vecdot", [True, False])
+def test_last_axis_squares(monkeypatch, vecdot):
+    # The stacked products' norms: np.vecdot where NumPy has it, einsum on
+    # older NumPy; both the sums of squares, written to ``out`` when given.
+    if not vecdot:
+        monkeypatch.setattr(_gaussian, "_VECDOT", None)
+    elif _gaussian._VECDOT is None:
+        pytest.skip("NumPy without vecdot")
+    a = np.random.RandomState(0).normal(size=(50, 3, 7))
+    expected = np.array([[math.fsum(v * v) for v in row] for row in a])
+    assert_allclose(_gaussian._last_axis_squares(a), expected, rtol=1e-14)
+    out = np.full((60, 3), np.nan)
+    result = _gaussian._last_axis_squares(a, out=out[5:55])
+    assert np.shares_memory(result, out)
+    assert_allclose(out[5:55], expected, rtol=1e-14)
+    assert np.isnan(out[:5]).all() and np.isnan(out[55:]).all()
+
+
 @pytest.mark.parametrize(
     "covariance_type",
     ["full", "tied", "diag", "spherical", "tied_diag", "tied_spherical"],
