@@ -29,9 +29,9 @@ from ._suffstats import (
     _row_max,
     _row_sum,
     blas_limit_for,
-    column_sums,
     e_step_chunk,
     map_in_threads,
+    mass_sums,
     n_threads,
     negligible_floor,
     release_blas_limit,
@@ -323,7 +323,7 @@ def _accumulate_gaussian(X, resp, *, shift, covariance_type, float64=False):
         X = X.astype(np.float64, copy=False)
         resp = resp.astype(np.float64, copy=False)
     stats = {
-        "nk": column_sums(resp, np.float64),
+        "nk": mass_sums(resp),
         "sx": np.dot(resp.T, X).astype(np.float64),
     }
     if shift is None:
@@ -2363,7 +2363,7 @@ def _accumulate_direct(features, resp, *, means):
         The keys of :func:`_accumulate_gaussian` around ``means``, float64.
     """
     diff, squares = features
-    nk = column_sums(resp, np.float64)
+    nk = mass_sums(resp)
     # One column of weights per component: (K, D, n) @ (K, n, 1).
     weights = resp.T[:, :, np.newaxis]
     sz = np.matmul(diff, weights)[:, :, 0]
@@ -2692,7 +2692,7 @@ def _accumulate_per_component(
     n_components = resp.shape[1]
     leading = _bias_first(triangle)
     Z = features[:, leading : leading + n_features]
-    nk = column_sums(resp, np.float64)
+    nk = mass_sums(resp)
     sz = _inner_product(resp.T, features)[:, leading : leading + n_features]
     sz = sz.astype(np.float64, copy=False)
     sx = sz + nk[:, np.newaxis] * centre
@@ -3126,18 +3126,24 @@ def _last_axis_squares(a, out=None):
     squares : ndarray of shape (...)
         ``out`` when given.
     """
-    if _VECDOT is None:
+    if _VECDOT is None or a.shape[-1] < _VECDOT_MIN_LENGTH[a.dtype]:
         return np.einsum("...j,...j->...", a, a, out=out)
     return _VECDOT(a, a, out=out)
 
 
 #: ``np.vecdot`` (NumPy 2), one dot of each row's block of a component's
-#: columns in :func:`_stacked_whitened_norms`: 0.55-0.8 of einsum's time on
-#: one thread (1,024 x 8 x 32: 53 against 68 us; 1,024 x 4 x 64: 30 against
-#: 57); fits at D = 32-128 0.95-0.98 of their time, alternated. (Not for the
-#: 2-D norms elsewhere: spherical 100,000 x 128 and tied x 32 fits took
-#: 1.03-1.05x.) Older NumPy takes einsum.
+#: columns in :func:`_stacked_whitened_norms`: 0.5-0.9 of einsum's time on
+#: one thread from ``_VECDOT_MIN_LENGTH`` columns a block (float64 1,024 x
+#: 4 x 64: 29 against 57 us; 2,048 x 8 x 16: 80 against 91; float32 2,048 x
+#: 8 x 32: 77 against 91); full fits at D = 32-128 0.95-0.98 of their time,
+#: alternated. (Not for the 2-D norms elsewhere: spherical 100,000 x 128 and
+#: tied x 32 fits took 1.03-1.05x.) Older NumPy takes einsum.
 _VECDOT = getattr(np, "vecdot", None)
+
+#: ... but below this many columns its dots cost more than einsum's loop
+#: (8 columns: 1.3x; float32 at 16: 1.85x, a float32 fit at 100,000 x 16
+#: with 2 components 1.07x).
+_VECDOT_MIN_LENGTH = {np.dtype(np.float64): 16, np.dtype(np.float32): 32}
 
 
 def _stacked_whitened_norms(features, stacked):
@@ -4423,7 +4429,7 @@ def _accumulate_expanded(
         moments.
     """
     n_features = means.shape[1]
-    nk = column_sums(resp, np.float64)
+    nk = mass_sums(resp)
     if covariance_type == "tied":
         return _accumulate_tied(features[1], resp, nk, means, centre, direct, X)
     if isinstance(features, tuple):

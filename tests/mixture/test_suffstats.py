@@ -156,6 +156,21 @@ def test_column_sums_are_numpys(n_columns, n_rows):
                 assert_array_equal(np.signbit(sums), np.signbit(expected))
 
 
+@pytest.mark.parametrize("n_rows", [10, 63, 64, 3000])
+def test_mass_sums_are_float64_column_sums(n_rows):
+    # Responsibilities' column sums in float64, by one product where the
+    # rows are contiguous (NumPy's reduction otherwise): ndarray.sum's in
+    # float64 up to rounding, float32 responsibilities summed exactly cast.
+    rng = np.random.RandomState(n_rows)
+    resp = rng.dirichlet(np.full(5, 0.3), size=n_rows)
+    for values in (resp, resp.astype(np.float32)):
+        for view in (values, np.asfortranarray(values), values[::2], values[:, 1:4]):
+            exact = np.array([math.fsum(column) for column in view.T.astype(float)])
+            sums = _suffstats.mass_sums(view)
+            assert sums.dtype == np.float64
+            assert_allclose(sums, exact, rtol=1e-14)
+
+
 @pytest.mark.parametrize("n_columns", [3, 4, 8, 20])
 def test_logsumexp_rows_largest_probability_is_exact_alone(n_columns):
     # The shift off zero leaves a row's only finite entry a probability of
@@ -1105,20 +1120,24 @@ def test_per_component_form_matches_the_expanded_form(
 
 
 @pytest.mark.parametrize("vecdot", [True, False])
-def test_last_axis_squares(monkeypatch, vecdot):
-    # The stacked products' norms: np.vecdot where NumPy has it, einsum on
-    # older NumPy; both the sums of squares, written to ``out`` when given.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("length", [7, 16, 32])
+def test_last_axis_squares(monkeypatch, vecdot, dtype, length):
+    # The stacked products' norms: np.vecdot where NumPy has it and the
+    # blocks are long enough, einsum otherwise; both the sums of squares,
+    # written to ``out`` when given.
     if not vecdot:
         monkeypatch.setattr(_gaussian, "_VECDOT", None)
     elif _gaussian._VECDOT is None:
         pytest.skip("NumPy without vecdot")
-    a = np.random.RandomState(0).normal(size=(50, 3, 7))
+    a = np.random.RandomState(0).normal(size=(50, 3, length)).astype(dtype)
+    rtol = 1e-14 if dtype == np.float64 else 1e-6
     expected = np.array([[math.fsum(v * v) for v in row] for row in a])
-    assert_allclose(_gaussian._last_axis_squares(a), expected, rtol=1e-14)
-    out = np.full((60, 3), np.nan)
+    assert_allclose(_gaussian._last_axis_squares(a), expected, rtol=rtol)
+    out = np.full((60, 3), np.nan, dtype=dtype)
     result = _gaussian._last_axis_squares(a, out=out[5:55])
     assert np.shares_memory(result, out)
-    assert_allclose(out[5:55], expected, rtol=1e-14)
+    assert_allclose(out[5:55], expected, rtol=rtol)
     assert np.isnan(out[:5]).all() and np.isnan(out[55:]).all()
 
 
