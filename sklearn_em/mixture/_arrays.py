@@ -215,12 +215,28 @@ class ArrayData:
         Whether ``X`` holds a NaN (a missing value); None finds out. The
         models choose their missing-value kernels only when it does, so
         complete data runs exactly the complete-data code.
+
+    weight_scale : float, default=1.0
+        The power of two the weights were multiplied by.
+
+    magnitude : float or None, default=None
+        A bound on ``max |x|`` known from validation (see
+        :func:`~._missing.check_missing_magnitude`), or None.
     """
 
     def __init__(
-        self, X, sample_weight, *, rows, n_jobs, has_missing=None, weight_scale=1.0
+        self,
+        X,
+        sample_weight,
+        *,
+        rows,
+        n_jobs,
+        has_missing=None,
+        weight_scale=1.0,
+        magnitude=None,
     ):
         self.X = X
+        self.magnitude = magnitude
         self.sample_weight = sample_weight
         self.weight_scale = weight_scale
         self.rows = rows
@@ -276,8 +292,12 @@ class ArrayData:
         -------
         data : ArrayData
         """
-        X, has_missing = estimator._validate_rows(X, reset=reset)
+        X, has_missing, magnitude = estimator._validate_rows(X, reset=reset)
+        validated_dtype = X.dtype
         X = cast_to_model_dtype(X, dtype)
+        if X.dtype != validated_dtype:
+            # (A bound on the values before their cast is not one after it.)
+            magnitude = None
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if reset:
             if sample_weight is not None and not np.all(sample_weight > 0):
@@ -295,6 +315,7 @@ class ArrayData:
             has_missing=has_missing,
             weight_scale=weight_scale,
             prediction=prediction,
+            magnitude=magnitude,
         )
 
     @classmethod
@@ -307,6 +328,7 @@ class ArrayData:
         has_missing,
         weight_scale=None,
         prediction=False,
+        magnitude=None,
     ):
         """Wrap data already validated for ``estimator``.
 
@@ -335,6 +357,10 @@ class ArrayData:
             The data of a prediction: ``estimator._chunk_rows`` sizes its
             chunks for prediction.
 
+        magnitude : float or None, default=None
+            A bound on ``max |x|``, as ``estimator._validate_rows`` returns
+            it, or None.
+
         Returns
         -------
         data : ArrayData
@@ -357,6 +383,7 @@ class ArrayData:
             n_jobs=estimator.n_jobs,
             has_missing=has_missing,
             weight_scale=weight_scale,
+            magnitude=magnitude,
         )
 
     @property

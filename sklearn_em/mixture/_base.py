@@ -54,7 +54,7 @@ from ._data import as_data
 from ._kmeans import AVAILABLE as _EXACT_KMEANS
 from ._kmeans import kmeans_labels
 from ._kmeans import kmeans_plusplus as _seeds
-from ._missing import check_missing
+from ._missing import check_missing_magnitude
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
     CollapseError,
@@ -258,9 +258,13 @@ class BaseMixtureEM(
         X : ndarray of shape (n_samples, n_features)
 
         has_missing : bool
+
+        magnitude : float or None
+            A bound on ``max |x|`` from the same pass, or None (see
+            :func:`~._missing.check_missing_magnitude`).
         """
         X = validate_rows(self, X, reset=reset)
-        return X, check_missing(X, self.n_jobs)
+        return X, *check_missing_magnitude(X, self.n_jobs)
 
     def _check_parameters(self, X):
         """Validate the initial parameters shared by every mixture."""
@@ -447,13 +451,17 @@ class BaseMixtureEM(
 
     # ------------------------------------------------------------------
     # Initialisation.
-    def _initial_resp(self, X, sample_weight, random_state, threaded_after=False):
+    def _initial_resp(
+        self, X, sample_weight, random_state, threaded_after=False, magnitude=None
+    ):
         """Initial responsibilities from ``init_params``, shape (n, K).
 
         For ``'kmeans'``, the labels instead, shape (n,): hard
         responsibilities (see :meth:`_statistics_from_resp`).
         ``threaded_after``: EM's E-steps will run on the engine's threads
-        (see :func:`._kmeans.kmeans_lloyd`).
+        (see :func:`._kmeans.kmeans_lloyd`). ``magnitude``: a bound on
+        ``max |x|`` known from validation, or None (models that check the
+        data's magnitude read it).
         """
         n_samples = X.shape[0]
         n_components = self.n_components
@@ -532,6 +540,7 @@ class BaseMixtureEM(
         if sample_weight is not None and np.all(sample_weight == sample_weight[0]):
             init_weight = None
         X_init = sample.X
+        magnitude = getattr(sample, "magnitude", None)
         if sample.has_missing:
             # k-means cannot take NaN: the initial responsibilities come from
             # the data with each missing value replaced by its feature's mean;
@@ -552,11 +561,17 @@ class BaseMixtureEM(
                 and n_threads(self.n_jobs) > 1
             )
             resp = self._initial_resp(
-                X_init, init_weight, random_state, threaded_after=threaded_after
+                X_init,
+                init_weight,
+                random_state,
+                threaded_after=threaded_after,
+                magnitude=magnitude,
             )
         else:
             with single_threaded_blas():
-                resp = self._initial_resp(X_init, init_weight, random_state)
+                resp = self._initial_resp(
+                    X_init, init_weight, random_state, magnitude=magnitude
+                )
         # The first M-step's factorisations under the limit too (k-means's
         # own window had set it; one component skips k-means), unless the
         # model's M-step runs on BLAS's threads (_initial_m_step_window).

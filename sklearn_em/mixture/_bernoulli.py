@@ -479,7 +479,8 @@ class BernoulliMixtureEM(BaseMixtureEM):
     def _validate_rows(self, X, *, reset):
         """Validate ``X`` (dense, or sparse as CSR) and binarise or check it.
 
-        Returns ``X`` and whether it holds a NaN (a missing value).
+        Returns ``X``, whether it holds a NaN (a missing value) and None
+        (no bound on the binarised values is needed).
         """
         # Every sparse format becomes CSR: the engine slices rows. NaN marks
         # a missing value (an explicit NaN entry when sparse).
@@ -491,7 +492,7 @@ class BernoulliMixtureEM(BaseMixtureEM):
             X = _binarize_keeping_nan(X, self.binarize)
         else:
             X = _binarize(X, threshold=self.binarize, copy=True)
-        return X, has_missing
+        return X, has_missing, None
 
     def _check_parameters(self, X):
         super()._check_parameters(X)

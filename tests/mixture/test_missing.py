@@ -7,11 +7,13 @@ observed-data likelihood never decreases, the estimates are consistent); and
 complete data against the complete-data code, which it must still run.
 """
 
+import math
 import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy import sparse
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
@@ -136,6 +138,34 @@ def test_check_missing_finds_nan_and_rejects_infinity(order, threaded, monkeypat
     monkeypatch.setattr(_missing, "map_in_threads", spy)
     _missing.check_missing(X, n_jobs=2)
     assert calls == ([2] if threaded else [])
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_check_missing_bounds_the_values(threaded, dtype, monkeypatch):
+    # The same pass's sum of squares bounds every value, for any layout and
+    # in parts on threads; none where the pass finds a NaN or the squares
+    # overflow, or where float32's rounding of the sum is not bounded.
+    if threaded:
+        monkeypatch.setattr(_missing, "_MIN_THREADED_BYTES", 0)
+    rng = np.random.RandomState(0)
+    X = (rng.standard_t(2, size=(500, 6)) * 10.0 ** rng.uniform(-3, 3, 6)).astype(dtype)
+    top = float(np.abs(X).max())
+    exact = math.sqrt(math.fsum(float(x) ** 2 for x in X.ravel()))
+    for Y in (X, np.asfortranarray(X), X[::3, 1:5], sparse.csr_matrix(X)):
+        values = Y.data if sparse.issparse(Y) else Y
+        has_missing, magnitude = _missing.check_missing_magnitude(Y, n_jobs=2)
+        assert not has_missing
+        assert float(np.abs(values).max()) <= magnitude <= 1.01 * exact
+    assert top <= exact
+    Y = X.copy()
+    Y[3, 2] = np.nan
+    assert _missing.check_missing_magnitude(Y, n_jobs=2) == (True, None)
+    huge = np.full((10, 3), np.finfo(dtype).max / 4, dtype=dtype)
+    assert _missing.check_missing_magnitude(huge, n_jobs=2) == (False, None)
+    many = np.broadcast_to(np.ones(1, dtype=dtype), (6_000_000,))
+    bound = _missing._magnitude_bound(6e6, many)
+    assert (bound is None) if dtype == np.float32 else (bound >= math.sqrt(6e6))
 
 
 # ----------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Numerical robustness of the mixtures (issue 11): each test is a class of
 inputs on which the estimators used to be worse than scikit-learn's."""
 
+import itertools
 import math
+import re
 import warnings
 from fractions import Fraction
 
@@ -762,6 +764,66 @@ def test_pooled_scatters_beyond_the_float_range(covariance_type):
     assert_allclose(
         large.lower_bound_ + X.shape[1] * np.log(scale), unit.lower_bound_, rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_magnitude_checks_read_validations_bound(dtype):
+    # Validation's pass bounds max |x| (check_missing_magnitude). The
+    # magnitude checks given that bound answer as they do from the data,
+    # at every scale up to the float range (where the bound is missing or
+    # too loose they read the data); where it clears every limit they do not
+    # read the data at all: a bound that lies is believed.
+    from sklearn_em.mixture._gaussian import _check_magnitude
+    from sklearn_em.mixture._missing import check_missing_magnitude
+
+    largest = float(np.finfo(dtype).max)
+    rng = np.random.RandomState(0)
+    blobs = np.r_[rng.normal(size=(100, 3)), rng.normal(size=(100, 3)) + 5]
+    # (One value far above the rest: a bound close to it, so that each of
+    # the limits decides on its own.)
+    spike = rng.normal(size=(200, 3)) * 1e-3
+    spike[7, 1] = -1.0
+    scales = np.sqrt(largest) * np.r_[1e-150, np.logspace(-5, 0, 51)]
+    for unit, scale in itertools.product((blobs, spike), scales):
+        X = (unit * float(scale)).astype(dtype)
+        magnitude = check_missing_magnitude(X)[1]
+        for weight, uncentred in ((None, False), (1e6, False), (1.0, True)):
+            try:
+                expected = _check_magnitude(X, weight, uncentred)
+            except ValueError as error:
+                with pytest.raises(ValueError, match=re.escape(str(error))):
+                    _check_magnitude(X, weight, uncentred, magnitude=magnitude)
+                continue
+            assert _check_magnitude(X, weight, uncentred, magnitude) == expected
+    X = np.full((10, 2), np.sqrt(largest), dtype=dtype)
+    assert _check_magnitude(X) != (1.0, False)
+    assert _check_magnitude(X, magnitude=1.0) == (1.0, False)
+
+
+def test_given_parameters_read_validations_bound():
+    # A fit from given parameters checks whether its sums may overflow
+    # (data near the float range) from validation's bound where it is far
+    # from that range, without a pass of its own; near it (a loose bound, or
+    # none where the squares overflow), from the data's extent.
+    from sklearn_em.mixture._data import as_data
+
+    X = _blobs()
+    params = dict(
+        weights_init=[0.5, 0.5],
+        means_init=[[0.0, 0.0], [4.0, 1.0]],
+        precisions_init=[np.eye(2), np.eye(2)],
+    )
+    for scale, near in ((1.0, False), (2e152, True), (1e153, True)):
+        gm = GaussianMixtureEM(2, **params)
+        data = as_data(gm, X * scale, None, reset=True)
+        # (At 2e152 the squares' sum is finite: a bound, but too loose.)
+        assert (data.magnitude is None) == (scale == 1e153)
+        gm._check_parameters(data)
+        assert gm._initialize_from_given(data)
+        assert gm._near_float_range == near
+    data.magnitude = 1.0  # a bound that lies is believed
+    gm._initialize_from_given(data)
+    assert not gm._near_float_range
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
