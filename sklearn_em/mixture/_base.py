@@ -54,7 +54,7 @@ from ._data import as_data
 from ._kmeans import AVAILABLE as _EXACT_KMEANS
 from ._kmeans import kmeans_labels
 from ._kmeans import kmeans_plusplus as _seeds
-from ._missing import check_missing_magnitude
+from ._missing import check_missing, check_missing_magnitude
 from ._online import blend_statistics, recentre_statistics, step_size
 from ._suffstats import (
     CollapseError,
@@ -260,11 +260,13 @@ class BaseMixtureEM(
         has_missing : bool
 
         magnitude : float or None
-            A bound on ``max |x|`` from the same pass, or None (see
-            :func:`~._missing.check_missing_magnitude`).
+            At fit time (``reset``), a bound on ``max |x|`` from the same
+            pass, or None (see :func:`~._missing.check_missing_magnitude`).
         """
         X = validate_rows(self, X, reset=reset)
-        return X, *check_missing_magnitude(X, self.n_jobs)
+        if reset:
+            return X, *check_missing_magnitude(X, self.n_jobs)
+        return X, check_missing(X, self.n_jobs), None
 
     def _check_parameters(self, X):
         """Validate the initial parameters shared by every mixture."""

@@ -161,6 +161,9 @@ def test_check_missing_bounds_the_values(threaded, dtype, monkeypatch):
     Y = X.copy()
     Y[3, 2] = np.nan
     assert _missing.check_missing_magnitude(Y, n_jobs=2) == (True, None)
+    Y[3, 2] = -np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        _missing.check_missing_magnitude(Y, n_jobs=2)
     huge = np.full((10, 3), np.finfo(dtype).max / 4, dtype=dtype)
     assert _missing.check_missing_magnitude(huge, n_jobs=2) == (False, None)
     many = np.broadcast_to(np.ones(1, dtype=dtype), (6_000_000,))
