@@ -142,22 +142,26 @@ def test_check_missing_finds_nan_and_rejects_infinity(order, threaded, monkeypat
 
 @pytest.mark.parametrize("threaded", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_check_missing_bounds_the_values(threaded, dtype, monkeypatch):
+@pytest.mark.parametrize("n_samples", [500, 3000])
+def test_check_missing_bounds_the_values(threaded, dtype, n_samples, monkeypatch):
     # The same pass's sum of squares bounds every value, for any layout and
-    # in parts on threads; none where the pass finds a NaN or the squares
-    # overflow, or where float32's rounding of the sum is not bounded.
+    # in parts on threads, by a BLAS dot on few values and einsum on more;
+    # none where the pass finds a NaN or the squares overflow, or where
+    # float32's rounding of the sum is not bounded.
     if threaded:
         monkeypatch.setattr(_missing, "_MIN_THREADED_BYTES", 0)
     rng = np.random.RandomState(0)
-    X = (rng.standard_t(2, size=(500, 6)) * 10.0 ** rng.uniform(-3, 3, 6)).astype(dtype)
-    top = float(np.abs(X).max())
-    exact = math.sqrt(math.fsum(float(x) ** 2 for x in X.ravel()))
+    X = rng.standard_t(2, size=(n_samples, 6)) * 10.0 ** rng.uniform(-3, 3, 6)
+    X = X.astype(dtype)
     for Y in (X, np.asfortranarray(X), X[::3, 1:5], sparse.csr_matrix(X)):
-        values = Y.data if sparse.issparse(Y) else Y
+        values = np.ravel(Y.data if sparse.issparse(Y) else Y)
+        # The exact norm, which bounds the largest value: the bound is at
+        # least that and at most a rounding's worth above it.
+        exact = math.sqrt(math.fsum(float(x) ** 2 for x in values))
         has_missing, magnitude = _missing.check_missing_magnitude(Y, n_jobs=2)
         assert not has_missing
-        assert float(np.abs(values).max()) <= magnitude <= 1.01 * exact
-    assert top <= exact
+        assert float(np.abs(values).max()) <= exact
+        assert exact * (1 - 1e-12) <= magnitude <= exact * (1 + 1e-3)
     Y = X.copy()
     Y[3, 2] = np.nan
     assert _missing.check_missing_magnitude(Y, n_jobs=2) == (True, None)
