@@ -146,8 +146,7 @@ def test_check_missing_finds_nan_and_rejects_infinity(order, threaded, monkeypat
 def test_check_missing_bounds_the_values(threaded, dtype, n_samples, monkeypatch):
     # The same pass's sum of squares bounds every value, for any layout and
     # in parts on threads, by a BLAS dot on few values and einsum on more;
-    # none where the pass finds a NaN or the squares overflow, or where
-    # float32's rounding of the sum is not bounded.
+    # none where the pass finds a NaN or the squares overflow.
     if threaded:
         monkeypatch.setattr(_missing, "_MIN_THREADED_BYTES", 0)
     rng = np.random.RandomState(0)
@@ -170,9 +169,12 @@ def test_check_missing_bounds_the_values(threaded, dtype, n_samples, monkeypatch
         _missing.check_missing_magnitude(Y, n_jobs=2)
     huge = np.full((10, 3), np.finfo(dtype).max / 4, dtype=dtype)
     assert _missing.check_missing_magnitude(huge, n_jobs=2) == (False, None)
-    many = np.broadcast_to(np.ones(1, dtype=dtype), (6_000_000,))
-    bound = _missing._magnitude_bound(6e6, many)
-    assert (bound is None) if dtype == np.float32 else (bound >= math.sqrt(6e6))
+    # float32 sums of squares are taken in parts of 2^20 values added in
+    # float64: a bound on data of any size, within a few percent.
+    many = rng.standard_normal(6_000_000).astype(dtype)
+    exact = math.sqrt(np.dot(many.astype(np.float64), many.astype(np.float64)))
+    magnitude = _missing.check_missing_magnitude(many, n_jobs=2)[1]
+    assert exact * (1 - 1e-9) <= magnitude <= exact * 1.07
 
 
 # ----------------------------------------------------------------------
