@@ -151,7 +151,7 @@ def dgemm_rate(size=2048, repeats=3, warm_up=1.0):
     the same machine's products ran at 190-200 minutes before and after
     (this machine runs work after a pause slowly at first): every '% of
     dgemm' of that run was 1.5x too high. Benchmarks measure it at their
-    start and end and divide by the larger (see ``peak_rate``).
+    start and end and divide by the larger (the least flattering share).
     """
     a = np.random.default_rng(0).normal(size=(size, size))
     start = time.perf_counter()
@@ -163,12 +163,6 @@ def dgemm_rate(size=2048, repeats=3, warm_up=1.0):
         a @ a
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
-
-
-def peak_rate(rates):
-    """The dgemm rate a benchmark's shares are taken against: the largest of
-    its measurements (the least flattering share of our rate)."""
-    return max(rates)
 
 
 def measure_point(covariance_type, d, k, args, peak):
@@ -249,7 +243,7 @@ def main():
     load.append(os.getloadavg()[0])
     rates.append(dgemm_rate())
     print(f"dgemm at the end: {rates[-1] / 1e9:.1f} GFLOP/s", flush=True)
-    peak = peak_rate(rates)
+    peak = max(rates)
     for row in rows:
         row["share"] = row["rate"] / peak
 

@@ -159,43 +159,38 @@ def _check_magnitude(X, total_weight=None, uncentred=False, magnitude=None):
     """
     if X.size == 0:
         return 1.0, False
-    n_samples, n_features = X.shape
-    weight = max(float(n_samples if total_weight is None else total_weight), 1.0)
-    largest = float(np.finfo(X.dtype).max)
-    if magnitude is not None and _within_magnitude_limits(
-        magnitude, weight, X, largest, uncentred
-    ):
-        return 1.0, False
+    weight = max(float(len(X) if total_weight is None else total_weight), 1.0)
+    if magnitude is not None:
+        # Every limit bounds the data from above: where the bound passes
+        # them all, so does the data.
+        refused, scale, sums = _magnitude_verdict(
+            magnitude, 2.0 * magnitude, weight, X, uncentred
+        )
+        if not refused and scale == 1.0 and not sums:
+            return 1.0, False
     high, low = float(np.nanmax(X)), float(np.nanmin(X))
     top = max(high, -low)
-    # (Compared as square roots: the squares can overflow Python's floats.)
-    extent = high - low
-    if extent > math.sqrt(largest) or (
-        uncentred and top > math.sqrt(largest / (4.0 * X.size))
-    ):
+    refused, scale, sums = _magnitude_verdict(top, high - low, weight, X, uncentred)
+    if refused:
         raise _magnitude_error(X, top)
+    return scale, sums
+
+
+def _magnitude_verdict(top, extent, weight, X, uncentred):
+    """:func:`_check_magnitude`'s limits for data of largest magnitude ``top``
+    spanning ``extent``: whether it is refused, k-means's scale, and whether
+    the fit's sums could overflow."""
+    largest = float(np.finfo(X.dtype).max)
+    # (Compared as square roots: the squares can overflow Python's floats.)
+    refused = extent > math.sqrt(largest) or (
+        uncentred and top > math.sqrt(largest / (4.0 * X.size))
+    )
     scale = 1.0
-    kmeans_limit = math.sqrt(largest / (4.0 * n_features * weight))
+    kmeans_limit = math.sqrt(largest / (4.0 * X.shape[1] * weight))
     if top > kmeans_limit:
         # Half the limit (one more halving than needed): the sums' rounding.
         scale = 2.0 ** -math.ceil(math.log2(top / kmeans_limit) + 1)
-    return scale, _sums_may_overflow(extent, weight, X.dtype)
-
-
-def _within_magnitude_limits(top, weight, X, largest, uncentred):
-    """Whether data of values at most ``top`` in magnitude passes every check
-    of :func:`_check_magnitude` with a scale of one and no sums near the
-    float range. (The extent's and the sums' limits follow from k-means's,
-    at least one row and one feature: they are kept to read as the checks
-    do.)"""
-    n_features = X.shape[1]
-    extent = 2.0 * top
-    return (
-        extent <= math.sqrt(largest)
-        and not (uncentred and top > math.sqrt(largest / (4.0 * X.size)))
-        and top <= math.sqrt(largest / (4.0 * n_features * weight))
-        and not _sums_may_overflow(extent, weight, X.dtype)
-    )
+    return refused, scale, _sums_may_overflow(extent, weight, X.dtype)
 
 
 def _sums_may_overflow(extent, weight, dtype):

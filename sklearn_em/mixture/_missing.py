@@ -162,31 +162,30 @@ def check_missing_magnitude(X, n_jobs=None):
     magnitude : float or None
         An upper bound on the absolute values of ``X`` (of its stored
         values, for a sparse matrix); None where the pass gives none (NaN,
-        values whose squares overflow, or too many float32 values for the
-        sum's rounding to be bounded).
+        complex values, or values whose squares overflow).
 
     Raises
     ------
     ValueError
         When ``X`` holds an infinite value, with scikit-learn's message.
     """
-    return _check_finite(X, n_jobs, _sum_of_squares)
+    has_missing, squares = _check_finite(X, n_jobs, _sum_of_squares)
+    if squares is None:
+        return has_missing, None
+    values = X.data if sparse.issparse(X) else X
+    return has_missing, _magnitude_bound(float(squares.real), values)
 
 
 def _check_finite(X, n_jobs, checksum):
     """``check_missing``'s tests on a ``checksum`` of the values: whether
-    ``X`` holds a NaN, and the bound on its values where the checksum is a
-    sum of squares (see :func:`check_missing_magnitude`)."""
+    ``X`` holds a NaN, and the checksum where it is finite (else None)."""
     values = X.data if sparse.issparse(X) else X
     if values.size == 0 or values.dtype.kind not in "fc":
         return False, None
     with np.errstate(over="ignore", invalid="ignore"):
         total = checksum(values, n_jobs)
     if np.isfinite(total):
-        bound = None
-        if checksum is _sum_of_squares:
-            bound = _magnitude_bound(float(total.real), values)
-        return False, bound
+        return False, total
     if np.isinf(values).any():
         raise ValueError(
             f"Input X contains infinity or a value too large for {values.dtype!r}."
